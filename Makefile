@@ -1,0 +1,37 @@
+# dipddpm — two commands on a fresh machine:  `make report`  and  `make test`.
+# Both create .venv on first use and install the project into it (torch pinned to 2.13.0).
+
+PY       ?= python3
+VENV     ?= .venv
+PYTHON   := $(VENV)/bin/python
+PROFILE  ?= quick
+DATA     ?=
+STAMP    := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: venv report test lab clean-results help
+
+help:
+	@echo "make report [PROFILE=quick|smoke|full] [DATA=/path/to/images]  build the report"
+	@echo "make test                                                     unit tests + notebook smoke runs"
+	@echo "make lab                                                      JupyterLab with the project kernel"
+
+$(STAMP): pyproject.toml
+	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e .
+	$(PYTHON) -m ipykernel install --sys-prefix --name dipddpm --display-name "dipddpm (.venv)" >/dev/null
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+report: venv
+	$(PYTHON) -m dipddpm_lib.report --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+
+test: venv
+	$(PYTHON) -m pytest
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-results:
+	rm -rf results/$(PROFILE)

@@ -1,0 +1,145 @@
+"""Content-addressed cache: one directory per entry, keyed by a hash of its config.
+
+An entry is ``<root>/<kind>/<key>/`` with ``tensors.safetensors`` (optional) and ``meta.json``.
+``meta.json`` records the config and the SHA-256 of every file. Writes go to a temporary
+directory that is renamed into place, so a killed run never leaves a half-written entry; a
+read re-checks the checksums and treats a damaged entry as a miss. Nothing is unpickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+_TENSORS = "tensors.safetensors"
+_META = "meta.json"
+
+
+def default_root() -> Path:
+    """``$DIPDDPM_CACHE`` if set, else ``.cache`` in the project checkout, else ``~/.cache/dipddpm``."""
+    if os.environ.get("DIPDDPM_CACHE"):
+        return Path(os.environ["DIPDDPM_CACHE"])
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").exists():
+        return repo / ".cache"
+    return Path.home() / ".cache" / "dipddpm"
+
+
+def config_key(config: dict) -> str:
+    """Stable 16-hex-digit hash of a JSON-able config (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+class Cache:
+    """A content-addressed store of tensors + JSON metadata under ``root``."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_root()
+
+    def path(self, kind: str, config: dict) -> Path:
+        """Directory of the entry for ``config`` (it may not exist)."""
+        return self.root / kind / config_key(config)
+
+    def get(self, kind: str, config: dict) -> tuple[dict[str, torch.Tensor], dict] | None:
+        """Return ``(tensors, meta)`` for a valid entry, or ``None`` on a miss or damaged entry."""
+        entry = self.path(kind, config)
+        meta_path = entry / _META
+        if not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            for name, digest in meta["_files"].items():
+                if _sha256(entry / name) != digest:
+                    raise ValueError(f"checksum mismatch for {name}")
+            tensors = load_file(entry / _TENSORS) if _TENSORS in meta["_files"] else {}
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+            warnings.warn(f"cache entry {entry} is damaged ({err}); recomputing it")
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+        return tensors, meta
+
+    def put(self, kind: str, config: dict, tensors: dict[str, torch.Tensor] | None = None,
+            meta: dict | None = None) -> Path:
+        """Write an entry atomically: build it in a temporary directory, then rename it."""
+        entry = self.path(kind, config)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.tmp-"))
+        try:
+            files = {}
+            if tensors:
+                save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+                          tmp / _TENSORS)
+                files[_TENSORS] = _sha256(tmp / _TENSORS)
+            full_meta = {"config": config, **(meta or {}), "_files": files}
+            atomic_write_json(tmp / _META, full_meta)
+            if entry.exists():  # a concurrent writer won; keep theirs
+                shutil.rmtree(tmp)
+            else:
+                os.replace(tmp, entry)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return entry
+
+    def get_or_compute(self, kind: str, config: dict,
+                       compute: Callable[[], tuple[dict[str, torch.Tensor], dict]]):
+        """Return the cached ``(tensors, meta)`` or compute, store and return them."""
+        hit = self.get(kind, config)
+        if hit is not None:
+            return hit
+        tensors, meta = compute()
+        self.put(kind, config, tensors, meta)
+        return self.get(kind, config)
+
+    def clean_partial(self) -> int:
+        """Remove temporary directories left by killed writers; return how many."""
+        n = 0
+        for tmp in self.root.glob("*/.*.tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+            n += 1
+        return n

@@ -1,0 +1,54 @@
+"""Compute accounting shared by every experiment: FLOPs, network evaluations, wall seconds.
+
+FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (it counts matmuls and
+convolutions, forward and backward). A network call of a fixed shape always costs the same,
+so each distinct call is counted once under the counter and then multiplied by the number of
+calls; this keeps the counter's overhead out of the timed loops.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass
+class Compute:
+    """What a piece of work cost. ``nfe``: denoiser evaluations; ``dip_iters``: DIP steps."""
+
+    flops: float = 0.0
+    nfe: int = 0
+    dip_iters: int = 0
+    wall_s: float = 0.0
+
+    def __add__(self, other: "Compute") -> "Compute":
+        return Compute(self.flops + other.flops, self.nfe + other.nfe,
+                       self.dip_iters + other.dip_iters, self.wall_s + other.wall_s)
+
+    def to_dict(self) -> dict:
+        """JSON-able dict; FLOPs also given in GFLOPs for reading."""
+        d = asdict(self)
+        d["gflops"] = self.flops / 1e9
+        return d
+
+
+def count_flops(fn: Callable, *args, **kwargs) -> tuple[float, object]:
+    """Run ``fn(*args, **kwargs)`` once under ``FlopCounterMode``; return ``(flops, result)``."""
+    with FlopCounterMode(display=False) as counter:
+        out = fn(*args, **kwargs)
+    return float(counter.get_total_flops()), out
+
+
+class Timer:
+    """Context manager measuring wall seconds: ``with Timer() as t: ...; t.seconds``."""
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self._start
+        return False

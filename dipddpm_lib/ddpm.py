@@ -1,0 +1,259 @@
+"""DDPM on diffusers: ``UNet2DModel`` + ``DDPMScheduler`` training with EMA, and one sampler.
+
+Conventions
+-----------
+* Public images are in [0, 1]; the model works in [-1, 1] (``to_model`` / ``from_model``).
+* Diffusion time ``t`` counts forward noising steps: ``t = 0`` is the clean image and
+  ``t = T`` (1000) is pure noise, so ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`` with
+  ``abar_t = prod_{s<=t} (1 - beta_s)``. diffusers indexes the same step as timestep ``t - 1``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from .cache import Cache
+from .compute import Compute, Timer, count_flops
+from .errors import check_choice, check_images, check_positive_int, check_timestep
+
+BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
+
+
+def to_model(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] → [-1, 1]."""
+    return x * 2.0 - 1.0
+
+
+def from_model(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] → [0, 1], clipped."""
+    return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def make_scheduler(beta_schedule: str = "linear", sampler: str = "ddpm",
+                   num_train_timesteps: int = 1000):
+    """A diffusers scheduler for ``sampler`` with ``beta_schedule`` in {linear, cosine}."""
+    check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
+    check_choice("sampler", sampler, SAMPLERS)
+    common = dict(num_train_timesteps=num_train_timesteps,
+                  beta_schedule=BETA_SCHEDULES[beta_schedule])
+    if sampler == "ddpm":
+        return DDPMScheduler(**common, clip_sample=True)
+    if sampler == "ddim":
+        return DDIMScheduler(**common, clip_sample=True, set_alpha_to_one=True)
+    return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2,
+                                       final_sigmas_type="zero")
+
+
+def make_unet(profile, channels: int | None = None) -> UNet2DModel:
+    """The profile's ``UNet2DModel`` (block widths and attention placement from the profile)."""
+    if channels is None:
+        channels = 1 if profile.dataset == "digits" else 3
+    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in profile.unet_attention)
+    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(profile.unet_attention))
+    groups = min(32, min(profile.unet_channels) // 2)
+    return UNet2DModel(sample_size=profile.image_size, in_channels=channels,
+                       out_channels=channels, block_out_channels=tuple(profile.unet_channels),
+                       down_block_types=down, up_block_types=up,
+                       layers_per_block=profile.unet_layers_per_block, norm_num_groups=groups)
+
+
+def alphas_cumprod(beta_schedule: str = "linear", num_train_timesteps: int = 1000) -> torch.Tensor:
+    """``abar_t`` for t = 0..T (index 0 is 1.0, the clean image)."""
+    sched = make_scheduler(beta_schedule, "ddpm", num_train_timesteps)
+    return torch.cat([torch.ones(1), sched.alphas_cumprod.float()])
+
+
+def q_sample(x0: torch.Tensor, t: int, noise: torch.Tensor, beta_schedule: str = "linear",
+             num_train_timesteps: int = 1000) -> torch.Tensor:
+    """Forward-noise clean images ``x0`` in [0,1] to time ``t`` with the scheduler's
+    ``add_noise``. Returns ``x_t`` in model space; ``t = 0`` returns ``to_model(x0)``."""
+    check_timestep("t", t, num_train_timesteps)
+    x0 = to_model(x0)
+    if t == 0:
+        return x0
+    sched = make_scheduler(beta_schedule, "ddpm", num_train_timesteps)
+    steps = torch.full((x0.shape[0],), t - 1, dtype=torch.long)
+    return sched.add_noise(x0, noise, steps)
+
+
+# --------------------------------------------------------------------------- training
+@dataclass
+class TrainedDDPM:
+    """A trained denoiser (EMA weights) and what its training recorded."""
+
+    unet: UNet2DModel
+    beta_schedule: str
+    loss_history: np.ndarray
+    meta: dict
+
+
+def _train_config(profile, beta_schedule: str, seed: int, n_train: int) -> dict:
+    keys = ("dataset", "data_dir", "image_size", "test_fraction", "num_train_timesteps",
+            "unet_channels", "unet_attention", "unet_layers_per_block", "train_steps",
+            "batch_size", "lr", "warmup_steps", "grad_clip", "ema_decay")
+    cfg = {k: getattr(profile, k) for k in keys}
+    return {**cfg, "beta_schedule": beta_schedule, "seed": seed, "n_train": n_train, "v": 1}
+
+
+def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, seed: int = 0,
+               cache: Cache | None = None, progress: bool = True) -> TrainedDDPM:
+    """Train (or load from the cache) a DDPM on ``images`` (N×C×H×W in [0,1]).
+
+    AdamW with linear warm-up, gradient clipping, and diffusers' ``EMAModel``; the returned
+    UNet carries the EMA weights. The cache key is the training config plus the data's shape.
+    """
+    beta_schedule = beta_schedule or profile.beta_schedule
+    check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
+    check_images(images, "training images")
+    check_positive_int("train_steps", profile.train_steps)
+    check_positive_int("batch_size", profile.batch_size)
+    cache = cache or Cache()
+    cfg = _train_config(profile, beta_schedule, seed, len(images))
+    device = torch.device(profile.device if torch.cuda.is_available() else "cpu")
+
+    def _train():
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        unet = make_unet(profile, images.shape[1]).to(device)
+        sched = make_scheduler(beta_schedule, "ddpm", profile.num_train_timesteps)
+        opt = torch.optim.AdamW(unet.parameters(), lr=profile.lr, weight_decay=0.0)
+        warm = max(1, profile.warmup_steps)
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+        ema = EMAModel(unet.parameters(), decay=profile.ema_decay, use_ema_warmup=True, power=0.75)
+        data = to_model(images).to(device)
+        losses = np.zeros(profile.train_steps, dtype=np.float32)
+        timer = Timer().__enter__()
+        bar = tqdm(range(profile.train_steps), desc=f"DDPM train ({beta_schedule})",
+                   disable=not progress, mininterval=2)
+        for step in bar:
+            idx = torch.randint(0, len(data), (profile.batch_size,), generator=gen)
+            x0 = data[idx.to(device)]
+            noise = torch.randn(x0.shape, generator=gen).to(device)
+            t = torch.randint(0, profile.num_train_timesteps, (len(x0),), generator=gen).to(device)
+            loss = F.mse_loss(unet(sched.add_noise(x0, noise, t), t).sample, noise)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), profile.grad_clip)
+            opt.step()
+            lr_sched.step()
+            ema.step(unet.parameters())
+            losses[step] = loss.item()
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{losses[max(0, step - 49):step + 1].mean():.4f}")
+        timer.__exit__()
+        ema.copy_to(unet.parameters())
+        tensors = {f"unet.{k}": v for k, v in unet.state_dict().items()}
+        tensors["loss_history"] = torch.from_numpy(losses)
+        n_params = sum(p.numel() for p in unet.parameters())
+        return tensors, {"train_seconds": timer.seconds, "n_params": n_params,
+                         "final_loss": float(losses[-100:].mean())}
+
+    tensors, meta = cache.get_or_compute("ddpm", cfg, _train)
+    unet = make_unet(profile, images.shape[1])
+    unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")})
+    unet.to(device).eval()
+    return TrainedDDPM(unet, beta_schedule, tensors["loss_history"].numpy(), meta)
+
+
+# --------------------------------------------------------------------------- sampling
+@dataclass
+class SampleResult:
+    """Generated or restored images in [0,1] and what producing them cost."""
+
+    images: torch.Tensor
+    compute: Compute
+    timesteps: list[int]
+
+
+def _timesteps(sched, sampler: str, num_steps: int, t_start: int | None, T: int) -> list[int]:
+    """diffusers timesteps for a chain of at most ``num_steps`` steps from ``t_start`` (or T)."""
+    if t_start is None:  # from pure noise: the schedulers' own spacing
+        sched.set_timesteps(num_steps)
+        return [int(t) for t in sched.timesteps]
+    top = t_start - 1  # diffusers index of x_{t_start}
+    if sampler == "ddim":
+        # DDIM steps by the fixed stride T // num_inference_steps: pick the smallest stride
+        # whose chain from `top` fits in `num_steps`, and start the chain exactly at `top`.
+        for n_inf in range(T, 0, -1):
+            stride = T // n_inf
+            if top // stride + 1 <= num_steps:
+                break
+        sched.set_timesteps(n_inf)
+        ts = list(range(top, -1, -stride))
+        sched.timesteps = torch.tensor(ts, dtype=torch.long)
+        return ts
+    ts = np.unique(np.round(np.linspace(top, 0, num_steps)).astype(int))[::-1]
+    ts = [int(t) for t in ts]
+    sched.set_timesteps(timesteps=ts)
+    return [int(t) for t in sched.timesteps]
+
+
+@torch.no_grad()
+def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_steps: int = 1000,
+           num_samples: int | None = None, seed: int = 0, x_start: torch.Tensor | None = None,
+           t_start: int | None = None, batch_size: int = 256, progress: bool = True,
+           num_train_timesteps: int = 1000) -> SampleResult:
+    """Run the reverse chain with ``sampler`` in {ddpm, ddim, dpm-solver++}.
+
+    From pure noise (``num_samples`` images), or from ``x_start`` (model space, e.g. from
+    :func:`q_sample`) at time ``t_start`` in [0, T]; ``t_start = 0`` returns ``x_start``
+    unchanged. ``num_steps`` is the number of denoiser evaluations (at most; a midway DDIM
+    chain may use fewer to keep its fixed stride). Returns images in [0,1] and the compute.
+    """
+    check_choice("sampler", sampler, SAMPLERS)
+    check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
+    num_steps = check_positive_int("num_steps", num_steps)
+    batch_size = check_positive_int("batch_size", batch_size)
+    T = num_train_timesteps
+    if x_start is None:
+        if t_start is not None:
+            raise ValueError("t_start needs x_start (the image at that time)")
+        num_samples = check_positive_int("num_samples", num_samples)
+    else:
+        check_images(x_start, "x_start", channels=unet.config.in_channels)
+        if t_start is None:
+            raise ValueError("x_start needs t_start (its diffusion time in [0, T])")
+        check_timestep("t_start", t_start, T)
+        num_samples = len(x_start)
+    if t_start is None and num_steps > T:
+        raise ValueError(f"num_steps must be at most T={T}, got {num_steps}")
+    device = next(unet.parameters()).device
+    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    gen = torch.Generator().manual_seed(seed)
+    if x_start is None:
+        x_all = torch.randn((num_samples, *shape), generator=gen)
+    else:
+        x_all = x_start.detach().float().cpu()
+    if t_start == 0:
+        return SampleResult(from_model(x_all), Compute(), [])
+
+    sched = make_scheduler(beta_schedule, sampler, T)
+    timesteps = _timesteps(sched, sampler, num_steps, t_start, T)
+    flops_per_image = None
+    outs, compute = [], Compute()
+    with Timer() as timer:
+        for b0 in range(0, num_samples, batch_size):
+            sched = make_scheduler(beta_schedule, sampler, T)  # fresh multistep state per batch
+            _timesteps(sched, sampler, num_steps, t_start, T)
+            x = x_all[b0:b0 + batch_size].to(device) * sched.init_noise_sigma
+            if flops_per_image is None:
+                f, _ = count_flops(unet, x[:1], torch.full((1,), timesteps[0], device=device))
+                flops_per_image = f
+            desc = f"{sampler} {len(timesteps)} steps" + (f" from t={t_start}" if t_start else "")
+            for t in tqdm(sched.timesteps, desc=desc, disable=not progress, leave=False,
+                          mininterval=2):
+                tt = torch.full((len(x),), int(t), device=device, dtype=torch.long)
+                eps = unet(sched.scale_model_input(x, t), tt).sample
+                kwargs = {"generator": gen} if sampler == "ddpm" else {}
+                x = sched.step(eps, t, x, **kwargs).prev_sample
+            outs.append(from_model(x).cpu())
+    nfe = len(timesteps)
+    compute = Compute(flops=flops_per_image * nfe * num_samples, nfe=nfe, wall_s=timer.seconds)
+    return SampleResult(torch.cat(outs), compute, timesteps)

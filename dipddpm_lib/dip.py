@@ -1,0 +1,262 @@
+"""Deep Image Prior (Ulyanov et al., 2018): the skip encoder-decoder, degradations, ``fit``.
+
+``fit`` follows the paper's denoising set-up: a fixed uniform-noise input (×1/10), a fresh
+Gaussian perturbation of it at every step (reg-noise, std 1/30), Adam at lr 0.01, and an
+exponential moving average (0.99) of the outputs. It logs PSNR against the observation and,
+when given, against the clean image, for both the raw and the averaged output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .compute import Compute, Timer, count_flops
+from .errors import check_choice, check_images, check_positive_int, check_sigma
+from .metrics import psnr
+
+TASKS = ("denoise", "inpaint", "sr4")
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
+# --------------------------------------------------------------------------- network
+@dataclass(frozen=True)
+class DIPConfig:
+    """The skip network's knobs. Defaults are the paper's: 5 scales × 128 channels."""
+
+    scales: int = 5
+    channels: int = 128
+    skip_channels: int = 4
+    input_depth: int = 32
+    upsample: str = "bilinear"
+
+    @classmethod
+    def from_profile(cls, profile, **overrides) -> "DIPConfig":
+        """The profile's DIP network, with single knobs overridden."""
+        cfg = dict(scales=profile.dip_scales, channels=profile.dip_channels,
+                   skip_channels=profile.dip_skip_channels, input_depth=profile.dip_input_depth,
+                   upsample=profile.dip_upsample)
+        cfg.update(overrides)
+        return cls(**cfg)
+
+    @property
+    def min_size(self) -> int:
+        """Smallest image side the network accepts: it halves the image ``scales`` times."""
+        return 2 ** self.scales
+
+
+def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Module:
+    pad = (k - 1) // 2
+    layers = [nn.ReflectionPad2d(pad)] if pad else []
+    return nn.Sequential(*layers, nn.Conv2d(cin, cout, k, stride=stride))
+
+
+def _cba(cin: int, cout: int, k: int, stride: int = 1) -> nn.Module:
+    """Conv → BatchNorm → LeakyReLU(0.2)."""
+    return nn.Sequential(_conv(cin, cout, k, stride), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2))
+
+
+class _Level(nn.Module):
+    """One scale: a skip branch beside a strided-down, deeper, upsampled branch."""
+
+    def __init__(self, cin: int, cfg: DIPConfig, depth: int):
+        super().__init__()
+        c, s = cfg.channels, cfg.skip_channels
+        self.skip = _cba(cin, s, 1) if s > 0 else None
+        self.down = nn.Sequential(_cba(cin, c, 3, stride=2), _cba(c, c, 3))
+        self.deeper = _Level(c, cfg, depth - 1) if depth > 1 else None
+        self.up = nn.Upsample(scale_factor=2, mode=cfg.upsample,
+                              **({"align_corners": False} if cfg.upsample == "bilinear" else {}))
+        self.merge = nn.Sequential(nn.BatchNorm2d(s + c), _cba(s + c, c, 3), _cba(c, c, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.down(x)
+        if self.deeper is not None:
+            y = self.deeper(y)
+        y = self.up(y)
+        if self.skip is not None:
+            y = torch.cat([self.skip(x), y], dim=1)
+        return self.merge(y)
+
+
+class SkipNet(nn.Module):
+    """Ulyanov et al.'s skip encoder-decoder: ``scales`` levels, reflection padding,
+    BatchNorm, LeakyReLU, a 1×1 output conv and a sigmoid."""
+
+    def __init__(self, cfg: DIPConfig, out_channels: int):
+        super().__init__()
+        check_choice("upsample mode", cfg.upsample, UPSAMPLE_MODES)
+        check_positive_int("scales", cfg.scales)
+        check_positive_int("channels", cfg.channels)
+        self.cfg = cfg
+        self.body = _Level(cfg.input_depth, cfg, cfg.scales)
+        self.out = nn.Sequential(nn.Conv2d(cfg.channels, out_channels, 1), nn.Sigmoid())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(z))
+
+
+# --------------------------------------------------------------------------- degradations
+@dataclass
+class Degradation:
+    """A forward operator ``A`` and its observation ``y = A(x) (+ noise)``.
+
+    ``denoise``: identity. ``inpaint``: multiply by a binary ``mask`` (1 = kept pixel).
+    ``sr4``: ×4 antialiased bilinear downsampling.
+    """
+
+    task: str
+    observation: torch.Tensor
+    mask: torch.Tensor | None = None
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``A(x)``, differentiable."""
+        if self.task == "inpaint":
+            return x * self.mask
+        if self.task == "sr4":
+            return F.interpolate(x, scale_factor=0.25, mode="bilinear", antialias=True,
+                                 align_corners=False)
+        return x
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Data-fit MSE between ``A(x)`` and the observation."""
+        return F.mse_loss(self.apply(x), self.observation)
+
+
+def degrade(clean: torch.Tensor, task: str = "denoise", sigma: float = 25.0, seed: int = 0,
+            keep: float = 0.5) -> Degradation:
+    """Make the observation of ``clean`` (1×C×H×W in [0,1]) for ``task``.
+
+    ``sigma`` is the Gaussian noise std on the 0-255 scale (added for every task; use 0 for
+    noiseless inpainting / super-resolution). ``keep`` is the inpainting mask's kept share.
+    The noisy observation is not clipped, as in the paper's denoising set-up.
+    """
+    check_choice("task", task, TASKS)
+    sigma = check_sigma(sigma)
+    check_images(clean, "clean image")
+    gen = torch.Generator().manual_seed(seed)
+    mask = None
+    if task == "inpaint":
+        mask = (torch.rand((1, 1, *clean.shape[-2:]), generator=gen) < keep).float()
+    op = Degradation(task, clean, mask)
+    y = op.apply(clean)
+    y = y + torch.randn(y.shape, generator=gen) * (sigma / 255.0)
+    return Degradation(task, y, mask)
+
+
+# --------------------------------------------------------------------------- fitting
+@dataclass
+class DIPResult:
+    """What a DIP fit returns: the last and the averaged output, a per-step history, compute."""
+
+    output: torch.Tensor
+    output_ema: torch.Tensor
+    history: dict[str, np.ndarray]
+    compute: Compute
+    stopped_at: int
+    best_output: torch.Tensor | None = None
+    best_iteration: int | None = None
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+def make_input(cfg: DIPConfig, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """DIP's fixed input: uniform noise × 1/10 with ``input_depth`` channels."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand((1, cfg.input_depth, height, width), generator=gen) * 0.1
+
+
+def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int = 1000,
+        clean: torch.Tensor | None = None, lr: float = 0.01, reg_noise_std: float = 1.0 / 30.0,
+        ema: float = 0.99, seed: int = 0, callback: Callable | None = None,
+        net_input: torch.Tensor | None = None, snapshot_every: int = 0,
+        device: str = "cpu", progress: bool = True, desc: str = "DIP") -> DIPResult:
+    """Fit a DIP network to ``degradation``'s observation for up to ``iterations`` steps.
+
+    ``callback(i, output, output_ema, history) -> bool`` runs after step ``i`` (1-based);
+    returning True stops the fit there (for early stopping). ``net_input`` replaces the
+    default noise input (TDPM-DIP feeds its own). ``snapshot_every`` keeps every k-th EMA
+    output. When ``clean`` is given, the output with the best clean PSNR is kept as well.
+    """
+    iterations = check_positive_int("iterations", iterations)
+    y = check_images(degradation.observation, "observation")
+    if degradation.task == "sr4":
+        h, w = y.shape[-2] * 4, y.shape[-1] * 4
+    else:
+        h, w = y.shape[-2:]
+    if min(h, w) < cfg.min_size or h % cfg.min_size or w % cfg.min_size:
+        raise ValueError(f"image is {h}×{w}; a {cfg.scales}-scale DIP needs sides that are "
+                         f"multiples of {cfg.min_size} (at least {cfg.min_size}×{cfg.min_size})")
+    if clean is not None:
+        check_images(clean, "clean image", channels=y.shape[1])
+    if not 0.0 <= ema < 1.0:
+        raise ValueError(f"ema must be in [0, 1), got {ema}")
+    if lr <= 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    net = SkipNet(cfg, y.shape[1]).to(dev)
+    z0 = (make_input(cfg, h, w, seed) if net_input is None else net_input).to(dev)
+    gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    y_dev = y.to(dev)
+    op = Degradation(degradation.task, y_dev,
+                     None if degradation.mask is None else degradation.mask.to(dev))
+    clean_dev = clean.to(dev) if clean is not None else None
+
+    def step(z):
+        out = net(z)
+        loss = op.loss(out)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return out.detach(), loss.detach()
+
+    keys = ["loss", "psnr_obs", "psnr_obs_ema"] + (["psnr_clean", "psnr_clean_ema"] if clean is not None else [])
+    hist = {k: np.full(iterations, np.nan, dtype=np.float32) for k in keys}
+    out_ema, flops_per_iter, stopped_at = None, 0.0, iterations
+    best_psnr, best_out, best_it, snaps = -np.inf, None, None, {}
+    with Timer() as timer:
+        for i in tqdm(range(iterations), desc=desc, disable=not progress, leave=False,
+                      mininterval=2):
+            z = z0 + torch.randn(z0.shape, generator=gen, device=dev) * reg_noise_std if reg_noise_std > 0 else z0
+            if i == 0:
+                flops_per_iter, (out, loss) = count_flops(step, z)
+            else:
+                out, loss = step(z)
+            out_ema = out if out_ema is None else ema * out_ema + (1 - ema) * out
+            hist["loss"][i] = loss.item()
+            hist["psnr_obs"][i] = psnr(op.apply(out), y_dev).item()
+            hist["psnr_obs_ema"][i] = psnr(op.apply(out_ema), y_dev).item()
+            if clean_dev is not None:
+                hist["psnr_clean"][i] = p = psnr(out, clean_dev).item()
+                hist["psnr_clean_ema"][i] = pe = psnr(out_ema, clean_dev).item()
+                if max(p, pe) > best_psnr:
+                    best_psnr, best_it = max(p, pe), i + 1
+                    best_out = (out if p >= pe else out_ema).cpu()
+            if snapshot_every and (i + 1) % snapshot_every == 0:
+                snaps[i + 1] = out_ema.cpu()
+            if callback is not None and callback(i + 1, out, out_ema, hist):
+                stopped_at = i + 1
+                break
+    hist = {k: v[:stopped_at] for k, v in hist.items()}
+    compute = Compute(flops=flops_per_iter * stopped_at, dip_iters=stopped_at, wall_s=timer.seconds)
+    return DIPResult(out.cpu(), out_ema.cpu(), hist, compute, stopped_at, best_out, best_it, snaps)
+
+
+def dip_flops_per_iteration(cfg: DIPConfig, channels: int, height: int, width: int) -> float:
+    """FLOPs of one DIP step (forward + backward) for this network and image size."""
+    net = SkipNet(cfg, channels)
+    z = make_input(cfg, height, width)
+    target = torch.zeros(1, channels, height, width)
+
+    def step():
+        F.mse_loss(net(z), target).backward()
+
+    flops, _ = count_flops(step)
+    return flops

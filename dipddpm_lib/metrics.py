@@ -1,0 +1,186 @@
+"""Image-quality and sample-quality metrics, all offline.
+
+* PSNR / SSIM: torchmetrics, per image, data range 1.
+* FID / KID: torchmetrics with a ``feature`` network that this project trains and caches (an
+  in-domain CNN classifier; its penultimate layer gives the features), or a user-supplied
+  TorchScript feature net. Every FID number carries the name of its features.
+* Confident fraction: the share of samples that the classifier labels with p ≥ 0.9.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+from tqdm.auto import tqdm
+
+from .cache import Cache
+from .errors import check_images
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of ``x`` against ``ref`` (both N×C×H×W in [0,1])."""
+    x, ref = _batch(x), _batch(ref)
+    return peak_signal_noise_ratio(x.clamp(0, 1), ref, data_range=1.0, dim=(1, 2, 3),
+                                   reduction="none")
+
+
+def ssim(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM of ``x`` against ``ref`` (both N×C×H×W in [0,1])."""
+    x, ref = _batch(x), _batch(ref)
+    kernel = 7 if min(x.shape[-2:]) < 32 else 11
+    return structural_similarity_index_measure(x.clamp(0, 1), ref, data_range=1.0,
+                                               kernel_size=kernel, reduction="none")
+
+
+def _batch(x: torch.Tensor) -> torch.Tensor:
+    return (x.unsqueeze(0) if x.dim() == 3 else x).float()
+
+
+# --------------------------------------------------------------------------- feature net
+class FeatureNet(nn.Module):
+    """A small CNN classifier; ``features`` (its penultimate layer) feeds FID and KID."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32,
+                 num_features: int = 128):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(),
+            nn.Conv2d(w, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(4 * w, num_features), nn.ReLU(),
+        )
+        self.head = nn.Linear(num_features, num_classes)
+        self.num_features = num_features
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer features of images in [0,1]."""
+        return self.body(x * 2 - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of images in [0,1]."""
+        return self.head(self.features(x))
+
+
+class _Features(nn.Module):
+    """Adapter torchmetrics calls: images in [0,1] → feature vectors."""
+
+    def __init__(self, net: nn.Module, num_features: int):
+        super().__init__()
+        self.net, self.num_features = net, num_features
+
+    def forward(self, x):
+        fn = getattr(self.net, "features", self.net)
+        return fn(x.float())
+
+
+@dataclass
+class Classifier:
+    """The cached in-domain classifier and what it scored on the held-out test split."""
+
+    net: FeatureNet
+    test_accuracy: float
+    name: str
+
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Softmax class probabilities for images in [0,1]."""
+        return torch.cat([F.softmax(self.net(x[i:i + batch_size].float()), 1)
+                          for i in range(0, len(x), batch_size)])
+
+
+def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
+                     y_test: torch.Tensor, steps: int = 600, seed: int = 0,
+                     cache: Cache | None = None, min_accuracy: float = 0.0,
+                     progress: bool = True) -> Classifier:
+    """Train (or load from the cache) the in-domain classifier used for FID/KID features.
+
+    Small random shifts augment the training set. Raises ``RuntimeError`` if its test
+    accuracy is below ``min_accuracy``: its features would not be trustworthy for FID.
+    """
+    check_images(x_train, "classifier training images")
+    cache = cache or Cache()
+    n_cls = int(y_train.max()) + 1
+    cfg = {"shape": list(x_train.shape), "n_test": len(x_test), "steps": steps, "seed": seed,
+           "classes": n_cls, "sum": float(x_train.sum()), "v": 1}
+
+    def _train():
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        net = FeatureNet(x_train.shape[1], n_cls)
+        opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+        for _ in tqdm(range(steps), desc="feature classifier", disable=not progress, mininterval=2):
+            idx = torch.randint(0, len(x_train), (128,), generator=gen)
+            xb = x_train[idx]
+            dx, dy = (int(v) for v in torch.randint(-1, 2, (2,), generator=gen))
+            xb = torch.roll(xb, shifts=(dx, dy), dims=(2, 3))
+            loss = F.cross_entropy(net(xb), y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        net.eval()
+        with torch.no_grad():
+            acc = float((net(x_test).argmax(1) == y_test).float().mean())
+        return ({k: v for k, v in net.state_dict().items()}, {"test_accuracy": acc})
+
+    tensors, meta = cache.get_or_compute("classifier", cfg, _train)
+    net = FeatureNet(x_train.shape[1], n_cls)
+    net.load_state_dict(tensors)
+    net.eval()
+    acc = meta["test_accuracy"]
+    if acc < min_accuracy:
+        raise RuntimeError(f"feature classifier test accuracy {acc:.3f} < required {min_accuracy}")
+    name = f"in-domain CNN classifier features ({net.num_features}-d, test acc {acc:.3f})"
+    return Classifier(net, acc, name)
+
+
+def confident_fraction(classifier: Classifier, x: torch.Tensor, threshold: float = 0.9) -> float:
+    """Share of images whose top class probability is at least ``threshold``."""
+    return float((classifier.probabilities(x).max(1).values >= threshold).float().mean())
+
+
+def load_torchscript_features(path: str) -> tuple[nn.Module, str]:
+    """A user-supplied TorchScript feature net (e.g. an Inception exported offline)."""
+    net = torch.jit.load(path, map_location="cpu").eval()
+    return net, f"TorchScript features from {path}"
+
+
+def fid_kid(real: torch.Tensor, fake: torch.Tensor, features: nn.Module, feature_name: str,
+            num_features: int | None = None, kid_subset: int = 100) -> dict:
+    """FID and KID (mean ± std over subsets) of ``fake`` against ``real`` with ``features``.
+
+    Returns a dict that names the features used, so no FID number travels without them.
+    """
+    check_images(real, "real images")
+    check_images(fake, "generated images")
+    num_features = num_features or getattr(features, "num_features", None)
+    extractor = _Features(features, num_features)
+    fid = FrechetInceptionDistance(feature=extractor, normalize=True)
+    subset = min(kid_subset, len(real), len(fake))
+    kid = KernelInceptionDistance(feature=extractor, subset_size=subset, normalize=True)
+    with torch.no_grad():
+        for metric in (fid, kid):
+            for i in range(0, len(real), 512):
+                metric.update(real[i:i + 512], real=True)
+            for i in range(0, len(fake), 512):
+                metric.update(fake[i:i + 512], real=False)
+        kid_mean, kid_std = kid.compute()
+        return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
+                "features": feature_name, "n_real": len(real), "n_fake": len(fake)}
+
+
+def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
+    """Per-image RMS pixel distance from each ``x`` to its nearest neighbour in ``bank``."""
+    a, b = x.flatten(1).double(), bank.flatten(1).double()
+    d = torch.cdist(a, b).min(1).values / np.sqrt(a.shape[1])
+    return d.numpy()

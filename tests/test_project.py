@@ -1,0 +1,70 @@
+"""Project-level checks: dependencies agree, torch is pinned, nothing unpickles, docstrings."""
+import ast
+import importlib
+import inspect
+import pkgutil
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+import dipddpm_lib
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~ \[]", req.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_agrees_with_pyproject():
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
+    pip = [p for p in pip if not p.startswith("-e")]
+    assert {d.replace(" ", "") for d in deps} == {p.replace(" ", "") for p in pip}
+
+
+def test_torch_is_pinned_exactly():
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    torch_deps = [d for d in deps if _name(d) == "torch"]
+    assert torch_deps == ["torch==2.13.0"]
+    assert not any(_name(d) in {"torchvision", "torchaudio"} for d in deps)
+
+
+def _sources():
+    for folder in ("dipddpm_lib", "scripts", "tests"):
+        yield from (REPO / folder).rglob("*.py")
+
+
+def test_nothing_unpickles():
+    for path in _sources():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load" \
+                    and getattr(node.func.value, "id", None) == "torch":
+                kw = {k.arg: k.value for k in node.keywords}
+                ok = isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True
+                assert ok, f"{path}:{node.lineno} torch.load without weights_only=True"
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not any(n.split(".")[0] in {"pickle", "dill", "joblib"} for n in names), \
+                    f"{path}:{node.lineno} imports a pickle module"
+
+
+def test_every_public_function_has_a_docstring():
+    missing = []
+    for mod_info in pkgutil.walk_packages(dipddpm_lib.__path__, "dipddpm_lib."):
+        mod = importlib.import_module(mod_info.name)
+        for name, obj in vars(mod).items():
+            if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
+                continue
+            if inspect.isfunction(obj) or inspect.isclass(obj):
+                if not inspect.getdoc(obj):
+                    missing.append(f"{mod.__name__}.{name}")
+                if inspect.isclass(obj):
+                    for mname, m in vars(obj).items():
+                        if inspect.isfunction(m) and not mname.startswith("_") and not inspect.getdoc(m):
+                            missing.append(f"{mod.__name__}.{name}.{mname}")
+    assert not missing, missing
