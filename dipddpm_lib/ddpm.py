@@ -227,10 +227,10 @@ def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_ste
     device = next(unet.parameters()).device
     shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
     gen = torch.Generator().manual_seed(seed)
-    if x_start is None:
-        x_all = torch.randn((num_samples, *shape), generator=gen)
-    else:
-        x_all = x_start.detach().float().cpu()
+    # The prior draw comes first even when x_start is given, so that a chain started at
+    # t = T from this very noise is the plain chain for the same seed, step noise included.
+    prior = torch.randn((num_samples, *shape), generator=gen)
+    x_all = prior if x_start is None else x_start.detach().float().cpu()
     if t_start == 0:
         return SampleResult(from_model(x_all), Compute(), [])
 
@@ -257,3 +257,33 @@ def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_ste
     nfe = len(timesteps)
     compute = Compute(flops=flops_per_image * nfe * num_samples, nfe=nfe, wall_s=timer.seconds)
     return SampleResult(torch.cat(outs), compute, timesteps)
+
+
+def prior_noise(num_samples: int, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """The prior draw x_T that :func:`sample` makes first for ``seed`` (same generator order)."""
+    return torch.randn((num_samples, *shape), generator=torch.Generator().manual_seed(seed))
+
+
+def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 1000,
+                  num_samples: int = 64, seed: int = 0, batch_size: int = 256,
+                  cache: Cache | None = None, progress: bool = True) -> SampleResult:
+    """:func:`sample` from pure noise, cached by (model, sampler, steps, n, seed).
+
+    A cache hit returns the stored images with the compute recorded when they were made
+    (``wall_s`` is the original run's, not the load time).
+    """
+    check_choice("sampler", sampler, SAMPLERS)
+    cache = cache or Cache()
+    cfg = {"model": model.meta["config"], "sampler": sampler, "num_steps": num_steps,
+           "num_samples": num_samples, "seed": seed, "v": 1}
+
+    def _run():
+        res = sample(model.unet, model.beta_schedule, sampler, num_steps, num_samples, seed,
+                     batch_size=batch_size, progress=progress)
+        return {"images": res.images}, {"compute": res.compute.to_dict(),
+                                        "timesteps": res.timesteps}
+
+    tensors, meta = cache.get_or_compute("samples", cfg, _run)
+    c = meta["compute"]
+    compute = Compute(c["flops"], c["nfe"], c["dip_iters"], c["wall_s"])
+    return SampleResult(tensors["images"], compute, meta["timesteps"])

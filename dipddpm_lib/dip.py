@@ -22,6 +22,7 @@ from .metrics import psnr
 
 TASKS = ("denoise", "inpaint", "sr4")
 UPSAMPLE_MODES = ("nearest", "bilinear")
+OUTPUTS = ("sigmoid", "linear")
 
 
 # --------------------------------------------------------------------------- network
@@ -34,6 +35,7 @@ class DIPConfig:
     skip_channels: int = 4
     input_depth: int = 32
     upsample: str = "bilinear"
+    output: str = "sigmoid"  # "linear" for targets outside [0, 1] (e.g. a noisy x_t)
 
     @classmethod
     def from_profile(cls, profile, **overrides) -> "DIPConfig":
@@ -50,55 +52,71 @@ class DIPConfig:
         return 2 ** self.scales
 
 
-def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Module:
+# K independent networks run as one: every layer is grouped (groups = K), so each parameter
+# tensor is K per-network blocks along dim 0. With DIP's batch of one image per network,
+# BatchNorm's statistics and Adam's updates stay per network: a K-batched fit is K fits.
+def _conv(cin: int, cout: int, k: int, stride: int = 1, nets: int = 1) -> nn.Module:
     pad = (k - 1) // 2
     layers = [nn.ReflectionPad2d(pad)] if pad else []
-    return nn.Sequential(*layers, nn.Conv2d(cin, cout, k, stride=stride))
+    return nn.Sequential(*layers, nn.Conv2d(cin * nets, cout * nets, k, stride=stride, groups=nets))
 
 
-def _cba(cin: int, cout: int, k: int, stride: int = 1) -> nn.Module:
+def _cba(cin: int, cout: int, k: int, stride: int = 1, nets: int = 1) -> nn.Module:
     """Conv → BatchNorm → LeakyReLU(0.2)."""
-    return nn.Sequential(_conv(cin, cout, k, stride), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2))
+    return nn.Sequential(_conv(cin, cout, k, stride, nets), nn.BatchNorm2d(cout * nets),
+                         nn.LeakyReLU(0.2))
 
 
 class _Level(nn.Module):
     """One scale: a skip branch beside a strided-down, deeper, upsampled branch."""
 
-    def __init__(self, cin: int, cfg: DIPConfig, depth: int):
+    def __init__(self, cin: int, cfg: DIPConfig, depth: int, nets: int = 1):
         super().__init__()
         c, s = cfg.channels, cfg.skip_channels
-        self.skip = _cba(cin, s, 1) if s > 0 else None
-        self.down = nn.Sequential(_cba(cin, c, 3, stride=2), _cba(c, c, 3))
-        self.deeper = _Level(c, cfg, depth - 1) if depth > 1 else None
+        self.nets = nets
+        self.skip = _cba(cin, s, 1, nets=nets) if s > 0 else None
+        self.down = nn.Sequential(_cba(cin, c, 3, 2, nets), _cba(c, c, 3, nets=nets))
+        self.deeper = _Level(c, cfg, depth - 1, nets) if depth > 1 else None
         self.up = nn.Upsample(scale_factor=2, mode=cfg.upsample,
                               **({"align_corners": False} if cfg.upsample == "bilinear" else {}))
-        self.merge = nn.Sequential(nn.BatchNorm2d(s + c), _cba(s + c, c, 3), _cba(c, c, 1))
+        self.merge = nn.Sequential(nn.BatchNorm2d((s + c) * nets), _cba(s + c, c, 3, nets=nets),
+                                   _cba(c, c, 1, nets=nets))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.down(x)
         if self.deeper is not None:
             y = self.deeper(y)
         y = self.up(y)
-        if self.skip is not None:
-            y = torch.cat([self.skip(x), y], dim=1)
+        if self.skip is not None:  # concatenate per network: [skip_k, deep_k] for each k
+            skip = self.skip(x)
+            h, w = y.shape[-2:]
+            y = torch.cat([skip.view(1, self.nets, -1, h, w), y.view(1, self.nets, -1, h, w)], 2)
+            y = y.view(1, -1, h, w)
         return self.merge(y)
 
 
 class SkipNet(nn.Module):
     """Ulyanov et al.'s skip encoder-decoder: ``scales`` levels, reflection padding,
-    BatchNorm, LeakyReLU, a 1×1 output conv and a sigmoid."""
+    BatchNorm, LeakyReLU, a 1×1 output conv and a sigmoid (or no output activation).
 
-    def __init__(self, cfg: DIPConfig, out_channels: int):
+    ``nets = K`` builds K independent networks as one grouped network: the input is
+    1×(K·input_depth)×H×W and the output K×C×H×W, one image per network.
+    """
+
+    def __init__(self, cfg: DIPConfig, out_channels: int, nets: int = 1):
         super().__init__()
         check_choice("upsample mode", cfg.upsample, UPSAMPLE_MODES)
+        check_choice("output activation", cfg.output, OUTPUTS)
         check_positive_int("scales", cfg.scales)
         check_positive_int("channels", cfg.channels)
-        self.cfg = cfg
-        self.body = _Level(cfg.input_depth, cfg, cfg.scales)
-        self.out = nn.Sequential(nn.Conv2d(cfg.channels, out_channels, 1), nn.Sigmoid())
+        self.cfg, self.nets, self.out_channels = cfg, check_positive_int("nets", nets), out_channels
+        self.body = _Level(cfg.input_depth, cfg, cfg.scales, nets)
+        head = [nn.Conv2d(cfg.channels * nets, out_channels * nets, 1, groups=nets)]
+        self.out = nn.Sequential(*head, *([nn.Sigmoid()] if cfg.output == "sigmoid" else []))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.out(self.body(z))
+        y = self.out(self.body(z))
+        return y.view(self.nets, self.out_channels, *y.shape[-2:])
 
 
 # --------------------------------------------------------------------------- degradations
@@ -126,6 +144,10 @@ class Degradation:
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """Data-fit MSE between ``A(x)`` and the observation."""
         return F.mse_loss(self.apply(x), self.observation)
+
+    def per_image_mse(self, x: torch.Tensor) -> torch.Tensor:
+        """Data-fit MSE of each image in the batch (shape N)."""
+        return (self.apply(x) - self.observation).pow(2).flatten(1).mean(1)
 
 
 def degrade(clean: torch.Tensor, task: str = "denoise", sigma: float = 25.0, seed: int = 0,
@@ -160,39 +182,55 @@ class DIPResult:
     compute: Compute
     stopped_at: int
     best_output: torch.Tensor | None = None
-    best_iteration: int | None = None
+    best_iteration: int | np.ndarray | None = None
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
-def make_input(cfg: DIPConfig, height: int, width: int, seed: int = 0) -> torch.Tensor:
-    """DIP's fixed input: uniform noise × 1/10 with ``input_depth`` channels."""
+def make_input(cfg: DIPConfig, height: int, width: int, seed: int = 0, nets: int = 1) -> torch.Tensor:
+    """DIP's fixed input: uniform noise × 1/10 with ``input_depth`` channels per network."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.rand((1, cfg.input_depth, height, width), generator=gen) * 0.1
+    return torch.rand((1, nets * cfg.input_depth, height, width), generator=gen) * 0.1
 
 
 def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int = 1000,
         clean: torch.Tensor | None = None, lr: float = 0.01, reg_noise_std: float = 1.0 / 30.0,
         ema: float = 0.99, seed: int = 0, callback: Callable | None = None,
         net_input: torch.Tensor | None = None, snapshot_every: int = 0,
-        device: str = "cpu", progress: bool = True, desc: str = "DIP") -> DIPResult:
+        device: str = "cpu", progress: bool = True, desc: str = "DIP",
+        target: Callable | None = None) -> DIPResult:
     """Fit a DIP network to ``degradation``'s observation for up to ``iterations`` steps.
 
+    An observation of N images fits N independent networks at once (one grouped network;
+    see :class:`SkipNet`). History arrays then have shape (iterations, N); with one image
+    they have shape (iterations,). The loss is the per-image MSE (summed over images, so
+    each network sees the gradient of its own fit).
+
     ``callback(i, output, output_ema, history) -> bool`` runs after step ``i`` (1-based);
-    returning True stops the fit there (for early stopping). ``net_input`` replaces the
-    default noise input (TDPM-DIP feeds its own). ``snapshot_every`` keeps every k-th EMA
-    output. When ``clean`` is given, the output with the best clean PSNR is kept as well.
+    returning True stops the fit there (for early stopping). ``net_input`` (N×input_depth×H×W)
+    replaces the default noise input (TDPM-DIP feeds its own). ``snapshot_every`` keeps every
+    k-th EMA output. When ``clean`` is given, the output with the best clean PSNR (raw or
+    EMA) and its iteration are kept per image.
+
+    ``target(i) -> tensor`` (optional) gives the data-fit target of step ``i`` (1-based) in
+    place of the observation, with the network, optimiser and EMA kept: progressive-target
+    schemes (chapter 04) change it between stages. The history still logs PSNR against the
+    observation.
     """
     iterations = check_positive_int("iterations", iterations)
     y = check_images(degradation.observation, "observation")
-    if degradation.task == "sr4":
-        h, w = y.shape[-2] * 4, y.shape[-1] * 4
-    else:
-        h, w = y.shape[-2:]
+    n = y.shape[0]
+    h, w = (y.shape[-2] * 4, y.shape[-1] * 4) if degradation.task == "sr4" else y.shape[-2:]
     if min(h, w) < cfg.min_size or h % cfg.min_size or w % cfg.min_size:
         raise ValueError(f"image is {h}×{w}; a {cfg.scales}-scale DIP needs sides that are "
                          f"multiples of {cfg.min_size} (at least {cfg.min_size}×{cfg.min_size})")
     if clean is not None:
         check_images(clean, "clean image", channels=y.shape[1])
+        if clean.shape[0] != n or clean.shape[-2:] != (h, w):
+            raise ValueError(f"clean images {tuple(clean.shape)} do not match the observation "
+                             f"({n} image(s) of {h}×{w})")
+    if net_input is not None and tuple(net_input.shape) != (n, cfg.input_depth, h, w):
+        raise ValueError(f"net_input must be {n}×{cfg.input_depth}×{h}×{w} "
+                         f"(images × input_depth × H × W), got {tuple(net_input.shape)}")
     if not 0.0 <= ema < 1.0:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
     if lr <= 0:
@@ -200,8 +238,9 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
 
     torch.manual_seed(seed)
     dev = torch.device(device)
-    net = SkipNet(cfg, y.shape[1]).to(dev)
-    z0 = (make_input(cfg, h, w, seed) if net_input is None else net_input).to(dev)
+    net = SkipNet(cfg, y.shape[1], nets=n).to(dev)
+    z0 = make_input(cfg, h, w, seed, n) if net_input is None else net_input.reshape(1, -1, h, w)
+    z0 = z0.to(dev)
     gen = torch.Generator(device=dev).manual_seed(seed + 1)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     y_dev = y.to(dev)
@@ -211,42 +250,53 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
 
     def step(z):
         out = net(z)
-        loss = op.loss(out)
+        per_image = op.per_image_mse(out)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        per_image.sum().backward()
         opt.step()
-        return out.detach(), loss.detach()
+        return out.detach(), per_image.detach()
 
-    keys = ["loss", "psnr_obs", "psnr_obs_ema"] + (["psnr_clean", "psnr_clean_ema"] if clean is not None else [])
-    hist = {k: np.full(iterations, np.nan, dtype=np.float32) for k in keys}
-    out_ema, flops_per_iter, stopped_at = None, 0.0, iterations
-    best_psnr, best_out, best_it, snaps = -np.inf, None, None, {}
+    keys = ["loss", "psnr_obs", "psnr_obs_ema"]
+    keys += ["psnr_clean", "psnr_clean_ema"] if clean is not None else []
+    hist = {k: np.full((iterations, n), np.nan, dtype=np.float32) for k in keys}
+    # FLOPs are counted on one network and multiplied by N: torch's counter over-counts the
+    # backward pass of grouped convolutions, and every network here costs the same.
+    flops_per_iter = n * dip_flops_per_iteration(cfg, y.shape[1], h, w)
+    out_ema, stopped_at = None, iterations
+    best_psnr, best_it, snaps = np.full(n, -np.inf), np.zeros(n, dtype=int), {}
+    best_out = torch.zeros(n, y.shape[1], h, w) if clean is not None else None
     with Timer() as timer:
         for i in tqdm(range(iterations), desc=desc, disable=not progress, leave=False,
                       mininterval=2):
-            z = z0 + torch.randn(z0.shape, generator=gen, device=dev) * reg_noise_std if reg_noise_std > 0 else z0
-            if i == 0:
-                flops_per_iter, (out, loss) = count_flops(step, z)
-            else:
-                out, loss = step(z)
+            z = z0 + torch.randn(z0.shape, generator=gen, device=dev) * reg_noise_std \
+                if reg_noise_std > 0 else z0
+            if target is not None:
+                op.observation = target(i + 1).to(dev)
+            out, loss = step(z)
             out_ema = out if out_ema is None else ema * out_ema + (1 - ema) * out
-            hist["loss"][i] = loss.item()
-            hist["psnr_obs"][i] = psnr(op.apply(out), y_dev).item()
-            hist["psnr_obs_ema"][i] = psnr(op.apply(out_ema), y_dev).item()
+            hist["loss"][i] = loss.cpu().numpy()
+            hist["psnr_obs"][i] = psnr(op.apply(out), y_dev).cpu().numpy()
+            hist["psnr_obs_ema"][i] = psnr(op.apply(out_ema), y_dev).cpu().numpy()
             if clean_dev is not None:
-                hist["psnr_clean"][i] = p = psnr(out, clean_dev).item()
-                hist["psnr_clean_ema"][i] = pe = psnr(out_ema, clean_dev).item()
-                if max(p, pe) > best_psnr:
-                    best_psnr, best_it = max(p, pe), i + 1
-                    best_out = (out if p >= pe else out_ema).cpu()
+                p = hist["psnr_clean"][i] = psnr(out, clean_dev).cpu().numpy()
+                pe = hist["psnr_clean_ema"][i] = psnr(out_ema, clean_dev).cpu().numpy()
+                better = np.maximum(p, pe) > best_psnr
+                if better.any():
+                    idx = torch.from_numpy(np.flatnonzero(better))
+                    pick = torch.where(torch.from_numpy(p >= pe).view(-1, 1, 1, 1), out.cpu(),
+                                       out_ema.cpu())
+                    best_out[idx] = pick[idx]
+                    best_psnr[better], best_it[better] = np.maximum(p, pe)[better], i + 1
             if snapshot_every and (i + 1) % snapshot_every == 0:
                 snaps[i + 1] = out_ema.cpu()
             if callback is not None and callback(i + 1, out, out_ema, hist):
                 stopped_at = i + 1
                 break
-    hist = {k: v[:stopped_at] for k, v in hist.items()}
+    hist = {k: (v[:stopped_at, 0] if n == 1 else v[:stopped_at]) for k, v in hist.items()}
     compute = Compute(flops=flops_per_iter * stopped_at, dip_iters=stopped_at, wall_s=timer.seconds)
-    return DIPResult(out.cpu(), out_ema.cpu(), hist, compute, stopped_at, best_out, best_it, snaps)
+    best_iteration = None if clean is None else (int(best_it[0]) if n == 1 else best_it)
+    return DIPResult(out.cpu(), out_ema.cpu(), hist, compute, stopped_at, best_out,
+                     best_iteration, snaps)
 
 
 def dip_flops_per_iteration(cfg: DIPConfig, channels: int, height: int, width: int) -> float:

@@ -184,3 +184,55 @@ def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
     a, b = x.flatten(1).double(), bank.flatten(1).double()
     d = torch.cdist(a, b).min(1).values / np.sqrt(a.shape[1])
     return d.numpy()
+
+
+class GenerationScorer:
+    """FID, KID and confident fraction of sample sets against one fixed reference set.
+
+    The reference features are extracted once (torchmetrics' ``reset_real_features=False``),
+    so scoring many sample sets costs only their own feature passes.
+    """
+
+    def __init__(self, reference: torch.Tensor, classifier: Classifier, kid_subset: int = 100):
+        check_images(reference, "reference images")
+        self.classifier, self.n_real, self.kid_subset = classifier, len(reference), kid_subset
+        extractor = _Features(classifier.net, classifier.net.num_features)
+        self.fid = FrechetInceptionDistance(feature=extractor, normalize=True,
+                                            reset_real_features=False)
+        self._kid_args = dict(feature=extractor, normalize=True, reset_real_features=False)
+        self._kids: dict[int, KernelInceptionDistance] = {}
+        self.reference = reference
+        with torch.no_grad():
+            for i in range(0, len(reference), 512):
+                self.fid.update(reference[i:i + 512], real=True)
+
+    def _kid(self, subset: int) -> KernelInceptionDistance:
+        if subset not in self._kids:
+            kid = KernelInceptionDistance(subset_size=subset, **self._kid_args)
+            with torch.no_grad():
+                for i in range(0, len(self.reference), 512):
+                    kid.update(self.reference[i:i + 512], real=True)
+            self._kids[subset] = kid
+        return self._kids[subset]
+
+    @torch.no_grad()
+    def __call__(self, samples: torch.Tensor) -> dict:
+        """Score one sample set; the dict names the features used."""
+        check_images(samples, "generated images")
+        kid = self._kid(min(self.kid_subset, len(samples), self.n_real))
+        for metric in (self.fid, kid):
+            metric.reset()
+            for i in range(0, len(samples), 512):
+                metric.update(samples[i:i + 512], real=False)
+        kid_mean, kid_std = kid.compute()
+        return {"fid": float(self.fid.compute()), "kid": float(kid_mean),
+                "kid_std": float(kid_std), "features": self.classifier.name,
+                "n_real": self.n_real, "n_fake": len(samples),
+                "confident_fraction": confident_fraction(self.classifier, samples)}
+
+
+def generation_metrics(samples: torch.Tensor, reference: torch.Tensor, classifier: Classifier,
+                       kid_subset: int = 100) -> dict:
+    """FID, KID (in-domain classifier features) and confident fraction of ``samples``
+    against ``reference`` (the train split). The dict names the features used."""
+    return GenerationScorer(reference, classifier, kid_subset)(samples)

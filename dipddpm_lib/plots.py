@@ -30,3 +30,31 @@ def image_grid(images, nrow: int = 8, ax=None, title: str | None = None):
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def metric_vs_compute(summary: dict, metric: str, groups: dict[str, list[str]], ax=None,
+                      x: str = "gflops_per_image", xlabel: str = "GFLOPs per image",
+                      ylabel: str | None = None, logx: bool = True, connect=()):
+    """Plot ``metric`` (mean ± std over seeds) against compute for groups of methods.
+
+    ``groups`` maps a legend label to the method names it holds; labels in ``connect`` are
+    drawn as lines (a sampler's quality-compute curve), the rest as points."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    for label, methods in groups.items():
+        methods = [m for m in methods if m in summary and metric in summary[m]]
+        if not methods:
+            continue
+        methods.sort(key=lambda m: summary[m][x]["mean"])
+        xs = [max(summary[m][x]["mean"], 1e-3) for m in methods]
+        ys = [summary[m][metric]["mean"] for m in methods]
+        es = [summary[m][metric]["std"] for m in methods]
+        style = "-o" if label in connect else "o"
+        ax.errorbar(xs, ys, yerr=es, fmt=style, ms=4, capsize=2, label=label, alpha=0.85)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel or metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax

@@ -37,7 +37,7 @@ class Profile:
     warmup_steps: int = 100
     grad_clip: float = 1.0
     ema_decay: float = 0.999
-    num_samples: int = 128
+    num_samples: int = 64
     sample_batch: int = 256
     sampler_steps: tuple[int, ...] = (10, 20, 50, 100)
     dpm_steps: tuple[int, ...] = (10, 20)
@@ -55,6 +55,38 @@ class Profile:
     dip_lr: float = 0.01
     dip_reg_noise_std: float = 1.0 / 30.0
     dip_ema: float = 0.99
+
+    # --- chapter 01 (DDPM baseline) ---------------------------------------------------
+    ddpm_sample_steps: int = 1000  # the full ancestral chain (T); smoke shortens it
+
+    # --- chapter 02 (DIP baseline) -----------------------------------------------------
+    dip_baseline_photos: tuple[str, ...] = ("astronaut", "camera", "coffee")
+    dip_baseline_iterations: int = 1000  # past the ~500-iteration peak: shows the decline
+    dip_showcase_iterations: int = 600  # the inpainting and ×4 SR examples
+
+    # --- chapter 04 (early stopping) -------------------------------------------------
+    es_photo_size: int = 32  # 32 px: the quick net's PSNR peak falls inside its 800 steps
+    es_sigmas: tuple[float, ...] = (15.0, 25.0, 50.0)
+    es_paper_scale: float = 0.2  # paper iteration counts (3000; ES-WMV W=100, P=1000) × this
+    es_num_stages: int = 12
+    es_stage_iterations: int = 50
+    es_stage_schedule: str = "linear"  # "linear", "cosine" or "log" (in diffusion time)
+    es_start_ratio: float = 1.0  # first stage's extra noise std, in units of the noise σ
+    es_wmv_window_factors: tuple[float, ...] = (1.0, 2.5, 5.0)  # ES-WMV sensitivity: W × these
+
+    # --- chapter 03 (DIP-initialised DDPM) -----------------------------------------------
+    int_num_refs: int = 64  # reference test images (= samples) per seed in task A
+    int_dip_scales: int = 2  # DIP on 16 px digits: 2 scales × 16 channels
+    int_dip_channels: int = 16
+    int_dip_iterations: tuple[int, ...] = (50, 100, 300)
+    int_t0_list: tuple[int, ...] = (5, 10, 50, 100, 200)  # also the T_trunc grid
+    int_chain_sampler: str = "ddim"
+    int_chain_steps: int = 20  # at most this many denoiser calls from t0 / T_trunc
+    int_denoise_images: int = 16
+    int_t_noise: int = 600
+    int_denoise_dip_iterations: int = 300
+    int_denoise_t0_list: tuple[int, ...] = (5, 10, 50)
+    int_denoise_ddim_steps: tuple[int, ...] = (1, 10, 50)
 
     # --- metrics -----------------------------------------------------------------------
     classifier_steps: int = 600
@@ -87,6 +119,27 @@ PROFILES: dict[str, Profile] = {
         dip_scales=2,
         dip_channels=8,
         dip_iterations=20,
+        # chapter 01 (DDPM baseline)
+        ddpm_sample_steps=50,
+        # chapter 02 (DIP baseline)
+        dip_baseline_photos=("astronaut", "camera"),
+        dip_baseline_iterations=20,
+        dip_showcase_iterations=10,
+        # chapter 03 (DIP-initialised DDPM)
+        int_num_refs=8,
+        int_dip_channels=8,
+        int_dip_iterations=(5, 10),
+        int_t0_list=(5, 50),
+        int_chain_steps=5,
+        int_denoise_images=4,
+        int_t_noise=100,
+        int_denoise_dip_iterations=10,
+        int_denoise_t0_list=(5,),
+        int_denoise_ddim_steps=(1, 5),
+        # chapter 04 (early stopping)
+        es_paper_scale=0.01,
+        es_num_stages=4,
+        es_stage_iterations=5,
         classifier_steps=30,
         min_classifier_accuracy=0.0,
     ),
@@ -107,11 +160,26 @@ PROFILES: dict[str, Profile] = {
         num_samples=1024,
         sample_batch=512,
         seeds=(0, 1, 2),
-        photos=("astronaut", "camera", "coffee", "chelsea", "rocket", "horse"),
+        photos=("astronaut", "camera", "coffee", "chelsea", "rocket", "cat"),
         photo_size=256,
         dip_scales=5,
         dip_channels=128,
         dip_iterations=3000,
+        # chapter 02 (DIP baseline)
+        dip_baseline_photos=("astronaut", "camera", "coffee", "chelsea", "rocket"),
+        dip_baseline_iterations=3000,
+        dip_showcase_iterations=3000,
+        # chapter 03 (DIP-initialised DDPM)
+        int_num_refs=1024,
+        int_dip_scales=4,
+        int_dip_channels=64,
+        int_denoise_images=64,
+        int_denoise_dip_iterations=1000,
+        # chapter 04 (early stopping)
+        es_photo_size=256,
+        es_paper_scale=1.0,
+        es_stage_iterations=200,
+        es_wmv_window_factors=(1.0,),  # larger windows of 256-px outputs cost GBs of memory
         classifier_steps=5000,
         min_classifier_accuracy=0.0,
     ),

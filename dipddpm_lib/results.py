@@ -90,3 +90,19 @@ def spread(values) -> dict:
 def fmt(s: dict, digits: int = 2) -> str:
     """``mean ± std`` of a :func:`spread` dict, for tables and prose."""
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def markdown_table(rows: list[dict], columns: dict[str, str], digits: int = 2) -> str:
+    """A Markdown table of ``rows``; ``columns`` maps each key to its header. Spread dicts
+    render as ``mean ± std``; floats with ``digits`` decimals."""
+    def cell(v):
+        if isinstance(v, dict) and "mean" in v:
+            return fmt(v, digits)
+        if isinstance(v, float):
+            return f"{v:.{digits}f}"
+        return "" if v is None else str(v)
+
+    head = "| " + " | ".join(columns.values()) + " |"
+    rule = "|" + "---|" * len(columns)
+    body = ["| " + " | ".join(cell(r.get(k)) for k in columns) + " |" for r in rows]
+    return "\n".join([head, rule, *body])

@@ -27,3 +27,20 @@ def smoke():
 def cache_files(cache) -> list:
     """Every file under the cache root (an empty list when nothing was written)."""
     return sorted(p for p in cache.root.rglob("*") if p.is_file()) if cache.root.exists() else []
+
+
+@pytest.fixture(scope="session")
+def nb_cache(tmp_path_factory):
+    """One cache for every notebook smoke run in the session: a chapter reuses what the
+    previous one trained (as in a real report build)."""
+    from nbrun import smoke_cache_env
+
+    root = tmp_path_factory.mktemp("nb_cache")
+    old = {k: os.environ.get(k) for k in ("DIPDDPM_CACHE", "DIPDDPM_PROFILE")}
+    smoke_cache_env(root)
+    yield root
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

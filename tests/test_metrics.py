@@ -57,3 +57,13 @@ def test_nearest_distance_is_zero_for_members():
     bank = torch.rand(10, 1, 4, 4)
     d = metrics.nearest_distance(bank[:3], bank)
     assert d.tolist() == pytest.approx([0, 0, 0], abs=1e-6)
+
+
+def test_scorer_reuses_reference_and_matches_one_shot_metrics(classifier):
+    clf, xtr, xte, *_ = classifier
+    scorer = metrics.GenerationScorer(xtr, clf, kid_subset=50)
+    a, b = scorer(xte[:100]), scorer(xte[100:200])
+    one_shot = metrics.generation_metrics(xte[:100], xtr, clf, kid_subset=50)
+    assert a["fid"] == pytest.approx(one_shot["fid"], rel=1e-4)
+    assert a["confident_fraction"] == one_shot["confident_fraction"]
+    assert a["fid"] != b["fid"] and a["features"] == clf.name

@@ -25,3 +25,15 @@ def test_unknown_profile_names_valid_choices():
 def test_unknown_field_is_an_error():
     with pytest.raises(ValueError, match="unknown profile field"):
         get_profile("quick", trian_steps=3)
+
+
+def test_every_profile_names_only_bundled_photos():
+    from dataclasses import fields
+
+    from dipddpm_lib.data import PHOTOS
+
+    for prof in PROFILES.values():
+        for f in fields(prof):
+            value = getattr(prof, f.name)
+            if "photos" in f.name:
+                assert set(value) <= set(PHOTOS), (prof.name, f.name, value)

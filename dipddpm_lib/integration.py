@@ -1,0 +1,508 @@
+"""DIP-initialised DDPM (chapter 03): start the reverse chain from a DIP prior.
+
+Two variants, both on top of :func:`dipddpm_lib.ddpm.sample` and :func:`dipddpm_lib.dip.fit`:
+
+* **DIP→t0** (SDEdit-style): fit DIP to a reference for ``k`` iterations, forward-noise its
+  output to ``t0`` with the scheduler's ``add_noise``, and run the reverse chain from ``t0``.
+* **TDPM-DIP** (truncated diffusion): fit DIP, fed the noise ``z`` itself as its input, to the
+  truncated noisy image ``x_T' = sqrt(abar) x_ref + sqrt(1 - abar) z``; take its output as
+  ``x_T'`` and run the reverse chain from ``T'``. With 0 DIP iterations the start is
+  ``x_T'`` itself, and at ``T' = T`` it is ``z``, the sampler's own prior draw, so the chain
+  is then exactly the plain DDPM chain for the same seed.
+
+Compute is always the sum of the DIP fit (forward + backward, every iteration) and the chain.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .compute import Compute, count_flops
+from .ddpm import TrainedDDPM, alphas_cumprod, from_model, prior_noise, q_sample, sample
+from .dip import Degradation, DIPConfig, fit
+from .errors import check_images, check_positive_int, check_timestep
+
+
+@dataclass
+class Result:
+    """Images in [0,1] from one method, and what they cost *per image* (FLOPs, NFE, DIP
+    iterations) with the wall seconds of the whole batch."""
+
+    images: torch.Tensor
+    compute: Compute
+
+    def per_image(self) -> dict:
+        """The compute as a JSON-able dict (FLOPs, NFE and DIP iterations per image)."""
+        return self.compute.to_dict()
+
+
+def unet_flops_per_image(model: TrainedDDPM) -> float:
+    """FLOPs of one denoiser evaluation on one image."""
+    cfg = model.unet.config
+    x = torch.zeros(1, cfg.in_channels, cfg.sample_size, cfg.sample_size,
+                    device=next(model.unet.parameters()).device)
+    with torch.no_grad():
+        flops, _ = count_flops(model.unet, x, torch.zeros(1, dtype=torch.long, device=x.device))
+    return flops
+
+
+def equal_flops_steps(flops_per_image: float, unet_flops: float, max_steps: int = 1000) -> int:
+    """The number of denoiser evaluations that costs the same FLOPs (at least 1)."""
+    return int(min(max_steps, max(1, round(flops_per_image / unet_flops))))
+
+
+def _check_iterations(iterations) -> list[int]:
+    its = sorted({int(i) for i in iterations})
+    if not its or its[0] < 0:
+        raise ValueError(f"dip_iterations must be whole numbers >= 0, got {list(iterations)}")
+    return its
+
+
+def fit_dip_snapshots(target: torch.Tensor, cfg: DIPConfig, iterations, seed: int = 0,
+                      lr: float = 0.01, reg_noise_std: float = 1.0 / 30.0, ema: float = 0.99,
+                      net_input: torch.Tensor | None = None, progress: bool = True,
+                      desc: str = "DIP prior") -> dict[int, Result]:
+    """One batched DIP fit to ``target`` (N images), with the EMA output kept at each
+    iteration count in ``iterations``. Each snapshot carries the compute used up to it."""
+    its = _check_iterations(iterations)
+    out: dict[int, Result] = {}
+    if its[-1] == 0:
+        return out
+    start, n = time.perf_counter(), target.shape[0]
+    stamps: dict[int, torch.Tensor] = {}
+    wall: dict[int, float] = {}
+
+    def grab(i, _out, out_ema, _hist):
+        if i in its:
+            stamps[i], wall[i] = out_ema.detach().cpu().clone(), time.perf_counter() - start
+        return False
+
+    res = fit(Degradation("denoise", target), cfg, its[-1], lr=lr, reg_noise_std=reg_noise_std,
+              ema=ema, seed=seed, callback=grab, net_input=net_input, progress=progress,
+              desc=desc)
+    flops_per_it = res.compute.flops / res.stopped_at / n
+    for i in its:
+        if i > 0:
+            out[i] = Result(stamps[i], Compute(flops=flops_per_it * i, dip_iters=i, wall_s=wall[i]))
+    return out
+
+
+def dip_to_t0(model: TrainedDDPM, prior: Result, t0: int, seed: int = 0, sampler: str = "ddim",
+              num_steps: int = 20, progress: bool = False) -> Result:
+    """Forward-noise a DIP output (``prior``, [0,1]) to ``t0`` and run the reverse chain from
+    there with at most ``min(num_steps, t0)`` denoiser evaluations. ``t0 = 0`` returns the
+    DIP output unchanged. The compute includes the DIP fit's."""
+    check_timestep("t0", t0, 1000)
+    check_images(prior.images, "DIP output")
+    if t0 == 0:
+        return Result(prior.images, prior.compute)
+    noise = prior_noise(len(prior.images), tuple(prior.images.shape[1:]), seed + 10_000)
+    x_t0 = q_sample(prior.images, t0, noise, model.beta_schedule)
+    return reverse_from(model, Result(x_t0, prior.compute), t0, seed, sampler, num_steps, progress)
+
+
+def reverse_from(model: TrainedDDPM, start: Result, t: int, seed: int = 0, sampler: str = "ddim",
+                 num_steps: int = 20, progress: bool = False) -> Result:
+    """Run the reverse chain from ``start`` (model-space images at time ``t``) with at most
+    ``min(num_steps, t)`` denoiser evaluations; the compute adds to the start's."""
+    if t == 0:
+        return Result(from_model(start.images), start.compute)
+    chain = sample(model.unet, model.beta_schedule, sampler, min(num_steps, t),
+                   x_start=start.images, t_start=t, seed=seed, progress=progress)
+    per_image = Compute(flops=chain.compute.flops / len(start.images), nfe=chain.compute.nfe,
+                        wall_s=chain.compute.wall_s)
+    return Result(chain.images, start.compute + per_image)
+
+
+def truncated_start(x_ref: torch.Tensor, t_trunc: int, z: torch.Tensor, beta_schedule: str,
+                    num_train_timesteps: int = 1000) -> torch.Tensor:
+    """``x_T' = sqrt(abar_T') x_ref + sqrt(1 - abar_T') z`` in model space; at ``T' = T`` the
+    start is ``z`` itself (the prior the sampler draws; abar_T ≈ 0 is taken as 0)."""
+    check_timestep("T_trunc", t_trunc, num_train_timesteps)
+    if t_trunc == num_train_timesteps:
+        return z.clone()
+    return q_sample(x_ref, t_trunc, z, beta_schedule, num_train_timesteps)
+
+
+def tdpm_dip(model: TrainedDDPM, x_ref: torch.Tensor, t_trunc: int, cfg: DIPConfig,
+             iterations, seed: int = 0, sampler: str = "ddim", num_steps: int = 20,
+             lr: float = 0.01, progress: bool = True) -> dict[int, Result]:
+    """TDPM-DIP for each DIP iteration count in ``iterations`` (0 allowed: no DIP).
+
+    ``z`` is the sampler's prior draw for ``seed``; DIP's input is ``z`` itself (so its
+    ``input_depth`` is set to the image channels, with a linear output, since ``x_T'`` is not
+    confined to [0, 1]). The chain runs from ``T'`` with at most ``min(num_steps, T')``
+    denoiser evaluations.
+    """
+    check_images(x_ref, "reference images")
+    check_timestep("T_trunc", t_trunc, 1000)
+    its = _check_iterations(iterations)
+    shape = tuple(x_ref.shape[1:])
+    z = prior_noise(len(x_ref), shape, seed)
+    target = truncated_start(x_ref, t_trunc, z, model.beta_schedule)
+    cfg = DIPConfig(**{**cfg.__dict__, "input_depth": shape[0], "output": "linear"})
+    starts = {0: Result(target, Compute())} if 0 in its else {}
+    if its[-1] > 0:
+        fits = fit_dip_snapshots(target, cfg, [i for i in its if i > 0], seed, lr=lr,
+                                 reg_noise_std=0.0, net_input=z, progress=progress,
+                                 desc=f"TDPM-DIP T'={t_trunc}")
+        starts.update(fits)
+    return {i: reverse_from(model, st, t_trunc, seed, sampler, num_steps) for i, st in starts.items()}
+
+
+def tdpm_denoise(model: TrainedDDPM, y: torch.Tensor, t_noise: int, cfg: DIPConfig, iterations,
+                 seed: int = 0, sampler: str = "ddpm", num_steps: int = 1000, lr: float = 0.01,
+                 progress: bool = True) -> dict[int, Result]:
+    """TDPM-DIP on the denoising task: the observation ``y`` *is* ``x_{t_noise}``, whose noise
+    is unknown, so DIP (standard noise input, linear output) fits ``y`` itself; its output
+    replaces ``y`` as the start of the chain from ``t_noise``."""
+    check_images(y, "observation")
+    its = [i for i in _check_iterations(iterations) if i > 0]
+    cfg = DIPConfig(**{**cfg.__dict__, "output": "linear"})
+    fits = fit_dip_snapshots(y, cfg, its, seed, lr=lr, progress=progress,
+                             desc=f"TDPM-DIP on y (t={t_noise})")
+    return {i: reverse_from(model, st, t_noise, seed, sampler, num_steps) for i, st in fits.items()}
+
+
+# --------------------------------------------------------------------------- denoising task
+def diffusion_noisy(x0: torch.Tensor, t_noise: int, seed: int, beta_schedule: str) -> torch.Tensor:
+    """``y = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` (model space) for clean ``x0`` in [0,1]."""
+    check_images(x0, "clean images")
+    check_timestep("t_noise", t_noise, 1000)
+    eps = prior_noise(len(x0), tuple(x0.shape[1:]), seed + 20_000)
+    return q_sample(x0, t_noise, eps, beta_schedule)
+
+
+def rescale_to_x0(y: torch.Tensor, t_noise: int, beta_schedule: str) -> tuple[torch.Tensor, float]:
+    """Rescale a diffusion observation to the x0 range: ``(y / sqrt(abar_t) + 1) / 2`` is an
+    unbiased, unclipped estimate of x0 in [0,1] with noise std ``sqrt((1-abar)/abar) / 2``.
+    Returns the rescaled image and that noise std."""
+    abar = float(alphas_cumprod(beta_schedule)[t_noise])
+    return (y / abar ** 0.5 + 1.0) / 2.0, ((1 - abar) / abar) ** 0.5 / 2.0
+
+
+def dip_denoise(y: torch.Tensor, t_noise: int, beta_schedule: str, cfg: DIPConfig,
+                iterations: int, clean: torch.Tensor | None = None, seed: int = 0,
+                lr: float = 0.01, progress: bool = True):
+    """DIP alone on a diffusion observation, rescaled to the x0 range (see
+    :func:`rescale_to_x0`). Returns the :class:`~dipddpm_lib.dip.DIPResult` (with the oracle
+    peak when ``clean`` is given)."""
+    check_positive_int("iterations", iterations)
+    target, _ = rescale_to_x0(y, t_noise, beta_schedule)
+    return fit(Degradation("denoise", target), cfg, iterations, clean=clean, lr=lr, seed=seed,
+               progress=progress, desc="DIP on y")
+
+
+# --------------------------------------------------------------------------- studies
+SAMPLER_TAG = {"ddpm": "ddpm", "ddim": "ddim", "dpm-solver++": "dpmpp"}
+
+
+def _row(method: str, seed: int, res: Result, **extra) -> dict:
+    c = res.compute
+    return {"method": method, "seed": seed, "gflops_per_image": c.flops / 1e9, "nfe": c.nfe,
+            "dip_iters": c.dip_iters, "wall_s": c.wall_s, **extra}
+
+
+def _sample_quality(images, refs, x_train, scorer) -> dict:
+    from .metrics import nearest_distance
+
+    q = scorer(images)
+    q["dist_to_ref"] = float(((images - refs).flatten(1).pow(2).mean(1).sqrt()).mean())
+    q["nn_train_dist"] = float(nearest_distance(images, x_train).mean())
+    return q
+
+
+def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_test: torch.Tensor,
+                     seeds, num_refs: int, dip_cfg: DIPConfig, dip_iterations, t0_list,
+                     t_trunc_list, chain_sampler: str = "ddim", chain_steps: int = 20,
+                     baselines=("ddim", "dpm-solver++"), sample_batch: int = 256,
+                     ddpm_steps: int = 1000, progress: bool = True, keep_images: bool = True):
+    """Task A (generation). For each seed: ``num_refs`` reference images from the test split;
+    DIP→t0 over ``dip_iterations`` × ``t0_list``; TDPM-DIP over ``dip_iterations`` ×
+    ``t_trunc_list``; the full DDPM chain (``ddpm_steps``, 1000) from noise; and, for every variant, DDIM and DPM-Solver++
+    from noise at the same FLOPs per image. Every row carries FID/KID/confident fraction,
+    distance to its own reference, nearest-train distance and the compute used.
+
+    Returns ``(rows, images)``: a list of dicts and, for the first seed, the images of every
+    method (when ``keep_images``)."""
+    from .ddpm import sample_cached
+
+    num_refs = check_positive_int("num_refs", num_refs)
+    for t in list(t0_list) + list(t_trunc_list):
+        check_timestep("t0 / T_trunc", t, 1000)
+    its = _check_iterations(dip_iterations)
+    from .metrics import GenerationScorer
+
+    unet_flops = unet_flops_per_image(model)
+    scorer = GenerationScorer(x_train, classifier, kid_subset=min(50, num_refs))
+    rows, images = [], {}
+
+    def add(method, seed, res, refs, **extra):
+        rows.append(_row(method, seed, res, **_sample_quality(res.images, refs, x_train, scorer),
+                         **extra))
+        if keep_images and seed == seeds[0]:
+            images[method] = res.images
+
+    for seed in seeds:
+        perm = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(seed))
+        refs = x_test[perm[:num_refs]]
+        plain = sample_cached(model, "ddpm", ddpm_steps, num_refs, seed, sample_batch,
+                              progress=progress)
+        add("ddpm_1000", seed, Result(plain.images, Compute(plain.compute.flops / num_refs,
+                                                            plain.compute.nfe,
+                                                            wall_s=plain.compute.wall_s)), refs)
+        add("test_refs", seed, Result(refs, Compute()), refs)
+        variants = {}
+        priors = fit_dip_snapshots(refs, dip_cfg, [i for i in its if i > 0], seed,
+                                   progress=progress)
+        for k, prior in priors.items():
+            for t0 in t0_list:
+                variants[f"dip_t0_k{k}_t{t0}"] = (dict(variant="dip_t0", dip_iterations=k, t=t0),
+                                                  dip_to_t0(model, prior, t0, seed, chain_sampler,
+                                                            chain_steps))
+        for tt in t_trunc_list:
+            for k, res in tdpm_dip(model, refs, tt, dip_cfg, its, seed, chain_sampler,
+                                   chain_steps, progress=progress).items():
+                variants[f"tdpm_k{k}_t{tt}"] = (dict(variant="tdpm_dip", dip_iterations=k, t=tt), res)
+        for name, (params, res) in variants.items():
+            k_eq = equal_flops_steps(res.compute.flops, unet_flops)
+            add(name, seed, res, refs, **params, equal_flops_steps=k_eq)
+            for sampler in baselines:
+                base = sample_cached(model, sampler, k_eq, num_refs, seed, sample_batch,
+                                     progress=False)
+                name_b = f"{SAMPLER_TAG[sampler]}_{k_eq}"
+                if not any(r["method"] == name_b and r["seed"] == seed for r in rows):
+                    add(name_b, seed, Result(base.images, Compute(base.compute.flops / num_refs,
+                                                                  base.compute.nfe,
+                                                                  wall_s=base.compute.wall_s)),
+                        refs, variant=sampler, steps=k_eq)
+    return rows, images
+
+
+def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: int,
+                    dip_cfg: DIPConfig, dip_iterations: int, t0_list, ddim_steps,
+                    tdpm_iterations: int | None = None, chain_steps: int = 1000,
+                    progress: bool = True):
+    """Task B (denoising at a diffusion noise level). For each seed, ``y`` is ``x_clean``
+    noised to ``t_noise``; the methods are the DDPM chain from ``t_noise`` (all steps), DDIM
+    from ``t_noise`` at each of ``ddim_steps`` (1 step = the one-shot x0 prediction), DIP
+    alone on the rescaled ``y`` (fixed iterations, and its oracle peak), DIP→t0 for each
+    ``t0``, and TDPM-DIP; plus DDIM at the FLOPs of each DIP-based method.
+
+    Returns ``(rows, images)``: per-seed rows with PSNR/SSIM against the clean images and
+    the compute per image, and the first seed's images per method (plus clean and noisy)."""
+    from .metrics import psnr, ssim
+
+    check_images(x_clean, "clean images")
+    check_timestep("t_noise", t_noise, 1000)
+    for t in t0_list:
+        check_timestep("t0", t, 1000)
+    n, rows, images = len(x_clean), [], {}
+    unet_flops = unet_flops_per_image(model)
+    tdpm_iterations = tdpm_iterations or dip_iterations
+
+    def add(method, seed, res, **extra):
+        img = res.images
+        rows.append(_row(method, seed, res, psnr=float(psnr(img, x_clean).mean()),
+                         ssim=float(ssim(img, x_clean).mean()), **extra))
+        if seed == seeds[0]:
+            images[method] = img
+
+    for seed in seeds:
+        y = diffusion_noisy(x_clean, t_noise, seed, model.beta_schedule)
+        y01, _ = rescale_to_x0(y, t_noise, model.beta_schedule)
+        if seed == seeds[0]:
+            images["clean"], images["noisy"] = x_clean, y01.clamp(0, 1)
+        add("noisy_rescaled", seed, Result(y01.clamp(0, 1), Compute()))
+        start = Result(y, Compute())
+        add("ddpm_all", seed, reverse_from(model, start, t_noise, seed, "ddpm", chain_steps))
+        for k in ddim_steps:
+            add(f"ddim_{k}", seed, reverse_from(model, start, t_noise, seed, "ddim", k))
+        dip = dip_denoise(y, t_noise, model.beta_schedule, dip_cfg, dip_iterations,
+                          clean=x_clean, seed=seed, progress=progress)
+        per_img = Compute(dip.compute.flops / n, dip_iters=dip.compute.dip_iters,
+                          wall_s=dip.compute.wall_s)
+        fixed = Result(dip.output_ema, per_img)
+        dip_based = {"dip_fixed": fixed}
+        add("dip_fixed", seed, fixed)
+        best_it = torch.as_tensor(dip.best_iteration).float().mean().item()
+        add("dip_oracle_peak", seed, Result(dip.best_output, per_img), oracle=True,
+            peak_iteration=best_it)
+        for t0 in t0_list:
+            dip_based[f"dip_t0_{t0}"] = dip_to_t0(model, fixed, t0, seed, "ddpm", chain_steps)
+        tdpm = tdpm_denoise(model, y, t_noise, dip_cfg, [tdpm_iterations], seed, "ddpm",
+                            chain_steps, progress=progress)[tdpm_iterations]
+        dip_based["tdpm_dip"] = tdpm
+        for name, res in dip_based.items():
+            if name != "dip_fixed":
+                add(name, seed, res)
+            k_eq = equal_flops_steps(res.compute.flops, unet_flops, t_noise)
+            add(f"ddim_eq_{name}", seed, reverse_from(model, start, t_noise, seed, "ddim", k_eq),
+                steps=k_eq, matches=name)
+    return rows, images
+
+
+def summarise(rows: list[dict], keys=("fid", "kid", "confident_fraction", "psnr", "ssim",
+                                      "dist_to_ref", "nn_train_dist", "gflops_per_image",
+                                      "nfe", "dip_iters", "wall_s")) -> dict:
+    """Group per-seed rows by method: mean/std/median/min/max of each numeric key, plus the
+    method's non-numeric parameters."""
+    from .results import spread
+
+    out: dict[str, dict] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        group = [r for r in rows if r["method"] == method]
+        entry = {k: spread([r[k] for r in group]) for k in keys if k in group[0]}
+        entry.update({k: v for k, v in group[0].items()
+                      if k not in keys and k not in ("seed", "method") and not isinstance(v, float)})
+        entry["seeds"] = [r["seed"] for r in group]
+        out[method] = entry
+    return out
+
+
+def equal_compute_comparison(summary: dict, metric: str, higher_is_better: bool,
+                             baselines: dict[str, str]) -> list[dict]:
+    """For every DIP-based method in ``summary``: its ``metric`` beside each baseline's at the
+    same FLOPs per image, and whether it wins (by more than the baseline's seed std).
+
+    ``baselines`` maps a baseline label to a key template filled with the method's
+    ``equal_flops_steps`` (e.g. ``{"DDIM": "ddim_{k}"}``) or its name (``"ddim_eq_{name}"``).
+    """
+    out = []
+    sign = 1 if higher_is_better else -1
+    for name, entry in summary.items():
+        k = entry.get("equal_flops_steps")
+        if k is None and f"ddim_eq_{name}" not in summary:
+            continue
+        row = {"method": name, metric: entry[metric], "gflops_per_image": entry["gflops_per_image"]}
+        for label, template in baselines.items():
+            key = template.format(k=k, name=name)
+            if key not in summary:
+                continue
+            base = summary[key][metric]
+            diff = sign * (entry[metric]["mean"] - base["mean"])
+            row[f"{label} ({key})"] = base
+            row[f"wins vs {label}"] = bool(diff > max(base["std"], entry[metric]["std"]))
+            row[f"loses vs {label}"] = bool(-diff > max(base["std"], entry[metric]["std"]))
+        out.append(row)
+    return out
+
+
+def _count(cmp: list[dict], key: str) -> int:
+    return sum(bool(r.get(key)) for r in cmp)
+
+
+def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
+    """Task A's conclusions, computed from the summary.
+
+    A variant whose samples end closer than half of DDPM-1000's distance to their own
+    reference is counted as a *near-copy* of its test image: its FID then inherits the test
+    images' FID and says nothing about generation. Equal-FLOPs wins/losses and the speed-up
+    over DDPM-1000 at matched-or-better FID are reported separately for the variants that
+    produce new samples and for the near-copies. Returns numbers and Markdown."""
+    ddpm, refs = summary["ddpm_1000"], summary["test_refs"]
+    fid = {m: summary[m]["fid"]["mean"] for m in summary}
+    gfl = {m: summary[m]["gflops_per_image"]["mean"] for m in summary}
+    limit = 0.5 * ddpm["dist_to_ref"]["mean"]
+    copies = {r["method"] for r in cmp if summary[r["method"]]["dist_to_ref"]["mean"] < limit}
+    groups = {"new": [r for r in cmp if r["method"] not in copies],
+              "copy": [r for r in cmp if r["method"] in copies]}
+
+    def speedup(methods):
+        good = [m for m in methods if fid[m] <= ddpm["fid"]["mean"]]
+        return max((gfl["ddpm_1000"] / gfl[m] for m in good), default=None)
+
+    base = [m for m in summary if m.startswith(("ddim_", "dpmpp_"))]
+    out = {"ddpm_1000_fid": ddpm["fid"]["mean"], "test_refs_fid": refs["fid"]["mean"],
+           "near_copy_threshold": limit, "baseline_speedup_vs_ddpm1000_at_matched_fid": speedup(base)}
+    for g, rows in groups.items():
+        names = [r["method"] for r in rows]
+        out[g] = {"n": len(rows),
+                  "wins_vs_ddim": _count(rows, "wins vs DDIM"), "loses_vs_ddim": _count(rows, "loses vs DDIM"),
+                  "wins_vs_dpmpp": _count(rows, "wins vs DPM-Solver++"),
+                  "loses_vs_dpmpp": _count(rows, "loses vs DPM-Solver++"),
+                  "best": min(names, key=fid.get) if names else None,
+                  "speedup_vs_ddpm1000_at_matched_fid": speedup(names)}
+
+    def sentence(g, label):
+        o = out[g]
+        if not o["n"]:
+            return f"No variant configuration is {label}.\n\n"
+        best = o["best"]
+        text = (f"**{o['n']} variant configurations {label}.** At equal FLOPs per image "
+                f"{o['wins_vs_ddim']} beat DDIM and {o['loses_vs_ddim']} lose to it; "
+                f"{o['wins_vs_dpmpp']} beat DPM-Solver++ and {o['loses_vs_dpmpp']} lose to it. "
+                f"The best, `{best}`, reaches FID {fid[best]:.2f} at {gfl[best]:.2f} GFLOPs per image. ")
+        sp = o["speedup_vs_ddpm1000_at_matched_fid"]
+        text += (f"Speed-up over DDPM-1000 at matched-or-better FID: ×{sp:.0f} in FLOPs.\n\n" if sp
+                 else "None matches DDPM-1000's FID.\n\n")
+        return text
+
+    b = out["baseline_speedup_vs_ddpm1000_at_matched_fid"]
+    s = (f"DDPM-1000 reaches FID {ddpm['fid']['mean']:.2f} at {gfl['ddpm_1000']:.1f} GFLOPs per image; "
+         f"the test images themselves score {refs['fid']['mean']:.2f} (the floor at this sample size). "
+         + (f"Plain DDIM / DPM-Solver++ from noise match it at up to ×{b:.0f} fewer FLOPs. "
+            if b else "No plain DDIM / DPM-Solver++ run from noise here matches it. ")
+         + f"A win or loss needs an FID gap larger than the seed standard deviation; the rest are ties.\n\n"
+         + sentence("new", "produce new samples (farther from their reference than "
+                           f"{limit:.3f} RMS, half of DDPM-1000's distance to a random test image)")
+         + sentence("copy", f"are near-copies of their test reference (closer than {limit:.3f} RMS)")
+         + "**Generation or variation?** The near-copies are variations of a given test image, "
+           "not new samples: their FID inherits the test images' FID, so a low FID there is no "
+           "evidence of a better generator, and their speed-up is not a generation speed-up.")
+    out["text"] = s
+    return out
+
+
+def verdict_denoising(summary: dict, cmp: list[dict]) -> dict:
+    """Task B's conclusions, computed from the summary: the best DIP-based method against the
+    DDPM chain from ``t_noise`` and against DDIM at equal FLOPs. Returns numbers and Markdown."""
+    psnr = {m: summary[m]["psnr"]["mean"] for m in summary}
+    dip_based = [m for m in psnr if m.startswith(("dip_", "tdpm")) and m != "dip_oracle_peak"]
+    best = max(dip_based, key=psnr.get)
+    others = [m for m in psnr if m not in dip_based and m not in ("dip_oracle_peak",
+                                                                   "noisy_rescaled")]
+    best_other = max(others, key=psnr.get)
+    out = {"best_dip_method": best, "best_dip_psnr": psnr[best], "ddpm_all_psnr": psnr["ddpm_all"],
+           "beats_ddpm_chain": psnr[best] > psnr["ddpm_all"],
+           "best_non_dip_method": best_other, "best_non_dip_psnr": psnr[best_other],
+           "oracle_peak_psnr": psnr["dip_oracle_peak"],
+           "wins_vs_ddim_equal_flops": _count(cmp, "wins vs DDIM"),
+           "loses_vs_ddim_equal_flops": _count(cmp, "loses vs DDIM"), "n_dip_methods": len(cmp)}
+    s = (f"The best DIP-based method, `{best}`, reaches {psnr[best]:.2f} dB against "
+         f"{psnr['ddpm_all']:.2f} dB for the full DDPM chain from t_noise: it "
+         f"**{'beats' if out['beats_ddpm_chain'] else 'does not beat'}** it "
+         f"({psnr[best] - psnr['ddpm_all']:+.2f} dB). The best method without DIP is `{best_other}` "
+         f"at {psnr[best_other]:.2f} dB; DIP's oracle peak (needs the clean image) is "
+         f"{psnr['dip_oracle_peak']:.2f} dB.\n\n"
+         f"**At equal FLOPs** against DDIM from y: {out['wins_vs_ddim_equal_flops']} of "
+         f"{len(cmp)} DIP-based methods win and {out['loses_vs_ddim_equal_flops']} lose "
+         f"(PSNR; the rest are within the seed spread).")
+    if psnr["ddpm_all"] < psnr[best_other]:
+        s += (" A single ancestral sample from the chain scores lower PSNR than a posterior-mean "
+              "estimate by construction (it adds back detail that may be wrong), so PSNR favours "
+              "smooth estimates such as DIP's and the one-step x0 prediction.")
+    out["text"] = s
+    return out
+
+
+def check_study_params(t0_list, t_trunc_list, dip_iterations, chain_sampler: str,
+                       chain_steps: int, t_noise: int, num_refs: int, denoise_images: int,
+                       beta_schedule: str, num_train_timesteps: int = 1000) -> None:
+    """Validate chapter 03's parameters at once, before anything is trained or written."""
+    from .ddpm import BETA_SCHEDULES, SAMPLERS
+    from .errors import check_choice
+
+    check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
+    check_choice("chain sampler", chain_sampler, SAMPLERS)
+    check_positive_int("chain_steps", chain_steps)
+    check_positive_int("num_refs", num_refs)
+    check_positive_int("denoise_images", denoise_images)
+    for t in t0_list:
+        check_timestep("t0", t, num_train_timesteps)
+    for t in t_trunc_list:
+        check_timestep("T_trunc", t, num_train_timesteps)
+    check_timestep("t_noise", t_noise, num_train_timesteps)
+    _check_iterations(dip_iterations)

@@ -1,0 +1,25 @@
+"""Determinism switches. On the CPU everything here is deterministic already; on a GPU
+``deterministic()`` trades speed for bit-identical reruns (see the README)."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def deterministic(enabled: bool = True) -> None:
+    """Force deterministic kernels: ``torch.use_deterministic_algorithms``, cuDNN without
+    benchmarking, and a fixed cuBLAS workspace. Call it before any CUDA work."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=False)
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled
+
+
+def from_environment() -> bool:
+    """Apply ``deterministic()`` when ``DIPDDPM_DETERMINISTIC=1``; return whether it did."""
+    on = os.environ.get("DIPDDPM_DETERMINISTIC", "") == "1"
+    if on:
+        deterministic(True)
+    return on

@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+from dipddpm_lib import ddpm, get_profile, integration
+from dipddpm_lib.cache import Cache
+from dipddpm_lib.data import load_digits
+from dipddpm_lib.dip import DIPConfig
+
+CFG = DIPConfig(scales=2, channels=8, skip_channels=2, input_depth=8)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    x, _ = load_digits(16, "train")
+    model = ddpm.train_ddpm(x, get_profile("smoke", train_steps=20),
+                            cache=Cache(tmp_path_factory.mktemp("c")), progress=False)
+    refs, _ = load_digits(16, "test")
+    return model, refs[:3]
+
+
+def test_dip_to_t0_zero_returns_dip_output_unchanged(setup):
+    model, refs = setup
+    prior = integration.fit_dip_snapshots(refs, CFG, [5], progress=False)[5]
+    out = integration.dip_to_t0(model, prior, 0)
+    assert torch.equal(out.images, prior.images) and out.compute.nfe == 0
+    moved = integration.dip_to_t0(model, prior, 10, num_steps=4)
+    assert not torch.equal(moved.images, prior.images)
+    assert moved.compute.nfe == 4 and moved.compute.dip_iters == 5
+    assert moved.compute.flops > prior.compute.flops
+
+
+@pytest.mark.parametrize("seed", [3])
+def test_tdpm_with_no_dip_at_T_is_the_plain_ddpm_chain(setup, seed):
+    model, refs = setup
+    plain = ddpm.sample(model.unet, model.beta_schedule, "ddpm", 1000, num_samples=len(refs),
+                        seed=seed, progress=False)
+    tdpm = integration.tdpm_dip(model, refs, 1000, CFG, [0], seed=seed, sampler="ddpm",
+                                num_steps=1000, progress=False)[0]
+    assert torch.equal(tdpm.images, plain.images)
+    assert tdpm.compute.nfe == 1000 and tdpm.compute.dip_iters == 0
+
+
+def test_truncated_start_is_add_noise(setup):
+    _, refs = setup
+    z = torch.randn(refs.shape, generator=torch.Generator().manual_seed(0))
+    abar = ddpm.alphas_cumprod("linear")
+    xt = integration.truncated_start(refs, 200, z, "linear")
+    torch.testing.assert_close(xt, abar[200].sqrt() * (2 * refs - 1) + (1 - abar[200]).sqrt() * z)
+    assert torch.equal(integration.truncated_start(refs, 1000, z, "linear"), z)
+
+
+def test_dip_snapshot_flops_grow_linearly(setup):
+    _, refs = setup
+    snaps = integration.fit_dip_snapshots(refs, CFG, [2, 4, 8], progress=False)
+    f = {k: v.compute.flops for k, v in snaps.items()}
+    assert f[4] == pytest.approx(2 * f[2]) and f[8] == pytest.approx(4 * f[2])
+    assert [snaps[k].compute.dip_iters for k in (2, 4, 8)] == [2, 4, 8]
+    assert snaps[2].compute.wall_s < snaps[8].compute.wall_s
+
+
+def test_tdpm_fits_the_truncated_target(setup):
+    model, refs = setup
+    res = integration.tdpm_dip(model, refs, 50, CFG, [0, 30], sampler="ddim", num_steps=5,
+                               progress=False)
+    assert set(res) == {0, 30}
+    assert res[30].compute.dip_iters == 30 and res[30].compute.nfe == 5
+    assert res[30].images.shape == refs.shape
+
+
+def test_equal_flops_steps():
+    assert integration.equal_flops_steps(10e9, 1e9) == 10
+    assert integration.equal_flops_steps(0.2e9, 1e9) == 1
+    assert integration.equal_flops_steps(1e15, 1e9) == 1000
+
+
+def test_rescale_to_x0_is_unbiased():
+    x0 = torch.full((1, 1, 64, 64), 0.7)
+    ys = [integration.diffusion_noisy(x0, 600, s, "linear") for s in range(20)]
+    est = torch.stack([integration.rescale_to_x0(y, 600, "linear")[0] for y in ys]).mean()
+    _, std = integration.rescale_to_x0(ys[0], 600, "linear")
+    assert float(est) == pytest.approx(0.7, abs=4 * std / (20 * 64 * 64) ** 0.5)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda m, r: integration.dip_to_t0(m, integration.Result(r, None), 1001), r"\[0, T=1000\]"),
+    (lambda m, r: integration.tdpm_dip(m, r, 1200, CFG, [0]), r"\[0, T=1000\]"),
+    (lambda m, r: integration.tdpm_dip(m, r, 10, CFG, [-1]), ">= 0"),
+    (lambda m, r: integration.diffusion_noisy(r * float("inf"), 600, 0, "linear"), "NaN or Inf"),
+    (lambda m, r: integration.dip_to_t0(m, integration.Result(r[:, :0], None), 5), "0 channel"),
+])
+def test_bad_inputs(setup, call, match):
+    model, refs = setup
+    with pytest.raises(ValueError, match=match):
+        call(model, refs)

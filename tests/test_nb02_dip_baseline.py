@@ -1,0 +1,54 @@
+"""Chapter 02 (DIP baseline) runs headless under the smoke profile and stores what it reports."""
+import numpy as np
+import pytest
+from nbrun import run_notebook
+
+from dipddpm_lib import get_profile
+from dipddpm_lib.results import load_array
+
+DIP_KEYS = {"final_psnr", "peak_psnr", "peak_iteration", "final_ssim", "peak_ssim", "wall_s",
+            "gflops"}
+
+
+@pytest.mark.notebook
+def test_dip_baseline_notebook_smoke(tmp_path, nb_cache):
+    metrics = run_notebook("02_dip_baseline", tmp_path)
+    smoke = get_profile("smoke")
+    images = list(smoke.dip_baseline_photos)
+    assert metrics["profile"] == "smoke" and metrics["task"] == "denoise"
+    assert metrics["seeds"] == list(smoke.seeds) and metrics["sigma"] == 25
+    assert set(metrics["per_image"]) == set(images)
+    for name, m in metrics["per_image"].items():
+        assert DIP_KEYS <= set(m["dip"])
+        assert m["dip"]["final_psnr"]["n"] == len(smoke.seeds)
+        assert 1 <= m["dip"]["peak_iteration"]["min"] <= smoke.dip_baseline_iterations
+        assert m["dip"]["gflops"]["mean"] > 0 and m["dip"]["wall_s"]["mean"] > 0
+        for method in ("nl_means", "wavelet", "tv"):
+            assert m[method]["psnr"] > m["observed_psnr"]  # every classical denoiser helps
+            assert m[method]["flops"] is None and m[method]["wall_s"] >= 0
+        shapes = {kind: load_array(tmp_path, f"{kind}_{name}").shape
+                  for kind in ("clean", "observed", "dip_final", "dip_peak")}
+        size = smoke.photo_size
+        assert shapes["clean"] == shapes["observed"] == (1, 3, size, size)
+        assert shapes["dip_final"] == shapes["dip_peak"] == (len(smoke.seeds), 3, size, size)
+    assert {"inpaint", "sr4"} <= set(metrics)
+    assert metrics["inpaint"]["biharmonic"]["psnr"] > 0 and DIP_KEYS <= set(metrics["sr4"]["dip"])
+    sr_name = metrics["sr4"]["image"]
+    assert load_array(tmp_path, f"sr4_observed_{sr_name}").shape[-1] == smoke.photo_size // 4
+    assert "quality_bar" in metrics["summary"] and metrics["compute"]["dip"]["gflops"] > 0
+    for fig in ("psnr_curves", "restorations", "showcase_curves", "showcase_restorations"):
+        assert (tmp_path / f"{fig}.png").stat().st_size > 0
+    arr = load_array(tmp_path, f"dip_final_{images[0]}")
+    assert arr.dtype == np.float32 and 0 <= arr.min() and arr.max() <= 1
+
+
+@pytest.mark.notebook
+def test_dip_baseline_notebook_rejects_a_bad_task_before_writing(tmp_path, nb_cache):
+    import papermill as pm
+
+    out = tmp_path / "out"
+    fits_before = sorted(nb_cache.glob("dip_fit/*"))
+    with pytest.raises(pm.PapermillExecutionError, match="valid choices: denoise, inpaint, sr4"):
+        run_notebook("02_dip_baseline", tmp_path, output_dir=str(out), task="deblur")
+    assert not out.exists()
+    assert sorted(nb_cache.glob("dip_fit/*")) == fits_before

@@ -1,0 +1,211 @@
+"""Chapter 02's library: classical baselines, cached grouped DIP fits, summaries, plan checks."""
+import numpy as np
+import pytest
+import torch
+from conftest import cache_files
+
+from dipddpm_lib import dip, restoration
+from dipddpm_lib.cache import Cache
+from dipddpm_lib.data import load_photo
+from dipddpm_lib.metrics import psnr
+
+SMALL = dip.DIPConfig(scales=2, channels=8, skip_channels=4, input_depth=8)
+SEEDS = (0, 1)
+ITERS = 8
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return load_photo("astronaut", 32)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny denoising run: 2 images × 2 seeds × 8 iterations, and its cache."""
+    cache = Cache(tmp_path_factory.mktemp("restoration_cache"))
+    images = {n: load_photo(n, 32) for n in ("astronaut", "camera")}
+    out = restoration.restore(images, "denoise", 25, SMALL, ITERS, SEEDS, cache=cache,
+                              progress=False)
+    return out, cache, images
+
+
+# --------------------------------------------------------------------------- classical
+@pytest.mark.parametrize("method", ["nl_means", "wavelet", "tv"])
+def test_classical_denoisers_beat_the_noisy_input(photo, method):
+    d = dip.degrade(photo, "denoise", 25, seed=0)
+    r = restoration.classical_restore(method, d, photo)
+    assert r.output.shape == photo.shape and 0 <= float(r.output.min()) <= float(r.output.max()) <= 1
+    assert r.psnr > float(psnr(d.observation, photo)) + 1.0
+    assert 0 < r.ssim <= 1 and r.wall_s >= 0
+    assert r.to_dict()["flops"] is None and "not counted" in r.to_dict()["flops_note"]
+
+
+def test_blind_sigma_estimate_is_close_to_the_truth(photo):
+    d = dip.degrade(load_photo("camera", 64), "denoise", 25, seed=0)
+    assert restoration.estimate_noise_sigma(d.observation) * 255 == pytest.approx(25, abs=3)
+
+
+def test_inpainting_and_sr_baselines(photo):
+    inp = dip.degrade(photo, "inpaint", 0, seed=0)
+    r = restoration.classical_restore("biharmonic", inp, photo)
+    assert r.psnr > float(psnr(inp.observation, photo)) + 5
+    assert r.settings["missing_share"] == pytest.approx(0.5, abs=0.1)
+    sr = dip.degrade(photo, "sr4", 0, seed=0)
+    b = restoration.classical_restore("bicubic", sr, photo)
+    assert b.output.shape == photo.shape
+    assert restoration.observed_image(sr, (32, 32)).shape == photo.shape
+    assert set(restoration.run_classical(sr, photo)) == {"bicubic"}
+
+
+def test_classical_method_must_fit_the_task(photo):
+    with pytest.raises(ValueError, match="valid choices: nl_means, wavelet, tv"):
+        restoration.classical_restore("bicubic", dip.degrade(photo, "denoise"), photo)
+
+
+# --------------------------------------------------------------------------- cached fits
+def test_stack_degradations(photo):
+    ds = [dip.degrade(photo, "inpaint", 0, seed=s) for s in (0, 1)]
+    st = restoration.stack_degradations(ds)
+    assert st.observation.shape == (2, 3, 32, 32) and st.mask.shape == (2, 1, 32, 32)
+    with pytest.raises(ValueError, match="different tasks"):
+        restoration.stack_degradations([ds[0], dip.degrade(photo, "denoise")])
+
+
+def test_fit_is_cached_and_reused(photo, cache, monkeypatch):
+    d = dip.degrade(photo, "denoise", 25, seed=0)
+    first = restoration.fit_cached(d, photo, SMALL, 4, seed=3, cache=cache, progress=False)
+    assert not first.from_cache and cache_files(cache)
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("fitted again despite a cached fit")
+
+    monkeypatch.setattr(dip, "fit", no_refit)
+    again = restoration.fit_cached(d, photo, SMALL, 4, seed=3, cache=cache, progress=False)
+    assert again.from_cache and again.compute == first.compute
+    assert torch.equal(again.output_ema, first.output_ema)
+    np.testing.assert_array_equal(again.history["psnr_clean"], first.history["psnr_clean"])
+    assert again.history["psnr_clean"].shape == (4, 1) and again.best_iteration.shape == (1,)
+
+
+def test_grouped_fit_splits_per_image(run):
+    restorations, _, images = run
+    assert [r.name for r in restorations] == list(images)
+    for r in restorations:
+        assert [f.seed for f in r.fits] == list(SEEDS)
+        assert r.curves()["psnr_clean_ema"].shape == (len(SEEDS), ITERS)
+        assert r.final_outputs().shape == r.peak_outputs().shape == (len(SEEDS), 3, 32, 32)
+    one = restorations[0].fits[0]
+    per_net = dip.dip_flops_per_iteration(SMALL, 3, 32, 32) * ITERS
+    assert one.flops == pytest.approx(per_net, rel=1e-6)
+
+
+def test_rerun_reads_every_fit_from_the_cache(run):
+    restorations, cache, images = run
+    again = restoration.restore(images, "denoise", 25, SMALL, ITERS, SEEDS, cache=cache,
+                                progress=False)
+    assert all(f.from_cache for r in again for f in r.fits)
+    assert torch.equal(again[1].final_outputs(), restorations[1].final_outputs())
+
+
+# --------------------------------------------------------------------------- summaries
+def test_dip_summary_reports_final_peak_ssim_and_compute(run):
+    r = run[0][0]
+    s = r.dip_summary()
+    assert {"final_psnr", "peak_psnr", "peak_iteration", "final_ssim", "peak_ssim", "wall_s",
+            "gflops"} <= set(s)
+    assert s["final_psnr"]["n"] == len(SEEDS) and s["seeds"] == list(SEEDS)
+    assert s["peak_psnr"]["min"] >= s["final_psnr"]["min"] - 1e-4
+    assert s["peak_psnr"]["max"] == pytest.approx(max(s["peak_psnr_raw"]["max"], s["peak_psnr_ema"]["max"]))
+    assert 1 <= s["peak_iteration"]["min"] <= s["peak_iteration"]["max"] <= ITERS
+    m = r.metrics()
+    assert set(m) >= {"observed_psnr", "dip", "nl_means", "wavelet", "tv", "comparison"}
+
+
+def _fake_image(observed, final, peak, classical):
+    one = lambda v: {"mean": v, "min": v, "max": v, "std": 0.0}  # noqa: E731
+    m = {"observed_psnr": observed, "observed_ssim": 0.5,
+         "dip": {"final_psnr": one(final), "peak_psnr": one(peak), "final_ssim": one(0.8),
+                 "peak_ssim": one(0.9), "peak_iteration": one(500), "iterations": 1000},
+         **{k: {"psnr": v, "ssim": 0.8} for k, v in classical.items()}}
+    m["comparison"] = restoration.compare(m, list(classical))
+    return m
+
+
+def test_summary_quality_bar_and_where_classical_matches_dip():
+    per_image = {"a": _fake_image(20, 25, 27, {"nl_means": 26, "wavelet": 24, "tv": 27.5}),
+                 "b": _fake_image(20, 23, 24.5, {"nl_means": 22, "wavelet": 25, "tv": 21})}
+    s = restoration.summarise(per_image, ["nl_means", "wavelet", "tv"], min_gain_db=5)
+    assert s["quality_bar"]["gain_db"] == {"a": 7, "b": 4.5} and not s["quality_bar"]["passed"]
+    assert s["classical_at_least_dip_final"] == {"nl_means": ["a"], "wavelet": ["b"], "tv": ["a"]}
+    assert s["classical_at_least_dip_peak"] == {"nl_means": [], "wavelet": ["b"], "tv": ["a"]}
+    assert s["mean_over_images"]["dip_peak_psnr"] == pytest.approx(25.75)
+    assert restoration.summarise(per_image, ["nl_means"], min_gain_db=4)["quality_bar"]["passed"]
+    text = restoration.findings({"summary": s, "per_image": per_image, "task": "denoise",
+                                 "sigma": 25.0, "iterations": 1000})
+    assert "4.50 to 7.00 dB" in text and "**not met**: it fails on b" in text
+    assert "on 1 of 2 image(s) (a)" in text
+
+
+def test_chapter_metrics_arrays_tables_and_figures(run, tmp_path):
+    restorations, _, _ = run
+    plan = restoration.make_plan("smoke", seeds=list(SEEDS), images=["astronaut", "camera"],
+                                 iterations=ITERS, arch={"scales": 2, "channels": 8})
+    m = restoration.chapter_metrics(plan, restorations, {"inpaint": restorations[0]})
+    assert m["seeds"] == list(SEEDS) and m["arch"]["channels"] == 8 and "inpaint" in m
+    assert m["compute"]["dip"]["networks_fitted"] == 2 * len(SEEDS) + len(SEEDS)
+    names = restoration.save_arrays(tmp_path, restorations[0], prefix="x_")
+    assert "x_dip_peak_astronaut.npy" in names and "x_nl_means_astronaut.npy" in names
+    assert "| astronaut |" in restoration.quality_table(m["per_image"])
+    assert "NL-means wall s" in restoration.compute_table(m["per_image"])
+    fig = restoration.plot_psnr_curves(restorations)
+    assert len([ax for ax in fig.axes if ax.lines]) == len(restorations)
+    fig = restoration.plot_restorations(restorations)
+    assert sum(bool(ax.images) for ax in fig.axes) == 2 * 7
+
+
+# --------------------------------------------------------------------------- parameters
+def test_plan_fills_defaults_from_the_profile():
+    plan = restoration.make_plan("quick")
+    assert plan.images == ("astronaut", "camera", "coffee") and plan.image_size == 64
+    assert plan.iterations == 1000 and plan.seeds == (0, 1, 2) and plan.sigma == 25
+    assert (plan.arch.scales, plan.arch.channels) == (3, 32)
+    assert plan.showcases == {"inpaint": "astronaut", "sr4": "coffee"}
+    other = restoration.make_plan("smoke", task="sr4", images="camera", seeds=[4])
+    assert other.showcases == {"inpaint": "camera"} and other.seeds == (4,)
+    assert "3 scales × 32 channels" in restoration.plan_text(plan)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"profile": "fast"}, "smoke, quick, full"),
+    ({"task": "deblur"}, "valid choices: denoise, inpaint, sr4"),
+    ({"images": ["astronaut", "lena"]}, "valid choices: astronaut, camera"),
+    ({"images": []}, "valid choices: astronaut"),
+    ({"inpaint_image": "lena"}, "valid choices: astronaut"),
+    ({"image_size": 48}, "multiple of 32"),
+    ({"image_size": 32, "arch": {"scales": 6}}, "multiple of 64"),
+    ({"sigma": 300}, r"\[0, 255\]"),
+    ({"iterations": 0}, "positive whole number"),
+    ({"showcase_iterations": 2.5}, "positive whole number"),
+    ({"arch": {"layers": 3}}, "valid keys: scales, channels, skip_channels"),
+    ({"arch": {"upsample": "cubic"}}, "nearest, bilinear"),
+    ({"arch": {"channels": 0}}, "positive whole number"),
+    ({"seeds": []}, "non-empty list"),
+    ({"seeds": [0, -1]}, "non-negative"),
+    ({"seeds": 3}, "list of non-negative integers"),
+])
+def test_bad_parameters_fail_before_any_work(kwargs, match, cache):
+    with pytest.raises(ValueError, match=match):
+        restoration.make_plan(**{"profile": "smoke", **kwargs})
+    assert cache_files(cache) == []
+
+
+def test_restore_checks_inputs_before_writing(photo, cache, tmp_path):
+    images = {"astronaut": photo}
+    with pytest.raises(ValueError, match="valid choices: denoise, inpaint, sr4"):
+        restoration.restore(images, "deblur", 25, SMALL, 4, SEEDS, progress=False)
+    with pytest.raises(ValueError, match="share one shape"):
+        restoration.restore({"a": photo, "b": load_photo("camera", 64)}, "denoise", 25, SMALL, 4,
+                            SEEDS, progress=False)
+    with pytest.raises(ValueError, match="non-empty list"):
+        restoration.restore(images, "denoise", 25, SMALL, 4, [], progress=False)
+    assert cache_files(cache) == []
