@@ -283,13 +283,14 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
 
 def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: int,
                     dip_cfg: DIPConfig, dip_iterations: int, t0_list, ddim_steps,
-                    tdpm_iterations: int | None = None, chain_steps: int = 1000,
-                    progress: bool = True):
+                    tdpm_iterations: int | None = None, chain_sampler: str = "ddim",
+                    chain_steps: int = 20, progress: bool = True):
     """Task B (denoising at a diffusion noise level). For each seed, ``y`` is ``x_clean``
     noised to ``t_noise``; the methods are the DDPM chain from ``t_noise`` (all steps), DDIM
     from ``t_noise`` at each of ``ddim_steps`` (1 step = the one-shot x0 prediction), DIP
     alone on the rescaled ``y`` (fixed iterations, and its oracle peak), DIP→t0 for each
-    ``t0``, and TDPM-DIP; plus DDIM at the FLOPs of each DIP-based method.
+    ``t0``, and TDPM-DIP (the DIP-based chains use ``chain_sampler`` with at most
+    ``chain_steps`` denoiser calls); plus DDIM at the FLOPs of each DIP-based method.
 
     Returns ``(rows, images)``: per-seed rows with PSNR/SSIM against the clean images and
     the compute per image, and the first seed's images per method (plus clean and noisy)."""
@@ -317,7 +318,7 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
             images["clean"], images["noisy"] = x_clean, y01.clamp(0, 1)
         add("noisy_rescaled", seed, Result(y01.clamp(0, 1), Compute()))
         start = Result(y, Compute())
-        add("ddpm_all", seed, reverse_from(model, start, t_noise, seed, "ddpm", chain_steps))
+        add("ddpm_all", seed, reverse_from(model, start, t_noise, seed, "ddpm", t_noise))
         for k in ddim_steps:
             add(f"ddim_{k}", seed, reverse_from(model, start, t_noise, seed, "ddim", k))
         dip = dip_denoise(y, t_noise, model.beta_schedule, dip_cfg, dip_iterations,
@@ -331,8 +332,9 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
         add("dip_oracle_peak", seed, Result(dip.best_output, per_img), oracle=True,
             peak_iteration=best_it)
         for t0 in t0_list:
-            dip_based[f"dip_t0_{t0}"] = dip_to_t0(model, fixed, t0, seed, "ddpm", chain_steps)
-        tdpm = tdpm_denoise(model, y, t_noise, dip_cfg, [tdpm_iterations], seed, "ddpm",
+            dip_based[f"dip_t0_{t0}"] = dip_to_t0(model, fixed, t0, seed, chain_sampler,
+                                                  chain_steps)
+        tdpm = tdpm_denoise(model, y, t_noise, dip_cfg, [tdpm_iterations], seed, chain_sampler,
                             chain_steps, progress=progress)[tdpm_iterations]
         dip_based["tdpm_dip"] = tdpm
         for name, res in dip_based.items():

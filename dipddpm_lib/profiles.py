@@ -76,8 +76,8 @@ class Profile:
 
     # --- chapter 03 (DIP-initialised DDPM) -----------------------------------------------
     int_num_refs: int = 64  # reference test images (= samples) per seed in task A
-    int_dip_scales: int = 2  # DIP on 16 px digits: 2 scales × 16 channels
-    int_dip_channels: int = 16
+    int_dip_scales: int = 2  # DIP on 16 px digits: 2 scales × 8 channels
+    int_dip_channels: int = 8
     int_dip_iterations: tuple[int, ...] = (50, 100, 300)
     int_t0_list: tuple[int, ...] = (5, 10, 50, 100, 200)  # also the T_trunc grid
     int_chain_sampler: str = "ddim"
@@ -127,7 +127,6 @@ PROFILES: dict[str, Profile] = {
         dip_showcase_iterations=10,
         # chapter 03 (DIP-initialised DDPM)
         int_num_refs=8,
-        int_dip_channels=8,
         int_dip_iterations=(5, 10),
         int_t0_list=(5, 50),
         int_chain_steps=5,

@@ -1,0 +1,274 @@
+"""Chapter 04's library: every stopping criterion over a synthetic history, the progressive
+targets, the online recorders against the offline rules, caching and bad inputs."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import cache_files
+from dipddpm_lib import dip
+from dipddpm_lib import early_stopping as es
+from dipddpm_lib.data import load_photo
+
+
+@pytest.fixture
+def setup(smoke):
+    return es.StoppingSetup.from_profile(smoke, seeds=(0,))
+
+
+# --------------------------------------------------------------------------- criteria
+def test_oracle_stops_at_the_known_peak():
+    it = np.arange(1, 801)
+    psnr = 30 - ((it - 317) / 100.0) ** 2
+    assert es.oracle_stop(psnr) == es.Stop(317, 317, True)
+
+
+def test_fixed_stop_is_the_count_or_the_history_end():
+    assert es.fixed_stop(800, 600) == es.Stop(600, 600, True)
+    assert es.fixed_stop(400, 600) == es.Stop(400, 400, False)
+
+
+def test_discrepancy_stops_at_the_first_fit_error_below_sigma_squared():
+    sigma = 25.0
+    residual = (sigma / 255) ** 2 * np.linspace(3.0, 0.5, 501)  # crosses 1.0 at index 400
+    s = es.discrepancy_stop(residual, sigma)
+    assert s == es.Stop(401, 401, True)
+    assert residual[s.iteration - 1] <= (sigma / 255) ** 2 < residual[s.iteration - 2]
+    never = es.discrepancy_stop(residual[:100], sigma)
+    assert never == es.Stop(100, 100, False)
+
+
+def test_es_wmv_on_a_constant_sequence_stops_after_its_patience():
+    window, patience = 20, 200
+    variance = np.r_[np.full(window - 1, np.nan), np.full(600, 0.3)]
+    s = es.es_wmv_stop(variance, patience)
+    assert s == es.Stop(window, window + patience, True)  # minimum at the first full window
+
+
+def test_es_wmv_returns_the_minimum_once_patience_runs_out():
+    it = np.arange(1, 1001)
+    variance = 1.0 + ((it - 250) / 100.0) ** 2  # U shape, minimum at iteration 250
+    assert es.es_wmv_stop(variance, 100) == es.Stop(250, 350, True)
+    assert es.es_wmv_stop(variance[:300], 100) == es.Stop(250, 300, False)  # not yet decided
+    falling = np.linspace(2, 1, 300)
+    assert es.es_wmv_stop(falling, 50) == es.Stop(300, 300, False)
+
+
+def test_moving_variance_matches_the_definition():
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.rand(30, 3, 8, 8, generator=gen)
+    window = 5
+    online = es.moving_variance(frames, window)
+    assert np.isnan(online[:window - 1]).all()
+    for t in range(window - 1, 30):
+        direct = frames[t - window + 1:t + 1].double()
+        expect = ((direct - direct.mean(0)) ** 2).mean().item()
+        assert online[t] == pytest.approx(expect, rel=1e-9)
+        assert es.window_variance(direct.unsqueeze(1)).item() == pytest.approx(expect, rel=1e-9)
+    assert np.allclose(es.moving_variance(torch.ones(10, 1, 4, 4), 3)[2:], 0.0)
+
+
+def _stage_history(stop_stage: int, stages: int = 10, sigma: float = 25.0):
+    """Fit errors whose drop halves every stage and absorbed shares that jump past it at
+    ``stop_stage`` (0-based); the last stage has no injected noise."""
+    s2 = (sigma / 255) ** 2
+    drops = s2 * 2.0 ** -np.arange(1, stages)  # drop into stage k = 1..stages-1
+    residual = s2 * 4 - np.r_[0, np.cumsum(drops)]
+    absorbed = np.full(stages, np.nan)
+    absorbed[:-1] = 0.5 * drops[0] / s2 * 0.01  # far below the drops ...
+    absorbed[stop_stage] = drops[stop_stage - 1] / s2  # ... until here: twice the drop
+    absorbed[stop_stage + 1:-1] = 1.0
+    return residual, absorbed, sigma
+
+
+def test_guided_rule_stops_at_the_stage_where_the_fit_stops_beating_its_noise():
+    residual, absorbed, sigma = _stage_history(stop_stage=6)
+    assert es.guided_stop(residual, absorbed, sigma, 50) == es.Stop(7 * 50, 350, True)
+    assert es.guided_stop(residual[:6], absorbed[:6], sigma, 50) == es.Stop(300, 300, False)
+    quiet = np.where(np.isfinite(absorbed), 0.0, np.nan)  # no noise absorbed: never stops
+    assert es.guided_stop(residual, quiet, sigma, 50) == es.Stop(500, 500, False)
+
+
+def test_absorbed_fraction_reads_back_the_injected_share():
+    gen = torch.Generator().manual_seed(1)
+    before = torch.rand(2, 3, 16, 16, generator=gen)
+    noise = torch.randn(2, 3, 16, 16, generator=gen)
+    std = torch.tensor([0.1, 0.2])
+    after = before + torch.tensor([0.3, 0.7]).view(-1, 1, 1, 1) * std.view(-1, 1, 1, 1) * noise
+    got = es.absorbed_fraction(after, before, noise, std)
+    assert got[0] == pytest.approx(0.3 * noise[0].pow(2).mean().item(), rel=1e-5)
+    assert got[1] == pytest.approx(0.7 * noise[1].pow(2).mean().item(), rel=1e-5)
+
+
+# --------------------------------------------------------------------------- progressive targets
+@pytest.mark.parametrize("schedule", es.STAGE_SCHEDULES)
+def test_stage_timesteps_run_from_the_start_down_to_the_observation(schedule):
+    t = es.stage_timesteps(8, 120, schedule)
+    assert t[0] == 120 and t[-1] == 0 and len(t) == 8
+    assert (np.diff(t) <= 0).all()
+
+
+def test_schedules_differ_where_they_spend_their_stages():
+    lin, cos, log = (es.stage_timesteps(8, 200, s) for s in es.STAGE_SCHEDULES)
+    assert cos[1] > lin[1]  # cosine lingers at high noise
+    assert log[-2] < lin[-2]  # log is dense near the observation
+
+
+def test_stage_noise_follows_the_ddpm_schedule():
+    assert es.extra_noise_std([0])[0] == 0.0
+    levels = es.extra_noise_std(np.arange(1001))
+    assert (np.diff(levels) > 0).all()
+    t0 = es.start_timestep(25, 1.0)
+    assert levels[t0] >= 25 / 255 > levels[t0 - 1]
+    t, std = es.stage_noise_levels(25, 6, "linear", 1.0)
+    assert t[0] == t0 and std[-1] == 0.0 and std[0] == pytest.approx(levels[t0])
+    assert es.start_timestep(25, 1.0, "cosine") != t0  # the beta schedule matters
+
+
+def test_progressive_targets_end_at_the_observation(photo_pair):
+    clean, noisy = photo_pair
+    _, stds = es.guided_schedule(dataclasses.replace(_quick_like(), num_stages=5), [25.0])
+    ctl = es.ProgressiveTargets(noisy, [25.0], stds, stage_iterations=10, seed=0)
+    assert torch.equal(ctl.target(41), noisy) and torch.equal(ctl.target(50), noisy)
+    first = ctl.target(1) - noisy
+    assert first.std().item() == pytest.approx(stds[0, 0], rel=0.1)
+    assert ctl.stage_of(10) == 0 and ctl.stage_of(11) == 1 and ctl.stage_of(999) == 4
+
+
+# --------------------------------------------------------------------------- dip.fit's target hook
+def test_fit_target_hook_changes_the_fit_but_not_the_logged_observation(photo_pair):
+    noisy = photo_pair[1][..., :16, :16]
+    cfg = dip.DIPConfig(scales=2, channels=8, input_depth=8)
+    d = dip.Degradation("denoise", noisy)
+    dark = dip.fit(d, cfg, 40, progress=False, target=lambda i: torch.zeros_like(noisy))
+    plain = dip.fit(d, cfg, 40, progress=False)
+    assert dark.output.mean() < 0.5 * plain.output.mean()  # it fitted the zero target
+    assert dark.history["psnr_obs"][-1] < plain.history["psnr_obs"][-1] - 5  # logged vs y
+
+
+# --------------------------------------------------------------------------- runs
+@pytest.fixture(scope="module")
+def photo_pair():
+    clean = load_photo("astronaut", 32)
+    return clean, dip.degrade(clean, "denoise", 25, seed=0).observation
+
+
+def _quick_like():
+    return es.StoppingSetup(("astronaut",), 32, (25.0,), (0,), 20, 0.01, 4, 5, "linear", 1.0,
+                            "linear")
+
+
+def test_online_captures_equal_the_outputs_at_the_offline_stops(smoke, setup):
+    clean, noisy, sigmas = es.make_batch(setup, 0)
+    cfg = dip.DIPConfig.from_profile(smoke)
+    rec = es.ReferenceRecorder(noisy, clean, sigmas, setup)
+    res = dip.fit(dip.Degradation("denoise", noisy), cfg, setup.budget, callback=rec,
+                  snapshot_every=1, progress=False)
+    for n in range(len(sigmas)):
+        stops = rec.stops_for(n)
+        assert stops["fixed"].iteration == setup.fixed_iterations
+        for name, stop in stops.items():
+            assert torch.equal(rec.outputs[name][n], res.snapshots[stop.iteration][n]), name
+        hist = rec.rows["variance"][:, n]
+        full = setup.window - 1
+        assert np.isnan(hist[:full]).all() and np.isfinite(hist[full:]).all()
+
+
+def test_runs_stop_every_image_cache_and_are_not_refit(smoke, setup, cache, monkeypatch):
+    ref = es.run_reference(setup, smoke, 0, cache, progress=False)
+    guided = es.run_guided(setup, smoke, 0, cache, progress=False)
+    n = len(setup.pairs)
+    assert ref.history["psnr_clean"].shape == (setup.budget, n)
+    assert all(len(ref.stops[c]) == n for c in es.CRITERIA if c != "guided")
+    cap = setup.num_stages * setup.stage_iterations
+    assert all(1 <= s.iteration <= cap and s.iteration % setup.stage_iterations == 0
+               for s in guided.stops)
+    assert guided.outputs.shape == ref.clean.shape and guided.outputs.abs().sum() > 0
+    assert guided.stage_outputs.shape[0] == setup.num_stages
+    assert np.isnan(guided.stage_absorbed[-1]).all()
+    assert guided.history["ssim_target"].shape == guided.history["psnr_target"].shape
+    records = es.evaluate(setup, ref, guided)
+    assert len(records) == n * len(es.CRITERIA)
+    assert all(r["gap_db"] == 0 for r in records if r["criterion"] == "oracle")
+    sens = es.es_wmv_sensitivity(setup, [ref])
+    assert len(sens) == len(setup.wmv_windows) * len(setup.wmv_patiences)
+    main = sens[f"W={setup.window},P={setup.patience}"]["gap_db"]
+    wmv = [r["gap_db"] for r in records if r["criterion"] == "es_wmv"]
+    assert main["mean"] == pytest.approx(np.mean(wmv), abs=1e-3)  # same rule, read from history
+    assert all(f"variance_w{w}" in ref.history for w in setup.wmv_windows if w != setup.window)
+    summary = es.summarize(records, setup)
+    text = es.sensitivity_markdown(sens, summary, setup)
+    best = min(v["gap_db"]["mean"] for v in sens.values())
+    assert f"{best:.2f} dB" in text and f"{summary['guided']['gap_db']['mean']:.2f} dB" in text
+    written = cache_files(cache)
+
+    def no_fit(*a, **k):
+        raise AssertionError("fit called on a cached run")
+
+    monkeypatch.setattr(dip, "fit", no_fit)
+    again = es.run_guided(setup, smoke, 0, cache, progress=False)
+    assert again.stops == guided.stops and torch.equal(again.outputs, guided.outputs)
+    assert es.run_reference(setup, smoke, 0, cache, progress=False).stops == ref.stops
+    assert cache_files(cache) == written
+
+
+def test_summary_and_verdict_read_their_numbers_from_the_records(setup):
+    records = []
+    for j, c in enumerate(es.CRITERIA):
+        for g in (0.5, 1.5):
+            gap = 0.0 if c == "oracle" else g + (0.4 if c == "guided" else 0.0)
+            records.append({"photo": "astronaut", "sigma": 25.0, "seed": 0, "criterion": c,
+                            "iteration": 100, "iterations_run": 120, "fired": True,
+                            "psnr": 30 - gap, "ssim": 0.9, "gap_db": gap,
+                            "compute_saved": 0.85, "gflops": 1.0})
+    summary = es.summarize(records, dataclasses.replace(setup, sigmas=(25.0,)))
+    assert summary["guided"]["gap_db"]["mean"] == pytest.approx(1.4)
+    assert summary["guided"]["gap_db"]["worst"] == pytest.approx(1.9)
+    bar = es.quality_bar(summary)
+    assert not bar["guided_within_max_gap"] and not bar["guided_no_worse_than_es_wmv"]
+    text = es.verdict_markdown(summary, bar)
+    assert "misses" in text and "by 0.40 dB" in text and "worse than ES-WMV" in text
+    assert "| guided (ours) |" in es.results_table(summary)
+
+
+# --------------------------------------------------------------------------- bad inputs
+@pytest.mark.parametrize("change,match", [
+    (dict(stage_schedule="quadratic"), "valid choices: linear, cosine, log"),
+    (dict(num_stages=1), "at least 2"),
+    (dict(photos=("lena",)), "valid choices: astronaut"),
+    (dict(photo_size=48), "multiple of 32"),
+    (dict(sigmas=(300.0,)), r"\[0, 255\]"),
+    (dict(sigmas=(0.0,)), "> 0"),
+    (dict(seeds=(-1,)), "non-negative"),
+    (dict(start_ratio=0.0), "positive"),
+    (dict(start_ratio=1e6), "beyond the schedule"),
+    (dict(paper_scale=0.0), "paper_scale"),
+    (dict(stage_iterations=0), "positive whole number"),
+    (dict(beta_schedule="sigmoid"), "valid choices: linear, cosine"),
+    (dict(wmv_window_factors=(1.0, -2.0)), "window factors must be positive"),
+])
+def test_bad_setups_fail_before_any_work(smoke, setup, cache, change, match):
+    bad = dataclasses.replace(setup, **change)
+    for run in (es.run_reference, es.run_guided):
+        with pytest.raises(ValueError, match=match):
+            run(bad, smoke, 0, cache, progress=False)
+    assert cache_files(cache) == []
+
+
+def test_bad_profile_values_fail_when_the_setup_is_read(smoke):
+    with pytest.raises(ValueError, match="linear, cosine, log"):
+        es.StoppingSetup.from_profile(dataclasses.replace(smoke, es_stage_schedule="cubic"))
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: es.es_wmv_stop([1.0, 2.0], 0), "positive whole number"),
+    (lambda: es.MovingVariance(1), "at least 2"),
+    (lambda: es.discrepancy_stop([0.1], -3), r"\[0, 255\]"),
+    (lambda: es.oracle_stop([]), "non-empty"),
+    (lambda: es.guided_stop([1.0, 0.5], [np.nan], 25, 10), "differ in length"),
+    (lambda: es.stage_timesteps(5, 0, "linear"), "positive whole number"),
+])
+def test_bad_criterion_inputs(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

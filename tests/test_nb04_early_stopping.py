@@ -1,0 +1,57 @@
+"""Chapter 04 (early stopping) runs headless under the smoke profile and stores what it reports."""
+import numpy as np
+import pytest
+from nbrun import run_notebook
+
+from dipddpm_lib import early_stopping as es
+from dipddpm_lib import get_profile
+from dipddpm_lib.results import load_array
+
+METHOD_KEYS = {"iteration", "iterations_run", "psnr", "ssim", "gap_db", "gap_db_by_sigma",
+               "compute_saved", "gflops", "fired_fraction"}
+
+
+@pytest.mark.notebook
+def test_early_stopping_notebook_smoke(tmp_path, nb_cache):
+    metrics = run_notebook("04_early_stopping", tmp_path)
+    smoke = get_profile("smoke")
+    setup = es.StoppingSetup.from_profile(smoke)
+    assert metrics["profile"] == "smoke" and metrics["seeds"] == list(smoke.seeds)
+    assert set(metrics["methods"]) == set(es.CRITERIA)
+    for name, m in metrics["methods"].items():
+        assert METHOD_KEYS <= set(m), name
+        assert m["gap_db"]["n"] == len(setup.pairs) * len(smoke.seeds)
+        assert m["gap_db"]["mean"] <= m["gap_db"]["worst"]
+    assert metrics["methods"]["oracle"]["gap_db"]["worst"] == 0.0
+    assert metrics["methods"]["fixed"]["iteration"]["mean"] == smoke.dip_iterations
+    assert metrics["methods"]["ulyanov"]["iteration"]["mean"] == setup.ulyanov_iterations
+    assert metrics["setup"]["window"] == setup.window
+    assert metrics["setup"]["patience"] == setup.patience
+    bar = metrics["quality_bar"]
+    assert bar["guided_mean_gap_db"] == metrics["methods"]["guided"]["gap_db"]["mean"]
+    for kind in ("reference", "guided"):
+        assert metrics["compute"][kind]["gflops"] > 0 and metrics["compute"][kind]["wall_s"] > 0
+    assert len(metrics["es_wmv_sensitivity"]) == len(setup.wmv_windows) * len(setup.wmv_patiences)
+    assert len(metrics["runs"]) == len(setup.pairs) * len(smoke.seeds) * len(es.CRITERIA)
+    size = smoke.es_photo_size
+    for photo, sigma in setup.pairs:
+        for c in es.CRITERIA:
+            arr = load_array(tmp_path, f"stop_{c}_{photo}_{sigma:g}")
+            assert arr.shape == (len(smoke.seeds), 3, size, size)
+            assert arr.dtype == np.float32 and 0 <= arr.min() and arr.max() <= 1
+        assert load_array(tmp_path, f"noisy_{photo}_{sigma:g}").shape[0] == len(smoke.seeds)
+        assert load_array(tmp_path, f"clean_{photo}").shape == (1, 3, size, size)
+    for fig in ("stage_levels", "stage_gallery", "stage_monitor", "rule_evidence", "stop_curves",
+                "gaps"):
+        assert (tmp_path / f"{fig}.png").stat().st_size > 0
+
+
+@pytest.mark.notebook
+def test_early_stopping_notebook_rejects_a_bad_schedule_before_any_work(tmp_path, nb_cache):
+    import papermill as pm
+
+    out = tmp_path / "out"
+    with pytest.raises(pm.PapermillExecutionError, match="linear, cosine, log"):
+        run_notebook("04_early_stopping", out, stage_schedule="quadratic")
+    assert not (out / "metrics.json").exists()
+    assert not any(p.suffix in (".npy", ".png") for p in out.iterdir())
