@@ -47,8 +47,12 @@ def make_scheduler(beta_schedule: str = "linear", sampler: str = "ddpm",
         return DDPMScheduler(**common, clip_sample=True)
     if sampler == "ddim":
         return DDIMScheduler(**common, clip_sample=True, set_alpha_to_one=True)
+    # Dynamic thresholding is DPM-Solver++'s counterpart of DDIM's clip_sample; the clipped
+    # lambda_min keeps the last steps of the cosine schedule stable (diffusers' advice).
+    extra = {"lambda_min_clipped": -5.1} if beta_schedule == "cosine" else {}
     return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2,
-                                       final_sigmas_type="zero")
+                                       final_sigmas_type="zero", thresholding=True,
+                                       sample_max_value=1.0, **extra)
 
 
 def make_unet(profile, channels: int | None = None) -> UNet2DModel:
@@ -274,8 +278,9 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
     """
     check_choice("sampler", sampler, SAMPLERS)
     cache = cache or Cache()
+    sched = dict(make_scheduler(model.beta_schedule, sampler).config)
     cfg = {"model": model.meta["config"], "sampler": sampler, "num_steps": num_steps,
-           "num_samples": num_samples, "seed": seed, "v": 1}
+           "num_samples": num_samples, "seed": seed, "scheduler": sched, "v": 2}
 
     def _run():
         res = sample(model.unet, model.beta_schedule, sampler, num_steps, num_samples, seed,

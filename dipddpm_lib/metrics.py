@@ -155,6 +155,14 @@ def load_torchscript_features(path: str) -> tuple[nn.Module, str]:
     return net, f"TorchScript features from {path}"
 
 
+def _seeded_kid(kid: KernelInceptionDistance, seed: int = 0):
+    """KID draws its subsets from torch's global generator: fix it (without disturbing the
+    caller's random state) so the same samples always give the same KID."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return kid.compute()
+
+
 def fid_kid(real: torch.Tensor, fake: torch.Tensor, features: nn.Module, feature_name: str,
             num_features: int | None = None, kid_subset: int = 100) -> dict:
     """FID and KID (mean ± std over subsets) of ``fake`` against ``real`` with ``features``.
@@ -174,7 +182,7 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, features: nn.Module, feature
                 metric.update(real[i:i + 512], real=True)
             for i in range(0, len(fake), 512):
                 metric.update(fake[i:i + 512], real=False)
-        kid_mean, kid_std = kid.compute()
+        kid_mean, kid_std = _seeded_kid(kid)
         return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
                 "features": feature_name, "n_real": len(real), "n_fake": len(fake)}
 
@@ -224,7 +232,7 @@ class GenerationScorer:
             metric.reset()
             for i in range(0, len(samples), 512):
                 metric.update(samples[i:i + 512], real=False)
-        kid_mean, kid_std = kid.compute()
+        kid_mean, kid_std = _seeded_kid(kid)
         return {"fid": float(self.fid.compute()), "kid": float(kid_mean),
                 "kid_std": float(kid_std), "features": self.classifier.name,
                 "n_real": self.n_real, "n_fake": len(samples),

@@ -3,8 +3,7 @@ import os
 import pytest
 import torch
 
-# Tests never touch the user's cache, and run on the CPU with a fixed thread count.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tests never touch the user's cache; torch's thread count follows OMP_NUM_THREADS.
 
 
 @pytest.fixture

@@ -67,3 +67,13 @@ def test_scorer_reuses_reference_and_matches_one_shot_metrics(classifier):
     assert a["fid"] == pytest.approx(one_shot["fid"], rel=1e-4)
     assert a["confident_fraction"] == one_shot["confident_fraction"]
     assert a["fid"] != b["fid"] and a["features"] == clf.name
+
+
+def test_kid_is_reproducible_and_leaves_global_rng_alone(classifier):
+    clf, xtr, xte, *_ = classifier
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    a = metrics.fid_kid(xtr, xte[:80], clf.net, clf.name, kid_subset=40)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    b = metrics.fid_kid(xtr, xte[:80], clf.net, clf.name, kid_subset=40)
+    assert a == b
