@@ -2,39 +2,657 @@
 
     python -m dipddpm_lib.report --profile quick [--data /path/to/images]
 
+Steps, each printing its progress:
+
+1. every chapter ``notebooks/NN_*.ipynb`` in order; before the ablations chapter, every point
+   of ``notebooks/ablations.yaml`` (:mod:`dipddpm_lib.sweep`; done points are skipped);
+2. the export: ``report/<profile>/report.html`` (the report notebook, code hidden, images
+   embedded, maths by a local MathJax copied to ``report/<profile>/mathjax/``, nothing fetched
+   from the network), ``report/<profile>/chapters/<chapter>.html`` (every chapter with its
+   code) and ``report/<profile>/report.pdf`` (headless Chromium printing the HTML).
+
 Executed notebooks go to ``results/<profile>/executed/``; each chapter's own outputs go to
-``results/<profile>/<notebook name>/`` (its ``output_dir``). The run prints progress per
-notebook and the wall time of each at the end, and exits non-zero naming the chapter that
-failed (its partial executed notebook is kept for inspection).
+``results/<profile>/<notebook name>/`` (its ``output_dir``). The run prints the wall time of
+each step at the end and exits non-zero naming the chapter that failed (its partial executed
+notebook is kept for inspection). A failed ablation point does not stop the build: the
+ablations chapter notes it, and the run exits non-zero at the end listing it.
+
+Chromium and MathJax come from Debian (``chromium``, ``libjs-mathjax``): when they are missing
+the build installs them with apt-get where it can (root); where it cannot it says in one line
+what to install, and still writes the HTML (with maths left as TeX if MathJax is missing).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import sweep
+from .cache import atomic_write_json
 from .errors import check_choice
 from .profiles import PROFILES
 
 REPO = Path(__file__).resolve().parents[1]
+ABLATIONS_CHAPTER = "05_ablations"
+REPORT_CHAPTER = "06_report"
+APT_PACKAGES = {"chromium": "chromium", "mathjax": "libjs-mathjax"}
+MATHJAX_DIRS = ("/usr/share/javascript/mathjax", "/usr/share/mathjax")
+MATHJAX_CONFIG = "TeX-AMS_CHTML-full"
+#: What the HTML's maths needs from a MathJax 2 tree (CommonHTML output, TeX input, web fonts).
+MATHJAX_FILES = ("MathJax.js", f"config/{MATHJAX_CONFIG}.js", "config/local", "extensions",
+                 "jax/input/TeX", "jax/output/CommonHTML", "jax/element",
+                 "fonts/HTML-CSS/TeX/woff", "fonts/HTML-CSS/TeX/otf", "localization/en")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
+# --------------------------------------------------------------------------- running chapters
 def chapters(notebook_dir: Path = REPO / "notebooks") -> list[Path]:
     """The report's notebooks, in order: ``notebooks/NN_*.ipynb``."""
     return sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb"))
 
 
+def declared_parameters(nb: Path) -> set[str]:
+    """The names a notebook declares in its ``parameters`` cell."""
+    return set(sweep.notebook_parameters(nb))
+
+
 def run_chapter(nb: Path, profile: str, out_dir: Path, extra: dict | None = None) -> float:
-    """Execute one notebook with papermill; return its wall seconds."""
+    """Execute one notebook with papermill; return its wall seconds. ``extra`` parameters are
+    passed only where the notebook declares them."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = {"profile": profile, **(extra or {})}
+    declared = declared_parameters(nb)
+    params = {"profile": profile, **{k: v for k, v in (extra or {}).items() if k in declared}}
     start = time.perf_counter()
     pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(nb.parent),
                         progress_bar=False, kernel_name="python3")
     return time.perf_counter() - start
+
+
+def run_ablations(profile: str, extra: dict | None = None, grid_file: Path | None = None,
+                  log=print) -> list:
+    """Run every ablation point of the grid file for ``profile`` (done points are skipped)."""
+    grids = sweep.load_grids(profile, grid_file)
+    return sweep.run_grids(grids, profile, extra=extra, log=log)
+
+
+# --------------------------------------------------------------------------- export tools
+def find_chromium() -> str | None:
+    """The path of a Chromium (or Chrome) executable, or ``None``."""
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def find_mathjax() -> Path | None:
+    """A local MathJax 2 tree (``$DIPDDPM_MATHJAX`` or Debian's ``libjs-mathjax``), or ``None``."""
+    candidates = [os.environ.get("DIPDDPM_MATHJAX"), *MATHJAX_DIRS]
+    for c in candidates:
+        if c and (Path(c) / "MathJax.js").exists():
+            return Path(c)
+    return None
+
+
+def missing_export_tools() -> list[str]:
+    """The Debian packages the export needs and does not find."""
+    found = {"chromium": find_chromium(), "mathjax": find_mathjax()}
+    return [APT_PACKAGES[k] for k, v in found.items() if v is None]
+
+
+def can_apt_install() -> bool:
+    """Whether this process can install Debian packages (root, with apt-get on the PATH)."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def ensure_export_tools(install: bool = True, log=print) -> list[str]:
+    """Install the missing export tools with apt-get where possible; return what is still
+    missing, after saying in one line what to install."""
+    missing = missing_export_tools()
+    if missing and install and can_apt_install():
+        log(f"installing {' '.join(missing)} with apt-get (for the report's maths and PDF) …")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        cmd = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:  # the package lists may be stale: refresh once and retry
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+            subprocess.run(cmd, env=env, capture_output=True, text=True)
+        missing = missing_export_tools()
+    if missing:
+        log(f"NOTE: install {' '.join(missing)} (e.g. `sudo apt-get install {' '.join(missing)}`) "
+            f"for rendered maths and the PDF; the HTML is written without them.")
+    return missing
+
+
+# --------------------------------------------------------------------------- HTML
+_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{#- no require.js from a CDN: the report needs no JavaScript but MathJax, which is local -#}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{#- no mermaid.js from a CDN either: the report has no diagrams -#}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block extra_css -%}
+<style type="text/css">
+  /* print: A4, and long Markdown outputs may break across pages (lab keeps each whole) */
+  @page { size: A4; margin: 14mm 12mm; }
+  @media print {
+    /* JupyterLab's boxes are flex/table cells that scroll: a scroll box never breaks */
+    * { overflow: visible !important; }
+    .jp-Cell, .jp-Cell-outputWrapper, .jp-OutputArea, .jp-OutputArea-child,
+    .jp-OutputArea-output, .jp-RenderedHTMLCommon { display: block !important;
+                                                     break-inside: auto !important; }
+    .jp-OutputArea-prompt { display: none !important; }
+    img, tr, .MathJax_CHTML, .mjx-chtml { break-inside: avoid; }
+    h1, h2, h3 { break-after: avoid; }
+  }
+</style>
+{%- endblock extra_css -%}
+"""
+
+
+def copy_mathjax(dest: Path, source: Path | None = None) -> Path | None:
+    """Copy what the maths needs from a local MathJax 2 tree into ``dest``; ``None`` if there
+    is no MathJax on this machine."""
+    source = source or find_mathjax()
+    if source is None:
+        return None
+    for rel in MATHJAX_FILES:
+        src, dst = source / rel, dest / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True, symlinks=False)
+        elif src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    return dest
+
+
+def export_html(notebook: Path, html_path: Path, mathjax_url: str | None = None,
+                hide_code: bool = True) -> Path:
+    """Export an executed notebook to one self-contained HTML file (images embedded, no CDN).
+
+    ``mathjax_url``: where the page loads MathJax from, relative to the HTML file; ``None``
+    leaves the maths as TeX (no script is loaded at all)."""
+    import nbformat
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"dipddpm.html.j2": _TEMPLATE})],
+                            template_file="dipddpm.html.j2", embed_images=True,
+                            exclude_input=hide_code, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    exporter.mathjax_url = mathjax_url or ""
+    nb = nbformat.read(notebook, as_version=4)
+    if hide_code:
+        nb = drop_stderr(nb)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook.stem}})
+    if mathjax_url is None:  # no local MathJax: drop the (empty) script tag and its config
+        body = body.replace('<script src=""> </script>', "")
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(html_path, body)
+    return html_path
+
+
+def drop_stderr(nb):
+    """The notebook without its stderr streams (library warnings, progress bars): the
+    reader of the report wants the results, the chapters keep everything."""
+    for cell in nb.cells:
+        if cell.get("outputs"):
+            cell.outputs = [o for o in cell.outputs
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    return nb
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- PDF
+def chromium_command(chromium: str, html_path: Path, pdf_path: Path, profile_dir: Path,
+                     budget_ms: int = 30000) -> list[str]:
+    """Headless Chromium printing a local HTML file to PDF, offline: no network services, a
+    throw-away user profile, and virtual time so MathJax has typeset before the print."""
+    return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-extensions", "--no-first-run", "--no-default-browser-check",
+            "--no-pdf-header-footer", "--host-resolver-rules=MAP * ~NOTFOUND",  # no network at all
+            f"--user-data-dir={profile_dir}",
+            f"--virtual-time-budget={budget_ms}", f"--print-to-pdf={pdf_path}",
+            html_path.resolve().as_uri()]
+
+
+def export_pdf(html_path: Path, pdf_path: Path, chromium: str | None = None,
+               timeout_s: int = 300) -> Path:
+    """Print the HTML to PDF with headless Chromium; raises ``RuntimeError`` if it fails."""
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise RuntimeError("no Chromium found: install the Debian package `chromium`")
+    pdf_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dipddpm-chromium-") as profile_dir:
+        tmp_pdf = Path(profile_dir) / "out.pdf"
+        done = subprocess.run(chromium_command(chromium, html_path, tmp_pdf, Path(profile_dir)),
+                              capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0 or not tmp_pdf.exists() or tmp_pdf.stat().st_size == 0:
+            raise RuntimeError(f"Chromium did not print {html_path.name} (exit {done.returncode}): "
+                               f"{done.stderr.strip()[-800:]}")
+        shutil.move(str(tmp_pdf), pdf_path)
+    return pdf_path
+
+
+def render_dom(html_path: Path, chromium: str | None = None, budget_ms: int = 30000,
+               timeout_s: int = 300) -> str:
+    """The page's DOM after headless Chromium has run its scripts (to check that the maths
+    was typeset, offline)."""
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise RuntimeError("no Chromium found: install the Debian package `chromium`")
+    with tempfile.TemporaryDirectory(prefix="dipddpm-chromium-") as profile_dir:
+        cmd = chromium_command(chromium, html_path, Path(profile_dir) / "x.pdf", Path(profile_dir),
+                               budget_ms)
+        cmd = [c for c in cmd if not c.startswith("--print-to-pdf")]
+        cmd.insert(-1, "--dump-dom")
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    return done.stdout
+
+
+# --------------------------------------------------------------------------- the export step
+def report_dir(profile: str) -> Path:
+    """Where a profile's exported report lands: ``report/<profile>/``."""
+    return REPO / "report" / profile
+
+
+def export_report(profile: str, executed_dir: Path, out_dir: Path | None = None,
+                  install: bool = True, log=print) -> dict:
+    """Export the executed report notebook (and every executed chapter) to HTML, and the
+    report to PDF. Returns the paths written (``pdf`` is ``None`` without Chromium)."""
+    out_dir = out_dir or report_dir(profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    missing = ensure_export_tools(install=install, log=log)
+    mathjax = copy_mathjax(out_dir / "mathjax")
+    written = {"html": None, "pdf": None, "chapters": [], "mathjax": mathjax, "missing": missing}
+    url = f"mathjax/MathJax.js?config={MATHJAX_CONFIG}" if mathjax else None
+    current = {p.name for p in chapters()}  # not stray runs kept beside them
+    for nb in sorted(p for p in executed_dir.glob("[0-9][0-9]_*.ipynb") if p.name in current):
+        if nb.stem == REPORT_CHAPTER:
+            written["html"] = export_html(nb, out_dir / "report.html", url, hide_code=True)
+        else:
+            chapter_url = f"../{url}" if url else None
+            written["chapters"].append(export_html(nb, out_dir / "chapters" / f"{nb.stem}.html",
+                                                   chapter_url, hide_code=False))
+    if written["html"] is not None and find_chromium():
+        written["pdf"] = export_pdf(written["html"], out_dir / "report.pdf")
+    return written
+
+
+# --------------------------------------------------------------------------- the report notebook
+#: The chapters the report reads (``results/<profile>/<name>/metrics.json``).
+REPORTED_CHAPTERS = ("01_ddpm_baseline", "02_dip_baseline", "03_dip_init_ddpm",
+                     "04_early_stopping", "05_ablations")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure of the report: copied from a chapter's output folder into ``figures/``."""
+
+    name: str  # file name in figures/<profile>/
+    chapter: str  # the notebook that makes it
+    source: str  # its file name in the chapter's output folder
+    caption: str
+
+
+FIGURES = (
+    Figure("ddpm_quality_vs_compute.png", "01_ddpm_baseline", "quality_vs_compute.png",
+           "DDPM, DDIM and DPM-Solver++: in-domain FID, KID and confident fraction against NFE, "
+           "FLOPs and wall seconds"),
+    Figure("ddpm_samples.png", "01_ddpm_baseline", "samples.png", "Samples of every sampler"),
+    Figure("dip_psnr_curves.png", "02_dip_baseline", "psnr_curves.png",
+           "DIP: PSNR against iteration, against the observation and the clean image"),
+    Figure("dip_restorations.png", "02_dip_baseline", "restorations.png",
+           "DIP and classical denoisers, image by image"),
+    Figure("equal_compute_generation.png", "03_dip_init_ddpm", "gen_quality_vs_flops.png",
+           "Generation at equal FLOPs: DIP→t0 and TDPM-DIP against DDIM and DPM-Solver++"),
+    Figure("equal_compute_denoising.png", "03_dip_init_ddpm", "denoise_quality_vs_flops.png",
+           "Denoising at a diffusion noise level at equal FLOPs"),
+    Figure("early_stopping_curves.png", "04_early_stopping", "stop_curves.png",
+           "Every stopping criterion on the PSNR curves"),
+    Figure("early_stopping_gaps.png", "04_early_stopping", "gaps.png",
+           "Gap to the oracle peak per criterion"),
+    Figure("ablations.png", "05_ablations", "ablations.png",
+           "Every ablation grid, mean ± std over seeds"),
+)
+
+
+def figures_dir(profile: str) -> Path:
+    """Where the report's figures are written: ``figures/<profile>/``."""
+    return REPO / "figures" / profile
+
+
+def load_results(profile: str, results_root: str | Path | None = None) -> dict:
+    """Each chapter's ``metrics.json`` (``None`` for a chapter that has not run)."""
+    root = Path(results_root) if results_root else REPO / "results" / profile
+    return {name: sweep.read_json(root / name / "metrics.json") for name in REPORTED_CHAPTERS}
+
+
+def copy_figures(profile: str, results_root: str | Path | None = None,
+                 dest: str | Path | None = None) -> dict[str, Path | None]:
+    """Copy every report figure that exists into ``dest`` (default ``figures/<profile>/``);
+    returns figure name → its path there, or ``None`` where the chapter has not made it."""
+    root = Path(results_root) if results_root else REPO / "results" / profile
+    dest = Path(dest) if dest else figures_dir(profile)
+    dest.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for fig in FIGURES:
+        src = root / fig.chapter / fig.source
+        out[fig.name] = None
+        if src.exists():
+            shutil.copyfile(src, dest / fig.name)
+            out[fig.name] = dest / fig.name
+    return out
+
+
+def figure_map_markdown(profile: str = "quick") -> str:
+    """The README's figure map: each figure, the notebook that makes it and the command."""
+    head = ("| figure | what it shows | made by | command |\n|---|---|---|---|")
+    rows = [f"| `figures/{profile}/{f.name}` | {f.caption} | `notebooks/{f.chapter}.ipynb` "
+            f"(its `{f.source}`) | `papermill notebooks/{f.chapter}.ipynb out.ipynb -p profile "
+            f"{profile}`, then `06_report` copies it |" for f in FIGURES]
+    return "\n".join([head, *rows])
+
+
+def missing_note(chapter: str) -> str:
+    """The note the report shows for a chapter without results."""
+    return (f"> **Not available:** chapter `{chapter}` has no results for this profile yet "
+            f"(`results/<profile>/{chapter}/metrics.json` is missing). Run it with `make report` "
+            f"or `papermill notebooks/{chapter}.ipynb …`; this section fills in on the next build.")
+
+
+def _get(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def headline_numbers(results: dict) -> dict:
+    """The abstract's numbers, read from the chapters' results (``None`` where missing)."""
+    m1, m2, m3, m4, m5 = (results.get(k) for k in REPORTED_CHAPTERS)
+    out = {}
+    if m1:
+        bar = m1.get("quality_bar", {})
+        out["ddpm"] = {k: bar.get(k) for k in ("method", "fid", "reference_fid", "fid_ratio",
+                                               "confident_fraction", "passed")}
+        out["ddpm"]["label"] = _get(m1, "methods", bar.get("method"), "label") or bar.get("method")
+    if m2:
+        mean = _get(m2, "summary", "mean_over_images") or {}
+        out["dip"] = {"n_images": len(m2.get("per_image", {})), "sigma": m2.get("sigma"),
+                      "iterations": m2.get("iterations"), **mean,
+                      "quality_bar_passed": _get(m2, "summary", "quality_bar", "passed")}
+    if m3:
+        out["equal_compute"] = {k: v for k, v in (_get(m3, "generation", "verdict") or {}).items()
+                                if k != "text"}
+        out["denoising"] = {k: v for k, v in (_get(m3, "denoising", "verdict") or {}).items()
+                            if k != "text"}
+    if m4:
+        out["early_stopping"] = dict(m4.get("quality_bar", {}),
+                                     guided_compute_saved=_get(m4, "methods", "guided",
+                                                               "compute_saved", "mean"))
+    if m5:
+        out["ablations"] = {name: g["chosen"] for name, g in m5.get("grids", {}).items()
+                            if g.get("chosen") is not None}
+    return out
+
+
+def abstract_markdown(h: dict) -> str:
+    """The abstract: one sentence per chapter, each number formatted from ``h``
+    (:func:`headline_numbers`); a chapter without results says so."""
+    lines = []
+    d = h.get("ddpm")
+    lines.append(
+        f"- **DDPM baseline.** {d['label']} samples reach an in-domain FID of {d['fid']:.2f} "
+        f"against {d['reference_fid']:.2f} for real test images of the same number (ratio "
+        f"{d['fid_ratio']:.2f}), with {100 * d['confident_fraction']:.0f}% of samples classified "
+        f"confidently; the chapter's quality bar is {'met' if d['passed'] else 'not met'}."
+        if d and d.get("fid") is not None else "- **DDPM baseline.** No results yet.")
+    d = h.get("dip")
+    lines.append(
+        f"- **DIP baseline.** Over {d['n_images']} photographs at σ = {d['sigma']:g}, DIP's oracle "
+        f"peak reaches {d['dip_peak_psnr']:.2f} dB and its output after {d['iterations']} "
+        f"iterations {d['dip_final_psnr']:.2f} dB, from {d['observed_psnr']:.2f} dB for the noisy "
+        f"input; NL-means reaches {d['nl_means_psnr']:.2f} dB."
+        if d and d.get("dip_peak_psnr") is not None else "- **DIP baseline.** No results yet.")
+    e, dn = h.get("equal_compute"), h.get("denoising")
+    lines.append(
+        f"- **DIP-initialised DDPM, at equal FLOPs.** Of {e['n_variants']} DIP-variant "
+        f"configurations, {e['wins_vs_ddim']} beat DDIM and {e['loses_vs_ddim']} lose to it; "
+        f"{e['wins_vs_dpmpp']} beat DPM-Solver++ and {e['loses_vs_dpmpp']} lose to it. The best, "
+        f"`{e['best_variant']}`, reaches FID {e['best_variant_fid']:.2f} against "
+        f"{e['ddpm_1000_fid']:.2f} for DDPM-1000. In denoising, the best DIP-based method "
+        f"(`{dn['best_dip_method']}`, {dn['best_dip_psnr']:.2f} dB) "
+        f"{'beats' if dn['beats_ddpm_chain'] else 'does not beat'} the DDPM chain "
+        f"({dn['ddpm_all_psnr']:.2f} dB)."
+        if e and e.get("n_variants") is not None and dn and dn.get("best_dip_psnr") is not None
+        else "- **DIP-initialised DDPM.** No results yet.")
+    s = h.get("early_stopping")
+    lines.append(
+        f"- **Early stopping.** The DDPM-guided rule stops {s['guided_mean_gap_db']:.2f} dB below "
+        f"the oracle peak on average, against {s['es_wmv_mean_gap_db']:.2f} dB for ES-WMV — "
+        f"{'no worse than' if s['guided_no_worse_than_es_wmv'] else 'worse than'} ES-WMV, and "
+        f"{'within' if s['guided_within_max_gap'] else 'outside'} the {s['max_gap_db']:.1f} dB bar"
+        + (f"; it saves {100 * s['guided_compute_saved']:.0f}% of the fixed iteration count."
+           if s.get("guided_compute_saved") is not None else ".")
+        if s and s.get("guided_mean_gap_db") is not None else "- **Early stopping.** No results yet.")
+    a = h.get("ablations")
+    lines.append("- **Ablations.** Chosen settings: " + "; ".join(
+        f"{name} → `{c['value']}` ({c['metric']} {c['mean']:.2f} ± {c['std']:.2f})"
+        for name, c in a.items()) + "." if a else "- **Ablations.** No results yet.")
+    return "\n".join(lines)
+
+
+def equal_compute_table(rows: list[dict], metric: str, digits: int = 2) -> str:
+    """Chapter 03's equal-FLOPs comparison as a Markdown table: each DIP-based method, its
+    metric and FLOPs, and each baseline at the same FLOPs, with the verdict."""
+    from .results import fmt
+
+    if not rows:
+        return "_No equal-compute rows._"
+    baselines = sorted({k for r in rows for k in r if isinstance(r[k], dict) and "(" in k})
+    labels = sorted({k.split(" (")[0] for k in baselines})
+    head = ["method", metric, "GFLOPs / image", *labels, *(f"vs {b}" for b in labels)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"`{r['method']}`", fmt(r[metric], digits), f"{r['gflops_per_image']['mean']:.3g}"]
+        for b in labels:
+            key = next((k for k in r if k.startswith(f"{b} (")), None)
+            cells.append(f"{fmt(r[key], digits)} ({key[len(b) + 2:-1]})" if key else "–")
+        for b in labels:
+            verdict = "win" if r.get(f"wins vs {b}") else "loss" if r.get(f"loses vs {b}") else "tie"
+            cells.append(verdict if f"wins vs {b}" in r else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def section_markdown(chapter: str, results: dict) -> str:
+    """A chapter's findings for the report, formatted by the chapter's own library code from
+    its stored results; a missing chapter, or one whose results do not have the expected
+    layout, gets a clear note instead."""
+    m = results.get(chapter)
+    if m is None:
+        return missing_note(chapter)
+    try:
+        return _SECTIONS[chapter](m)
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        return (f"> **Not available:** the stored results of `{chapter}` do not have the layout "
+                f"this report reads ({type(err).__name__}: {err}). Rerun the chapter.")
+
+
+def _ddpm_section(m: dict) -> str:
+    from . import generation
+    return generation.results_table(m["methods"], m["reference_real_test"]) + "\n\n" + \
+        generation.findings(m)
+
+
+def _dip_section(m: dict) -> str:
+    from . import restoration
+    return restoration.quality_table(m["per_image"]) + "\n\n" + restoration.findings(m)
+
+
+def _integration_section(m: dict) -> str:
+    gen, den = m["generation"], m["denoising"]
+    return ("**Generation (task A), in-domain FID at equal FLOPs per image.**\n\n"
+            + equal_compute_table(gen["equal_compute"], "fid") + "\n\n" + gen["verdict"]["text"]
+            + f"\n\n**Denoising (task B) at t_noise = {den['t_noise']}, PSNR (dB) at equal FLOPs.**\n\n"
+            + equal_compute_table(den["equal_compute"], "psnr") + "\n\n" + den["verdict"]["text"])
+
+
+def _early_stopping_section(m: dict) -> str:
+    from . import early_stopping as es
+    return (es.results_table(m["methods"]) + "\n\n" + es.verdict_markdown(m["methods"], m["quality_bar"])
+            + "\n\n" + es.compute_markdown(m["methods"], m))
+
+
+def _ablations_section(m: dict) -> str:
+    lines = [g["choice_text"] for g in m["grids"].values() if g.get("choice_text")]
+    missing = m.get("missing_points", [])
+    if missing:
+        lines.append(f"{len(missing)} point(s) have no results yet: "
+                     + ", ".join(f"`{p}`" for p in missing) + ".")
+    return "\n\n".join(lines) or "_No ablation results._"
+
+
+_SECTIONS = {"01_ddpm_baseline": _ddpm_section, "02_dip_baseline": _dip_section,
+             "03_dip_init_ddpm": _integration_section, "04_early_stopping": _early_stopping_section,
+             "05_ablations": _ablations_section}
+
+
+def show_figure(name: str, paths: dict) -> None:
+    """Display a report figure (embedded PNG) with its caption, or a note where its chapter
+    has not made it yet (``paths`` from :func:`copy_figures`)."""
+    from IPython.display import Image, Markdown, display
+
+    fig = next(f for f in FIGURES if f.name == name)
+    if paths.get(name) is None:
+        display(Markdown(f"> **Figure not available:** `{fig.source}` of `{fig.chapter}` has not "
+                         f"been made yet."))
+        return
+    display(Image(filename=str(paths[name])))
+    display(Markdown(f"*{fig.caption} (`figures/…/{fig.name}`, from `{fig.chapter}`).*"))
+
+
+def compute_rows(results: dict) -> list[dict]:
+    """The compute each chapter declares, in one list (wall seconds as measured when the work
+    was done — cached work keeps its time; GFLOPs where the chapter counts them)."""
+    rows = []
+    m1, m2, m3, m4, m5 = (results.get(k) for k in REPORTED_CHAPTERS)
+    if m1 and "train" in m1:
+        rows.append({"chapter": "01", "work": f"DDPM training ({m1['train'].get('steps')} steps)",
+                     "wall_s": m1["train"].get("seconds"), "gflops": m1["train"].get("gflops")})
+        per_seed = [r for m in m1.get("methods", {}).values() for r in m.get("per_seed", [])]
+        rows.append({"chapter": "01", "work": f"sampling ({len(per_seed)} sample sets)",
+                     "wall_s": sum(r.get("wall_s", 0.0) for r in per_seed),
+                     "gflops": sum(r.get("gflops", 0.0) for r in per_seed)})
+    if m2 and "compute" in m2:
+        dip = m2["compute"].get("dip", {})
+        rows.append({"chapter": "02", "work": f"DIP fits ({dip.get('iterations')} network-iterations)",
+                     "wall_s": dip.get("wall_s"), "gflops": dip.get("gflops")})
+    if m3:
+        for task in ("generation", "denoising"):
+            task_rows = _get(m3, task, "rows") or []
+            rows.append({"chapter": "03", "work": f"{task} ({len(task_rows)} method × seed runs)",
+                         "wall_s": sum(r.get("wall_s", 0.0) for r in task_rows), "gflops": None})
+    if m4 and "compute" in m4:
+        for kind, c in m4["compute"].items():
+            rows.append({"chapter": "04", "work": f"{kind} DIP runs ({c.get('dip_iters')} image-iterations)",
+                         "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
+    if m5 and "compute" in m5:
+        rows.append({"chapter": "05", "work": f"ablation points ({m5.get('n_done')} with results)",
+                     "wall_s": m5["compute"].get("total_point_wall_s"), "gflops": None})
+    return rows
+
+
+def compute_markdown(rows: list[dict]) -> str:
+    """:func:`compute_rows` as a Markdown table."""
+    if not rows:
+        return "_No chapter has declared its compute yet._"
+    lines = ["| chapter | work | wall s | GFLOPs |", "|---|---|---|---|"]
+    for r in rows:
+        wall = "–" if r["wall_s"] is None else f"{r['wall_s']:.0f}"
+        gfl = "not counted" if r["gflops"] is None else f"{r['gflops']:.3g}"
+        lines.append(f"| {r['chapter']} | {r['work']} | {wall} | {gfl} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the build
+@dataclass
+class BuildLog:
+    """What a build did: wall seconds per step, and the ablation points that failed."""
+
+    times: dict = field(default_factory=dict)
+    failed_points: list = field(default_factory=list)
+
+    def to_dict(self, profile: str) -> dict:
+        """JSON-able, for ``report/<profile>/timings.json``."""
+        return {"profile": profile, "seconds": self.times,
+                "failed_points": [f"{r.point.grid.name}/{r.point.name}" for r in self.failed_points]}
+
+
+def _run_chapters(nbs, profile: str, executed: Path, extra: dict, log: BuildLog) -> bool:
+    """Run the chapters, and the ablation sweep just before the ablations chapter; stop at
+    the first chapter that fails. Returns whether every chapter ran."""
+    for i, nb in enumerate(nbs, 1):
+        if nb.stem == ABLATIONS_CHAPTER:
+            _sweep_step(profile, extra, log)
+        print(f"[{i}/{len(nbs)}] {nb.name} (profile={profile}) …", flush=True)
+        try:
+            log.times[nb.name] = run_chapter(nb, profile, executed, extra)
+        except Exception as err:  # papermill names the failing cell; add the chapter
+            print(f"\nFAILED: chapter {nb.name}: {err}\npartial notebook kept at "
+                  f"{executed / nb.name}", file=sys.stderr)
+            return False
+        print(f"    done in {log.times[nb.name]:.1f} s", flush=True)
+    if not any(nb.stem == ABLATIONS_CHAPTER for nb in nbs) and sweep.GRID_FILE.exists():
+        _sweep_step(profile, extra, log)
+    return True
+
+
+def _sweep_step(profile: str, extra: dict, log: BuildLog) -> None:
+    print(f"[ablations] every point of {sweep.GRID_FILE.name} (profile={profile}) …", flush=True)
+    start = time.perf_counter()
+    runs = run_ablations(profile, extra, log=lambda s: print(s, flush=True))
+    log.times["ablation points"] = time.perf_counter() - start
+    log.failed_points = [r for r in runs if r.status == "failed"]
+    counts = {k: sum(r.status == k for r in runs) for k in ("ran", "skipped", "reused")}
+    print(f"    {counts['ran']} run, {counts['skipped']} skipped (done before), {counts['reused']} "
+          f"copied from an identical point, {len(log.failed_points)} failed, in "
+          f"{log.times['ablation points']:.1f} s", flush=True)
+
+
+def _print_summary(log: BuildLog, profile: str, written: dict) -> None:
+    for key in ("html", "pdf"):
+        print(f"    {key.upper()}: {written[key] or 'not written'}")
+    print(f"    chapters: {len(written['chapters'])} HTML files in {report_dir(profile) / 'chapters'}")
+    print("\nwall time per step:")
+    for name, seconds in log.times.items():
+        print(f"  {name:40s} {seconds:8.1f} s")
+    if log.failed_points:
+        print("\nFAILED ablation points (partial runs kept; a rerun retries them):", file=sys.stderr)
+        for r in log.failed_points:
+            print(f"  {r.point.grid.name}: {r.point.name}: {r.error.splitlines()[0] if r.error else ''}",
+                  file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,29 +660,33 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run every chapter notebook and export the report.")
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--data", default=None, help="image folder for the `full` profile")
+    ap.add_argument("--export-only", action="store_true",
+                    help="export the notebooks executed by an earlier build; run nothing")
+    ap.add_argument("--no-install", action="store_true",
+                    help="never apt-get install the export tools (chromium, libjs-mathjax)")
     args = ap.parse_args(argv)
     check_choice("profile", args.profile, PROFILES)
+    start = time.perf_counter()
+    if sweep.GRID_FILE.exists():  # a bad grid file stops the build before any work
+        sweep.load_grids(args.profile)
     nbs = chapters()
     if not nbs:
         print("no chapter notebooks yet (notebooks/NN_*.ipynb); nothing to build")
         return 0
-    out_dir = REPO / "results" / args.profile / "executed"
-    extra = {"data_dir": args.data} if args.data else {}
-    times = {}
-    for i, nb in enumerate(nbs, 1):
-        print(f"[{i}/{len(nbs)}] {nb.name} (profile={args.profile}) …", flush=True)
-        try:
-            times[nb.name] = run_chapter(nb, args.profile, out_dir, extra)
-        except Exception as err:  # papermill names the failing cell; add the chapter
-            print(f"\nFAILED: chapter {nb.name}: {err}\npartial notebook kept at "
-                  f"{out_dir / nb.name}", file=sys.stderr)
-            return 1
-        print(f"    done in {times[nb.name]:.1f} s", flush=True)
-    print("\nwall time per chapter:")
-    for name, s in times.items():
-        print(f"  {name:40s} {s:8.1f} s")
-    print(f"  {'total':40s} {sum(times.values()):8.1f} s")
-    return 0
+    ensure_export_tools(install=not args.no_install)  # early: its one-line note, if any
+    executed = REPO / "results" / args.profile / "executed"
+    log = BuildLog()
+    if not args.export_only and not _run_chapters(nbs, args.profile, executed,
+                                                  {"data_dir": args.data} if args.data else {}, log):
+        return 1
+    print("[export] HTML and PDF …", flush=True)
+    t0 = time.perf_counter()
+    written = export_report(args.profile, executed, install=False, log=lambda s: None)
+    log.times["export (HTML + PDF)"] = time.perf_counter() - t0
+    log.times["total"] = time.perf_counter() - start
+    atomic_write_json(report_dir(args.profile) / "timings.json", log.to_dict(args.profile))
+    _print_summary(log, args.profile, written)
+    return 1 if log.failed_points else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,845 @@
+"""Ablation sweeps as data: grids of papermill runs, each point one executed chapter notebook.
+
+A grid file (``notebooks/ablations.yaml``) names, per grid, the chapter notebook, the parameter
+it varies and its values per profile, the settings the points share, and the numbers to collect
+from each point's ``metrics.json``::
+
+    grids:
+      sigma:
+        notebook: 02_dip_baseline      # notebooks/02_dip_baseline.ipynb, next to the file
+        parameter: sigma
+        values: {smoke: [15, 50], quick: [15, 25, 50], full: [10, 15, 25, 50, 75]}
+        fixed: {quick: {images: [camera], sigma: 25}}  # per profile; sigma here = the default
+        metrics: {peak_psnr: per_image.*.dip.peak_psnr}   # label: path (``*``: one series per key)
+        choose: {metric: peak_psnr, higher_is_better: true, cost: gflops}  # settings only
+        why: one sentence on what the grid asks
+
+Every point runs into its own folder, ``results/<profile>/ablations/<grid>/<parameter>=<value>/``,
+which holds the executed notebook next to its ``metrics.json`` and a ``point.json`` with the
+parameters it ran with. A point runs into a temporary folder that is renamed into place only
+when the notebook finished, so a folder that exists is complete; a point whose folder exists
+with the same parameters is skipped, and a point identical to another grid's (the shared
+default setting) is copied from it. A failed point's partial folder is kept as
+``<parameter>=<value>.failed/`` (with ``error.txt``) for inspection, and is retried next time.
+The file is checked as a whole (notebooks, parameters, values) before any point runs.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import fnmatch
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .cache import atomic_write_json
+from .errors import check_choice
+from .profiles import PROFILES
+
+REPO = Path(__file__).resolve().parents[1]
+GRID_FILE = REPO / "notebooks" / "ablations.yaml"
+GRID_KEYS = ("notebook", "parameter", "values", "fixed", "default", "metrics", "choose", "why")
+REQUIRED_KEYS = ("notebook", "parameter", "values", "metrics")
+CHOOSE_KEYS = ("metric", "higher_is_better", "cost")
+RESERVED_PARAMETERS = ("profile", "output_dir")  # set by the runner for every point
+TABLE_COLUMNS = ("grid", "notebook", "parameter", "value", "point", "metric", "key", "mean",
+                 "std", "median", "min", "max", "n", "seeds", "wall_s", "copied_from", "profile")
+_JSON_COLUMNS = ("value", "seeds")  # stored as JSON text in the CSV
+
+
+# --------------------------------------------------------------------------- the grid file
+@dataclass(frozen=True)
+class Grid:
+    """One ablation grid for one profile: a notebook, the parameter it varies and its values."""
+
+    name: str
+    notebook: Path
+    parameter: str
+    values: tuple
+    fixed: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # label -> dotted path into metrics.json
+    choose: dict = field(default_factory=dict)  # {"metric": label, "higher_is_better": bool}
+    default: object = None
+    why: str = ""
+
+    @property
+    def notebook_name(self) -> str:
+        """The notebook's stem, e.g. ``02_dip_baseline``."""
+        return self.notebook.stem
+
+
+@dataclass(frozen=True)
+class Point:
+    """One papermill run of a grid: the parameter at one value, into its own folder."""
+
+    grid: Grid
+    value: object
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        """``<parameter>=<value>``: the folder's name."""
+        return self.folder.name
+
+    @property
+    def failed_folder(self) -> Path:
+        """Where a failed run's partial folder is kept for inspection."""
+        return self.folder.with_name(self.folder.name + ".failed")
+
+    def parameters(self, profile: str, output_dir: Path | None = None) -> dict:
+        """The papermill parameters of this point (``output_dir`` defaults to its folder)."""
+        return {"profile": profile, **self.grid.fixed, self.grid.parameter: self.value,
+                "output_dir": str(output_dir or self.folder)}
+
+    def run_key(self, profile: str) -> str:
+        """Identifies the run itself: the notebook and every parameter (two grids that share
+        their default setting share this run)."""
+        return json.dumps([self.grid.notebook_name, self.record(profile)["parameters"]],
+                          sort_keys=True)
+
+    def record(self, profile: str) -> dict:
+        """What ``point.json`` holds; a done point with a different record is run again."""
+        params = self.parameters(profile)
+        params.pop("output_dir")
+        return {"grid": self.grid.name, "notebook": self.grid.notebook_name,
+                "parameter": self.grid.parameter, "value": self.value, "parameters": params}
+
+
+@dataclass
+class PointRun:
+    """What happened to one point: ``ran``, ``skipped`` (done before), ``reused`` (an
+    identical run of another grid, copied) or ``failed``."""
+
+    point: Point
+    status: str
+    wall_s: float = 0.0
+    error: str = ""
+
+
+def value_slug(value) -> str:
+    """A folder-safe, readable name for a parameter value: ``25``, ``cosine``, ``10-50``,
+    ``channels-16``."""
+    if isinstance(value, dict):
+        text = "_".join(f"{k}-{value_slug(v)}" for k, v in sorted(value.items()))
+    elif isinstance(value, (list, tuple)):
+        text = "-".join(value_slug(v) for v in value)
+    elif isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    else:
+        text = str(value)
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "none"
+
+
+def _per_profile(spec, profile: str):
+    """``spec`` may be one value for every profile or a dict keyed by profile name."""
+    if isinstance(spec, dict) and spec and set(spec) <= set(PROFILES):
+        return spec.get(profile)
+    return spec
+
+
+def notebook_parameters(notebook: Path) -> dict:
+    """The parameters a notebook declares in its ``parameters`` cell (papermill's parser)."""
+    import papermill as pm
+
+    return pm.inspect_notebook(str(notebook))
+
+
+def _check_grid_spec(name: str, spec, notebook_dir: Path) -> Path:
+    """Check one grid's keys and notebook; return the notebook's path."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"grid {name!r}: expected a mapping with keys {', '.join(REQUIRED_KEYS)}")
+    unknown = sorted(set(spec) - set(GRID_KEYS))
+    if unknown:
+        raise ValueError(f"grid {name!r}: unknown key(s) {unknown}; valid keys: {', '.join(GRID_KEYS)}")
+    missing = [k for k in REQUIRED_KEYS if k not in spec]
+    if missing:
+        raise ValueError(f"grid {name!r}: missing key(s) {missing}")
+    available = sorted(p.stem for p in notebook_dir.glob("*.ipynb"))
+    check_choice(f"notebook in grid {name!r}", str(spec["notebook"]), available)
+    return notebook_dir / f"{spec['notebook']}.ipynb"
+
+
+def _check_values(name: str, spec, profile: str) -> tuple:
+    values = _per_profile(spec["values"], profile)
+    if isinstance(spec["values"], dict):
+        missing = [p for p in PROFILES if p not in spec["values"]]
+        extra = sorted(set(spec["values"]) - set(PROFILES))
+        if missing or extra:
+            raise ValueError(f"grid {name!r}: values must be one list or one list per profile "
+                             f"({', '.join(PROFILES)}); missing {missing}, unknown {extra}")
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"grid {name!r}: values for profile {profile!r} must be a non-empty list, "
+                         f"got {values!r}")
+    slugs = [value_slug(v) for v in values]
+    if len(set(slugs)) != len(slugs):
+        raise ValueError(f"grid {name!r}: values {values} repeat (as folder names {slugs})")
+    return tuple(values)
+
+
+def _check_fixed(name: str, spec, profile: str, declared: dict) -> dict:
+    """The settings every point of the grid shares (the grid's own parameter, if present, is
+    the chapters' setting, overridden per point)."""
+    fixed = _per_profile(spec.get("fixed") or {}, profile) or {}
+    if not isinstance(fixed, dict):
+        raise ValueError(f"grid {name!r}: fixed must map parameter names to values, got {fixed!r}")
+    bad = sorted(set(fixed) & set(RESERVED_PARAMETERS))
+    if bad:
+        raise ValueError(f"grid {name!r}: fixed may not set {bad} ("
+                         f"{', '.join(RESERVED_PARAMETERS)} are set per point by the runner)")
+    for key in fixed:
+        check_choice(f"fixed parameter of grid {name!r}", key, declared)
+    return dict(fixed)
+
+
+def _check_metrics(name: str, spec) -> tuple[dict, dict]:
+    metrics = spec["metrics"]
+    if not isinstance(metrics, dict) or not metrics or \
+            not all(isinstance(v, str) and v for v in metrics.values()):
+        raise ValueError(f"grid {name!r}: metrics must map labels to dotted paths into "
+                         f"metrics.json, e.g. {{psnr: per_image.*.dip.peak_psnr}}")
+    choose = spec.get("choose")
+    if choose is None:  # a condition (σ, t_noise), not a setting: nothing to choose
+        return dict(metrics), {}
+    if not isinstance(choose, dict):
+        raise ValueError(f"grid {name!r}: choose must be {{metric: <label>, higher_is_better: bool}}")
+    unknown = sorted(set(choose) - set(CHOOSE_KEYS))
+    if unknown:
+        raise ValueError(f"grid {name!r}: unknown choose key(s) {unknown}; valid keys: "
+                         f"{', '.join(CHOOSE_KEYS)}")
+    check_choice(f"choose.metric of grid {name!r}", choose.get("metric"), metrics)
+    if "cost" in choose:
+        check_choice(f"choose.cost of grid {name!r}", choose["cost"], metrics)
+    return dict(metrics), {"metric": choose["metric"],
+                           "higher_is_better": bool(choose.get("higher_is_better", True)),
+                           **({"cost": choose["cost"]} if "cost" in choose else {})}
+
+
+def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[Grid]:
+    """Read and check the grid file (default ``notebooks/ablations.yaml``) for ``profile``;
+    ``only`` keeps the named grids.
+
+    Raises ``ValueError`` naming the valid choices (profiles, grids, notebooks, parameters)
+    for any mistake in the file, before anything runs."""
+    check_choice("profile", profile, PROFILES)
+    path = Path(path or GRID_FILE)
+    doc = yaml.safe_load(path.read_text()) or {}
+    specs = doc.get("grids") if isinstance(doc, dict) else None
+    if not isinstance(specs, dict) or not specs:
+        raise ValueError(f"{path}: expected a top-level 'grids:' mapping of grid names to grids")
+    stray = sorted(k for k in doc if k != "grids" and not str(k).startswith("x-"))
+    if stray:
+        raise ValueError(f"{path}: unknown top-level key(s) {stray}; valid: 'grids', and "
+                         f"'x-…' keys for YAML anchors")
+    for name in only or ():
+        check_choice("grid", name, specs)
+    grids = []
+    for name, spec in specs.items():
+        if only is not None and name not in only:
+            continue
+        notebook = _check_grid_spec(name, spec, path.parent)
+        declared = notebook_parameters(notebook)
+        parameter = str(spec["parameter"])
+        if parameter in RESERVED_PARAMETERS:
+            raise ValueError(f"grid {name!r}: {parameter!r} is set by the runner, not a grid parameter")
+        check_choice(f"parameter of grid {name!r} ({notebook.name})", parameter, declared)
+        metrics, choose = _check_metrics(name, spec)
+        fixed = _check_fixed(name, spec, profile, declared)
+        default = _per_profile(spec.get("default"), profile)
+        grids.append(Grid(name, notebook, parameter, _check_values(name, spec, profile), fixed,
+                          metrics, choose, fixed.get(parameter) if default is None else default,
+                          str(spec.get("why", "")).strip()))
+    return grids
+
+
+# --------------------------------------------------------------------------- running points
+def ablations_dir(profile: str, root: str | Path | None = None) -> Path:
+    """Where a profile's points live: ``results/<profile>/ablations`` unless ``root`` is given."""
+    return Path(root) if root is not None else REPO / "results" / profile / "ablations"
+
+
+def grid_points(grid: Grid, profile: str, root: str | Path | None = None) -> list[Point]:
+    """The points of a grid, each with its final folder."""
+    base = ablations_dir(profile, root) / grid.name
+    return [Point(grid, v, base / f"{grid.parameter}={value_slug(v)}") for v in grid.values]
+
+
+def read_json(path: Path):
+    """The JSON in ``path``, or ``None`` if it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_done(point: Point, profile: str) -> bool:
+    """A point is done when its folder holds ``metrics.json`` and a ``point.json`` recording
+    the same notebook and parameters."""
+    saved = read_json(point.folder / "point.json")
+    if saved is None or not (point.folder / "metrics.json").exists():
+        return False
+    return {k: saved.get(k) for k in point.record(profile)} == json.loads(
+        json.dumps(point.record(profile)))
+
+
+def _execute(point: Point, profile: str, work: Path, kernel_name: str, extra: dict) -> None:
+    import papermill as pm
+
+    params = {**point.parameters(profile, work), **extra}
+    pm.execute_notebook(str(point.grid.notebook), str(work / point.grid.notebook.name),
+                        parameters=params, cwd=str(point.grid.notebook.parent),
+                        progress_bar=False, kernel_name=kernel_name)
+
+
+def error_summary(err: Exception) -> str:
+    """One readable line for a failed point: the notebook's own exception where papermill
+    reports one (``RuntimeError: …``), else the error itself."""
+    name = getattr(err, "ename", None) or type(err).__name__
+    value = str(getattr(err, "evalue", None) or err)
+    first = next((line.strip() for line in value.splitlines() if line.strip()), "")
+    return f"{name}: {first}"[:300]
+
+
+def clean_partial(grids: list[Grid], profile: str, root: str | Path | None = None) -> int:
+    """Remove the temporary folders of points whose run was killed; returns how many."""
+    n = 0
+    for grid in grids:
+        for tmp in (ablations_dir(profile, root) / grid.name).glob(".*.tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+            n += 1
+    return n
+
+
+def _install(work: Path, target: Path) -> None:
+    """Replace ``target`` by the finished folder ``work`` (the old copy is removed first)."""
+    if target.exists():
+        shutil.rmtree(target)
+    work.rename(target)
+
+
+def _finish(point: Point, profile: str, work: Path, wall: float, copied_from: str = "") -> None:
+    """Record the point's parameters in the finished folder and move it into place."""
+    atomic_write_json(work / "point.json", {**point.record(profile), "profile": profile,
+                                            "wall_s": wall, "copied_from": copied_from})
+    _install(work, point.folder)
+    shutil.rmtree(point.failed_folder, ignore_errors=True)
+
+
+def reuse_point(point: Point, profile: str, source: Path) -> PointRun:
+    """Copy the folder of an identical, done run (another grid's point) as this point's."""
+    point.folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=point.folder.parent, prefix=f".{point.name}.tmp-"))
+    try:
+        shutil.copytree(source, work, dirs_exist_ok=True)
+        wall = (read_json(source / "point.json") or {}).get("wall_s", 0.0)
+        _finish(point, profile, work, wall, f"{source.parent.name}/{source.name}")
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return PointRun(point, "reused")
+
+
+def run_point(point: Point, profile: str, kernel_name: str = "python3",
+              extra: dict | None = None) -> PointRun:
+    """Run one point with papermill unless it is done; never leaves a half-written folder.
+
+    ``extra``: more papermill parameters (e.g. ``data_dir``), given only where the notebook
+    declares them."""
+    if is_done(point, profile):
+        return PointRun(point, "skipped")
+    point.folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=point.folder.parent, prefix=f".{point.name}.tmp-"))
+    start = time.perf_counter()
+    try:
+        _execute(point, profile, work, kernel_name, extra or {})
+        if not (work / "metrics.json").exists():
+            raise RuntimeError(f"{point.grid.notebook.name} finished without writing metrics.json")
+    except Exception as err:  # noqa: BLE001 — any failure of the notebook fails the point
+        wall = time.perf_counter() - start
+        (work / "error.txt").write_text(f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}")
+        _install(work, point.failed_folder)
+        return PointRun(point, "failed", wall, error_summary(err))
+    except BaseException:  # interrupted: leave nothing behind
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    wall = time.perf_counter() - start
+    _finish(point, profile, work, wall)
+    return PointRun(point, "ran", wall)
+
+
+def run_grids(grids: list[Grid], profile: str, root: str | Path | None = None,
+              kernel_name: str = "python3", extra: dict | None = None,
+              log=print) -> list[PointRun]:
+    """Run every point of every grid, printing one line per point. Done points are skipped; a
+    point identical to one already done (same notebook and parameters, e.g. the default
+    setting shared by several grids) is copied from it instead of run again.
+
+    A failed point is reported and the sweep goes on; the caller decides what a failure means."""
+    clean_partial(grids, profile, root)
+    points = [pt for g in grids for pt in grid_points(g, profile, root)]
+    done = {pt.run_key(profile): pt.folder for pt in points if is_done(pt, profile)}
+    runs = []
+    for i, pt in enumerate(points, 1):
+        log(f"  [{i}/{len(points)}] {pt.grid.name}: {pt.name} ({pt.grid.notebook_name}) …")
+        key = pt.run_key(profile)
+        if not is_done(pt, profile) and key in done:
+            run = reuse_point(pt, profile, done[key])
+        else:
+            declared = notebook_parameters(pt.grid.notebook)
+            run = run_point(pt, profile, kernel_name,
+                            {k: v for k, v in (extra or {}).items() if k in declared})
+        if run.status in ("ran", "skipped"):
+            done.setdefault(key, pt.folder)
+        log(f"      {_note(run, done.get(key))}")
+        runs.append(run)
+    return runs
+
+
+def _note(run: PointRun, source: Path | None) -> str:
+    """One line on what happened to a point."""
+    if run.status == "ran":
+        return f"done in {run.wall_s:.1f} s"
+    if run.status == "skipped":
+        return "already done, skipped"
+    if run.status == "reused":
+        return f"identical to {source.parent.name}/{source.name}: copied, not run again"
+    first = run.error.splitlines()[0] if run.error else ""
+    return f"FAILED after {run.wall_s:.1f} s: {first} (partial run kept in {run.point.failed_folder})"
+
+
+# --------------------------------------------------------------------------- collation
+def lookup(metrics: dict, path: str) -> list[tuple[str, object]]:
+    """Every ``(key, leaf)`` that a dotted ``path`` reaches in ``metrics``.
+
+    A ``*`` component matches any key and the matched keys make up ``key`` (joined by ``/``):
+    ``per_image.*.dip.peak_psnr`` gives one series per image. A pattern such as ``ddim_*``
+    matches keys without naming a series: ``methods.ddim_*.fid`` is one series even though
+    the key (``ddim_10``, ``ddim_50``) changes from point to point."""
+    found = [("", metrics)]
+    for part in path.split("."):
+        nxt = []
+        for key, node in found:
+            if not isinstance(node, dict):
+                continue
+            if part == "*":
+                nxt += [(f"{key}/{k}" if key else str(k), v) for k, v in node.items()]
+            elif any(ch in part for ch in "*?["):
+                nxt += [(key, v) for k, v in node.items() if fnmatch.fnmatchcase(str(k), part)]
+            elif part in node:
+                nxt.append((key, node[part]))
+        found = nxt
+    return found
+
+
+def _summary(leaf) -> dict | None:
+    """A spread dict (``mean``, ``std``, …) from a leaf: a spread, a number or a list of numbers."""
+    from .results import spread
+
+    if isinstance(leaf, dict) and isinstance(leaf.get("mean"), (int, float)):
+        return {k: leaf.get(k) for k in ("mean", "std", "median", "min", "max", "n")}
+    if isinstance(leaf, bool) or leaf is None:
+        return None
+    if isinstance(leaf, (int, float)):
+        return spread([leaf])
+    if isinstance(leaf, list) and leaf and all(isinstance(v, (int, float)) for v in leaf):
+        return spread(leaf)
+    return None
+
+
+def point_rows(point: Point, profile: str) -> list[dict]:
+    """The tidy rows of one done point: one per (metric label, matched key)."""
+    metrics = read_json(point.folder / "metrics.json") or {}
+    saved = read_json(point.folder / "point.json") or {}
+    rows = []
+    for label, path in point.grid.metrics.items():
+        for key, leaf in lookup(metrics, path):
+            s = _summary(leaf)
+            if s is None:
+                continue
+            rows.append({"grid": point.grid.name, "notebook": point.grid.notebook_name,
+                         "parameter": point.grid.parameter, "value": point.value,
+                         "point": point.name, "metric": label, "key": key, **s,
+                         "seeds": metrics.get("seeds"), "wall_s": saved.get("wall_s"),
+                         "copied_from": saved.get("copied_from") or "", "profile": profile})
+    return rows
+
+
+def collect(grids: list[Grid], profile: str, root: str | Path | None = None
+            ) -> tuple[list[dict], list[Point]]:
+    """The tidy table of every done point, and the points that are not done (missing/failed)."""
+    rows, missing = [], []
+    for grid in grids:
+        for pt in grid_points(grid, profile, root):
+            if is_done(pt, profile):
+                rows += point_rows(pt, profile)
+            else:
+                missing.append(pt)
+    return rows, missing
+
+
+def write_table(rows: list[dict], path: str | Path) -> Path:
+    """Write the tidy table as CSV (atomically), one row per point × metric × key."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with open(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
+            writer.writeheader()
+            writer.writerows({k: json.dumps(r.get(k)) if k in _JSON_COLUMNS else r.get(k)
+                              for k in TABLE_COLUMNS} for r in rows)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_table(path: str | Path) -> list[dict]:
+    """Read a table written by :func:`write_table` (numbers back as floats, values and seeds
+    decoded)."""
+    out = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            for k in ("mean", "std", "median", "min", "max", "n", "wall_s"):
+                r[k] = float(r[k]) if r.get(k) not in (None, "") else None
+            for k in _JSON_COLUMNS:
+                r[k] = json.loads(r[k])
+            out.append(r)
+    return out
+
+
+# --------------------------------------------------------------------------- reading a grid
+def grid_curve(rows: list[dict], grid: Grid, metric: str) -> list[dict]:
+    """Per value of the grid (in the grid's order): the metric's mean and std over seeds,
+    averaged over its matched keys (e.g. over images), with the keys kept."""
+    out = []
+    for value in grid.values:
+        sel = [r for r in rows if r["grid"] == grid.name and r["metric"] == metric
+               and value_slug(r["value"]) == value_slug(value)]
+        if not sel:
+            continue
+        means = [r["mean"] for r in sel]
+        stds = [r["std"] or 0.0 for r in sel]
+        out.append({"value": value, "mean": sum(means) / len(means),
+                    "std": math.sqrt(sum(s * s for s in stds) / len(stds)),
+                    "keys": [r["key"] for r in sel], "n": min(int(r["n"] or 0) for r in sel)})
+    return out
+
+
+def _within(a: dict, b: dict) -> bool:
+    """Whether two means differ by no more than their combined seed spread."""
+    return abs(a["mean"] - b["mean"]) <= math.hypot(a["std"], b["std"])
+
+
+def choose_value(rows: list[dict], grid: Grid) -> dict | None:
+    """The value a setting grid chooses, and why; ``None`` without results (or for a
+    condition grid, which has nothing to choose).
+
+    The rule, in order: with a ``cost`` metric, the cheapest value whose mean is within the
+    combined seed spread of the best (``reason="cheapest"``: the grid cannot tell them apart,
+    and it costs less); without one, the chapters' own setting if it is within that spread
+    (``"default"``: no evidence to change it); otherwise the best mean (``"best"``)."""
+    if not grid.choose:
+        return None
+    metric, higher = grid.choose["metric"], grid.choose["higher_is_better"]
+    curve = grid_curve(rows, grid, metric)
+    if not curve:
+        return None
+    ranked = sorted(curve, key=lambda c: c["mean"], reverse=higher)
+    best = ranked[0]
+    chosen, reason = best, "best"
+    cost_metric = grid.choose.get("cost")
+    costs = {value_slug(c["value"]): c["mean"] for c in grid_curve(rows, grid, cost_metric)} \
+        if cost_metric else {}
+    default = next((c for c in curve if grid.default is not None
+                    and value_slug(c["value"]) == value_slug(grid.default)), None)
+    if costs:
+        tied = [c for c in curve if _within(c, best) and value_slug(c["value"]) in costs]
+        cheapest = min(tied, key=lambda c: costs[value_slug(c["value"])], default=best)
+        if value_slug(cheapest["value"]) != value_slug(best["value"]):
+            chosen, reason = cheapest, "cheapest"
+    elif default is not None and default is not best and _within(default, best):
+        chosen, reason = default, "default"
+    second = ranked[1] if len(ranked) > 1 else None
+    return {"grid": grid.name, "metric": metric, "higher_is_better": higher, "best": best,
+            "chosen": chosen, "reason": reason, "runner_up": second, "cost_metric": cost_metric,
+            "cost": costs,
+            "margin": abs(best["mean"] - second["mean"]) if second else None,
+            "spread": math.hypot(best["std"], second["std"]) if second else None,
+            "separated": bool(second) and not _within(best, second), "n_values": len(curve)}
+
+
+def format_value(value) -> str:
+    """A parameter value as text: ``25``, ``cosine``, ``[10, 50]``, ``scales=3, channels=32``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={format_value(v)}" for k, v in value.items())
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _pm(c: dict, digits: int) -> str:
+    return f"{c['mean']:.{digits}f} ± {c['std']:.{digits}f}"
+
+
+def choice_sentence(choice: dict, grid: Grid, digits: int = 2) -> str:
+    """What a setting grid chose and why, as Markdown; every number from ``choice``."""
+    b, c, r = choice["best"], choice["chosen"], choice["runner_up"]
+    better = "higher" if choice["higher_is_better"] else "lower"
+    text = (f"**{grid.name}** (`{grid.parameter}`): the best {choice['metric']} ({better} is "
+            f"better) is {_pm(b, digits)} at `{format_value(b['value'])}` (n = {b['n']} seeds)")
+    if r is not None:
+        text += (f"; next is `{format_value(r['value'])}` at {_pm(r, digits)}, a margin of "
+                 f"{choice['margin']:.{digits}f} against a combined seed spread of "
+                 f"{choice['spread']:.{digits}f}"
+                 + (" — a real difference" if choice["separated"] else
+                    " — not separated at this number of seeds"))
+    chosen = f". **Chosen: `{format_value(c['value'])}`**"
+    if choice["reason"] == "cheapest":
+        cost = choice["cost"]
+        text += (f"{chosen}: within the seed spread of the best ({_pm(c, digits)}) at a lower "
+                 f"{choice['cost_metric']} ({cost[value_slug(c['value'])]:.3g} against "
+                 f"{cost[value_slug(b['value'])]:.3g})")
+    elif choice["reason"] == "default":
+        return text + (f"{chosen}, the chapters' setting: at {_pm(c, digits)} it is within the "
+                       f"seed spread of the best, so the grid gives no reason to change it.")
+    elif choice["cost"] and len(choice["cost"]) > 1:
+        cheapest = min(choice["cost"].values()) == choice["cost"].get(value_slug(c["value"]))
+        text += chosen + (f", the best, and the cheapest by {choice['cost_metric']}" if cheapest else
+                          f", the best: no cheaper value (by {choice['cost_metric']}) comes within "
+                          f"its seed spread")
+    else:
+        text += chosen + ", the best"
+    if grid.default is not None:
+        same = value_slug(grid.default) == value_slug(c["value"])
+        text += (f"; the chapters use `{format_value(grid.default)}`"
+                 + (", the same" if same else ", a different value"))
+    return text + "."
+
+
+def trend_sentence(rows: list[dict], grid: Grid, digits: int = 2) -> str:
+    """What a condition grid (σ, t_noise) shows, value by value, for each of its metrics;
+    every number from ``rows``."""
+    parts = []
+    for metric in grid.metrics:
+        curve = grid_curve(rows, grid, metric)
+        if curve:
+            parts.append(f"{metric}: " + "; ".join(
+                f"{format_value(c['value'])} → {_pm(c, digits)}" for c in curve))
+    if not parts:
+        return f"**{grid.name}** (`{grid.parameter}`): no results yet."
+    return (f"**{grid.name}** (`{grid.parameter}`, a condition, not a setting; mean ± std over "
+            f"seeds, averaged over images where there are several): " + ". ".join(parts) + ".")
+
+
+def grid_sentence(rows: list[dict], grid: Grid, digits: int = 2) -> str:
+    """The sentence 05_ablations writes for a grid: the choice for a setting, the trend for a
+    condition, or a note that it has no results."""
+    if not grid.choose:
+        return trend_sentence(rows, grid, digits)
+    choice = choose_value(rows, grid)
+    if choice is None:
+        return f"**{grid.name}** (`{grid.parameter}`): no results yet."
+    return choice_sentence(choice, grid, digits)
+
+
+def plot_grid(rows: list[dict], grid: Grid, metric: str, ax=None):
+    """Plot one metric of one grid: mean ± std over seeds per value (per matched key when
+    there are several, e.g. one line per image)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3))
+    sel = [r for r in rows if r["grid"] == grid.name and r["metric"] == metric]
+    labels = [format_value(v) for v in grid.values]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in grid.values)
+    xs_of = {value_slug(v): (v if numeric else i) for i, v in enumerate(grid.values)}
+    for key in dict.fromkeys(r["key"] for r in sel):
+        pts = sorted(((xs_of[value_slug(r["value"])], r) for r in sel if r["key"] == key
+                      and value_slug(r["value"]) in xs_of), key=lambda p: p[0])
+        ax.errorbar([p[0] for p in pts], [p[1]["mean"] for p in pts],
+                    yerr=[p[1]["std"] or 0.0 for p in pts], fmt="-o", ms=4, capsize=2,
+                    label=key or metric, alpha=0.85)
+    if not numeric:
+        ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=15)
+    ax.set_xlabel(grid.parameter)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{grid.name} ({grid.notebook_name})", fontsize=9)
+    ax.grid(alpha=0.3)
+    if len({r['key'] for r in sel}) > 1:
+        ax.legend(fontsize=6)
+    return ax
+
+
+def plot_grids(rows: list[dict], grids: list[Grid], ncols: int = 4):
+    """One panel per grid: its deciding metric (the ``choose`` metric, else the first)."""
+    import matplotlib.pyplot as plt
+
+    nrows = max(1, math.ceil(len(grids) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.2 * nrows), squeeze=False)
+    for ax, grid in zip(axes.flat, grids):
+        plot_grid(rows, grid, headline_metric(grid), ax)
+    for ax in list(axes.flat)[len(grids):]:
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def plot_grid_metrics(rows: list[dict], grid: Grid):
+    """Every metric of one grid, one panel each."""
+    import matplotlib.pyplot as plt
+
+    n = len(grid.metrics)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3), squeeze=False)
+    for ax, metric in zip(axes[0], grid.metrics):
+        plot_grid(rows, grid, metric, ax)
+        ax.set_title(metric, fontsize=9)
+    fig.suptitle(f"{grid.name}: {grid.why}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def headline_metric(grid: Grid) -> str:
+    """The metric that speaks for a grid: its ``choose`` metric, else its first."""
+    return grid.choose.get("metric") or next(iter(grid.metrics))
+
+
+def with_fixed(grids: list[Grid], **params) -> list[Grid]:
+    """The grids with more shared settings (e.g. ``seeds``), for the notebooks that declare
+    them; ``None`` values are ignored."""
+    out = []
+    for g in grids:
+        declared = notebook_parameters(g.notebook)
+        extra = {k: v for k, v in params.items() if v is not None and k in declared}
+        out.append(dataclasses.replace(g, fixed={**g.fixed, **extra}))
+    return out
+
+
+def missing_markdown(grids: list[Grid], missing: list[Point]) -> str:
+    """One line on the points without results (a failed point names its kept folder)."""
+    total = sum(len(g.values) for g in grids)
+    if not missing:
+        return f"All {total} points have results."
+    items = [f"`{p.grid.name}/{p.name}`" + (f" (failed: see `{p.failed_folder}`)"
+                                            if p.failed_folder.exists() else " (not run)")
+             for p in missing]
+    return f"{len(missing)} of {total} points have no results: " + ", ".join(items) + "."
+
+
+def grids_markdown(grids: list[Grid]) -> str:
+    """A Markdown table of the grids: notebook, parameter, values, what is held fixed."""
+    lines = ["| grid | notebook | parameter | values | chapters' setting | kind | question |",
+             "|---|---|---|---|---|---|---|"]
+    for g in grids:
+        values = ", ".join(f"`{format_value(v)}`" for v in g.values)
+        kind = "setting" if g.choose else "condition"
+        default = f"`{format_value(g.default)}`" if g.default is not None else "–"
+        lines.append(f"| {g.name} | `{g.notebook_name}` | `{g.parameter}` | {values} | {default} "
+                     f"| {kind} | {g.why} |")
+    return "\n".join(lines)
+
+
+def summary_markdown(rows: list[dict], grids: list[Grid], digits: int = 2) -> str:
+    """A condensed Markdown table: per grid and value, its deciding metric (mean ± std over
+    seeds, averaged over images) and the point's wall seconds."""
+    lines = ["| grid | value | metric | mean ± std | n seeds | wall s (point) |",
+             "|---|---|---|---|---|---|"]
+    for g in grids:
+        metric = headline_metric(g)
+        mine = {value_slug(r["value"]): r for r in rows if r["grid"] == g.name}
+        for c in grid_curve(rows, g, metric):
+            r = mine[value_slug(c["value"])]
+            wall = "–" if r["wall_s"] is None else f"{r['wall_s']:.0f}"
+            if r.get("copied_from"):
+                wall += f" (same run as {r['copied_from']})"
+            lines.append(f"| {g.name} | `{format_value(c['value'])}` | {metric} | {_pm(c, digits)} "
+                         f"| {c['n']} | {wall} |")
+    return "\n".join(lines)
+
+
+def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing: list[Point],
+                     runs: list[PointRun] = ()) -> dict:
+    """Everything 05_ablations reports, for its ``metrics.json``: per grid its values, the
+    chosen value with its numbers and the sentence that says why; the points missing; the
+    compute (the points' wall seconds)."""
+    out = {"profile": profile, "grids": {}, "missing_points": [f"{p.grid.name}/{p.name}" for p in missing],
+           "failed_points": [f"{r.point.grid.name}/{r.point.name}" for r in runs if r.status == "failed"],
+           "n_rows": len(rows), "n_points": sum(len(g.values) for g in grids)}
+    out["n_done"] = out["n_points"] - len(missing)
+    seeds = sorted({s for r in rows for s in (r.get("seeds") or [])})
+    out["seeds"] = seeds
+    for g in grids:
+        choice = choose_value(rows, g)
+        walls = {r["point"]: r["wall_s"] for r in rows if r["grid"] == g.name
+                 and r["wall_s"] is not None and not r.get("copied_from")}
+        out["grids"][g.name] = {
+            "notebook": g.notebook_name, "parameter": g.parameter,
+            "values": list(g.values), "default": g.default, "fixed": g.fixed,
+            "kind": "setting" if g.choose else "condition", "why": g.why,
+            "curves": {m: grid_curve(rows, g, m) for m in g.metrics},
+            "choice": choice,
+            "chosen": None if choice is None else {
+                "value": format_value(choice["chosen"]["value"]), "metric": choice["metric"],
+                "mean": choice["chosen"]["mean"], "std": choice["chosen"]["std"]},
+            "choice_text": grid_sentence(rows, g),
+            "compute": {"point_wall_s": walls, "total_wall_s": sum(walls.values())},
+        }
+    out["compute"] = {"total_point_wall_s": sum(g["compute"]["total_wall_s"] for g in out["grids"].values()),
+                      "points_run_now": sum(r.status == "ran" for r in runs),
+                      "note": "wall seconds of each point's papermill run when it was made; "
+                              "points copied from an identical run are not counted twice"}
+    return out
+
+
+# --------------------------------------------------------------------------- command line
+def papermill_command(point: Point, profile: str) -> str:
+    """The one papermill command that runs this point by hand, with every setting it uses."""
+    params = point.parameters(profile)
+    rel = lambda p: os.path.relpath(p, REPO)  # noqa: E731
+    executed = Path(params.pop("output_dir")) / point.grid.notebook.name
+    return (f"papermill {rel(point.grid.notebook)} {rel(executed)} -p profile {profile} "
+            f"-p output_dir {rel(point.folder)} "
+            f"-y {shlex.quote(json.dumps({k: v for k, v in params.items() if k != 'profile'}))}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dipddpm_lib.sweep --profile quick [--grid NAME [--value V]] [--print]``:
+    run the points of the grid file (done points are skipped), or print their commands."""
+    ap = argparse.ArgumentParser(description="Run ablation points (one papermill run each).")
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--grid", action="append", help="run only this grid (repeatable)")
+    ap.add_argument("--value", help="run only the point with this value (its folder name after '=')")
+    ap.add_argument("--print", action="store_true", help="print each point's papermill command; run nothing")
+    args = ap.parse_args(argv)
+    grids = load_grids(args.profile, only=args.grid)
+    if args.value is not None:
+        wanted = value_slug(yaml.safe_load(args.value))
+        valid = sorted({value_slug(v) for g in grids for v in g.values})
+        grids = [dataclasses.replace(g, values=tuple(v for v in g.values if value_slug(v) == wanted))
+                 for g in grids]
+        grids = [g for g in grids if g.values]
+        if not grids:
+            raise ValueError(f"no point with value {args.value!r}; valid values: {', '.join(valid)}")
+    if args.print:
+        for pt in (pt for g in grids for pt in grid_points(g, args.profile)):
+            print(f"# {pt.grid.name}: {pt.name}\n{papermill_command(pt, args.profile)}")
+        return 0
+    runs = run_grids(grids, args.profile)
+    return int(any(r.status == "failed" for r in runs))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""Chapter 05 runs headless under the smoke profile: it runs a grid file's points with papermill,
+collates them into one table and says what it chose, reading every number from the table."""
+import csv
+
+import pytest
+
+from nbrun import run_notebook
+from test_sweep import write_dummy, write_grids
+
+# Two small grids over a dummy chapter (fast kernels): a setting with a failing point, and a
+# condition whose middle point is the setting grid's default (copied, not run again).
+GRIDS = """\
+grids:
+  gx:
+    notebook: 99_dummy
+    parameter: x
+    values: [1, 2, 3]
+    fixed: {x: 2, y: 0, fail_at: 3}
+    metrics: {score: score.*, cost: cost}
+    choose: {metric: score, higher_is_better: true, cost: cost}
+    why: a dummy setting
+  gy:
+    notebook: 99_dummy
+    parameter: y
+    values: [0, 4]
+    fixed: {x: 2, fail_at: 3, y: 0}
+    metrics: {score: score.a}
+    why: a dummy condition
+"""
+
+
+@pytest.mark.notebook
+def test_nb05_smoke(nb_cache, tmp_path):
+    grid_dir = tmp_path / "grids"
+    grid_dir.mkdir()
+    write_dummy(grid_dir)
+    grid_file = write_grids(grid_dir, GRIDS)
+    out, points = tmp_path / "out", tmp_path / "points"
+    m = run_notebook("05_ablations", out, grid_file=str(grid_file), ablations_root=str(points))
+
+    assert m["profile"] == "smoke" and m["seeds"] == [0, 1, 2]
+    assert m["n_points"] == 5 and m["n_done"] == 4
+    assert m["failed_points"] == ["gx/x=3"] and m["missing_points"] == ["gx/x=3"]
+    gx, gy = m["grids"]["gx"], m["grids"]["gy"]
+    assert gx["kind"] == "setting" and gy["kind"] == "condition" and gy["chosen"] is None
+    assert gx["chosen"]["value"] == "2" and gx["chosen"]["mean"] == pytest.approx(2.0)
+    assert "Chosen: `2`" in gx["choice_text"] and "2.00 ± 0.10" in gx["choice_text"]
+    assert "4 → 6.00 ± 0.10" in gy["choice_text"]
+    assert [c["value"] for c in gx["curves"]["score"]] == [1, 2]
+
+    with open(out / "ablations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["grid"], r["point"]) for r in rows} == {("gx", "x=1"), ("gx", "x=2"), ("gy", "y=0"),
+                                                        ("gy", "y=4")}
+    assert {r["copied_from"] for r in rows if r["point"] == "y=0"} == {"gx/x=2"}
+    for name in ("ablations", "grid_gx", "grid_gy"):
+        assert (out / f"{name}.png").stat().st_size > 0
+    assert (points / "gx" / "x=1" / "99_dummy.ipynb").exists()
+    assert (points / "gx" / "x=3.failed" / "error.txt").exists()

@@ -1,0 +1,226 @@
+"""The report build: chapter order, the export (self-contained HTML, local maths, PDF), the
+missing-tools path, and the report's text formatted from stored results."""
+import base64
+import io
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import pytest  # noqa: E402
+
+from dipddpm_lib import report, sweep  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def png_bytes() -> bytes:
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.plot([0, 1], [0, 1])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def executed_notebook(folder: Path, name: str) -> Path:
+    """A small 'executed' notebook: maths in markdown, code, a PNG output and a stderr stream."""
+    nb = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell("secret_code_line = 1")
+    code.outputs = [
+        nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(png_bytes()).decode(),
+                                                     "text/plain": "<Figure>"}),
+        nbformat.v4.new_output("stream", name="stderr", text="a noisy library warning\n"),
+    ]
+    nb.cells = [nbformat.v4.new_markdown_cell(
+        "# Title\n\nInline $x_t = \\sqrt{\\bar\\alpha_t}\\,x_0$ and\n\n$$\\hat\\theta = \\arg\\min_\\theta "
+        "\\lVert A f_\\theta(z) - y \\rVert^2$$"), code]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def external_sources(html: str) -> list[str]:
+    """Everything the page would load from off the machine: script/link/img sources, CSS
+    ``url(…)`` and ``@import``, and JavaScript ``import(…)``."""
+    refs = re.findall(r"<(?:script|link|img|iframe)\b[^>]*?(?:src|href)\s*=\s*[\"']([^\"']*)", html, re.I)
+    refs += re.findall(r"(?:url|import)\(\s*[\"']?([^\"')\s]+)", html, re.I)
+    refs += re.findall(r"@import\s+[\"']([^\"']+)", html, re.I)
+    return [r for r in refs if re.match(r"(https?:)?//", r)]
+
+
+# --------------------------------------------------------------------------- runner
+def test_chapters_are_the_numbered_notebooks_in_order():
+    names = [p.name for p in report.chapters()]
+    assert names == sorted(names) and all(re.match(r"\d\d_", n) for n in names)
+    assert {"05_ablations.ipynb", "06_report.ipynb"} <= set(names)
+
+
+def test_a_bad_profile_or_grid_file_stops_the_build_before_any_work(monkeypatch, tmp_path):
+    monkeypatch.setattr(report, "run_chapter", lambda *a, **k: pytest.fail("ran a chapter"))
+    with pytest.raises(ValueError, match="valid choices: smoke, quick, full"):
+        report.main(["--profile", "fast"])
+    bad = tmp_path / "ablations.yaml"
+    bad.write_text("grids:\n  g:\n    notebook: 01_nope\n    parameter: x\n"
+                   "    values: [1, 2]\n    metrics: {a: b}\n")
+    monkeypatch.setattr(sweep, "GRID_FILE", bad)
+    with pytest.raises(ValueError, match="unknown notebook in grid 'g'"):
+        report.main(["--profile", "smoke"])
+
+
+# --------------------------------------------------------------------------- HTML
+def test_html_is_self_contained_with_local_maths(tmp_path):
+    executed = tmp_path / "executed"
+    executed_notebook(executed, report.REPORT_CHAPTER)
+    executed_notebook(executed, "01_ddpm_baseline")
+    executed_notebook(executed, "01_ddpm_baseline_stray_run")  # not a chapter: not exported
+    out = tmp_path / "report"
+    written = report.export_report("smoke", executed, out, install=False, log=lambda s: None)
+    html = written["html"].read_text()
+    assert external_sources(html) == []
+    assert "cdnjs" not in html and "require.js" not in html and "unpkg.com" not in html
+    assert "data:image/png;base64," in html  # the figure is embedded
+    assert "secret_code_line" not in html and "a noisy library warning" not in html  # code hidden
+    chapter = (out / "chapters" / "01_ddpm_baseline.html").read_text()
+    assert [p.name for p in written["chapters"]] == ["01_ddpm_baseline.html"]
+    assert "secret_code_line" in chapter and external_sources(chapter) == []
+    if written["mathjax"] is None:
+        pytest.skip("no local MathJax (Debian package libjs-mathjax) on this machine")
+    assert 'src="mathjax/MathJax.js?config=TeX-AMS_CHTML-full"' in html
+    assert 'src="../mathjax/MathJax.js' in chapter
+    assert (out / "mathjax" / "MathJax.js").exists()
+    assert (out / "mathjax" / "jax" / "output" / "CommonHTML" / "jax.js").exists()
+
+
+def test_without_the_tools_it_says_what_to_install_and_still_writes_html(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "find_chromium", lambda: None)
+    monkeypatch.setattr(report, "find_mathjax", lambda: None)
+    monkeypatch.setattr(report, "can_apt_install", lambda: False)
+    executed = tmp_path / "executed"
+    executed_notebook(executed, report.REPORT_CHAPTER)
+    said = []
+    written = report.export_report("smoke", executed, tmp_path / "report", log=said.append)
+    assert len(said) == 1 and "chromium" in said[0] and "libjs-mathjax" in said[0]
+    assert written["pdf"] is None and written["html"].exists()
+    html = written["html"].read_text()
+    assert "<script src=" not in html and external_sources(html) == []
+    assert "\\hat\\theta" in html  # the maths stays readable as TeX
+
+
+# --------------------------------------------------------------------------- PDF (CI proves it)
+@pytest.fixture(scope="module")
+def export_tools():
+    """Chromium and MathJax, installed with apt-get when missing and possible (CI runs as root)."""
+    missing = report.ensure_export_tools(install=True, log=print)
+    if missing:
+        pytest.skip(f"cannot install {' '.join(missing)} here (needs root and apt-get); "
+                    f"`make report` prints the same note and still writes the HTML")
+    return report.find_chromium()
+
+
+def test_the_pdf_is_made_and_the_maths_is_typeset_offline(tmp_path, export_tools):
+    executed = tmp_path / "executed"
+    executed_notebook(executed, report.REPORT_CHAPTER)
+    written = report.export_report("smoke", executed, tmp_path / "report", log=print)
+    pdf = written["pdf"]
+    assert pdf is not None and pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5000
+    dom = report.render_dom(written["html"])
+    assert "mjx-chtml" in dom or "MathJax_CHTML" in dom  # MathJax ran, from the local copy
+    assert "Math Processing Error" not in dom
+
+
+# --------------------------------------------------------------------------- the report's text
+def synthetic_results() -> dict:
+    return {
+        "01_ddpm_baseline": {"quality_bar": {"method": "ddpm_1000", "fid": 12.345, "reference_fid": 10.0,
+                                             "fid_ratio": 1.2345, "confident_fraction": 0.9,
+                                             "passed": True},
+                             "methods": {"ddpm_1000": {"label": "DDPM-1000"}}},
+        "02_dip_baseline": None,
+        "03_dip_init_ddpm": None,
+        "04_early_stopping": {"quality_bar": {"guided_mean_gap_db": 0.812, "es_wmv_mean_gap_db": 1.5,
+                                              "max_gap_db": 1.0, "guided_within_max_gap": True,
+                                              "guided_no_worse_than_es_wmv": True}},
+        "05_ablations": {"grids": {"g": {"chosen": {"value": "3", "metric": "psnr", "mean": 27.0,
+                                                    "std": 0.25}, "choice_text": "**g** chose 3."}}},
+    }
+
+
+def test_the_abstract_is_formatted_from_the_results():
+    h = report.headline_numbers(synthetic_results())
+    text = report.abstract_markdown(h)
+    assert "DDPM-1000 samples reach an in-domain FID of 12.35 against 10.00" in text
+    assert "ratio 1.23" in text and "90% of samples" in text
+    assert "0.81 dB below the oracle peak on average, against 1.50 dB for ES-WMV" in text
+    assert "no worse than ES-WMV" in text and "g → `3` (psnr 27.00 ± 0.25)" in text
+    assert "**DIP baseline.** No results yet." in text
+    worse = synthetic_results()
+    worse["04_early_stopping"]["quality_bar"].update(guided_mean_gap_db=2.0,
+                                                     guided_no_worse_than_es_wmv=False,
+                                                     guided_within_max_gap=False)
+    text = report.abstract_markdown(report.headline_numbers(worse))
+    assert "2.00 dB" in text and "worse than ES-WMV" in text and "outside the 1.0 dB bar" in text
+
+
+def test_a_missing_or_changed_chapter_gets_a_note_not_a_crash():
+    res = synthetic_results()
+    assert "Not available" in report.section_markdown("02_dip_baseline", res)
+    assert "do not have the layout" in report.section_markdown("04_early_stopping", res)
+    assert report.section_markdown("05_ablations", res) == "**g** chose 3."
+
+
+def test_copy_figures_copies_what_exists(tmp_path):
+    root = tmp_path / "results"
+    (root / "01_ddpm_baseline").mkdir(parents=True)
+    (root / "01_ddpm_baseline" / "quality_vs_compute.png").write_bytes(png_bytes())
+    paths = report.copy_figures("smoke", root, tmp_path / "figures")
+    assert paths["ddpm_quality_vs_compute.png"] == tmp_path / "figures" / "ddpm_quality_vs_compute.png"
+    assert paths["ddpm_quality_vs_compute.png"].exists()
+    assert paths["ablations.png"] is None and len(paths) == len(report.FIGURES)
+
+
+def test_the_readme_carries_the_figure_map_and_the_single_point_command():
+    readme = (REPO / "README.md").read_text()
+    for line in report.figure_map_markdown("quick").splitlines()[2:]:
+        assert line in readme, f"README figure map is out of date: {line}"
+    assert "papermill notebooks/" in readme and "results/quick/ablations/" in readme
+
+
+def test_the_report_notebook_shows_every_figure_it_copies():
+    nb = nbformat.read(REPO / "notebooks" / "06_report.ipynb", as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    for fig in report.FIGURES:
+        assert f'report.show_figure("{fig.name}"' in source, fig.name
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # saved un-executed
+
+
+def test_compute_rows_read_what_chapters_declare():
+    res = {"01_ddpm_baseline": {"train": {"steps": 10, "seconds": 5.0, "gflops": 2.0},
+                                "methods": {"a": {"per_seed": [{"wall_s": 1.0, "gflops": 0.5}] * 2}}},
+           "04_early_stopping": {"compute": {"guided": {"dip_iters": 8, "wall_s": 3.0, "gflops": 1.0}}}}
+    rows = report.compute_rows(res)
+    assert [r["wall_s"] for r in rows] == [5.0, 2.0, 3.0] and rows[1]["gflops"] == 1.0
+    assert "| 04 | guided DIP runs (8 image-iterations) | 3 | 1 |" in report.compute_markdown(rows)
+
+
+def test_run_chapter_passes_only_the_parameters_a_notebook_declares(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("profile = 'quick'\noutput_dir = None")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "import json, pathlib\npathlib.Path(output_dir, 'seen.json').write_text(json.dumps(sorted(k for k in "
+        "dir() if not k.startswith('_'))))")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "01_dummy.ipynb"
+    nbformat.write(nb, src)
+    seconds = report.run_chapter(src, "smoke", tmp_path / "executed",
+                                 {"output_dir": str(tmp_path), "data_dir": "/nowhere"})
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seconds > 0 and "data_dir" not in seen and "profile" in seen
+    assert (tmp_path / "executed" / "01_dummy.ipynb").exists()

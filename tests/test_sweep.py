@@ -1,0 +1,325 @@
+"""Ablation sweeps: the grid file's checks, the point runner (skip, fail, copy), collation."""
+import json
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dipddpm_lib import sweep
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A tiny chapter: writes metrics.json from its parameters; fails when x == fail_at.
+DUMMY_PARAMETERS = """\
+import os
+profile = os.environ.get("DIPDDPM_PROFILE", "quick")
+seeds = None
+output_dir = None
+x = 1
+y = 0
+fail_at = None
+"""
+DUMMY_BODY = """\
+import json, pathlib
+if x == fail_at:
+    raise RuntimeError(f"x = {x} fails on purpose")
+out = pathlib.Path(output_dir)
+score = {"mean": float(x) + y, "std": 0.1, "median": float(x) + y, "min": x - 0.1, "max": x + 0.1, "n": 3}
+(out / "metrics.json").write_text(json.dumps({"seeds": [0, 1, 2], "score": {"a": score, "b": score},
+                                              "cost": float(x) * 10}))
+"""
+
+
+def write_dummy(folder: Path, name: str = "99_dummy") -> Path:
+    """A two-cell notebook with a tagged parameters cell."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(DUMMY_PARAMETERS)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(DUMMY_BODY)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def write_grids(folder: Path, text: str) -> Path:
+    path = folder / "ablations.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+GRIDS = """\
+grids:
+  gx:
+    notebook: 99_dummy
+    parameter: x
+    values: [1, 2, 3]
+    fixed: {y: 0, x: 2}
+    metrics: {score: score.*, cost: cost}
+    choose: {metric: score, higher_is_better: true}
+    why: a dummy grid
+  gy:
+    notebook: 99_dummy
+    parameter: y
+    values: {smoke: [0, 5], quick: [0, 5], full: [0, 5, 9]}
+    fixed: {x: 2, y: 0}
+    metrics: {score: score.a}
+"""
+
+
+@pytest.fixture
+def nbdir(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_dummy(folder)
+    return folder
+
+
+def fake_execute(point, profile, work, kernel_name, extra):
+    """Stand-in for papermill: what the dummy notebook would write (fast)."""
+    params = point.parameters(profile, work)
+    if params.get("x") == params.get("fail_at"):
+        (work / point.grid.notebook.name).write_text("{}")  # the partial executed notebook
+        raise RuntimeError("fails on purpose")
+    x, y = params["x"], params.get("y", 0)
+    score = {"mean": x + y, "std": 0.1, "median": x + y, "min": x, "max": x, "n": 3}
+    (work / point.grid.notebook.name).write_text("{}")
+    (work / "metrics.json").write_text(json.dumps({"seeds": [0, 1, 2], "score": {"a": score, "b": score},
+                                                   "cost": float(x) * 10}))
+
+
+def files_under(root: Path) -> list:
+    return sorted(p for p in root.rglob("*")) if root.exists() else []
+
+
+# --------------------------------------------------------------------------- the grid file
+def test_load_grids_reads_values_fixed_and_default(nbdir):
+    grids = sweep.load_grids("full", write_grids(nbdir, GRIDS))
+    gx, gy = grids
+    assert gx.values == (1, 2, 3) and gx.default == 2 and gx.choose["metric"] == "score"
+    assert gy.values == (0, 5, 9) and gy.choose == {} and gy.default == 0
+    pt = sweep.grid_points(gx, "full", nbdir / "res")[0]
+    assert pt.parameters("full")["x"] == 1 and pt.parameters("full")["y"] == 0
+    assert pt.folder == nbdir / "res" / "gx" / "x=1"
+
+
+BAD_FILES = {
+    "unknown notebook": ("notebook: 99_dummy", "notebook: 98_missing", "valid choices: 99_dummy"),
+    "unknown parameter": ("parameter: x", "parameter: z", "valid choices: profile, seeds, output_dir, x, y"),
+    "unknown fixed parameter": ("fixed: {y: 0, x: 2}", "fixed: {w: 0}", "fixed parameter"),
+    "reserved parameter": ("parameter: x", "parameter: output_dir", "set by the runner"),
+    "fixed output_dir": ("fixed: {y: 0, x: 2}", "fixed: {output_dir: /tmp}", "may not set"),
+    "profile missing": ("values: {smoke: [0, 5], quick: [0, 5], full: [0, 5, 9]}",
+                        "values: {smoke: [0, 5], quick: [0, 5]}", "missing ['full']"),
+    "empty values": ("values: [1, 2, 3]", "values: []", "non-empty list"),
+    "repeated values": ("values: [1, 2, 3]", "values: [1, 1.0]", "repeat"),
+    "unknown key": ("why: a dummy grid", "whyy: typo", "unknown key(s) ['whyy']"),
+    "bad choose metric": ("choose: {metric: score,", "choose: {metric: nope,", "choose.metric"),
+    "bad choose cost": ("choose: {metric: score,", "choose: {cost: nope, metric: score,", "choose.cost"),
+    "no metrics": ("metrics: {score: score.a}", "metrics: {}", "metrics must map"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_grid_file_is_a_clear_error_before_anything_runs(nbdir, case, monkeypatch):
+    old, new, message = BAD_FILES[case]
+    assert old in GRIDS
+    path = write_grids(nbdir, GRIDS.replace(old, new, 1))
+    monkeypatch.setattr(sweep, "_execute", lambda *a: pytest.fail("ran a point"))
+    with pytest.raises(ValueError, match=None) as err:
+        sweep.load_grids("full", path)
+    assert message in str(err.value)
+    assert not (nbdir.parent / "results").exists()
+
+
+def test_bad_profile_top_level_and_grid_name(nbdir):
+    path = write_grids(nbdir, GRIDS)
+    with pytest.raises(ValueError, match="valid choices: smoke, quick, full"):
+        sweep.load_grids("fast", path)
+    with pytest.raises(ValueError, match="valid choices: gx, gy"):
+        sweep.load_grids("quick", path, only=["gz"])
+    with pytest.raises(ValueError, match="unknown top-level key"):
+        sweep.load_grids("quick", write_grids(nbdir, "grid:\n  a: 1\n" + GRIDS))
+
+
+def test_the_project_grid_file_is_valid_and_covers_the_required_ablations():
+    required = {("02_dip_baseline", "sigma"), ("03_dip_init_ddpm", "t_noise"),
+                ("01_ddpm_baseline", "beta_schedule"), ("02_dip_baseline", "arch"),
+                ("02_dip_baseline", "iterations"), ("03_dip_init_ddpm", "t0_list"),
+                ("01_ddpm_baseline", "sampler_steps"), ("04_early_stopping", "num_stages"),
+                ("04_early_stopping", "stage_schedule")}
+    sizes = {}
+    for profile in ("smoke", "quick", "full"):
+        grids = sweep.load_grids(profile)
+        assert required <= {(g.notebook_name, g.parameter) for g in grids}
+        assert all(len(g.values) >= 2 for g in grids)
+        sizes[profile] = {g.name: len(g.values) for g in grids}
+    assert all(sizes["full"][g] >= sizes["quick"][g] for g in sizes["quick"])  # full enlarges
+    assert sum(sizes["full"].values()) > sum(sizes["quick"].values())
+
+
+def test_value_slug_and_format_value():
+    assert sweep.value_slug(25) == "25" and sweep.value_slug(25.0) == "25"
+    assert sweep.value_slug(0.003) == "0.003" and sweep.value_slug("cosine") == "cosine"
+    assert sweep.value_slug([10, 50]) == "10-50"
+    assert sweep.value_slug({"scales": 3, "channels": 16}) == "channels-16_scales-3"
+    assert sweep.value_slug("a/b c") == "a_b_c"
+    assert sweep.format_value({"scales": 3}) == "scales=3" and sweep.format_value([5]) == "[5]"
+
+
+def test_lookup_wildcards_and_patterns():
+    m = {"methods": {"ddim_10": {"fid": 1}, "dpmpp_10": {"fid": 2}},
+         "per_image": {"a": {"psnr": 3}, "b": {"psnr": 4}}}
+    assert sweep.lookup(m, "per_image.*.psnr") == [("a", 3), ("b", 4)]
+    assert sweep.lookup(m, "methods.ddim_*.fid") == [("", 1)]
+    assert sweep.lookup(m, "methods.nope.fid") == []
+
+
+# --------------------------------------------------------------------------- running points
+def test_points_run_once_then_skip_and_collect(nbdir, monkeypatch):
+    monkeypatch.setattr(sweep, "_execute", fake_execute)
+    grids = sweep.load_grids("quick", write_grids(nbdir, GRIDS))
+    root = nbdir.parent / "results"
+    logged = []
+    runs = sweep.run_grids(grids, "quick", root, log=logged.append)
+    status = {(r.point.grid.name, r.point.name): r.status for r in runs}
+    assert status == {("gx", "x=1"): "ran", ("gx", "x=2"): "ran", ("gx", "x=3"): "ran",
+                      ("gy", "y=0"): "reused", ("gy", "y=5"): "ran"}  # gy's y=0 is gx's x=2
+    assert any("copied, not run again" in line for line in logged)
+    for r in runs:
+        folder = r.point.folder
+        assert (folder / "metrics.json").exists() and (folder / "99_dummy.ipynb").exists()
+        assert json.loads((folder / "point.json").read_text())["parameters"][r.point.grid.parameter] \
+            == r.point.value
+    assert not [p for p in files_under(root) if ".tmp-" in p.name]
+    again = sweep.run_grids(grids, "quick", root, log=lambda s: None)
+    assert {r.status for r in again} == {"skipped"}
+
+    rows, missing = sweep.collect(grids, "quick", root)
+    assert not missing
+    assert {(r["grid"], r["metric"], r["key"]) for r in rows} >= {("gx", "score", "a"), ("gx", "score", "b"),
+                                                                   ("gx", "cost", ""), ("gy", "score", "")}
+    table = sweep.read_table(sweep.write_table(rows, root / "table.csv"))
+    assert len(table) == len(rows) and table[0]["value"] == 1 and table[0]["seeds"] == [0, 1, 2]
+    choice = sweep.choose_value(table, grids[0])
+    assert choice["best"]["value"] == 3 and choice["chosen"]["value"] == 3 and choice["separated"]
+    text = sweep.grid_sentence(table, grids[0])
+    assert "`3`" in text and "3.00 ± 0.10" in text
+    assert "5 →" in sweep.grid_sentence(table, grids[1])  # a condition: its trend, value by value
+
+
+def test_changed_parameters_run_the_point_again(nbdir, monkeypatch):
+    monkeypatch.setattr(sweep, "_execute", fake_execute)
+    root = nbdir.parent / "results"
+    grids = sweep.load_grids("quick", write_grids(nbdir, GRIDS), only=["gx"])
+    sweep.run_grids(grids, "quick", root, log=lambda s: None)
+    changed = sweep.load_grids("quick", write_grids(nbdir, GRIDS.replace("{y: 0, x: 2}", "{y: 1}")),
+                               only=["gx"])
+    assert {r.status for r in sweep.run_grids(changed, "quick", root, log=lambda s: None)} == {"ran"}
+
+
+def test_a_failed_point_is_reported_kept_aside_and_retried(nbdir, monkeypatch):
+    monkeypatch.setattr(sweep, "_execute", fake_execute)
+    root = nbdir.parent / "results"
+    failing = GRIDS.replace("{y: 0, x: 2}", "{y: 0, fail_at: 2}")
+    grids = sweep.load_grids("quick", write_grids(nbdir, failing), only=["gx"])
+    runs = sweep.run_grids(grids, "quick", root, log=lambda s: None)
+    assert [r.status for r in runs] == ["ran", "failed", "ran"]
+    bad = runs[1].point
+    assert "fails on purpose" in runs[1].error
+    assert not bad.folder.exists()  # nothing half-written where a done point would be
+    assert (bad.failed_folder / "error.txt").exists() and (bad.failed_folder / "99_dummy.ipynb").exists()
+    assert not [p for p in files_under(root) if ".tmp-" in p.name]
+    rows, missing = sweep.collect(grids, "quick", root)
+    assert [p.name for p in missing] == ["x=2"]
+    assert [r.status for r in sweep.run_grids(grids, "quick", root, log=lambda s: None)] == \
+        ["skipped", "failed", "skipped"]  # retried, not skipped
+    fixed = sweep.load_grids("quick", write_grids(nbdir, GRIDS), only=["gx"])
+    assert [r.status for r in sweep.run_grids(fixed, "quick", root, log=lambda s: None)][1] == "ran"
+    assert not bad.failed_folder.exists() and (bad.folder / "metrics.json").exists()
+
+
+def test_a_killed_run_s_temporary_folder_is_cleaned_up(nbdir, monkeypatch):
+    monkeypatch.setattr(sweep, "_execute", fake_execute)
+    root = nbdir.parent / "results"
+    stale = root / "gx" / ".x=1.tmp-killed"
+    stale.mkdir(parents=True)
+    (stale / "metrics.json").write_text("{")
+    grids = sweep.load_grids("quick", write_grids(nbdir, GRIDS), only=["gx"])
+    assert {r.status for r in sweep.run_grids(grids, "quick", root, log=lambda s: None)} == {"ran"}
+    assert not stale.exists()
+
+
+def test_an_interrupted_point_leaves_nothing(nbdir, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "_execute", interrupted)
+    root = nbdir.parent / "results"
+    grids = sweep.load_grids("quick", write_grids(nbdir, GRIDS), only=["gx"])
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_grids(grids, "quick", root, log=lambda s: None)
+    assert [p for p in files_under(root) if p.is_file()] == []
+
+
+def test_choose_prefers_the_cheapest_value_within_the_seed_spread(nbdir):
+    grid = sweep.Grid("g", nbdir / "99_dummy.ipynb", "x", (1, 2, 3), metrics={"q": "q", "c": "c"},
+                      choose={"metric": "q", "higher_is_better": True, "cost": "c"}, default=3)
+    rows = []
+    for v, q, c in [(1, 10.0, 1.0), (2, 12.0, 2.0), (3, 12.3, 4.0)]:
+        rows += [{"grid": "g", "value": v, "metric": "q", "key": "", "mean": q, "std": 0.5, "n": 3},
+                 {"grid": "g", "value": v, "metric": "c", "key": "", "mean": c, "std": 0.0, "n": 3}]
+    choice = sweep.choose_value(rows, grid)
+    assert choice["best"]["value"] == 3 and choice["chosen"]["value"] == 2
+    assert not choice["separated"]
+    text = sweep.choice_sentence(choice, grid)
+    assert "Chosen: `2`" in text and "not separated" in text and "a different value" in text
+
+    no_cost = sweep.Grid("g", grid.notebook, "x", (1, 2, 3), metrics={"q": "q"},
+                         choose={"metric": "q", "higher_is_better": True}, default=2)
+    choice = sweep.choose_value(rows, no_cost)  # the chapters' 2 is within the spread of 3: kept
+    assert choice["chosen"]["value"] == 2 and choice["reason"] == "default"
+    assert "no reason to change it" in sweep.choice_sentence(choice, no_cost)
+    far = [dict(r, std=0.01) for r in rows]  # now 3 is clearly best: chosen
+    choice = sweep.choose_value(far, no_cost)
+    assert choice["chosen"]["value"] == 3 and choice["reason"] == "best" and choice["separated"]
+
+
+# --------------------------------------------------------------------------- real papermill
+@pytest.mark.notebook
+def test_real_papermill_points(nbdir):
+    """The runner drives papermill for real: a point that works and one that raises."""
+    root = nbdir.parent / "results"
+    text = GRIDS.replace("values: [1, 2, 3]", "values: [1, 2]").replace("{y: 0, x: 2}", "{fail_at: 2}")
+    grids = sweep.load_grids("smoke", write_grids(nbdir, text), only=["gx"])
+    runs = sweep.run_grids(grids, "smoke", root, log=lambda s: None)
+    assert [r.status for r in runs] == ["ran", "failed"]
+    ok, bad = runs[0].point, runs[1].point
+    executed = nbformat.read(ok.folder / "99_dummy.ipynb", as_version=4)
+    assert executed.metadata["papermill"]["parameters"]["x"] == 1
+    assert json.loads((ok.folder / "metrics.json").read_text())["score"]["a"]["mean"] == 1.0
+    assert "x = 2 fails on purpose" in (bad.failed_folder / "error.txt").read_text()
+    assert runs[1].error == "RuntimeError: x = 2 fails on purpose"  # the notebook's own error
+    assert (bad.failed_folder / "99_dummy.ipynb").exists() and not bad.folder.exists()
+
+
+def test_command_line_runs_one_point_or_prints_its_command(nbdir, monkeypatch, capsys):
+    monkeypatch.setattr(sweep, "_execute", fake_execute)
+    monkeypatch.setattr(sweep, "GRID_FILE", write_grids(nbdir, GRIDS))
+    monkeypatch.setattr(sweep, "ablations_dir", lambda profile, root=None: nbdir.parent / "results")
+    assert sweep.main(["--profile", "quick", "--grid", "gx", "--value", "3", "--print"]) == 0
+    printed = capsys.readouterr().out
+    assert "papermill" in printed and "-p profile quick" in printed and '"x": 3' in printed
+    assert sweep.main(["--profile", "quick", "--grid", "gx", "--value", "3"]) == 0
+    assert (nbdir.parent / "results" / "gx" / "x=3" / "metrics.json").exists()
+    assert not (nbdir.parent / "results" / "gx" / "x=1").exists()  # only the asked-for point
+    with pytest.raises(ValueError, match="valid values: 1, 2, 3"):
+        sweep.main(["--profile", "quick", "--grid", "gx", "--value", "7"])
+
+
+def test_with_fixed_passes_seeds_only_where_declared(nbdir):
+    grids = sweep.with_fixed(sweep.load_grids("quick", write_grids(nbdir, GRIDS)), seeds=[0, 1],
+                             not_a_parameter=1, output=None)
+    assert all(g.fixed["seeds"] == [0, 1] and "not_a_parameter" not in g.fixed for g in grids)
+    assert sweep.with_fixed(grids, seeds=None)[0].fixed == grids[0].fixed
