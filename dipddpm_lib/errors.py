@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
 
@@ -59,3 +60,16 @@ def check_images(x: torch.Tensor, what: str = "image", channels: int | None = No
         raise ValueError(f"{what} is {tuple(x.shape[-2:])} pixels; this network needs at least "
                          f"{min_size}×{min_size}")
     return x
+
+
+def check_seeds(seeds) -> tuple[int, ...]:
+    """A non-empty sequence of distinct non-negative integer seeds."""
+    try:
+        seeds = tuple(seeds)
+    except TypeError:
+        raise ValueError(f"seeds must be a list of non-negative integers, got {seeds!r}") from None
+    ok = all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    if not seeds or not ok or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct non-negative integers, "
+                         f"got {seeds!r}")
+    return tuple(int(s) for s in seeds)

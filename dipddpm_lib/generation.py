@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .cache import Cache
 from .compute import count_flops
 from .ddpm import BETA_SCHEDULES, SAMPLERS, TrainedDDPM, make_scheduler, sample_cached
-from .errors import check_choice, check_images, check_positive_int
+from .errors import check_choice, check_images, check_positive_int, check_seeds
 from .metrics import Classifier, generation_metrics
 from .plots import image_grid
 from .profiles import Profile, get_profile
@@ -89,19 +89,6 @@ def check_methods(methods, num_train_timesteps: int = 1000) -> list[Method]:
         if m.num_steps > num_train_timesteps:
             raise ValueError(f"{m.label}: num_steps must be at most T={num_train_timesteps}")
     return methods
-
-
-def check_seeds(seeds) -> tuple[int, ...]:
-    """A non-empty sequence of distinct non-negative integer seeds."""
-    try:
-        seeds = tuple(seeds)
-    except TypeError:
-        raise ValueError(f"seeds must be a list of non-negative integers, got {seeds!r}") from None
-    ok = all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds)
-    if not seeds or not ok or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be a non-empty list of distinct non-negative integers, "
-                         f"got {seeds!r}")
-    return tuple(int(s) for s in seeds)
 
 
 def baseline_methods(ddim_steps, dpm_steps, ddpm_steps: int = 1000) -> list[Method]:

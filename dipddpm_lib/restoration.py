@@ -27,7 +27,7 @@ from . import dip
 from .cache import Cache
 from .compute import Compute, Timer
 from .data import PHOTOS, load_photo
-from .errors import check_choice, check_positive_int, check_sigma
+from .errors import check_choice, check_positive_int, check_sigma, check_seeds
 from .metrics import psnr, ssim
 from .plots import to_hwc
 from .profiles import Profile, get_profile
@@ -401,19 +401,6 @@ def restore(images: dict[str, torch.Tensor], task: str, sigma: float, cfg: dip.D
             bar.update(iterations if fits[-1].from_cache else 0)
     return [ImageRestoration(name, x, degs[name], [f.image(i) for f in fits], classical[name])
             for i, (name, x) in enumerate(images.items())]
-
-
-def check_seeds(seeds) -> tuple[int, ...]:
-    """A non-empty sequence of distinct non-negative integer seeds."""
-    try:
-        seeds = tuple(seeds)
-    except TypeError:
-        raise ValueError(f"seeds must be a list of non-negative integers, got {seeds!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds) or not all(
-            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        raise ValueError(f"seeds must be a non-empty list of distinct non-negative integers, "
-                         f"got {seeds!r}")
-    return tuple(int(s) for s in seeds)
 
 
 def _check_images_dict(images: dict[str, torch.Tensor], cfg: dip.DIPConfig) -> torch.Tensor:
