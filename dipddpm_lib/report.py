@@ -417,6 +417,22 @@ def headline_numbers(results: dict) -> dict:
     return out
 
 
+def _integration_abstract(e: dict, dn: dict) -> str:
+    """Chapter 03's abstract line: equal-FLOPs results for variants that make new samples,
+    kept apart from the near-copies of their test reference (see ``verdict_generation``)."""
+    new, copy = e["new"], e["copy"]
+    text = (f"- **DIP-initialised DDPM, at equal FLOPs.** Of the {new['n']} variant "
+            f"configurations that produce new samples, {new['wins_vs_ddim']} beat DDIM and "
+            f"{new['loses_vs_ddim']} lose to it ({new['wins_vs_dpmpp']} / {new['loses_vs_dpmpp']} "
+            f"against DPM-Solver++); DDPM-1000 reaches FID {e['ddpm_1000_fid']:.2f}. ")
+    if copy["n"]:
+        text += (f"{copy['n']} more configurations are near-copies of their test reference: their "
+                 f"FID only reflects the test images' ({e['test_refs_fid']:.2f}). ")
+    return text + (f"In denoising, the best DIP-based method (`{dn['best_dip_method']}`, "
+                   f"{dn['best_dip_psnr']:.2f} dB) {'beats' if dn['beats_ddpm_chain'] else 'does not beat'} "
+                   f"the DDPM chain ({dn['ddpm_all_psnr']:.2f} dB).")
+
+
 def abstract_markdown(h: dict) -> str:
     """The abstract: one sentence per chapter, each number formatted from ``h``
     (:func:`headline_numbers`); a chapter without results says so."""
@@ -436,17 +452,9 @@ def abstract_markdown(h: dict) -> str:
         f"input; NL-means reaches {d['nl_means_psnr']:.2f} dB."
         if d and d.get("dip_peak_psnr") is not None else "- **DIP baseline.** No results yet.")
     e, dn = h.get("equal_compute"), h.get("denoising")
-    lines.append(
-        f"- **DIP-initialised DDPM, at equal FLOPs.** Of {e['n_variants']} DIP-variant "
-        f"configurations, {e['wins_vs_ddim']} beat DDIM and {e['loses_vs_ddim']} lose to it; "
-        f"{e['wins_vs_dpmpp']} beat DPM-Solver++ and {e['loses_vs_dpmpp']} lose to it. The best, "
-        f"`{e['best_variant']}`, reaches FID {e['best_variant_fid']:.2f} against "
-        f"{e['ddpm_1000_fid']:.2f} for DDPM-1000. In denoising, the best DIP-based method "
-        f"(`{dn['best_dip_method']}`, {dn['best_dip_psnr']:.2f} dB) "
-        f"{'beats' if dn['beats_ddpm_chain'] else 'does not beat'} the DDPM chain "
-        f"({dn['ddpm_all_psnr']:.2f} dB)."
-        if e and e.get("n_variants") is not None and dn and dn.get("best_dip_psnr") is not None
-        else "- **DIP-initialised DDPM.** No results yet.")
+    lines.append(_integration_abstract(e, dn)
+                 if e and "new" in e and dn and dn.get("best_dip_psnr") is not None
+                 else "- **DIP-initialised DDPM.** No results yet.")
     s = h.get("early_stopping")
     lines.append(
         f"- **Early stopping.** The DDPM-guided rule stops {s['guided_mean_gap_db']:.2f} dB below "

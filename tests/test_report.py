@@ -143,7 +143,16 @@ def synthetic_results() -> dict:
                                              "passed": True},
                              "methods": {"ddpm_1000": {"label": "DDPM-1000"}}},
         "02_dip_baseline": None,
-        "03_dip_init_ddpm": None,
+        "03_dip_init_ddpm": {
+            "generation": {"verdict": {
+                "ddpm_1000_fid": 10.41, "test_refs_fid": 10.61, "text": "…",
+                "new": {"n": 14, "wins_vs_ddim": 0, "loses_vs_ddim": 14, "wins_vs_dpmpp": 1,
+                        "loses_vs_dpmpp": 13},
+                "copy": {"n": 16, "wins_vs_ddim": 10, "loses_vs_ddim": 6, "wins_vs_dpmpp": 10,
+                         "loses_vs_dpmpp": 6}}},
+            "denoising": {"verdict": {"best_dip_method": "tdpm_dip", "best_dip_psnr": 11.57,
+                                      "ddpm_all_psnr": 11.61, "beats_ddpm_chain": False,
+                                      "text": "…"}}},
         "04_early_stopping": {"quality_bar": {"guided_mean_gap_db": 0.812, "es_wmv_mean_gap_db": 1.5,
                                               "max_gap_db": 1.0, "guided_within_max_gap": True,
                                               "guided_no_worse_than_es_wmv": True}},
@@ -160,6 +169,10 @@ def test_the_abstract_is_formatted_from_the_results():
     assert "0.81 dB below the oracle peak on average, against 1.50 dB for ES-WMV" in text
     assert "no worse than ES-WMV" in text and "g → `3` (psnr 27.00 ± 0.25)" in text
     assert "**DIP baseline.** No results yet." in text
+    assert ("Of the 14 variant configurations that produce new samples, 0 beat DDIM and 14 lose "
+            "to it (1 / 13 against DPM-Solver++)") in text
+    assert "16 more configurations are near-copies" in text and "(10.61)" in text
+    assert "(`tdpm_dip`, 11.57 dB) does not beat the DDPM chain (11.61 dB)" in text
     worse = synthetic_results()
     worse["04_early_stopping"]["quality_bar"].update(guided_mean_gap_db=2.0,
                                                      guided_no_worse_than_es_wmv=False,
