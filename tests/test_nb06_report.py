@@ -11,7 +11,9 @@ from test_report import png_bytes, synthetic_results
 @pytest.mark.notebook
 def test_nb06_smoke(nb_cache, tmp_path):
     root = tmp_path / "results"
-    for chapter, metrics in synthetic_results().items():
+    results = synthetic_results()
+    results["03_dip_init_ddpm"] = None  # a chapter without results: the report notes it
+    for chapter, metrics in results.items():
         if metrics is not None:
             (root / chapter).mkdir(parents=True)
             (root / chapter / "metrics.json").write_text(json.dumps(metrics))
