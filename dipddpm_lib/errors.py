@@ -26,6 +26,14 @@ def check_positive_int(what: str, value) -> int:
     return int(value)
 
 
+def check_positive_float(what: str, value) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` unless it is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{what} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
 def check_timestep(what: str, value, num_train_timesteps: int) -> int:
     """Check a diffusion time in ``[0, T]`` (0 = clean, T = pure noise)."""
     if isinstance(value, bool) or not isinstance(value, int):

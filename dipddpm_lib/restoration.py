@@ -27,7 +27,7 @@ from . import dip
 from .cache import Cache
 from .compute import Compute, Timer
 from .data import PHOTOS, load_photo
-from .errors import check_choice, check_positive_int, check_sigma, check_seeds
+from .errors import check_choice, check_positive_float, check_positive_int, check_sigma, check_seeds
 from .metrics import psnr, ssim
 from .plots import to_hwc
 from .profiles import Profile, get_profile
@@ -505,14 +505,17 @@ def _check_photo_names(what: str, names) -> tuple[str, ...]:
 def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
               sigma=25.0, task: str = "denoise", iterations=None, arch: dict | None = None,
               showcase_iterations=None, inpaint_image: str | None = None,
-              sr4_image: str | None = None) -> BaselinePlan:
+              sr4_image: str | None = None, lr=None) -> BaselinePlan:
     """Validate the notebook's parameters and fill the ``None`` ones from the profile.
 
     Raises ``ValueError`` naming the valid choices before anything is loaded or fitted.
     Showcases: every task of ``SHOWCASE_TASKS`` other than ``task``, on ``inpaint_image``
-    (default: the first image) and ``sr4_image`` (default: the last image).
+    (default: the first image) and ``sr4_image`` (default: the last image). ``lr``: DIP's
+    Adam step size (``None`` → the profile's ``dip_lr``).
     """
     prof = get_profile(profile)
+    if lr is not None:
+        prof = get_profile(profile, dip_lr=check_positive_float("lr", lr))
     check_choice("task", task, dip.TASKS)
     cfg = make_arch(prof, arch)
     names = _check_photo_names("images", prof.dip_baseline_photos if images is None else images)
@@ -650,7 +653,7 @@ def plan_text(plan: BaselinePlan) -> str:
             f"({', '.join(plan.images)}) at {plan.image_size}×{plan.image_size} px; DIP with "
             f"{a.scales} scales × {a.channels} channels ({a.skip_channels} skip channels, "
             f"{a.input_depth}-channel input, {a.upsample} upsampling), {plan.iterations} "
-            f"iterations, seeds {', '.join(map(str, plan.seeds))}; noiseless showcases ({shows}) "
+            f"iterations of Adam at lr {plan.profile.dip_lr:g}, seeds {', '.join(map(str, plan.seeds))}; noiseless showcases ({shows}) "
             f"with {plan.showcase_iterations} iterations.")
 
 

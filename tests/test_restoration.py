@@ -173,6 +173,9 @@ def test_plan_fills_defaults_from_the_profile():
     other = restoration.make_plan("smoke", task="sr4", images="camera", seeds=[4])
     assert other.showcases == {"inpaint": "camera"} and other.seeds == (4,)
     assert "3 scales × 32 channels" in restoration.plan_text(plan)
+    assert plan.profile.dip_lr == 0.01 and "lr 0.01" in restoration.plan_text(plan)
+    faster = restoration.make_plan("quick", lr=0.03)
+    assert faster.profile.dip_lr == 0.03 and faster.to_dict()["optimiser"]["lr"] == 0.03
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -189,6 +192,9 @@ def test_plan_fills_defaults_from_the_profile():
     ({"arch": {"layers": 3}}, "valid keys: scales, channels, skip_channels"),
     ({"arch": {"upsample": "cubic"}}, "nearest, bilinear"),
     ({"arch": {"channels": 0}}, "positive whole number"),
+    ({"lr": 0}, "lr must be a finite number > 0"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0"),
+    ({"lr": "fast"}, "lr must be a finite number > 0"),
     ({"seeds": []}, "non-empty list"),
     ({"seeds": [0, -1]}, "non-negative"),
     ({"seeds": 3}, "list of non-negative integers"),

@@ -148,7 +148,7 @@ def test_the_project_grid_file_is_valid_and_covers_the_required_ablations():
                 ("01_ddpm_baseline", "beta_schedule"), ("02_dip_baseline", "arch"),
                 ("02_dip_baseline", "iterations"), ("03_dip_init_ddpm", "t0_list"),
                 ("01_ddpm_baseline", "sampler_steps"), ("04_early_stopping", "num_stages"),
-                ("04_early_stopping", "stage_schedule")}
+                ("04_early_stopping", "stage_schedule"), ("02_dip_baseline", "lr")}
     sizes = {}
     for profile in ("smoke", "quick", "full"):
         grids = sweep.load_grids(profile)
