@@ -92,3 +92,36 @@ def test_bad_inputs(setup, call, match):
     model, refs = setup
     with pytest.raises(ValueError, match=match):
         call(model, refs)
+
+
+def _psnr_summary(**methods):
+    """A task-B summary: method -> (mean PSNR, std), plus DDIM-equal-FLOPs counterparts."""
+    return {m: {"psnr": {"mean": mu, "std": sd}, "gflops_per_image": {"mean": 1.0, "std": 0.0},
+                **({"chain": "ddim, <= 20 calls"} if m.startswith(("dip_t0", "tdpm")) else {})}
+            for m, (mu, sd) in methods.items()}
+
+
+@pytest.mark.parametrize("tdpm,twin,beats,adds", [
+    ((12.8, 0.3), (12.7, 0.3), True, "adds nothing measurable"),  # the seed-run case
+    ((11.7, 0.3), (12.7, 0.3), False, "costs 1.00 dB"),
+    ((14.0, 0.1), (12.7, 0.1), True, "adds 1.30 dB"),
+])
+def test_denoising_verdict_weighs_the_spread_and_the_equal_flops_twin(tdpm, twin, beats, adds):
+    summary = _psnr_summary(tdpm_dip=tdpm, ddim_eq_tdpm_dip=twin, ddpm_all=(11.6, 0.3),
+                            ddim_1=(13.9, 0.2), dip_fixed=(5.6, 0.1), dip_oracle_peak=(9.5, 0.4),
+                            noisy_rescaled=(4.8, 0.1))
+    cmp = integration.equal_compute_comparison(summary, "psnr", True,
+                                               {"DDIM": "ddim_eq_{name}"})
+    v = integration.verdict_denoising(summary, cmp)
+    assert v["best_dip_method"] == "tdpm_dip" and v["beats_ddpm_chain"] is beats
+    assert v["margin_db"] == pytest.approx(tdpm[0] - 11.6)
+    assert adds in v["text"] and ("**beats**" in v["text"]) is beats
+    assert v["gain_over_ddim_at_equal_flops_db"] == pytest.approx(tdpm[0] - twin[0])
+
+
+def test_denoising_verdict_within_the_spread_is_not_a_win():
+    summary = _psnr_summary(tdpm_dip=(11.7, 0.3), ddim_eq_tdpm_dip=(12.7, 0.3),
+                            ddpm_all=(11.6, 0.3), dip_fixed=(5.6, 0.1),
+                            dip_oracle_peak=(9.5, 0.4), noisy_rescaled=(4.8, 0.1))
+    v = integration.verdict_denoising(summary, [])
+    assert v["beats_ddpm_chain"] is False and "does not beat" in v["text"]
