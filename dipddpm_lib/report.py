@@ -1,11 +1,14 @@
 """Build the report: run every numbered notebook with papermill for a profile, then export.
 
-    python -m dipddpm_lib.report --profile quick [--data /path/to/images]
+    python -m dipddpm_lib.report --profile quick [--data /path/to/images] [--jobs 2]
 
 Steps, each printing its progress:
 
-1. every chapter ``notebooks/NN_*.ipynb`` in order; before the ablations chapter, every point
-   of ``notebooks/ablations.yaml`` (:mod:`dipddpm_lib.sweep`; done points are skipped);
+1. the chapters ``notebooks/NN_*.ipynb`` and every pending point of
+   ``notebooks/ablations.yaml`` (:mod:`dipddpm_lib.sweep`; done points are skipped), two
+   notebooks at a time by default (:mod:`dipddpm_lib.jobs`: chapters first, in order; whatever
+   loads chapter 01's DDPM waits for it), each kernel with the CPUs shared out between them;
+   then the ablations chapter and the report chapter, which read what the others wrote;
 2. the export: ``report/<profile>/report.html`` (the report notebook, code hidden, images
    embedded, maths by a local MathJax copied to ``report/<profile>/mathjax/``, nothing fetched
    from the network), ``report/<profile>/chapters/<chapter>.html`` (every chapter with its
@@ -31,11 +34,12 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from . import sweep
+from . import jobs, sweep
 from .cache import atomic_write_json
-from .errors import check_choice
+from .errors import check_choice, check_positive_int
 from .profiles import PROFILES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -618,35 +622,80 @@ class BuildLog:
                 "failed_points": [f"{r.point.grid.name}/{r.point.name}" for r in self.failed_points]}
 
 
-def _run_chapters(nbs, profile: str, executed: Path, extra: dict, log: BuildLog) -> bool:
-    """Run the chapters, and the ablation sweep just before the ablations chapter; stop at
-    the first chapter that fails. Returns whether every chapter ran."""
-    for i, nb in enumerate(nbs, 1):
-        if nb.stem == ABLATIONS_CHAPTER:
-            _sweep_step(profile, extra, log)
-        print(f"[{i}/{len(nbs)}] {nb.name} (profile={profile}) …", flush=True)
+#: Chapter 01 trains the DDPM and the feature classifier that these notebooks then load from
+#: the cache; started side by side with it, each would train its own copy.
+DDPM_CHAPTER = "01_ddpm_baseline"
+NEEDS_DDPM = ("01_ddpm_baseline", "03_dip_init_ddpm")
+
+
+def _chapter_job(nb: Path, profile: str, executed: Path, extra: dict, log: BuildLog):
+    def run():
         try:
             log.times[nb.name] = run_chapter(nb, profile, executed, extra)
         except Exception as err:  # papermill names the failing cell; add the chapter
             print(f"\nFAILED: chapter {nb.name}: {err}\npartial notebook kept at "
-                  f"{executed / nb.name}", file=sys.stderr)
-            return False
-        print(f"    done in {log.times[nb.name]:.1f} s", flush=True)
-    if not any(nb.stem == ABLATIONS_CHAPTER for nb in nbs) and sweep.GRID_FILE.exists():
-        _sweep_step(profile, extra, log)
-    return True
+                  f"{executed / nb.name}", file=sys.stderr, flush=True)
+            raise
+    return run
 
 
-def _sweep_step(profile: str, extra: dict, log: BuildLog) -> None:
-    print(f"[ablations] every point of {sweep.GRID_FILE.name} (profile={profile}) …", flush=True)
+def build_jobs(nbs, profile: str, executed: Path, extra: dict, log: BuildLog,
+               points=()) -> list[jobs.Job]:
+    """The chapters (but the ablations and report chapters, which read everything) and the
+    pending ablation ``points`` as jobs: chapters in order, then the points (those that load
+    chapter 01's DDPM first, as they are the longest). Whatever loads the DDPM waits for
+    chapter 01 when it is part of the build."""
+    names = {nb.stem for nb in nbs}
+
+    def after(notebook: str) -> tuple[str, ...]:
+        wait = notebook in NEEDS_DDPM and notebook != DDPM_CHAPTER and DDPM_CHAPTER in names
+        return (f"{DDPM_CHAPTER}.ipynb",) if wait else ()
+
+    out = [jobs.Job(nb.name, _chapter_job(nb, profile, executed, extra, log), after(nb.stem))
+           for nb in nbs]
+    for pt in sorted(points, key=lambda p: p.grid.notebook_name not in NEEDS_DDPM):
+        nb = pt.grid.notebook_name
+        wait = (f"{DDPM_CHAPTER}.ipynb",) if nb in NEEDS_DDPM and DDPM_CHAPTER in names else ()
+        out.append(jobs.Job(f"{pt.grid.name}/{pt.name}",
+                            partial(sweep.run_pending, pt, profile, "python3", extra,
+                                    lambda line: print(line, flush=True)),
+                            wait, stops_build=False))
+    return out
+
+
+def _run_chapters(nbs, profile: str, executed: Path, extra: dict, log: BuildLog,
+                  workers: int = 1) -> bool:
+    """Run the chapters and every pending ablation point on ``workers`` workers, then (in
+    order) the ablations and report chapters, which read what the others wrote. A failed
+    chapter stops the build (nothing new starts; what runs finishes); a failed point does
+    not. Returns whether every chapter ran."""
+    tail = [nb for nb in nbs if nb.stem in (ABLATIONS_CHAPTER, REPORT_CHAPTER)]
+    grids = sweep.load_grids(profile) if sweep.GRID_FILE.exists() else []
+    todo = sweep.pending_runs(grids, profile) if grids else []
+    pool = build_jobs([nb for nb in nbs if nb not in tail], profile, executed, extra, log, todo)
+    print(f"[build] {sum(j.stops_build for j in pool)} chapter(s) and {len(todo)} ablation "
+          f"point(s) to run on {workers} worker(s)", flush=True)
     start = time.perf_counter()
-    runs = run_ablations(profile, extra, log=lambda s: print(s, flush=True))
-    log.times["ablation points"] = time.perf_counter() - start
-    log.failed_points = [r for r in runs if r.status == "failed"]
-    counts = {k: sum(r.status == k for r in runs) for k in ("ran", "skipped", "reused")}
-    print(f"    {counts['ran']} run, {counts['skipped']} skipped (done before), {counts['reused']} "
-          f"copied from an identical point, {len(log.failed_points)} failed, in "
-          f"{log.times['ablation points']:.1f} s", flush=True)
+    outcomes = jobs.run_jobs(pool, workers, log=lambda s: print(s, flush=True))
+    log.times[f"chapters 01-04 + ablation points ({workers} workers)"] = time.perf_counter() - start
+    if any(o.status != "done" for j, o in zip(pool, outcomes.values()) if j.stops_build):
+        return False
+    if grids:
+        ran = [o.value for j, o in zip(pool, outcomes.values()) if not j.stops_build]
+        runs = sweep.complete_grids(grids, profile, ran=ran, extra=extra,
+                                    log=lambda s: print(s, flush=True))
+        log.failed_points = [r for r in runs if r.status == "failed"]
+        counts = {k: sum(r.status == k for r in runs) for k in ("ran", "skipped", "reused")}
+        print(f"[ablations] {counts['ran']} run, {counts['skipped']} skipped (done before), "
+              f"{counts['reused']} copied from an identical point, {len(log.failed_points)} "
+              f"failed", flush=True)
+    for nb in tail:
+        print(f"[start] {nb.name}", flush=True)
+        if jobs.run_jobs([jobs.Job(nb.name, _chapter_job(nb, profile, executed, extra, log))],
+                         1, log=lambda s: None)[nb.name].status != "done":
+            return False
+        print(f"[done] {nb.name} in {log.times[nb.name]:.1f} s", flush=True)
+    return True
 
 
 def _print_summary(log: BuildLog, profile: str, written: dict) -> None:
@@ -672,8 +721,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="export the notebooks executed by an earlier build; run nothing")
     ap.add_argument("--no-install", action="store_true",
                     help="never apt-get install the export tools (chromium, libjs-mathjax)")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="notebooks run side by side (default 2), each kernel with the CPUs "
+                         "shared out (OMP_NUM_THREADS, unless set)")
     args = ap.parse_args(argv)
     check_choice("profile", args.profile, PROFILES)
+    workers = check_positive_int("--jobs", args.jobs)
     start = time.perf_counter()
     if sweep.GRID_FILE.exists():  # a bad grid file stops the build before any work
         sweep.load_grids(args.profile)
@@ -684,8 +737,12 @@ def main(argv: list[str] | None = None) -> int:
     ensure_export_tools(install=not args.no_install)  # early: its one-line note, if any
     executed = REPO / "results" / args.profile / "executed"
     log = BuildLog()
+    threads = jobs.set_thread_variables(jobs.threads_per_job(workers))
+    print(f"[build] profile {args.profile}: up to {workers} notebook(s) at once, "
+          f"OMP_NUM_THREADS={threads['OMP_NUM_THREADS']} each", flush=True)
     if not args.export_only and not _run_chapters(nbs, args.profile, executed,
-                                                  {"data_dir": args.data} if args.data else {}, log):
+                                                  {"data_dir": args.data} if args.data else {}, log,
+                                                  workers):
         return 1
     print("[export] HTML and PDF …", flush=True)
     t0 = time.perf_counter()

@@ -377,32 +377,78 @@ def run_point(point: Point, profile: str, kernel_name: str = "python3",
     return PointRun(point, "ran", wall)
 
 
+def pending_runs(grids: list[Grid], profile: str, root: str | Path | None = None) -> list[Point]:
+    """The points to run, in grid order: the first point of each distinct run (notebook and
+    parameters) that is not done yet. Identical points of other grids are copied from it
+    afterwards (:func:`complete_grids`). Removes the temporary folders of killed runs first."""
+    clean_partial(grids, profile, root)
+    points = [pt for g in grids for pt in grid_points(g, profile, root)]
+    seen = {pt.run_key(profile) for pt in points if is_done(pt, profile)}
+    todo = []
+    for pt in points:
+        key = pt.run_key(profile)
+        if key not in seen:
+            seen.add(key)
+            todo.append(pt)
+    return todo
+
+
+def run_pending(point: Point, profile: str, kernel_name: str = "python3",
+                extra: dict | None = None, log=print) -> PointRun:
+    """Run one point of :func:`pending_runs` (``extra`` parameters only where its notebook
+    declares them) and print one line on how it went."""
+    declared = notebook_parameters(point.grid.notebook)
+    run = run_point(point, profile, kernel_name,
+                    {k: v for k, v in (extra or {}).items() if k in declared})
+    log(f"      {point.grid.name}: {point.name}: {_note(run, point.folder)}")
+    return run
+
+
+def complete_grids(grids: list[Grid], profile: str, root: str | Path | None = None,
+                   ran: list[PointRun] = (), kernel_name: str = "python3",
+                   extra: dict | None = None, log=print) -> list[PointRun]:
+    """Every point's outcome in grid order, once the pending runs are ``ran``: ``ran`` or
+    ``failed`` as they went, ``skipped`` if done before, ``reused`` (copied) where an
+    identical run is done. A point whose identical run failed is run itself."""
+    by_folder = {r.point.folder: r for r in ran}
+    points = [pt for g in grids for pt in grid_points(g, profile, root)]
+    done = {r.point.run_key(profile): r.point.folder for r in ran if r.status == "ran"}
+    for pt in points:
+        if pt.folder not in by_folder and is_done(pt, profile):
+            done.setdefault(pt.run_key(profile), pt.folder)
+    runs = []
+    for pt in points:
+        key = pt.run_key(profile)
+        if pt.folder in by_folder:
+            run = by_folder[pt.folder]
+        elif is_done(pt, profile):
+            run = PointRun(pt, "skipped")
+        elif key in done:
+            run = reuse_point(pt, profile, done[key])
+            log(f"      {pt.grid.name}: {pt.name}: {_note(run, done[key])}")
+        else:
+            run = run_pending(pt, profile, kernel_name, extra, log)
+            if run.status == "ran":
+                done[key] = pt.folder
+        runs.append(run)
+    return runs
+
+
 def run_grids(grids: list[Grid], profile: str, root: str | Path | None = None,
               kernel_name: str = "python3", extra: dict | None = None,
               log=print) -> list[PointRun]:
-    """Run every point of every grid, printing one line per point. Done points are skipped; a
-    point identical to one already done (same notebook and parameters, e.g. the default
-    setting shared by several grids) is copied from it instead of run again.
+    """Run every point of every grid, one after another, printing one line per point. Done
+    points are skipped; a point identical to another (same notebook and parameters, e.g. the
+    default setting shared by several grids) runs once and is copied to the others.
 
-    A failed point is reported and the sweep goes on; the caller decides what a failure means."""
-    clean_partial(grids, profile, root)
-    points = [pt for g in grids for pt in grid_points(g, profile, root)]
-    done = {pt.run_key(profile): pt.folder for pt in points if is_done(pt, profile)}
-    runs = []
-    for i, pt in enumerate(points, 1):
-        log(f"  [{i}/{len(points)}] {pt.grid.name}: {pt.name} ({pt.grid.notebook_name}) …")
-        key = pt.run_key(profile)
-        if not is_done(pt, profile) and key in done:
-            run = reuse_point(pt, profile, done[key])
-        else:
-            declared = notebook_parameters(pt.grid.notebook)
-            run = run_point(pt, profile, kernel_name,
-                            {k: v for k, v in (extra or {}).items() if k in declared})
-        if run.status in ("ran", "skipped"):
-            done.setdefault(key, pt.folder)
-        log(f"      {_note(run, done.get(key))}")
-        runs.append(run)
-    return runs
+    A failed point is reported and the sweep goes on; the caller decides what a failure means.
+    (The report build runs :func:`pending_runs` side by side with the chapters instead.)"""
+    todo = pending_runs(grids, profile, root)
+    ran = []
+    for i, pt in enumerate(todo, 1):
+        log(f"  [{i}/{len(todo)}] {pt.grid.name}: {pt.name} ({pt.grid.notebook_name}) …")
+        ran.append(run_pending(pt, profile, kernel_name, extra, log))
+    return complete_grids(grids, profile, root, ran, kernel_name, extra, log)
 
 
 def _note(run: PointRun, source: Path | None) -> str:

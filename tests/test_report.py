@@ -74,6 +74,33 @@ def test_a_bad_profile_or_grid_file_stops_the_build_before_any_work(monkeypatch,
         report.main(["--profile", "smoke"])
 
 
+def test_build_jobs_make_what_loads_the_ddpm_wait_for_chapter_01():
+    nbs = [Path(f"/nb/{n}.ipynb") for n in ("01_ddpm_baseline", "02_dip_baseline", "03_dip_init_ddpm",
+                                             "04_early_stopping")]
+    grids = sweep.load_grids("quick")
+    todo = [sweep.grid_points(g, "quick", Path("/nowhere"))[0] for g in grids]
+    pool = report.build_jobs(nbs, "quick", Path("/x"), {}, report.BuildLog(), todo)
+    after = {j.name: j.after for j in pool}
+    assert [j.name for j in pool[:4]] == [nb.name for nb in nbs]  # chapters first, in order
+    assert after["03_dip_init_ddpm.ipynb"] == ("01_ddpm_baseline.ipynb",)
+    assert after["02_dip_baseline.ipynb"] == after["04_early_stopping.ipynb"] == ()
+    points = [j for j in pool[4:]]
+    assert len(points) == len(todo) and not any(j.stops_build for j in points)
+    for j, waits in ((j, j.after) for j in points):
+        grid = next(g for g in grids if j.name.startswith(g.name + "/"))
+        assert waits == (("01_ddpm_baseline.ipynb",) if grid.notebook_name in report.NEEDS_DDPM else ())
+    first_free = next(i for i, j in enumerate(points) if not j.after)  # DDPM points come first
+    assert all(j.after for j in points[:first_free]) and not any(j.after for j in points[first_free:])
+    alone = report.build_jobs(nbs[2:3], "quick", Path("/x"), {}, report.BuildLog())
+    assert alone[0].after == ()  # without chapter 01 in the build there is nothing to wait for
+
+
+def test_a_bad_job_count_stops_the_build_before_any_work(monkeypatch):
+    monkeypatch.setattr(report, "run_chapter", lambda *a, **k: pytest.fail("ran a chapter"))
+    with pytest.raises(ValueError, match="--jobs must be a positive whole number"):
+        report.main(["--profile", "smoke", "--jobs", "0"])
+
+
 # --------------------------------------------------------------------------- HTML
 def test_html_is_self_contained_with_local_maths(tmp_path):
     executed = tmp_path / "executed"
