@@ -28,7 +28,7 @@ class Profile:
     # --- DDPM --------------------------------------------------------------------------
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
-    unet_channels: tuple[int, ...] = (32, 64, 64)
+    unet_channels: tuple[int, ...] = (16, 32, 64)
     unet_attention: tuple[bool, ...] = (False, True, False)
     unet_layers_per_block: int = 1
     train_steps: int = 1600
