@@ -14,11 +14,14 @@ Compute is always the sum of the DIP fit (forward + backward, every iteration) a
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from dataclasses import dataclass
 
 import torch
 
+from .cache import Cache
 from .compute import Compute, count_flops
 from .ddpm import TrainedDDPM, alphas_cumprod, from_model, prior_noise, q_sample, sample
 from .dip import Degradation, DIPConfig, fit
@@ -199,6 +202,40 @@ def dip_denoise(y: torch.Tensor, t_noise: int, beta_schedule: str, cfg: DIPConfi
 SAMPLER_TAG = {"ddpm": "ddpm", "ddim": "ddim", "dpm-solver++": "dpmpp"}
 
 
+#: Bump when a study's code changes what it computes: cached studies are then redone.
+STUDY_CACHE_VERSION = 1
+#: Arguments that are not settings (the data and models enter the key by their identity).
+_NOT_SETTINGS = ("model", "classifier", "x_train", "x_test", "x_clean", "progress", "cache")
+
+
+def _digest(x: torch.Tensor) -> str:
+    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def _cached_study(kind: str, args: dict, run, cache: Cache) -> tuple[list[dict], dict]:
+    """``run()`` → ``(rows, images)``, cached under every setting in ``args`` plus the model's
+    training config, the feature network and a digest of the data. A hit returns the stored
+    rows (their ``wall_s`` are the original run's) and images in their original order."""
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return dataclasses.asdict(v)
+        return [plain(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+    key = {k: plain(v) for k, v in args.items() if k not in _NOT_SETTINGS}
+    key["model"] = args["model"].meta["config"]
+    if args.get("classifier") is not None:
+        key["features"] = args["classifier"].name
+    key["data"] = {k: _digest(args[k]) for k in ("x_train", "x_test", "x_clean") if k in args}
+    key["v"] = STUDY_CACHE_VERSION
+
+    def compute():
+        rows, images = run()
+        return {f"img.{m}": x for m, x in images.items()}, {"rows": rows, "order": list(images)}
+
+    tensors, meta = cache.get_or_compute(kind, key, compute)
+    return meta["rows"], {m: tensors[f"img.{m}"] for m in meta["order"]}
+
+
 def _row(method: str, seed: int, res: Result, **extra) -> dict:
     c = res.compute
     return {"method": method, "seed": seed, "gflops_per_image": c.flops / 1e9, "nfe": c.nfe,
@@ -218,7 +255,8 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
                      seeds, num_refs: int, dip_cfg: DIPConfig, dip_iterations, t0_list,
                      t_trunc_list, chain_sampler: str = "ddim", chain_steps: int = 20,
                      baselines=("ddim", "dpm-solver++"), sample_batch: int = 256,
-                     ddpm_steps: int = 1000, progress: bool = True, keep_images: bool = True):
+                     ddpm_steps: int = 1000, progress: bool = True, keep_images: bool = True,
+                     cache: Cache | None = None):
     """Task A (generation). For each seed: ``num_refs`` reference images from the test split;
     DIP→t0 over ``dip_iterations`` × ``t0_list``; TDPM-DIP over ``dip_iterations`` ×
     ``t_trunc_list``; the full DDPM chain (``ddpm_steps``, 1000) from noise; and, for every variant, DDIM and DPM-Solver++
@@ -226,7 +264,12 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
     distance to its own reference, nearest-train distance and the compute used.
 
     Returns ``(rows, images)``: a list of dicts and, for the first seed, the images of every
-    method (when ``keep_images``)."""
+    method (when ``keep_images``). With a ``cache`` the whole study is stored and a rerun
+    with the same settings, model and data loads it."""
+    if cache is not None:
+        args = dict(locals())
+        return _cached_study("int_generation", args, lambda: generation_study(
+            **{k: v for k, v in args.items() if k != "cache"}), cache)
     from .ddpm import sample_cached
 
     num_refs = check_positive_int("num_refs", num_refs)
@@ -284,7 +327,7 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
 def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: int,
                     dip_cfg: DIPConfig, dip_iterations: int, t0_list, ddim_steps,
                     tdpm_iterations: int | None = None, chain_sampler: str = "ddim",
-                    chain_steps: int = 20, progress: bool = True):
+                    chain_steps: int = 20, progress: bool = True, cache: Cache | None = None):
     """Task B (denoising at a diffusion noise level). For each seed, ``y`` is ``x_clean``
     noised to ``t_noise``; the methods are the DDPM chain from ``t_noise`` (all steps), DDIM
     from ``t_noise`` at each of ``ddim_steps`` (1 step = the one-shot x0 prediction), DIP
@@ -293,7 +336,13 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
     ``chain_steps`` denoiser calls); plus DDIM at the FLOPs of each DIP-based method.
 
     Returns ``(rows, images)``: per-seed rows with PSNR/SSIM against the clean images and
-    the compute per image, and the first seed's images per method (plus clean and noisy)."""
+    the compute per image, and the first seed's images per method (plus clean and noisy).
+    With a ``cache`` the whole study is stored and a rerun with the same settings, model and
+    images loads it."""
+    if cache is not None:
+        args = dict(locals())
+        return _cached_study("int_denoising", args, lambda: denoising_study(
+            **{k: v for k, v in args.items() if k != "cache"}), cache)
     from .metrics import psnr, ssim
 
     check_images(x_clean, "clean images")

@@ -125,3 +125,29 @@ def test_denoising_verdict_within_the_spread_is_not_a_win():
                             dip_oracle_peak=(9.5, 0.4), noisy_rescaled=(4.8, 0.1))
     v = integration.verdict_denoising(summary, [])
     assert v["beats_ddpm_chain"] is False and "does not beat" in v["text"]
+
+
+def test_studies_are_cached_whole_and_reload_in_order(setup, tmp_path, monkeypatch):
+    from dipddpm_lib.metrics import train_classifier
+
+    model, _ = setup
+    x_train, y_train = load_digits(16, "train")
+    x_test, y_test = load_digits(16, "test")
+    store = Cache(tmp_path / "studies")
+    clf = train_classifier(x_train, y_train, x_test, y_test, 20, cache=store, progress=False)
+    gen_args = dict(model=model, classifier=clf, x_train=x_train, x_test=x_test, seeds=[0],
+                    num_refs=4, dip_cfg=CFG, dip_iterations=[2], t0_list=[5], t_trunc_list=[5],
+                    chain_steps=2, ddpm_steps=5, progress=False, cache=store)
+    den_args = dict(model=model, x_clean=x_test[:2], seeds=[0], t_noise=50, dip_cfg=CFG,
+                    dip_iterations=2, t0_list=[5], ddim_steps=[1], chain_steps=2, progress=False,
+                    cache=store)
+    first = (integration.generation_study(**gen_args), integration.denoising_study(**den_args))
+    def no_fit(*a, **k):
+        raise RuntimeError("fitted DIP again")
+    monkeypatch.setattr(integration, "fit", no_fit)
+    again = (integration.generation_study(**gen_args), integration.denoising_study(**den_args))
+    for (rows, images), (rows2, images2) in zip(first, again):
+        assert rows2 == rows and list(images2) == list(images)
+        assert all(torch.equal(images[m], images2[m]) for m in images)
+    with pytest.raises(RuntimeError, match="fitted DIP again"):  # another setting is a miss
+        integration.denoising_study(**{**den_args, "t_noise": 60})
