@@ -44,7 +44,7 @@ class Profile:
     seeds: tuple[int, ...] = (0, 1, 2)
 
     # --- DIP ---------------------------------------------------------------------------
-    photos: tuple[str, ...] = ("astronaut", "camera", "coffee", "chelsea")
+    photos: tuple[str, ...] = ("astronaut", "camera", "coffee")  # chapter 04 (quick: 3 photos × 3 σ)
     photo_size: int = 64
     dip_scales: int = 3
     dip_channels: int = 32
