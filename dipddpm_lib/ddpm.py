@@ -268,6 +268,13 @@ def prior_noise(num_samples: int, shape: tuple[int, ...], seed: int = 0) -> torc
     return torch.randn((num_samples, *shape), generator=torch.Generator().manual_seed(seed))
 
 
+def scheduler_key(scheduler) -> dict:
+    """A scheduler's settings as a cache key: its public config. diffusers' private
+    ``_use_default_values`` lists names in set order, which changes from one Python process to
+    the next (string hashing), so it would make every process miss the others' entries."""
+    return {k: v for k, v in sorted(scheduler.config.items()) if not k.startswith("_")}
+
+
 def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 1000,
                   num_samples: int = 64, seed: int = 0, batch_size: int = 256,
                   cache: Cache | None = None, progress: bool = True) -> SampleResult:
@@ -278,9 +285,9 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
     """
     check_choice("sampler", sampler, SAMPLERS)
     cache = cache or Cache()
-    sched = dict(make_scheduler(model.beta_schedule, sampler).config)
     cfg = {"model": model.meta["config"], "sampler": sampler, "num_steps": num_steps,
-           "num_samples": num_samples, "seed": seed, "scheduler": sched, "v": 2}
+           "num_samples": num_samples, "seed": seed,
+           "scheduler": scheduler_key(make_scheduler(model.beta_schedule, sampler)), "v": 3}
 
     def _run():
         res = sample(model.unet, model.beta_schedule, sampler, num_steps, num_samples, seed,

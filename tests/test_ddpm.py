@@ -145,3 +145,20 @@ def test_train_bad_inputs_write_nothing(cache, override, match):
     with pytest.raises(ValueError, match="NaN or Inf"):
         ddpm.train_ddpm(x * float("nan"), get_profile("smoke"), cache=cache, progress=False)
     assert cache_files(cache) == []
+
+
+def test_sample_cache_key_is_the_same_in_every_process():
+    """diffusers lists `_use_default_values` in set order, which changes with the process's
+    string-hash seed; the cache key must not (else no process finds another's samples)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from dipddpm_lib.ddpm import make_scheduler, scheduler_key; "
+            "print(json.dumps([scheduler_key(make_scheduler(b, s)) for b in ('linear', 'cosine') "
+            "for s in ('ddpm', 'ddim', 'dpm-solver++')]))")
+    keys = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
+    assert keys[0] == keys[1]
+    assert not any(k.startswith("_") for d in json.loads(keys[0]) for k in d)
