@@ -432,9 +432,15 @@ def _integration_abstract(e: dict, dn: dict) -> str:
     if copy["n"]:
         text += (f"{copy['n']} more configurations are near-copies of their test reference: their "
                  f"FID only reflects the test images' ({e['test_refs_fid']:.2f}). ")
-    return text + (f"In denoising, the best DIP-based method (`{dn['best_dip_method']}`, "
-                   f"{dn['best_dip_psnr']:.2f} dB) {'beats' if dn['beats_ddpm_chain'] else 'does not beat'} "
-                   f"the DDPM chain ({dn['ddpm_all_psnr']:.2f} dB).")
+    text += (f"In denoising, the best DIP-based method (`{dn['best_dip_method']}`, "
+             f"{dn['best_dip_psnr']:.2f} dB) {'beats' if dn['beats_ddpm_chain'] else 'does not beat'} "
+             f"the DDPM chain ({dn['ddpm_all_psnr']:.2f} dB)")
+    gain = dn.get("gain_over_ddim_at_equal_flops_db")
+    if gain is None:
+        return text + "."
+    return text + (f"; DDIM started from the noisy image itself at the same FLOPs scores "
+                   f"{dn['best_dip_psnr'] - gain:.2f} dB, and the one-step estimate "
+                   f"(`{dn['best_non_dip_method']}`) reaches {dn['best_non_dip_psnr']:.2f} dB.")
 
 
 def abstract_markdown(h: dict) -> str:

@@ -199,7 +199,14 @@ def test_the_abstract_is_formatted_from_the_results():
     assert ("Of the 14 variant configurations that produce new samples, 0 beat DDIM and 14 lose "
             "to it (1 / 13 against DPM-Solver++)") in text
     assert "16 more configurations are near-copies" in text and "(10.61)" in text
-    assert "(`tdpm_dip`, 11.57 dB) does not beat the DDPM chain (11.61 dB)" in text
+    assert "(`tdpm_dip`, 11.57 dB) does not beat the DDPM chain (11.61 dB)." in text
+    twin = synthetic_results()
+    twin["03_dip_init_ddpm"]["denoising"]["verdict"].update(
+        beats_ddpm_chain=True, gain_over_ddim_at_equal_flops_db=0.08,
+        best_non_dip_method="ddim_1", best_non_dip_psnr=13.65)
+    text = report.abstract_markdown(report.headline_numbers(twin))
+    assert ("beats the DDPM chain (11.61 dB); DDIM started from the noisy image itself at the same "
+            "FLOPs scores 11.49 dB, and the one-step estimate (`ddim_1`) reaches 13.65 dB") in text
     worse = synthetic_results()
     worse["04_early_stopping"]["quality_bar"].update(guided_mean_gap_db=2.0,
                                                      guided_no_worse_than_es_wmv=False,
