@@ -687,7 +687,9 @@ def _run_chapters(nbs, profile: str, executed: Path, extra: dict, log: BuildLog,
     if any(o.status != "done" for j, o in zip(pool, outcomes.values()) if j.stops_build):
         return False
     if grids:
-        ran = [o.value for j, o in zip(pool, outcomes.values()) if not j.stops_build]
+        # a point whose job raised before papermill started has no run: it is retried below
+        ran = [o.value for j, o in zip(pool, outcomes.values())
+               if not j.stops_build and o.value is not None]
         runs = sweep.complete_grids(grids, profile, ran=ran, extra=extra,
                                     log=lambda s: print(s, flush=True))
         log.failed_points = [r for r in runs if r.status == "failed"]
