@@ -80,13 +80,6 @@ def run_chapter(nb: Path, profile: str, out_dir: Path, extra: dict | None = None
     return time.perf_counter() - start
 
 
-def run_ablations(profile: str, extra: dict | None = None, grid_file: Path | None = None,
-                  log=print) -> list:
-    """Run every ablation point of the grid file for ``profile`` (done points are skipped)."""
-    grids = sweep.load_grids(profile, grid_file)
-    return sweep.run_grids(grids, profile, extra=extra, log=log)
-
-
 # --------------------------------------------------------------------------- export tools
 def find_chromium() -> str | None:
     """The path of a Chromium (or Chrome) executable, or ``None``."""
