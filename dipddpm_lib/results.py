@@ -79,17 +79,58 @@ def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
     return path
 
 
+#: How every ``±`` in the report's tables and prose reads (a :func:`spread`'s ``ci95``).
+CI_NOTE = "mean ± half-width of the 95 % t-interval over seeds"
+
+
+def t_quantile(n: int, level: float = 0.95) -> float:
+    """Student-t quantile for a two-sided ``level`` interval from ``n`` values (n ≥ 2)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + level / 2, n - 1))
+
+
 def spread(values) -> dict:
-    """Mean, std, median, min, max and n of a list of per-seed numbers."""
+    """Mean, std, median, min, max, n and the 95 % t-interval of the mean of a list of
+    per-seed (or per-image) numbers. ``ci95`` is the interval's half-width (0 for one value:
+    no interval can be given), ``ci_lo``/``ci_hi`` its ends."""
     v = np.asarray(list(values), dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()),
-            "n": int(len(v))}
+    n, mean = int(len(v)), float(v.mean())
+    std = float(v.std(ddof=1)) if n > 1 else 0.0
+    half = t_quantile(n) * std / np.sqrt(n) if n > 1 else 0.0
+    return {"mean": mean, "std": std, "median": float(np.median(v)), "min": float(v.min()),
+            "max": float(v.max()), "n": n, "ci95": float(half), "ci_lo": mean - float(half),
+            "ci_hi": mean + float(half)}
+
+
+def paired_difference(a, b) -> dict:
+    """Spread of the per-seed differences ``a − b`` (same seeds, same order), with
+    ``resolved``: True when its 95 % t-interval excludes 0, so the sign of the difference
+    is established at that level. Pairing removes the variance the two share (same prior
+    noise, same images), so this resolves smaller gaps than two separate intervals do."""
+    a, b = np.asarray(list(a), np.float64), np.asarray(list(b), np.float64)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"paired values must have the same non-zero length, got {a.size}, {b.size}")
+    d = spread(a - b)
+    # A zero-width interval from two values (the same difference twice, as a discrete metric
+    # gives by chance) is no evidence: a resolved difference needs a spread or three values.
+    enough = d["n"] > 2 or (d["n"] == 2 and d["std"] > 0)
+    return {**d, "resolved": bool(enough and (d["ci_lo"] > 0 or d["ci_hi"] < 0))}
+
+
+def scaled(s: dict, factor: float) -> dict:
+    """A :func:`spread` dict in other units (e.g. KID × 10³): every location and width × a
+    positive ``factor``."""
+    if not factor > 0:
+        raise ValueError(f"factor must be positive, got {factor}")
+    keys = ("mean", "std", "median", "min", "max", "ci95", "ci_lo", "ci_hi")
+    return {**s, **{k: s[k] * factor for k in keys if k in s}}
 
 
 def fmt(s: dict, digits: int = 2) -> str:
-    """``mean ± std`` of a :func:`spread` dict, for tables and prose."""
-    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+    """``mean ± ci95`` of a :func:`spread` dict (see :data:`CI_NOTE`), for tables and prose."""
+    half = s.get("ci95", s["std"])
+    return f"{s['mean']:.{digits}f} ± {half:.{digits}f}"
 
 
 def markdown_table(rows: list[dict], columns: dict[str, str], digits: int = 2) -> str:
