@@ -4,7 +4,15 @@
 * FID / KID: torchmetrics with a ``feature`` network that this project trains and caches (an
   in-domain CNN classifier; its penultimate layer gives the features), or a user-supplied
   TorchScript feature net. Every FID number carries the name of its features.
-* Confident fraction: the share of samples that the classifier labels with p ≥ 0.9.
+* Improved precision and recall (Kynkäänniemi et al. 2019) in the same features: precision is
+  the share of generated samples inside the real features' k-NN balls (are the samples
+  realistic?), recall the share of real features inside the generated samples' k-NN balls (do
+  the samples cover the data?). A set of blank, noisy, blurred or repeated images fails one or
+  both.
+* Confident fraction: the share of samples that the classifier labels with p ≥ 0.9. It can be
+  gamed (constant images are labelled confidently): report it, do not judge by it alone.
+* Class entropy: the entropy of the mean predicted class distribution / log(classes), 1 when
+  every class is used equally, 0 when one class takes everything.
 """
 from __future__ import annotations
 
@@ -145,8 +153,85 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
 
 
 def confident_fraction(classifier: Classifier, x: torch.Tensor, threshold: float = 0.9) -> float:
-    """Share of images whose top class probability is at least ``threshold``."""
-    return float((classifier.probabilities(x).max(1).values >= threshold).float().mean())
+    """Share of images whose top class probability is at least ``threshold``.
+
+    Constant images and noise can score high: use it beside :func:`precision_recall`."""
+    return _confident(classifier.probabilities(x), threshold)
+
+
+def _confident(probs: torch.Tensor, threshold: float = 0.9) -> float:
+    return float((probs.max(1).values >= threshold).float().mean())
+
+
+def class_entropy(probs: torch.Tensor) -> float:
+    """Entropy of the mean of per-image class probabilities (N×C) over log(C): 1 when a set
+    uses every class equally, 0 when one class takes all of it (a mode-collapse signal)."""
+    if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or probs.shape[1] < 2 \
+            or len(probs) == 0:
+        raise ValueError("class_entropy needs an N×C tensor of class probabilities with N ≥ 1, "
+                         f"C ≥ 2, got {getattr(probs, 'shape', type(probs).__name__)}")
+    if not torch.isfinite(probs).all() or (probs < 0).any():
+        raise ValueError("class probabilities must be finite and non-negative")
+    m = probs.double().mean(0)
+    m = m / m.sum()
+    h = -(m * m.clamp_min(1e-300).log()).sum()
+    return float((h / np.log(probs.shape[1])).clamp(0.0, 1.0))
+
+
+# --------------------------------------------------------------------------- precision / recall
+#: k of the k-nearest-neighbour balls in :func:`precision_recall` (Kynkäänniemi et al. use 3).
+PR_K = 3
+
+
+def _check_features(f, what: str) -> torch.Tensor:
+    if not isinstance(f, torch.Tensor) or f.dim() != 2:
+        raise ValueError(f"{what} must be an N×D tensor of feature vectors, got "
+                         f"{tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__}")
+    if not torch.isfinite(f).all():
+        raise ValueError(f"{what} hold NaN or Inf values")
+    return f.detach().double()
+
+
+def _dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # exact differences, not the |a|² + |b|² − 2ab shortcut: equal vectors are at distance 0
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+def knn_radii(features: torch.Tensor, k: int = PR_K) -> torch.Tensor:
+    """Distance from each feature vector (N×D) to its k-th nearest other vector."""
+    f = _check_features(features, "features")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a whole number ≥ 1, got {k!r}")
+    if k >= len(f):
+        raise ValueError(f"k = {k} nearest neighbours need at least {k + 1} feature vectors, "
+                         f"got {len(f)}")
+    return _dist(f, f).kthvalue(k + 1, dim=1).values
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_K,
+                     real_radii: torch.Tensor | None = None) -> dict:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) of feature vectors ``fake``
+    (N×D) against ``real`` (M×D).
+
+    precision: share of ``fake`` inside the union of the balls around each real vector whose
+    radius is its distance to its k-th nearest real neighbour; recall: share of ``real`` inside
+    the same balls around the fake vectors. ``real_radii`` may pass in ``knn_radii(real, k)``
+    computed once. Raises ``ValueError`` for k ≥ either set's size or mismatched dimensions.
+    """
+    r, f = _check_features(real, "real features"), _check_features(fake, "generated features")
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(f"real and generated features must have the same dimension, got "
+                         f"{r.shape[1]} and {f.shape[1]}")
+    fake_radii = knn_radii(f, k)
+    if real_radii is None:
+        real_radii = knn_radii(r, k)
+    elif real_radii.shape != (len(r),):
+        raise ValueError(f"real_radii must hold one radius per real vector ({len(r)}), got "
+                         f"shape {tuple(real_radii.shape)}")
+    d = _dist(f, r)  # N_fake × N_real
+    precision = (d <= real_radii.double()[None]).any(1).double().mean()
+    recall = (d.T <= fake_radii[None]).any(1).double().mean()
+    return {"precision": float(precision), "recall": float(recall), "k": k}
 
 
 def load_torchscript_features(path: str) -> tuple[nn.Module, str]:
@@ -195,13 +280,16 @@ def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
 
 
 class GenerationScorer:
-    """FID, KID and confident fraction of sample sets against one fixed reference set.
+    """FID, KID, precision, recall, confident fraction and class entropy of sample sets
+    against one fixed reference set.
 
-    The reference features are extracted once (torchmetrics' ``reset_real_features=False``),
-    so scoring many sample sets costs only their own feature passes.
+    The reference features are extracted once (torchmetrics' ``reset_real_features=False``;
+    and their k-NN radii for precision/recall), so scoring many sample sets costs only their
+    own feature passes.
     """
 
-    def __init__(self, reference: torch.Tensor, classifier: Classifier, kid_subset: int = 100):
+    def __init__(self, reference: torch.Tensor, classifier: Classifier, kid_subset: int = 100,
+                 k: int = PR_K):
         check_images(reference, "reference images")
         self.classifier, self.n_real, self.kid_subset = classifier, len(reference), kid_subset
         extractor = _Features(classifier.net, classifier.net.num_features)
@@ -213,6 +301,14 @@ class GenerationScorer:
         with torch.no_grad():
             for i in range(0, len(reference), 512):
                 self.fid.update(reference[i:i + 512], real=True)
+        self.k = k
+        self._ref_features = self._features(reference)
+        self._ref_radii = knn_radii(self._ref_features, k)
+
+    @torch.no_grad()
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.classifier.net.features(x[i:i + 512].float())
+                          for i in range(0, len(x), 512)]).double()
 
     def _kid(self, subset: int) -> KernelInceptionDistance:
         if subset not in self._kids:
@@ -233,14 +329,19 @@ class GenerationScorer:
             for i in range(0, len(samples), 512):
                 metric.update(samples[i:i + 512], real=False)
         kid_mean, kid_std = _seeded_kid(kid)
+        pr = precision_recall(self._ref_features, self._features(samples), self.k,
+                              real_radii=self._ref_radii)
+        probs = self.classifier.probabilities(samples)
         return {"fid": float(self.fid.compute()), "kid": float(kid_mean),
                 "kid_std": float(kid_std), "features": self.classifier.name,
                 "n_real": self.n_real, "n_fake": len(samples),
-                "confident_fraction": confident_fraction(self.classifier, samples)}
+                "precision": pr["precision"], "recall": pr["recall"], "pr_k": self.k,
+                "confident_fraction": _confident(probs), "class_entropy": class_entropy(probs)}
 
 
 def generation_metrics(samples: torch.Tensor, reference: torch.Tensor, classifier: Classifier,
                        kid_subset: int = 100) -> dict:
-    """FID, KID (in-domain classifier features) and confident fraction of ``samples``
-    against ``reference`` (the train split). The dict names the features used."""
+    """FID, KID, precision and recall (in-domain classifier features), confident fraction and
+    class entropy of ``samples`` against ``reference`` (the train split). The dict names the
+    features used."""
     return GenerationScorer(reference, classifier, kid_subset)(samples)

@@ -1,5 +1,7 @@
 """Quality bar for the DDPM: train (or load) the profile's model, draw DDPM-1000 samples and
-print the in-domain classifier's confident fraction and FID beside the real test digits'.
+print chapter 01's quality bar on them (precision and recall, Kynkäänniemi et al. 2019, and the
+FID ratio, in the in-domain classifier's features) beside a same-size real test subset and the
+controls (noise, constant images, blurred digits, one repeated digit), one seed.
 
     python scripts/ddpm_quality.py --profile quick --samples 256 [--set train_steps=1600]
 """
@@ -9,11 +11,11 @@ import argparse
 import json
 
 
-from dipddpm_lib import get_profile
+from dipddpm_lib import generation, get_profile
 from dipddpm_lib.compute import Timer
 from dipddpm_lib.data import load_generation_data
 from dipddpm_lib.ddpm import sample, train_ddpm
-from dipddpm_lib.metrics import confident_fraction, fid_kid, train_classifier
+from dipddpm_lib.metrics import train_classifier
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -44,20 +46,34 @@ def main() -> None:
                            min_accuracy=p.min_classifier_accuracy)
     with Timer() as t_train:
         model = train_ddpm(x_train, p, args.schedule, seed=args.seed)
-    res = sample(model.unet, model.beta_schedule, "ddpm", 1000, args.samples, seed=args.seed,
+    n = min(args.samples, len(x_test))  # the real reference and controls are test subsets
+    res = sample(model.unet, model.beta_schedule, "ddpm", 1000, n, seed=args.seed,
                  batch_size=p.sample_batch)
+    row = {"method": "ddpm_1000", "label": "DDPM-1000", "sampler": "ddpm", "num_steps": 1000,
+           "seed": args.seed, "num_samples": n, **generation.score(res.images, x_train, clf),
+           "nfe": res.compute.nfe, "flops": res.compute.flops,
+           "gflops": res.compute.flops / 1e9, "wall_s": res.compute.wall_s}
+    methods = generation.summarize([row])
+    reference = generation.real_reference(x_test, x_train, clf, [args.seed], n)
+    controls = generation.controls(x_test, x_train, clf, [args.seed], n)
+    bar = generation.quality_bar(methods, reference, controls)
+    keys = ("fid", "kid", "precision", "recall", "confident_fraction", "class_entropy")
+
+    def scores(entry):
+        return {k: entry[k]["mean"] for k in keys}
+
     report = {
         "profile": p.name, "beta_schedule": model.beta_schedule,
         "train_seconds_recorded": model.meta["train_seconds"], "load_or_train_s": t_train.seconds,
         "n_params": model.meta["n_params"], "final_loss": model.meta["final_loss"],
         "classifier_test_accuracy": clf.test_accuracy,
-        "samples": args.samples, "sample_wall_s": res.compute.wall_s,
-        "confident_fraction_ddpm1000": confident_fraction(clf, res.images),
-        "confident_fraction_real_test": confident_fraction(clf, x_test),
-        "fid_ddpm1000_vs_train": fid_kid(x_train, res.images, clf.net, clf.name)["fid"],
-        "fid_real_test_vs_train": fid_kid(x_train, x_test, clf.net, clf.name)["fid"],
+        "samples": n, "sample_wall_s": res.compute.wall_s,
+        "kid_unit": "squared feature units (raw, not ×10³)",
+        "ddpm_1000": scores(methods["ddpm_1000"]), "real_test": scores(reference),
+        "controls": {c["label"]: scores(c) for c in controls.values()},
+        "quality_bar": {k: v for k, v in bar.items() if k not in ("controls", "reference")},
     }
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from dipddpm_lib.data import load_digits
 from dipddpm_lib.ddpm import train_ddpm
 from dipddpm_lib.generation import Method
 from dipddpm_lib.metrics import train_classifier
+from dipddpm_lib.results import spread
 
 matplotlib.use("Agg")
 
@@ -56,7 +57,8 @@ def test_plan_fills_from_the_profile_and_takes_overrides():
     (dict(image_size=0), "image_size must be a positive whole number"),
     (dict(image_size=15), "multiple of 2"),
     (dict(train_steps=-5), "train_steps must be a positive whole number"),
-    (dict(num_samples=1), "at least 2"),
+    (dict(num_samples=1), "at least 4"),
+    (dict(num_samples=3), "at least 4 \\(precision and recall"),
     (dict(sampler_steps=[]), "non-empty list"),
     (dict(sampler_steps=[10, 10]), "distinct"),
     (dict(sampler_steps=[0]), "positive whole number"),
@@ -102,7 +104,9 @@ def test_sweep_rows_and_cached_sample_sets(trained, swept):
         (m.key, s) for m in METHODS for s in (0, 1)]
     for r in swept.rows:
         assert r["nfe"] == r["num_steps"] and r["flops"] > 0 and r["wall_s"] > 0
-        assert np.isfinite([r["fid"], r["kid"], r["confident_fraction"]]).all()
+        assert np.isfinite([r[k] for k in generation.SCORES]).all()
+        assert all(0 <= r[k] <= 1 for k in ("precision", "recall", "confident_fraction",
+                                             "class_entropy"))
         assert r["features"] == clf.name
     assert swept.images("ddim_2").shape == (16, 1, 16, 16)
     assert not torch.equal(swept.samples["ddim_2"][0], swept.samples["ddim_2"][1])
@@ -122,6 +126,7 @@ def test_summary_spreads_and_fixed_compute(swept):
     assert s["gflops_per_image"] == pytest.approx(s["gflops"] / 8)
     assert summary["ddim_2"]["gflops"] == pytest.approx(s["gflops"] * 2 / 3)
     assert s["fid"]["mean"] == pytest.approx(np.mean([r["fid"] for r in s["per_seed"]]))
+    assert all(s[k]["n"] == 2 and "ci95" in s[k] for k in generation.SCORES)
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -131,7 +136,7 @@ def test_summary_spreads_and_fixed_compute(swept):
     (dict(methods=[Method("ddim", 1001)]), "at most T=1000"),
     (dict(seeds=[]), "non-empty list"),
     (dict(num_samples=0), "positive whole number"),
-    (dict(num_samples=1), "at least 2"),
+    (dict(num_samples=1), "at least 4"),
     (dict(batch_size=-1), "positive whole number"),
 ])
 def test_sweep_bad_inputs_write_nothing(trained, tmp_path, kwargs, match):
@@ -170,65 +175,179 @@ def test_training_compute_scales_with_steps(trained):
     assert all(p.grad is None for p in model.unet.parameters())
 
 
-def _spread(mean, std=0.1):
-    return {"mean": mean, "std": std, "median": mean, "min": mean, "max": mean, "n": 3}
+def test_control_sets_are_the_seeds_subset_spoilt():
+    x_test, _ = load_digits(16, "test")
+    sets = generation.control_sets(x_test, 32, seed=1)
+    assert list(sets) == list(generation.CONTROLS)
+    assert all(x.shape == (32, 1, 16, 16) for x in sets.values())
+    assert (sets["black"] == 0).all() and (sets["white"] == 1).all()
+    assert 0 <= sets["noise"].min() and sets["noise"].max() <= 1 and sets["noise"].std() > 0.2
+    idx = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(1))[:32]
+    real = x_test[idx]  # the same subset real_reference scores for this seed
+    assert torch.equal(sets["repeated"], real[:1].expand(32, -1, -1, -1))
+    assert torch.allclose(sets["blurred"], torch.nn.functional.avg_pool2d(real, 5, 1, 2))
+    again = generation.control_sets(x_test, 32, seed=1)
+    assert all(torch.equal(again[k], sets[k]) for k in sets)
+    assert not torch.equal(generation.control_sets(x_test, 32, seed=2)["noise"], sets["noise"])
+    assert len(generation.control_sets(x_test[:10], 32, seed=0)["black"]) == 10
+    assert [generation.blur_kernel(s) for s in (8, 12, 16, 32, 64)] == [3, 5, 5, 9, 17]
+    assert generation.control_labels(16)["blurred"] == "blurred test images (5×5 box)"
+    with pytest.raises(ValueError, match="positive whole number"):
+        generation.control_sets(x_test, 0, seed=0)
+    with pytest.raises(ValueError, match="non-negative"):
+        generation.control_sets(x_test, 8, seed=-1)
 
 
-def _method(label, sampler, steps, fid, conf, wall):
-    return {"label": label, "sampler": sampler, "num_steps": steps, "nfe": steps,
-            "gflops": steps * 0.5, "fid": _spread(fid), "kid": _spread(fid / 1e3),
-            "confident_fraction": _spread(conf, 0.01), "wall_s": _spread(wall)}
+def test_controls_are_scored_like_a_sample_set(trained):
+    _, clf, x_train, x_test, *_ = trained
+    ctl = generation.controls(x_test, x_train, clf, (0, 1), 8)
+    assert list(ctl) == list(generation.CONTROLS)
+    for c in ctl.values():
+        assert c["num_samples"] == 8 and [r["seed"] for r in c["per_seed"]] == [0, 1]
+        assert all(c[k]["n"] == 2 and np.isfinite(c[k]["mean"]) for k in generation.SCORES)
+    assert ctl["black"]["per_seed"][0]["fid"] == ctl["black"]["per_seed"][1]["fid"]
+    assert ctl["repeated"]["recall"]["max"] <= 1 / len(x_train) + 1e-12
+
+
+def _values(per_seed, key):
+    return [r[key] for r in per_seed]
+
+
+def _entry(fid, precision, recall, conf=0.9, entropy=0.95, **extra):
+    """A summary entry over seeds 0, 1, 2 built from per-seed values, as summarize makes it."""
+    per_seed = [{"seed": s, "fid": f, "kid": f / 1e3, "precision": p, "recall": r,
+                 "confident_fraction": conf, "class_entropy": entropy}
+                for s, (f, p, r) in enumerate(zip(fid, precision, recall))]
+    return {"per_seed": per_seed, "num_samples": 128,
+            **{k: spread(_values(per_seed, k)) for k in generation.SCORES}, **extra}
+
+
+def _method(label, sampler, steps, fid, precision, recall, wall):
+    return _entry(fid, precision, recall, label=label, sampler=sampler, num_steps=steps,
+                  nfe=steps, gflops=steps * 0.5, wall_s=spread([wall] * 3))
 
 
 @pytest.fixture
 def toy_results():
-    methods = {"ddpm_1000": _method("DDPM-1000", "ddpm", 1000, 6.0, 0.8, 100.0),
-               "ddim_10": _method("DDIM-10", "ddim", 10, 9.0, 0.7, 1.0),
-               "ddim_50": _method("DDIM-50", "ddim", 50, 6.5, 0.78, 5.0),
-               "dpmpp_10": _method("DPM-Solver++-10", "dpm-solver++", 10, 12.0, 0.6, 1.2)}
-    reference = {"label": "real test images (64 per seed)", "fid": _spread(3.0),
-                 "kid": _spread(0.001), "confident_fraction": _spread(0.97, 0.01),
-                 "full_test": {"num_samples": 359, "fid": 0.5, "kid": 0.0001,
-                               "confident_fraction": 0.97}}
-    return methods, reference
+    methods = {
+        "ddpm_1000": _method("DDPM-1000", "ddpm", 1000, [6.0, 6.2, 5.8], [0.80, 0.82, 0.78],
+                             [0.70, 0.72, 0.68], 100.0),
+        # FID higher by 3.0, 3.1, 3.0 on every seed: resolved, worse
+        "ddim_10": _method("DDIM-10", "ddim", 10, [9.0, 9.3, 8.8], [0.80, 0.82, 0.78],
+                           [0.70, 0.72, 0.68], 1.0),
+        # FID +0.5, −0.3, +0.5: not resolved
+        "ddim_50": _method("DDIM-50", "ddim", 50, [6.5, 5.9, 6.3], [0.80, 0.82, 0.78],
+                           [0.70, 0.72, 0.68], 5.0),
+        # FID lower by 1.0, 1.0, 0.9 and recall lower by 0.1 on every seed: mixed
+        "dpmpp_10": _method("DPM-Solver++-10", "dpm-solver++", 10, [5.0, 5.2, 4.9],
+                            [0.80, 0.82, 0.78], [0.60, 0.62, 0.58], 1.2),
+    }
+    reference = _entry([3.0, 3.2, 2.8], [0.9, 0.92, 0.88], [0.88, 0.9, 0.86], conf=0.97,
+                       label="real test images (128 per seed)", num_samples=128,
+                       full_test={"num_samples": 359, "fid": 0.5, "kid": 0.0001,
+                                  "precision": 0.95, "recall": 0.9,
+                                  "confident_fraction": 0.97, "class_entropy": 0.99})
+    controls = {
+        "black": _entry([260.0] * 3, [0.0] * 3, [0.0] * 3, conf=1.0, entropy=0.0,
+                        label="constant black", num_samples=128),
+        "repeated": _entry([250.0] * 3, [1.0] * 3, [0.0] * 3, conf=1.0, entropy=0.0,
+                           label="one test image repeated", num_samples=128),
+        "blurred": _entry([60.0, 61.0, 59.0], [0.1, 0.12, 0.08], [0.05, 0.04, 0.06], conf=0.35,
+                          label="blurred test images (5×5 box)", num_samples=128),
+    }
+    return methods, reference, controls
 
 
-def test_quality_bar_thresholds(toy_results):
-    methods, reference = toy_results
-    bar = generation.quality_bar(methods, reference)
+def test_quality_bar_thresholds_and_controls(toy_results):
+    methods, reference, controls = toy_results
+    bar = generation.quality_bar(methods, reference, controls)
     assert bar["fid_ratio"] == pytest.approx(2.0) and bar["passed"]
-    assert not generation.quality_bar(methods, reference, min_confident=0.9)["passed"]
+    assert (bar["precision"], bar["recall"]) == pytest.approx((0.80, 0.70))
+    assert (bar["min_precision"], bar["min_recall"], bar["max_fid_ratio"]) == (0.5, 0.5, 3.0)
+    assert "confident_ok" not in bar and bar["confident_fraction"] == pytest.approx(0.9)
+    assert bar["reference_min_pr"] == pytest.approx(0.88)
+    assert bar["worst_control"] == "blurred" and bar["worst_control_min_pr"] == pytest.approx(0.05)
+    assert bar["control_margin"] == pytest.approx(0.83)
+    assert bar["controls_fail_reference_passes"] and bar["reference"]["passes"]
+    assert not any(c["passes"] for c in bar["controls"].values())
+    assert not generation.quality_bar(methods, reference, min_precision=0.9)["passed"]
+    assert not generation.quality_bar(methods, reference, min_recall=0.75)["passed"]
     assert not generation.quality_bar(methods, reference, max_fid_ratio=1.5)["passed"]
+    assert "control_margin" not in generation.quality_bar(methods, reference)
+    # a control that meets the bar, or a reference that does not, is flagged
+    controls["blurred"] = reference
+    assert not generation.quality_bar(methods, reference, controls)["controls_fail_reference_passes"]
     assert generation.closest_to(methods) == "ddim_50"
 
 
+def test_paired_comparisons_call_only_resolved_differences(toy_results):
+    methods, *_ = toy_results
+    comps = generation.paired_comparisons(methods)
+    assert list(comps) == ["ddim_10", "ddim_50", "dpmpp_10"]
+    assert comps["ddim_10"]["verdict"] == "worse" and comps["ddim_10"]["worse_on"] == ["fid"]
+    assert comps["ddim_10"]["fid"]["mean"] == pytest.approx(3.0 + 0.1 / 3)
+    assert comps["ddim_50"]["verdict"] == "not resolved" and not comps["ddim_50"]["fid"]["resolved"]
+    assert comps["dpmpp_10"]["verdict"] == "mixed"
+    assert (comps["dpmpp_10"]["better_on"], comps["dpmpp_10"]["worse_on"]) == (["fid"], ["recall"])
+
+
 def test_findings_and_table_read_the_numbers(toy_results):
-    methods, reference = toy_results
-    bar = generation.quality_bar(methods, reference)
+    methods, reference, controls = toy_results
+    bar = generation.quality_bar(methods, reference, controls)
     text = generation.findings({"methods": methods, "reference_real_test": reference,
-                                "quality_bar": bar})
+                                "quality_bar": bar, "controls": controls})
     assert "**met**" in text and "ratio of 2.00" in text
-    assert "DDIM-50, FID 6.50 ± 0.10 (+0.50, outside the seed spread of 0.14)" in text
+    assert "Precision 0.800 ± 0.050 and recall 0.700 ± 0.050" in text
+    assert "(bar: precision ≥ 0.50 and recall ≥ 0.50)" in text
+    assert "the constant-black control scores 1.000 on it" in text
+    assert "the highest control (blurred test images (5×5 box)) 0.050: a margin of 0.830" in text
+    assert "Every control fails the bar and the real images pass it." in text
+    assert ("better: none" not in text and "worse: DDIM-10; mixed: DPM-Solver++-10; "
+            "not resolved: DDIM-50") in text
+    assert "otherwise the comparison is not resolved at this sample size" in text
+    assert ("DDIM-50, FID 6.23 ± 0.76 (paired difference +0.23 ± 1.15, not resolved at this "
+            "sample size)") in text
     assert "at 5.0% of its NFE and FLOPs and 5.0% of its wall time" in text
-    assert "Highest FID:** DPM-Solver++-10" in text
-    assert ("DDIM at 10, 50 steps:** mean FID from 6.50 (50 steps) to 9.00 (10 steps), a range "
-            "of 2.50, larger than the typical seed spread of 0.10.") in text
-    table = generation.results_table(methods, reference)
-    assert len(table.splitlines()) == 2 + len(methods) + 2
-    assert "| DDIM-10 | 10 | 5.0 | 1.0 ± 0.1 | 9.00 ± 0.10 |" in table
-    assert "real test images (all 359, for information)" in table
+    assert "Highest FID:** DDIM-10" in text
+    assert ("DDIM at 10, 50 steps:** mean FID 9.03 at 10 steps and 6.23 at 50 steps, a paired "
+            "difference of −2.80 ± 1.29, resolved: more steps lower FID.") in text
+    assert "| DDIM-10 | +3.03 ± 0.14 | +0.000 ± 0.000 | +0.000 ± 0.000 | worse on FID |" in text
+    assert "| DDIM-50 | +0.23 ± 1.15 |" in text and "not resolved at this sample size |" in text
+    table = generation.results_table(methods, reference, controls)
+    caption, _, body = table.partition("\n\n")
+    assert "95 % t-interval over seeds (3 seeds, 128 images per seed" in caption
+    assert "KID ×10³ (feature units²)" in caption
+    assert len(body.splitlines()) == 2 + len(methods) + 2 + len(controls)
+    assert "KID ×10³ (feature units²) | precision | recall |" in body
+    assert ("| DDIM-10 | 10 | 5.0 | 1.0 ± 0.0 | 9.03 ± 0.63 | 9.03 ± 0.63 | 0.800 ± 0.050 "
+            "| 0.700 ± 0.050 | 0.900 ± 0.000 | 0.950 ± 0.000 |") in body
+    assert "real test images (all 359, for information) | – | – | – | 0.50 | 0.10 | 0.950 |" in body
+    assert "| control: constant black | – | – | – | 260.00 ± 0.00 |" in body
+    assert len(generation.results_table(methods, reference).partition("\n\n")[2]
+               .splitlines()) == 2 + len(methods) + 2
 
 
 def test_findings_name_failed_samplers(toy_results):
-    methods, reference = toy_results
-    methods["dpmpp_10"]["fid"] = _spread(40.0)  # > 10 × the reference's 3.0
+    methods, reference, _ = toy_results
+    methods["dpmpp_10"] = _method("DPM-Solver++-10", "dpm-solver++", 10, [40.0, 41.0, 39.0],
+                                  [0.8] * 3, [0.7] * 3, 1.2)  # > 10 × the reference's 3.0
     bar = generation.quality_bar(methods, reference)
     text = generation.findings({"methods": methods, "reference_real_test": reference,
                                 "quality_bar": bar})
     assert "**Failed:** DPM-Solver++-10: mean FID above 10× the real-image reference" in text
+    assert "Controls" not in text
     assert "**Failed:**" not in generation.findings(
         {"methods": methods, "reference_real_test": reference, "quality_bar": bar},
         fail_ratio=20)
+
+
+def test_findings_with_one_seed_resolve_nothing(toy_results):
+    methods, reference, _ = toy_results
+    for m in (*methods.values(), reference):
+        m["per_seed"] = m["per_seed"][:1]
+    text = generation.findings({"methods": methods, "reference_real_test": reference,
+                                "quality_bar": generation.quality_bar(methods, reference)})
+    assert "not resolved: DDIM-10, DDIM-50, DPM-Solver++-10" in text
 
 
 def test_scheduler_settings_are_json_safe():
@@ -246,18 +365,30 @@ def test_scheduler_settings_are_json_safe():
 def test_ordered_restores_reading_order_after_json(toy_results):
     import json
 
-    methods, _ = toy_results
+    methods, *_ = toy_results
     shuffled = json.loads(json.dumps(methods, sort_keys=True))
     assert list(shuffled) != list(methods)
     assert list(generation.ordered(shuffled)) == ["ddpm_1000", "ddim_10", "ddim_50", "dpmpp_10"]
+    _, reference, controls = toy_results
+    controls["white"] = {**controls["black"], "label": "constant white"}
+    table = generation.results_table(shuffled, reference,
+                                      json.loads(json.dumps(controls, sort_keys=True)))
+    rows = [line.split(" | ")[0] for line in table.splitlines() if "control:" in line]
+    assert rows == ["| control: constant black", "| control: constant white",
+                    "| control: blurred test images (5×5 box)",
+                    "| control: one test image repeated"]  # CONTROLS order, not alphabetical
 
 
 def test_figures(trained, swept, toy_results):
     import matplotlib.pyplot as plt
 
     model = trained[0]
-    fig = generation.plot_quality_vs_compute(*toy_results)
-    assert len(fig.axes) == 9
+    methods, reference, _ = toy_results
+    fig = generation.plot_quality_vs_compute(methods, reference)
+    assert len(fig.axes) == 15
+    kid = fig.axes[3]  # KID row, first column: drawn × 10³, with the 95 % interval as error bar
+    assert kid.get_ylabel().startswith("KID ×10³")
+    assert kid.lines[0].get_ydata()[0] == pytest.approx(methods["ddpm_1000"]["kid"]["mean"] * 1e3)
     fig2 = generation.plot_sample_grids(swept, METHODS, seed=0, n=4)
     assert len(fig2.axes) == len(METHODS)
     fig3 = generation.plot_training_loss(model.loss_history, window=4)

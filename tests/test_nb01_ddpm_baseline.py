@@ -7,7 +7,8 @@ from nbrun import run_notebook
 from dipddpm_lib import get_profile
 from dipddpm_lib.results import load_array
 
-SPREAD_KEYS = {"mean", "std", "median", "min", "max", "n"}
+SPREAD_KEYS = {"mean", "std", "median", "min", "max", "n", "ci95", "ci_lo", "ci_hi"}
+SCORES = ("fid", "kid", "precision", "recall", "confident_fraction", "class_entropy")
 
 
 def _method_keys(p) -> list[str]:
@@ -29,8 +30,10 @@ def test_ddpm_baseline_notebook_smoke(tmp_path, nb_cache):
     assert train["seconds"] > 0 and train["gflops"] > 0 and np.isfinite(train["final_loss"])
     for key in keys:
         m = metrics["methods"][key]
-        for q in ("fid", "kid", "confident_fraction", "wall_s"):
+        for q in (*SCORES, "wall_s"):
             assert set(m[q]) == SPREAD_KEYS and m[q]["n"] == n_seeds
+        for q in ("precision", "recall", "class_entropy"):
+            assert all(0 <= r[q] <= 1 for r in m["per_seed"])
         assert m["nfe"] == int(key.split("_")[1]) and m["gflops"] > 0
         assert [r["seed"] for r in m["per_seed"]] == list(smoke.seeds)
         assert m["features"] == metrics["features"]
@@ -41,8 +44,29 @@ def test_ddpm_baseline_notebook_smoke(tmp_path, nb_cache):
     ref = metrics["reference_real_test"]
     assert ref["num_samples"] == smoke.num_samples and ref["fid"]["n"] == n_seeds
     assert ref["full_test"]["num_samples"] > smoke.num_samples
+    assert set(ref["full_test"]) >= set(SCORES)
+    controls = metrics["controls"]
+    assert set(controls) == {"noise", "black", "white", "blurred", "repeated"}
+    for c in controls.values():
+        assert c["num_samples"] == smoke.num_samples and [r["seed"] for r in c["per_seed"]] == \
+            list(smoke.seeds)
+        assert all(set(c[q]) == SPREAD_KEYS and c[q]["n"] == n_seeds for q in SCORES)
+    # training-free facts about the controls: constant images are the same on every seed, and
+    # one image repeated covers at most one real image's ball in any feature space
+    assert controls["black"]["fid"]["std"] == 0 and controls["white"]["precision"]["std"] == 0
+    assert controls["repeated"]["recall"]["max"] <= 1 / metrics["train_images"] + 1e-12
     bar = metrics["quality_bar"]
     assert bar["method"] == keys[0] and isinstance(bar["passed"], bool)
+    assert (bar["min_precision"], bar["min_recall"], bar["max_fid_ratio"]) == (0.5, 0.5, 3.0)
+    assert bar["precision"] == metrics["methods"][keys[0]]["precision"]["mean"]
+    assert bar["worst_control"] in controls and set(bar["controls"]) == set(controls)
+    assert bar["control_margin"] == pytest.approx(
+        min(ref["precision"]["mean"], ref["recall"]["mean"])
+        - max(min(c["precision"]["mean"], c["recall"]["mean"]) for c in controls.values()))
+    assert isinstance(bar["controls_fail_reference_passes"], bool)
+    assert set(metrics["paired_vs_baseline"]) == set(keys[1:])
+    assert all(c["verdict"] in ("better", "worse", "mixed", "not resolved")
+               for c in metrics["paired_vs_baseline"].values())
     for fig in ("training_loss", "samples", "quality_vs_compute"):
         assert (tmp_path / f"{fig}.png").stat().st_size > 0
 
