@@ -203,7 +203,7 @@ SAMPLER_TAG = {"ddpm": "ddpm", "ddim": "ddim", "dpm-solver++": "dpmpp"}
 
 
 #: Bump when a study's code changes what it computes: cached studies are then redone.
-STUDY_CACHE_VERSION = 1
+STUDY_CACHE_VERSION = 2
 #: Arguments that are not settings (the data and models enter the key by their identity).
 _NOT_SETTINGS = ("model", "classifier", "x_train", "x_test", "x_clean", "progress", "cache")
 
@@ -256,7 +256,7 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
                      t_trunc_list, chain_sampler: str = "ddim", chain_steps: int = 20,
                      baselines=("ddim", "dpm-solver++"), sample_batch: int = 256,
                      ddpm_steps: int = 1000, progress: bool = True, keep_images: bool = True,
-                     cache: Cache | None = None):
+                     ddpm_pool: int | None = None, cache: Cache | None = None):
     """Task A (generation). For each seed: ``num_refs`` reference images from the test split;
     DIP→t0 over ``dip_iterations`` × ``t0_list``; TDPM-DIP over ``dip_iterations`` ×
     ``t_trunc_list``; the full DDPM chain (``ddpm_steps``, 1000) from noise; and, for every variant, DDIM and DPM-Solver++
@@ -265,7 +265,11 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
 
     Returns ``(rows, images)``: a list of dicts and, for the first seed, the images of every
     method (when ``keep_images``). With a ``cache`` the whole study is stored and a rerun
-    with the same settings, model and data loads it."""
+    with the same settings, model and data loads it.
+
+    ``ddpm_pool`` (chapter 01's ``num_samples``): the DDPM chain's samples are the first
+    ``num_refs`` of chapter 01's cached set of that size (drawn once, shared), when
+    ``num_refs`` ≤ ``ddpm_pool``; their compute is charged per image as if drawn alone."""
     if cache is not None:
         args = dict(locals())
         return _cached_study("int_generation", args, lambda: generation_study(
@@ -291,11 +295,13 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
     for seed in seeds:
         perm = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(seed))
         refs = x_test[perm[:num_refs]]
-        plain = sample_cached(model, "ddpm", ddpm_steps, num_refs, seed, sample_batch,
+        pool = ddpm_pool if ddpm_pool is not None and ddpm_pool >= num_refs else num_refs
+        plain = sample_cached(model, "ddpm", ddpm_steps, pool, seed, sample_batch,
                               progress=progress)
-        add("ddpm_1000", seed, Result(plain.images, Compute(plain.compute.flops / num_refs,
-                                                            plain.compute.nfe,
-                                                            wall_s=plain.compute.wall_s)), refs)
+        add("ddpm_1000", seed, Result(plain.images[:num_refs],
+                                      Compute(plain.compute.flops / pool, plain.compute.nfe,
+                                              wall_s=plain.compute.wall_s * num_refs / pool)),
+            refs)
         add("test_refs", seed, Result(refs, Compute()), refs)
         variants = {}
         priors = fit_dip_snapshots(refs, dip_cfg, [i for i in its if i > 0], seed,
@@ -398,14 +404,16 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
 def summarise(rows: list[dict], keys=("fid", "kid", "confident_fraction", "psnr", "ssim",
                                       "dist_to_ref", "nn_train_dist", "gflops_per_image",
                                       "nfe", "dip_iters", "wall_s")) -> dict:
-    """Group per-seed rows by method: mean/std/median/min/max of each numeric key, plus the
-    method's non-numeric parameters."""
+    """Group per-seed rows by method: the :func:`~dipddpm_lib.results.spread` (mean, 95 %
+    t-interval over seeds, …) of each numeric key, the per-seed values themselves (``values``,
+    in seed order, for paired comparisons), plus the method's non-numeric parameters."""
     from .results import spread
 
     out: dict[str, dict] = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         group = [r for r in rows if r["method"] == method]
         entry = {k: spread([r[k] for r in group]) for k in keys if k in group[0]}
+        entry["values"] = {k: [r[k] for r in group] for k in keys if k in group[0]}
         entry.update({k: v for k, v in group[0].items()
                       if k not in keys and k not in ("seed", "method") and not isinstance(v, float)})
         entry["seeds"] = [r["seed"] for r in group]
@@ -416,7 +424,9 @@ def summarise(rows: list[dict], keys=("fid", "kid", "confident_fraction", "psnr"
 def equal_compute_comparison(summary: dict, metric: str, higher_is_better: bool,
                              baselines: dict[str, str]) -> list[dict]:
     """For every DIP-based method in ``summary``: its ``metric`` beside each baseline's at the
-    same FLOPs per image, and whether it wins (by more than the baseline's seed std).
+    same FLOPs per image, and whether it wins or loses: the per-seed paired difference (same
+    seeds, so the same references and prior noise) has a 95 % t-interval that excludes 0.
+    Neither is a tie at this number of seeds.
 
     ``baselines`` maps a baseline label to a key template filled with the method's
     ``equal_flops_steps`` (e.g. ``{"DDIM": "ddim_{k}"}``) or its name (``"ddim_eq_{name}"``).
@@ -433,12 +443,24 @@ def equal_compute_comparison(summary: dict, metric: str, higher_is_better: bool,
             if key not in summary:
                 continue
             base = summary[key][metric]
-            diff = sign * (entry[metric]["mean"] - base["mean"])
+            d = _paired(entry, summary[key], metric)
+            diff = sign * d["mean"]
             row[f"{label} ({key})"] = base
-            row[f"wins vs {label}"] = bool(diff > max(base["std"], entry[metric]["std"]))
-            row[f"loses vs {label}"] = bool(-diff > max(base["std"], entry[metric]["std"]))
+            row[f"wins vs {label}"] = bool(d["resolved"] and diff > 0)
+            row[f"loses vs {label}"] = bool(d["resolved"] and diff < 0)
         out.append(row)
     return out
+
+
+def _paired(a: dict, b: dict, metric: str) -> dict:
+    """Paired per-seed difference ``a − b`` of ``metric`` between two summary entries (their
+    shared seeds, in order); see :func:`~dipddpm_lib.results.paired_difference`."""
+    from .results import paired_difference
+
+    va = dict(zip(a["seeds"], a["values"][metric]))
+    vb = dict(zip(b["seeds"], b["values"][metric]))
+    seeds = [s for s in a["seeds"] if s in vb]
+    return paired_difference([va[s] for s in seeds], [vb[s] for s in seeds])
 
 
 def _count(cmp: list[dict], key: str) -> int:
@@ -450,32 +472,45 @@ def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
 
     A variant whose samples end closer than half of DDPM-1000's distance to their own
     reference is counted as a *near-copy* of its test image: its FID then inherits the test
-    images' FID and says nothing about generation. Equal-FLOPs wins/losses and the speed-up
-    over DDPM-1000 at matched-or-better FID are reported separately for the variants that
-    produce new samples and for the near-copies. Returns numbers and Markdown."""
+    images' FID and says nothing about generation. Equal-FLOPs wins/losses are reported
+    separately for the variants that produce new samples and for the near-copies; a speed-up
+    over DDPM-1000 at matched-or-better FID is given in FLOPs *and* in wall time (a DIP
+    iteration costs far more wall time per FLOP than a denoiser call), and only for variants
+    that produce new samples: a near-copy's "speed-up" is not one. Returns numbers and Markdown."""
     ddpm, refs = summary["ddpm_1000"], summary["test_refs"]
     fid = {m: summary[m]["fid"]["mean"] for m in summary}
     gfl = {m: summary[m]["gflops_per_image"]["mean"] for m in summary}
+    wall = {m: summary[m]["wall_s"]["mean"] for m in summary}
     limit = 0.5 * ddpm["dist_to_ref"]["mean"]
     copies = {r["method"] for r in cmp if summary[r["method"]]["dist_to_ref"]["mean"] < limit}
     groups = {"new": [r for r in cmp if r["method"] not in copies],
               "copy": [r for r in cmp if r["method"] in copies]}
 
     def speedup(methods):
+        """The largest FLOPs speed-up at matched-or-better FID, and the same method's wall
+        speed-up (both over DDPM-1000, per sample set of the same size)."""
         good = [m for m in methods if fid[m] <= ddpm["fid"]["mean"]]
-        return max((gfl["ddpm_1000"] / gfl[m] for m in good), default=None)
+        if not good:
+            return None, None
+        m = max(good, key=lambda k: gfl["ddpm_1000"] / gfl[k])
+        return gfl["ddpm_1000"] / gfl[m], wall["ddpm_1000"] / wall[m] if wall[m] > 0 else None
 
     base = [m for m in summary if m.startswith(("ddim_", "dpmpp_"))]
+    b_flops, b_wall = speedup(base)
     out = {"ddpm_1000_fid": ddpm["fid"]["mean"], "test_refs_fid": refs["fid"]["mean"],
-           "near_copy_threshold": limit, "baseline_speedup_vs_ddpm1000_at_matched_fid": speedup(base)}
+           "near_copy_threshold": limit, "baseline_speedup_vs_ddpm1000_at_matched_fid": b_flops,
+           "baseline_wall_speedup_vs_ddpm1000_at_matched_fid": b_wall}
     for g, rows in groups.items():
         names = [r["method"] for r in rows]
         out[g] = {"n": len(rows),
                   "wins_vs_ddim": _count(rows, "wins vs DDIM"), "loses_vs_ddim": _count(rows, "loses vs DDIM"),
                   "wins_vs_dpmpp": _count(rows, "wins vs DPM-Solver++"),
                   "loses_vs_dpmpp": _count(rows, "loses vs DPM-Solver++"),
-                  "best": min(names, key=fid.get) if names else None,
-                  "speedup_vs_ddpm1000_at_matched_fid": speedup(names)}
+                  "best": min(names, key=fid.get) if names else None}
+        if g == "new":  # a near-copy's lower cost is not a generation speed-up: none is given
+            sp, sp_wall = speedup(names)
+            out[g]["speedup_vs_ddpm1000_at_matched_fid"] = sp
+            out[g]["wall_speedup_vs_ddpm1000_at_matched_fid"] = sp_wall
 
     def sentence(g, label):
         o = out[g]
@@ -486,17 +521,23 @@ def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
                 f"{o['wins_vs_ddim']} beat DDIM and {o['loses_vs_ddim']} lose to it; "
                 f"{o['wins_vs_dpmpp']} beat DPM-Solver++ and {o['loses_vs_dpmpp']} lose to it. "
                 f"The best, `{best}`, reaches FID {fid[best]:.2f} at {gfl[best]:.2f} GFLOPs per image. ")
-        sp = o["speedup_vs_ddpm1000_at_matched_fid"]
-        text += (f"Speed-up over DDPM-1000 at matched-or-better FID: ×{sp:.0f} in FLOPs.\n\n" if sp
+        if g == "copy":
+            return text + ("Their lower cost is **not a speed-up**: a near-copy of its "
+                           "reference is not a new sample.\n\n")
+        sp, sp_wall = o["speedup_vs_ddpm1000_at_matched_fid"], o["wall_speedup_vs_ddpm1000_at_matched_fid"]
+        text += (f"Speed-up over DDPM-1000 at matched-or-better FID: ×{sp:.1f} in FLOPs, "
+                 f"{_times(sp_wall)} in wall time.\n\n" if sp
                  else "None matches DDPM-1000's FID.\n\n")
         return text
 
-    b = out["baseline_speedup_vs_ddpm1000_at_matched_fid"]
+    b = b_flops
     s = (f"DDPM-1000 reaches FID {ddpm['fid']['mean']:.2f} at {gfl['ddpm_1000']:.1f} GFLOPs per image; "
          f"the test images themselves score {refs['fid']['mean']:.2f} (what a perfect generator would score, in expectation, at this sample size). "
-         + (f"Plain DDIM / DPM-Solver++ from noise match it at up to ×{b:.0f} fewer FLOPs. "
+         + (f"Plain DDIM / DPM-Solver++ from noise match it at up to ×{b:.1f} fewer FLOPs "
+            f"({_times(b_wall)} in wall time). "
             if b else "No plain DDIM / DPM-Solver++ run from noise here matches it. ")
-         + f"A win or loss needs an FID gap larger than the seed standard deviation; the rest are ties.\n\n"
+         + "A win or loss needs the paired per-seed FID difference to have a 95 % interval "
+           "that excludes zero; the rest are not resolved at this number of seeds.\n\n"
          + sentence("new", "produce new samples (farther from their reference than "
                            f"{limit:.3f} RMS, half of DDPM-1000's distance to a random test image)")
          + sentence("copy", f"are near-copies of their test reference (closer than {limit:.3f} RMS)")
@@ -505,6 +546,11 @@ def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
            "evidence of a better generator, and their speed-up is not a generation speed-up.")
     out["text"] = s
     return out
+
+
+def _times(ratio) -> str:
+    """A speed-up factor for prose: ``×6.2``, or ``not measured``."""
+    return f"×{ratio:.1f}" if ratio else "not measured"
 
 
 def verdict_denoising(summary: dict, cmp: list[dict]) -> dict:
@@ -516,11 +562,11 @@ def verdict_denoising(summary: dict, cmp: list[dict]) -> dict:
     others = [m for m in psnr if m not in dip_based and m not in ("dip_oracle_peak",
                                                                    "noisy_rescaled")]
     best_other = max(others, key=psnr.get)
-    margin = psnr[best] - psnr["ddpm_all"]
-    noise = max(summary[best]["psnr"]["std"], summary["ddpm_all"]["psnr"]["std"])
+    d = _paired(summary[best], summary["ddpm_all"], "psnr")
+    margin = d["mean"]
     out = {"best_dip_method": best, "best_dip_psnr": psnr[best], "ddpm_all_psnr": psnr["ddpm_all"],
-           "margin_db": margin, "margin_seed_std_db": noise,
-           "beats_ddpm_chain": bool(margin > noise),
+           "margin_db": margin, "margin_ci95_db": d["ci95"], "margin_n_seeds": d["n"],
+           "beats_ddpm_chain": bool(d["resolved"] and margin > 0),
            "best_non_dip_method": best_other, "best_non_dip_psnr": psnr[best_other],
            "oracle_peak_psnr": psnr["dip_oracle_peak"],
            "wins_vs_ddim_equal_flops": _count(cmp, "wins vs DDIM"),
@@ -528,21 +574,22 @@ def verdict_denoising(summary: dict, cmp: list[dict]) -> dict:
     s = (f"The best DIP-based method, `{best}`, reaches {psnr[best]:.2f} dB against "
          f"{psnr['ddpm_all']:.2f} dB for the full DDPM chain from t_noise: it "
          f"**{'beats' if out['beats_ddpm_chain'] else 'does not beat'}** it "
-         f"({margin:+.2f} dB; seed std {noise:.2f} dB). The best method without DIP is `{best_other}` "
+         f"({margin:+.2f} ± {d['ci95']:.2f} dB, paired over {d['n']} seeds, 95 % interval). "
+         f"The best method without DIP is `{best_other}` "
          f"at {psnr[best_other]:.2f} dB; DIP's oracle peak (needs the clean image) is "
          f"{psnr['dip_oracle_peak']:.2f} dB.\n\n"
          f"**At equal FLOPs** against DDIM from y: {out['wins_vs_ddim_equal_flops']} of "
          f"{len(cmp)} DIP-based methods win and {out['loses_vs_ddim_equal_flops']} lose "
-         f"(PSNR; the rest are within the seed spread).")
+         f"(PSNR, paired over seeds; the rest are not resolved at the 95 % level).")
     twin = f"ddim_eq_{best}"
     if twin in psnr:  # what the DIP start adds over the same sampler's budget from y itself
-        gap = psnr[best] - psnr[twin]
-        same = abs(gap) <= max(summary[best]["psnr"]["std"], summary[twin]["psnr"]["std"])
+        dt = _paired(summary[best], summary[twin], "psnr")
+        gap, same = dt["mean"], not dt["resolved"]
         out["gain_over_ddim_at_equal_flops_db"] = gap
         chain = summary[best].get("chain")
         s += (f" `{best}` reverses its DIP start with a short chain"
               f"{f' ({chain})' if chain else ''}; DDIM started from y itself at the same FLOPs "
-              f"(`{twin}`) reaches {psnr[twin]:.2f} dB ({gap:+.2f} dB), so "
+              f"(`{twin}`) reaches {psnr[twin]:.2f} dB ({gap:+.2f} ± {dt['ci95']:.2f} dB), so "
               + ("the DIP start adds nothing measurable: the gain over the full chain comes from "
                  "the shorter deterministic chain, not from DIP." if same else
                  f"the DIP start {'adds' if gap > 0 else 'costs'} {abs(gap):.2f} dB at equal FLOPs."))

@@ -95,36 +95,72 @@ def test_bad_inputs(setup, call, match):
 
 
 def _psnr_summary(**methods):
-    """A task-B summary: method -> (mean PSNR, std), plus DDIM-equal-FLOPs counterparts."""
-    return {m: {"psnr": {"mean": mu, "std": sd}, "gflops_per_image": {"mean": 1.0, "std": 0.0},
+    """A task-B summary from per-seed PSNRs (seeds 0, 1, 2, …), as ``summarise`` makes it."""
+    from dipddpm_lib.results import spread
+
+    return {m: {"psnr": spread(v), "values": {"psnr": list(v)}, "seeds": list(range(len(v))),
+                "gflops_per_image": spread([1.0] * len(v)),
                 **({"chain": "ddim, <= 20 calls"} if m.startswith(("dip_t0", "tdpm")) else {})}
-            for m, (mu, sd) in methods.items()}
+            for m, v in methods.items()}
 
 
 @pytest.mark.parametrize("tdpm,twin,beats,adds", [
-    ((12.8, 0.3), (12.7, 0.3), True, "adds nothing measurable"),  # the seed-run case
-    ((11.7, 0.3), (12.7, 0.3), False, "costs 1.00 dB"),
-    ((14.0, 0.1), (12.7, 0.1), True, "adds 1.30 dB"),
+    ((12.5, 12.8, 13.1), (12.4, 12.7, 13.1), True, "adds nothing measurable"),  # the seed-run case
+    ((11.4, 11.7, 12.0), (12.4, 12.7, 13.0), False, "costs 1.00 dB"),
+    ((13.7, 14.0, 14.3), (12.4, 12.7, 13.0), True, "adds 1.30 dB"),
 ])
 def test_denoising_verdict_weighs_the_spread_and_the_equal_flops_twin(tdpm, twin, beats, adds):
-    summary = _psnr_summary(tdpm_dip=tdpm, ddim_eq_tdpm_dip=twin, ddpm_all=(11.6, 0.3),
-                            ddim_1=(13.9, 0.2), dip_fixed=(5.6, 0.1), dip_oracle_peak=(9.5, 0.4),
-                            noisy_rescaled=(4.8, 0.1))
+    summary = _psnr_summary(tdpm_dip=tdpm, ddim_eq_tdpm_dip=twin, ddpm_all=(11.2, 11.9, 11.7),
+                            ddim_1=(13.9, 13.7, 14.1), dip_fixed=(5.6, 5.5, 5.7),
+                            dip_oracle_peak=(9.5, 9.1, 9.9), noisy_rescaled=(4.8, 4.7, 4.9))
     cmp = integration.equal_compute_comparison(summary, "psnr", True,
                                                {"DDIM": "ddim_eq_{name}"})
     v = integration.verdict_denoising(summary, cmp)
     assert v["best_dip_method"] == "tdpm_dip" and v["beats_ddpm_chain"] is beats
-    assert v["margin_db"] == pytest.approx(tdpm[0] - 11.6)
+    assert v["margin_db"] == pytest.approx(sum(tdpm) / 3 - 11.6)
     assert adds in v["text"] and ("**beats**" in v["text"]) is beats
-    assert v["gain_over_ddim_at_equal_flops_db"] == pytest.approx(tdpm[0] - twin[0])
+    assert v["gain_over_ddim_at_equal_flops_db"] == pytest.approx((sum(tdpm) - sum(twin)) / 3)
 
 
 def test_denoising_verdict_within_the_spread_is_not_a_win():
-    summary = _psnr_summary(tdpm_dip=(11.7, 0.3), ddim_eq_tdpm_dip=(12.7, 0.3),
-                            ddpm_all=(11.6, 0.3), dip_fixed=(5.6, 0.1),
-                            dip_oracle_peak=(9.5, 0.4), noisy_rescaled=(4.8, 0.1))
+    summary = _psnr_summary(tdpm_dip=(11.4, 11.7, 12.0), ddim_eq_tdpm_dip=(12.4, 12.7, 13.0),
+                            ddpm_all=(11.2, 11.9, 11.7), dip_fixed=(5.6, 5.5, 5.7),
+                            dip_oracle_peak=(9.5, 9.1, 9.9), noisy_rescaled=(4.8, 4.7, 4.9))
     v = integration.verdict_denoising(summary, [])
     assert v["beats_ddpm_chain"] is False and "does not beat" in v["text"]
+
+
+def test_equal_flops_wins_are_paired_over_seeds():
+    """A 0.1 dB gain on every seed is resolved although both methods' spreads over seeds are
+    ten times wider; a larger mean gain that flips sign across seeds is not."""
+    summary = _psnr_summary(a=(10.1, 12.1, 14.1), ddim_eq_a=(10.0, 12.0, 14.0),
+                            b=(11.0, 13.5, 13.0), ddim_eq_b=(10.0, 12.0, 14.0))
+    cmp = {r["method"]: r for r in integration.equal_compute_comparison(
+        summary, "psnr", True, {"DDIM": "ddim_eq_{name}"})}
+    assert cmp["a"]["wins vs DDIM"] and not cmp["a"]["loses vs DDIM"]
+    assert not cmp["b"]["wins vs DDIM"] and not cmp["b"]["loses vs DDIM"]
+    lower = integration.equal_compute_comparison(summary, "psnr", False, {"DDIM": "ddim_eq_{name}"})
+    assert {r["method"]: r["loses vs DDIM"] for r in lower} == {"a": True, "b": False}
+
+
+def test_generation_speedup_in_flops_and_wall_and_never_for_near_copies():
+    from dipddpm_lib.results import spread
+
+    def entry(fid, dist, gflops, wall):
+        return {"fid": spread([fid, fid]), "dist_to_ref": spread([dist, dist]),
+                "gflops_per_image": spread([gflops] * 2), "wall_s": spread([wall] * 2)}
+
+    summary = {"ddpm_1000": entry(9.0, 0.30, 50.0, 60.0), "test_refs": entry(8.0, 0.0, 0.0, 0.0),
+               "ddim_20": entry(12.0, 0.30, 1.0, 1.2),
+               "tdpm_new": entry(8.5, 0.25, 2.0, 30.0),   # new samples: FLOPs x25, wall x2
+               "dip_copy": entry(8.1, 0.01, 1.0, 20.0)}   # a near-copy of its reference
+    cmp = [{"method": "tdpm_new"}, {"method": "dip_copy"}]
+    v = integration.verdict_generation(summary, cmp)
+    assert v["new"]["speedup_vs_ddpm1000_at_matched_fid"] == pytest.approx(25.0)
+    assert v["new"]["wall_speedup_vs_ddpm1000_at_matched_fid"] == pytest.approx(2.0)
+    assert "speedup_vs_ddpm1000_at_matched_fid" not in v["copy"]
+    assert "×25.0 in FLOPs, ×2.0 in wall time" in v["text"]
+    assert "**not a speed-up**" in v["text"]
 
 
 def test_studies_are_cached_whole_and_reload_in_order(setup, tmp_path, monkeypatch):
@@ -151,3 +187,36 @@ def test_studies_are_cached_whole_and_reload_in_order(setup, tmp_path, monkeypat
         assert all(torch.equal(images[m], images2[m]) for m in images)
     with pytest.raises(RuntimeError, match="fitted DIP again"):  # another setting is a miss
         integration.denoising_study(**{**den_args, "t_noise": 60})
+
+
+@pytest.mark.parametrize("num_refs,pool,drawn", [(4, 6, 6), (4, None, 4), (4, 3, 4)])
+def test_generation_study_takes_ddpm_refs_from_chapter_01s_set(setup, cache, monkeypatch,
+                                                               num_refs, pool, drawn):
+    """With ``ddpm_pool`` ≥ ``num_refs`` the DDPM chain's samples are the first ``num_refs`` of
+    chapter 01's cached set of ``ddpm_pool`` images (not a new draw), charged per image."""
+    from dipddpm_lib.metrics import train_classifier
+
+    model, _ = setup
+    x_train, y_train = load_digits(16, "train")
+    x_test, y_test = load_digits(16, "test")
+    clf = train_classifier(x_train, y_train, x_test, y_test, 20, cache=cache, progress=False)
+    calls, real = [], ddpm.sample_cached
+
+    def spy(model, sampler, num_steps, num_samples, *args, **kwargs):
+        res = real(model, sampler, num_steps, num_samples, *args, **kwargs)
+        if sampler == "ddpm":
+            calls.append((num_samples, res))
+        return res
+
+    monkeypatch.setattr(ddpm, "sample_cached", spy)
+    rows, images = integration.generation_study(
+        model, clf, x_train[:200], x_test, seeds=[0], num_refs=num_refs, dip_cfg=CFG,
+        dip_iterations=[2], t0_list=[5], t_trunc_list=[5], chain_steps=2, ddpm_steps=5,
+        baselines=(), progress=False, ddpm_pool=pool)
+    (n, res), = calls
+    assert n == drawn
+    assert torch.equal(images["ddpm_1000"], res.images[:num_refs])
+    row = next(r for r in rows if r["method"] == "ddpm_1000")
+    assert row["gflops_per_image"] == pytest.approx(res.compute.flops / drawn / 1e9)
+    assert row["wall_s"] == pytest.approx(res.compute.wall_s * num_refs / drawn)
+    assert {"precision", "recall", "class_entropy"} <= set(row)

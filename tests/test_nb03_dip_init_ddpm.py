@@ -20,7 +20,8 @@ def test_nb03_smoke(nb_cache, tmp_path):
         assert key in gen["summary"]["ddpm_1000"], key
     assert {"ddpm_all", "dip_fixed", "dip_oracle_peak", "tdpm_dip"} <= set(den["summary"])
     assert all(len(s["seeds"]) == 2 for s in den["summary"].values())
-    assert "beats_ddpm_chain" in den["verdict"] and "text" in gen["verdict"]
+    assert "beats_ddpm_chain" in den["verdict"] and "new" in gen["verdict"]
+    assert "text" not in gen["verdict"]  # prose quotes wall times: not data
     for name in ("denoise_clean", "denoise_noisy", "denoise_ddpm_all", "denoise_tdpm_dip"):
         a = np.load(tmp_path / f"{name}.npy")
         assert a.dtype == np.float32 and a.ndim == 4 and 0 <= a.min() and a.max() <= 1
