@@ -98,20 +98,37 @@ class TrainedDDPM:
     meta: dict
 
 
-def _train_config(profile, beta_schedule: str, seed: int, n_train: int) -> dict:
+def _train_config(profile, beta_schedule: str, seed: int, n_train: int,
+                  data_key: dict | None = None) -> dict:
     keys = ("dataset", "data_dir", "image_size", "test_fraction", "num_train_timesteps",
             "unet_channels", "unet_attention", "unet_layers_per_block", "train_steps",
             "batch_size", "lr", "warmup_steps", "grad_clip", "ema_decay")
     cfg = {k: getattr(profile, k) for k in keys}
+    if profile.low_t_fraction:  # absent at 0, so the keys of plain training stay as they were
+        cfg.update(low_t_fraction=profile.low_t_fraction, low_t_max=profile.low_t_max)
+    if data_key:
+        cfg["data"] = data_key
     return {**cfg, "beta_schedule": beta_schedule, "seed": seed, "n_train": n_train, "v": 1}
 
 
+def _draw_t(n: int, profile, gen: torch.Generator) -> torch.Tensor:
+    """Training times: uniform on [0, T), except that a ``low_t_fraction`` of them is drawn
+    uniform on [0, low_t_max) (a prior used to denoise at small noise levels sees them more)."""
+    t = torch.randint(0, profile.num_train_timesteps, (n,), generator=gen)
+    if profile.low_t_fraction:
+        low = torch.rand(n, generator=gen) < profile.low_t_fraction
+        t = torch.where(low, torch.randint(0, profile.low_t_max, (n,), generator=gen), t)
+    return t
+
+
 def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, seed: int = 0,
-               cache: Cache | None = None, progress: bool = True) -> TrainedDDPM:
+               cache: Cache | None = None, progress: bool = True,
+               data_key: dict | None = None) -> TrainedDDPM:
     """Train (or load from the cache) a DDPM on ``images`` (N×C×H×W in [0,1]).
 
     AdamW with linear warm-up, gradient clipping, and diffusers' ``EMAModel``; the returned
-    UNet carries the EMA weights. The cache key is the training config plus the data's shape.
+    UNet carries the EMA weights. The cache key is the training config plus the data's shape,
+    and ``data_key`` (what the images are, when their shape does not say it).
     """
     beta_schedule = beta_schedule or profile.beta_schedule
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
@@ -119,7 +136,7 @@ def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, 
     check_positive_int("train_steps", profile.train_steps)
     check_positive_int("batch_size", profile.batch_size)
     cache = cache or Cache()
-    cfg = _train_config(profile, beta_schedule, seed, len(images))
+    cfg = _train_config(profile, beta_schedule, seed, len(images), data_key)
     device = torch.device(profile.device if torch.cuda.is_available() else "cpu")
 
     def _train():
@@ -140,7 +157,7 @@ def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, 
             idx = torch.randint(0, len(data), (profile.batch_size,), generator=gen)
             x0 = data[idx.to(device)]
             noise = torch.randn(x0.shape, generator=gen).to(device)
-            t = torch.randint(0, profile.num_train_timesteps, (len(x0),), generator=gen).to(device)
+            t = _draw_t(len(x0), profile, gen).to(device)
             loss = F.mse_loss(unet(sched.add_noise(x0, noise, t), t).sample, noise)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -261,6 +278,27 @@ def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_ste
     nfe = len(timesteps)
     compute = Compute(flops=flops_per_image * nfe * num_samples, nfe=nfe, wall_s=timer.seconds)
     return SampleResult(torch.cat(outs), compute, timesteps)
+
+
+@torch.no_grad()
+def predict_x0(unet: UNet2DModel, x_t: torch.Tensor, t: int, beta_schedule: str,
+               num_train_timesteps: int = 1000, batch_size: int = 64) -> torch.Tensor:
+    """The one-step estimate of the clean image from ``x_t`` (model space, at time ``t``):
+    ``x̂0 = (x_t − sqrt(1 − abar_t) ε_θ(x_t, t)) / sqrt(abar_t)``, the network's estimate of
+    the posterior mean E[x_0 | x_t]. Returns images in [0, 1] (clipped); ``t = 0`` returns
+    ``x_t`` itself. Any image size works with a fully convolutional UNet."""
+    check_timestep("t", t, num_train_timesteps)
+    if t == 0:
+        return from_model(x_t)
+    abar = float(alphas_cumprod(beta_schedule, num_train_timesteps)[t])
+    device = next(unet.parameters()).device
+    outs = []
+    for b in range(0, len(x_t), batch_size):
+        x = x_t[b:b + batch_size].to(device).float()
+        tt = torch.full((len(x),), t - 1, device=device, dtype=torch.long)  # diffusers index
+        eps = unet(x, tt).sample
+        outs.append(from_model((x - (1 - abar) ** 0.5 * eps) / abar ** 0.5).cpu())
+    return torch.cat(outs)
 
 
 def prior_noise(num_samples: int, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:

@@ -1,0 +1,132 @@
+"""A DDPM prior for photographs: a fully convolutional diffusers ``UNet2DModel`` trained on
+random crops of the profile's prior-train photographs, and what it is used for.
+
+Training reuses :func:`dipddpm_lib.ddpm.train_ddpm` unchanged: the crops are drawn once, as a
+bank (each from a prior-train photograph resized so that its shorter side is one of
+``prior_short_sides``, at a random position, flipped and turned by a random multiple of 90°),
+and the DDPM samples its batches from the bank. The UNet has no attention blocks, so it runs
+on whole images of any size that its depth divides, not only on its training crops.
+
+:func:`denoise_x0` is the prior's one-step denoiser at a photograph's noise level σ: the
+observation, rescaled, *is* the diffusion state at the step ``t_σ`` with the same noise
+(:mod:`dipddpm_lib.physics`), and the network's x̂0 there is its posterior-mean estimate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .cache import Cache
+from .compute import Compute, count_flops
+from .data import _photo_array, check_photos
+from .ddpm import TrainedDDPM, alphas_cumprod, predict_x0, to_model, train_ddpm
+from .errors import check_images, check_positive_int, check_sigma
+from .physics import sigma_to_t
+
+
+def crop_bank(names, crop: int, n: int, short_sides, seed: int = 0,
+              progress: bool = True) -> torch.Tensor:
+    """``n`` random RGB crops (n×3×crop×crop in [0, 1]) of the named photographs.
+
+    Each crop picks a photograph and a rescaling (its shorter side resized to one of
+    ``short_sides``) uniformly, a position uniformly, then a horizontal flip with probability
+    ½ and a rotation by a uniform multiple of 90°. Grey photographs become three equal
+    channels. The same arguments give the same bank."""
+    names = check_photos(names, "prior-train photographs")
+    crop, n = check_positive_int("crop", crop), check_positive_int("n", n)
+    sides = tuple(check_positive_int("short side", s) for s in short_sides)
+    if not sides or min(sides) < crop:
+        raise ValueError(f"every short side must be at least the crop size {crop}, got {sides}")
+    scaled = {(name, s): _rescaled(name, s) for name in names for s in sides}
+    rng = np.random.default_rng(seed)
+    out = torch.empty(n, 3, crop, crop)
+    for i in tqdm(range(n), desc="photo crops", disable=not progress, mininterval=2):
+        img = scaled[names[rng.integers(len(names))], sides[rng.integers(len(sides))]]
+        top = rng.integers(img.shape[1] - crop + 1)
+        left = rng.integers(img.shape[2] - crop + 1)
+        c = img[:, top:top + crop, left:left + crop]
+        if rng.random() < 0.5:
+            c = c.flip(2)
+        out[i] = torch.rot90(c, int(rng.integers(4)), dims=(1, 2))
+    return out
+
+
+def _rescaled(name: str, short_side: int) -> torch.Tensor:
+    """A photograph as 3×H×W in [0, 1], its shorter side resized to ``short_side`` (whole, not
+    cropped to a square; grey as three equal channels)."""
+    from skimage.color import gray2rgb, rgba2rgb
+    from skimage.transform import resize
+    from skimage.util import img_as_float32
+
+    img = img_as_float32(_photo_array(name))
+    img = rgba2rgb(img) if img.ndim == 3 and img.shape[2] == 4 else img
+    img = gray2rgb(img) if img.ndim == 2 else img
+    h, w = img.shape[:2]
+    scale = short_side / min(h, w)
+    img = resize(img, (max(short_side, round(h * scale)), max(short_side, round(w * scale))),
+                 anti_aliasing=True)
+    return torch.from_numpy(np.ascontiguousarray(img, np.float32)).permute(2, 0, 1).clamp(0, 1)
+
+
+def prior_profile(profile):
+    """The profile as :func:`~dipddpm_lib.ddpm.train_ddpm` reads it for the photo prior: its
+    ``prior_*`` fields in place of the digit DDPM's, no attention, RGB crops."""
+    n = len(profile.prior_unet_channels)
+    return dataclasses.replace(
+        profile, dataset="photo_crops", data_dir=None, image_size=profile.prior_photo_size,
+        unet_channels=tuple(profile.prior_unet_channels), unet_attention=(False,) * n,
+        unet_layers_per_block=profile.prior_layers_per_block,
+        train_steps=profile.prior_train_steps, batch_size=profile.prior_batch_size,
+        lr=profile.prior_lr, warmup_steps=profile.prior_warmup_steps,
+        ema_decay=profile.prior_ema_decay, low_t_fraction=profile.prior_low_t_fraction)
+
+
+def train_photo_prior(profile, seed: int = 0, cache: Cache | None = None,
+                      progress: bool = True) -> TrainedDDPM:
+    """Train (or load from the cache) the photo DDPM on crops of ``profile.prior_train_photos``.
+
+    The cache key holds the training settings and the crop bank's recipe, so the same profile
+    loads the same checkpoint (safetensors) in every chapter."""
+    pp = prior_profile(profile)
+    recipe = {"photos": list(profile.prior_train_photos), "crop": pp.image_size,
+              "n": profile.prior_n_crops, "short_sides": list(profile.prior_short_sides),
+              "seed": seed}
+    cache = cache or Cache()
+    bank = crop_bank(profile.prior_train_photos, pp.image_size, profile.prior_n_crops,
+                     profile.prior_short_sides, seed, progress)
+    return train_ddpm(bank, pp, pp.beta_schedule, seed=seed, cache=cache, progress=progress,
+                      data_key=recipe)
+
+
+def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float,
+               num_train_timesteps: int = 1000) -> tuple[torch.Tensor, Compute]:
+    """The prior's one-step denoiser for ``y = x + n``, ``n ~ N(0, (σ/255)²)`` (N×C×H×W in
+    [0, 1], C = 1 or 3): x̂0 from ``x_t = sqrt(abar_t) (2y − 1)`` at ``t = t_σ``.
+
+    A grey image is given to the RGB prior as three equal channels, and the estimate's
+    channels are averaged back. Returns the estimate and its compute (one denoiser call)."""
+    check_images(y, "noisy images")
+    sigma = check_sigma(sigma)
+    t = sigma_to_t(sigma, model.beta_schedule, num_train_timesteps)
+    rgb = y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
+    abar = float(alphas_cumprod(model.beta_schedule, num_train_timesteps)[t])
+    start = time.perf_counter()
+    x0 = predict_x0(model.unet, abar ** 0.5 * to_model(rgb), t, model.beta_schedule,
+                    num_train_timesteps)
+    wall = time.perf_counter() - start
+    flops = unet_flops(model, tuple(rgb.shape[1:])) * len(y) if t > 0 else 0.0
+    x0 = x0.mean(1, keepdim=True) if y.shape[1] == 1 else x0
+    return x0, Compute(flops=flops, nfe=int(t > 0), wall_s=wall)
+
+
+def unet_flops(model: TrainedDDPM, shape: tuple[int, int, int]) -> float:
+    """FLOPs of one denoiser call on one C×H×W image."""
+    device = next(model.unet.parameters()).device
+    x = torch.zeros(1, *shape, device=device)
+    with torch.no_grad():
+        flops, _ = count_flops(model.unet, x, torch.zeros(1, dtype=torch.long, device=device))
+    return flops

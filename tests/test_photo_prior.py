@@ -1,0 +1,75 @@
+"""The photo DDPM prior: its crop bank, its training (tiny), and its one-step denoiser."""
+import pytest
+import torch
+
+from dipddpm_lib import get_profile, photo_prior
+from dipddpm_lib.data import load_photo
+
+
+def test_crop_bank_is_deterministic_rgb_and_in_range():
+    a = photo_prior.crop_bank(["moon", "brick"], 16, 12, (32, 48), seed=3, progress=False)
+    b = photo_prior.crop_bank(["moon", "brick"], 16, 12, (32, 48), seed=3, progress=False)
+    c = photo_prior.crop_bank(["moon", "brick"], 16, 12, (32, 48), seed=4, progress=False)
+    assert a.shape == (12, 3, 16, 16) and torch.equal(a, b) and not torch.equal(a, c)
+    assert 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a[:, 0], a[:, 1])  # grey photographs: three equal channels
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(names=["astronautt"]), "valid choices"),
+    (dict(names=[]), "non-empty"),
+    (dict(short_sides=(8,)), "at least the crop size"),
+    (dict(crop=0), "crop"),
+])
+def test_crop_bank_bad_inputs(kwargs, match):
+    args = dict(names=["moon"], crop=16, n=4, short_sides=(32,), progress=False) | kwargs
+    with pytest.raises(ValueError, match=match):
+        photo_prior.crop_bank(**args)
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory):
+    from dipddpm_lib.cache import Cache
+
+    p = get_profile("smoke", prior_train_steps=2, prior_n_crops=16)
+    cache = Cache(tmp_path_factory.mktemp("prior"))
+    return photo_prior.train_photo_prior(p, cache=cache, progress=False), p, cache
+
+
+def test_prior_is_fully_convolutional_and_cached(prior):
+    model, p, cache = prior
+    assert not any("Attn" in b for b in model.unet.config.down_block_types)
+    assert model.meta["config"]["data"]["photos"] == list(p.prior_train_photos)
+    again = photo_prior.train_photo_prior(p, cache=cache, progress=False)
+    assert (again.loss_history == model.loss_history).all()
+    assert again.meta["train_seconds"] == model.meta["train_seconds"]  # loaded, not retrained
+    assert next(iter(cache.root.rglob("*.safetensors")), None) is not None
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_prior_denoises_whole_photographs(prior, size):
+    model, *_ = prior
+    x = load_photo("astronaut", size)
+    y = x + 25 / 255 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    x0, compute = photo_prior.denoise_x0(model, y, 25)
+    assert x0.shape == x.shape and torch.isfinite(x0).all() and 0 <= x0.min() and x0.max() <= 1
+    assert compute.nfe == 1 and compute.flops > 0
+
+
+def test_denoise_at_sigma_zero_is_the_identity_and_grey_stays_grey(prior):
+    model, *_ = prior
+    x = load_photo("camera", 64, "gray")
+    x0, compute = photo_prior.denoise_x0(model, x, 0)
+    assert torch.allclose(x0, x, atol=1e-6) and compute.nfe == 0 and compute.flops == 0
+    assert photo_prior.denoise_x0(model, x, 15)[0].shape == x.shape
+
+
+@pytest.mark.parametrize("sigma,images,match", [
+    (300, None, "0-255"), (25, torch.zeros(1, 2, 64, 64), "expected 1 .grayscale. or 3"),
+    (25, torch.full((1, 3, 64, 64), float("nan")), "NaN"),
+])
+def test_denoise_bad_inputs(prior, sigma, images, match):
+    model, *_ = prior
+    images = torch.zeros(1, 3, 64, 64) if images is None else images
+    with pytest.raises(ValueError, match=match):
+        photo_prior.denoise_x0(model, images, sigma)
