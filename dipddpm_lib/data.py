@@ -1,6 +1,9 @@
-"""Offline data: scikit-learn's digits, scikit-image's photographs, or a user's image folder.
+"""Offline data: scikit-learn's digits, bundled photographs, or a user's image folder.
 
-Every loader returns float32 tensors N×C×H×W in [0, 1]. Nothing is downloaded.
+Every loader returns float32 tensors N×C×H×W in [0, 1]. Nothing is downloaded: the photographs
+are the ones scikit-image and scikit-learn ship inside their packages (:data:`PHOTOS`). A
+profile splits them into three disjoint sets (``eval_photos``, ``tune_photos``,
+``prior_train_photos``; see :func:`photo_role`).
 """
 from __future__ import annotations
 
@@ -13,9 +16,16 @@ import torch.nn.functional as F
 
 from .errors import check_choice, check_images, check_positive_int
 
-#: scikit-image sample photographs that ship inside the package (no download).
-PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "cat", "coins", "moon",
-          "immunohistochemistry", "clock", "brick", "gravel")
+#: Photographs that ship inside scikit-image or scikit-learn (no download), by name: the
+#: scikit-image sample of that name, except ``china`` and ``flower`` (scikit-learn's
+#: ``load_sample_image``) and ``motorcycle_left`` / ``motorcycle_right`` (the two views of
+#: scikit-image's ``stereo_motorcycle``). scikit-image's ``cat`` is the same picture as
+#: ``chelsea`` and is not a separate name (see ``DUPLICATES``).
+PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "china", "moon",
+          "immunohistochemistry", "clock", "brick", "gravel", "grass", "hubble_deep_field",
+          "retina", "motorcycle_left", "motorcycle_right", "flower")
+#: Other names for a photograph of :data:`PHOTOS`: rejected, so no picture enters two sets.
+DUPLICATES = {"cat": "chelsea"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
 
@@ -78,16 +88,127 @@ def _to_tensor(img: np.ndarray, size: int, color: str) -> torch.Tensor:
     return check_images(t.unsqueeze(0).clamp(0, 1), "image")
 
 
-def load_photo(name: str, size: int = 128, color: str = "rgb") -> torch.Tensor:
-    """A scikit-image sample photograph as 1×C×size×size in [0,1] (``size`` a multiple of 32)."""
+def is_photo_path(name) -> bool:
+    """Whether ``name`` is meant as an image file rather than a bundled photograph's name:
+    a :class:`~pathlib.Path`, or a string with a folder separator or a file suffix."""
+    if isinstance(name, Path):
+        return True
+    return isinstance(name, str) and name not in PHOTOS and name not in DUPLICATES and (
+        "/" in name or "\\" in name or Path(name).suffix != "")
+
+
+def photo_name(name) -> str:
+    """The name a photograph's results are stored under: its bundled name, or a file's stem."""
+    return Path(name).stem if is_photo_path(name) else name
+
+
+def check_photo(name, what: str = "photograph", min_size: int | None = None) -> str:
+    """``name`` if it is one of :data:`PHOTOS` or a readable image file (see
+    :func:`is_photo_path`) whose shorter side is at least ``min_size``; else one
+    ``ValueError`` that says what is wrong: an unknown name (with the valid choices), a
+    duplicate such as ``cat`` (with the name of the same picture), a missing file, a folder,
+    a file that is not an image, or an image too small. Nothing is written."""
+    if is_photo_path(name):
+        return _check_photo_file(Path(name), what, min_size)
+    if isinstance(name, str) and name in DUPLICATES:
+        raise ValueError(f"{what} {name!r} is the same picture as {DUPLICATES[name]!r}; use "
+                         f"{DUPLICATES[name]!r}; valid choices: {', '.join(PHOTOS)}")
+    try:
+        check_choice(what, name, PHOTOS)
+    except ValueError as err:
+        raise ValueError(f"{err}, or a path to an image file (PNG, JPEG, …)") from None
+    return name
+
+
+def _check_photo_file(path: Path, what: str, min_size: int | None) -> str:
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a folder; give one image file (PNG or JPEG)")
+    if not path.is_file():
+        raise ValueError(f"{what} {str(path)!r}: no such file")
+    try:
+        img = _read_image(path)
+    except Exception as err:  # noqa: BLE001 — any reader failure means "not an image"
+        raise ValueError(f"{what} {str(path)!r} is not a readable image "
+                         f"({type(err).__name__}: {err})") from None
+    if min_size is not None and min(img.shape[:2]) < min_size:
+        raise ValueError(f"{what} {str(path)!r} is too small: {img.shape[1]}×{img.shape[0]} px, "
+                         f"and its shorter side must be at least {min_size} px (it is not upscaled)")
+    return str(path)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """An image file as an array (H×W or H×W×C); ``ValueError`` for anything else."""
+    from skimage.io import imread
+
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"suffix {path.suffix or '(none)'} is not one of "
+                         f"{', '.join(sorted(IMAGE_SUFFIXES))}")
+    img = np.asarray(imread(path))
+    if img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
+        raise ValueError(f"shape {img.shape} is not an image")
+    return img
+
+
+def check_photos(names, what: str = "photographs", min_size: int | None = None) -> tuple[str, ...]:
+    """A non-empty tuple of distinct photographs, each a :data:`PHOTOS` name or an image file
+    (one name is taken as a list of one); ``ValueError`` naming the valid choices otherwise.
+    Two files with the same stem are refused: their results would share one name."""
+    names = (names,) if isinstance(names, (str, Path)) else tuple(names)
+    names = tuple(str(n) if isinstance(n, Path) else n for n in names)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"{what} must be a non-empty list of distinct photograph names, got "
+                         f"{list(names)}; valid choices: {', '.join(PHOTOS)}, or image files")
+    for n in names:
+        check_photo(n, f"photograph in {what}", min_size)
+    stems = [photo_name(n) for n in names]
+    if len(set(stems)) != len(stems):
+        raise ValueError(f"{what}: two photographs share the name {sorted(s for s in stems if stems.count(s) > 1)[0]!r}; "
+                         f"results are stored by name or file stem, so rename one")
+    return names
+
+
+def _photo_array(name: str) -> np.ndarray:
+    """The bundled picture ``name`` as scikit-image / scikit-learn return it (uint8)."""
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(f"{name}.jpg")
     import skimage.data
 
-    check_choice("photograph", name, PHOTOS)
+    if name.startswith("motorcycle_"):
+        left, right, _ = skimage.data.stereo_motorcycle()
+        return left if name == "motorcycle_left" else right
+    return getattr(skimage.data, name)()
+
+
+def load_photo(name, size: int = 128, color: str = "rgb") -> torch.Tensor:
+    """A photograph, by bundled name (:data:`PHOTOS`) or as an image file of any size (PNG,
+    JPEG, …), as 1×C×size×size in [0,1] (``size`` a multiple of 32): the shorter side resized
+    to ``size``, centre-cropped. A bad file raises one ``ValueError`` (see :func:`check_photo`)."""
     check_choice("color", color, ("rgb", "gray"))
     size = check_positive_int("size", size)
     if size % 32:
         raise ValueError(f"photo size must be a multiple of 32, got {size}")
-    return _to_tensor(getattr(skimage.data, name)(), size, color)
+    name = check_photo(name, min_size=size)
+    return _to_tensor(_read_image(Path(name)) if is_photo_path(name) else _photo_array(name),
+                      size, color)
+
+
+def photo_role(profile, name: str) -> str:
+    """Which of the profile's photo sets ``name`` belongs to: ``"eval"`` (the report's
+    numbers), ``"tune"`` (settings are chosen here), ``"prior_train"`` (for a photo prior),
+    ``"user"`` (an image file the user gave) or ``"none"``."""
+    if is_photo_path(name):
+        return "user"
+    for role in ("eval", "tune", "prior_train"):
+        if name in getattr(profile, f"{role}_photos"):
+            return role
+    return "none"
+
+
+def photo_roles(profile, names) -> dict[str, str]:
+    """``{name: role}`` for each photograph (see :func:`photo_role`), for ``metrics.json``."""
+    return {n: photo_role(profile, n) for n in names}
 
 
 def load_folder(path: str | Path, size: int = 64) -> torch.Tensor:

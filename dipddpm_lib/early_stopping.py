@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from . import dip
 from .cache import Cache
 from .compute import Compute
-from .data import load_photo
+from .data import load_photo, photo_name, photo_roles
 from .ddpm import BETA_SCHEDULES, alphas_cumprod
 from .errors import check_choice, check_positive_int, check_sigma
 from .metrics import psnr, ssim
@@ -281,10 +281,9 @@ class StoppingSetup:
 
     def check(self) -> None:
         """Raise ``ValueError`` (naming the valid choices) for any bad knob; no work done."""
-        from .data import PHOTOS
+        from .data import check_photos
 
-        for p in self.photos:
-            check_choice("photograph", p, PHOTOS)
+        check_photos(self.photos, "photos", min_size=self.photo_size)
         if not self.photos or not self.sigmas or not self.seeds:
             raise ValueError("photos, sigmas and seeds must each hold at least one value")
         if self.photo_size % 32:
@@ -350,18 +349,71 @@ class StoppingSetup:
         return d
 
 
-def make_setup(profile: str, seeds=None, **knobs):
-    """``(profile, setup)`` for the notebook: knobs left at None take the profile's value.
-    Every knob is checked here, before any work."""
+def make_setup(profile: str, seeds=None, tuned=None, **knobs):
+    """``(profile, setup, settings)`` for the notebook: knobs left at None take the value in
+    the ``tuned`` file (``tuned.json`` of the ablation grids' collate step: DIP depth, width,
+    learning rate and the stage settings), else the profile's. ``settings`` records where each
+    tunable setting came from (:func:`dipddpm_lib.sweep.tuned_overrides`). Every knob and
+    tuned value is checked here, before any work."""
+    from .sweep import tuned_overrides
+
     unknown = sorted(set(knobs) - set(KNOBS))
     if unknown:
         raise ValueError(f"unknown knob(s) {unknown}; valid knobs: {sorted(KNOBS)}")
-    prof = get_profile(profile, **{KNOBS[k]: v for k, v in knobs.items() if v is not None})
-    return prof, StoppingSetup.from_profile(prof, seeds)
+    given = {KNOBS[k]: v for k, v in knobs.items() if v is not None}
+    overrides, settings = tuned_overrides(profile, tuned, NOTEBOOK, given)
+    prof = get_profile(profile, **{**overrides, **given})
+    setup = StoppingSetup.from_profile(prof, seeds)
+    if setup.photo_size % 2 ** prof.dip_scales:
+        raise ValueError(f"photo size {setup.photo_size} is not a multiple of "
+                         f"{2 ** prof.dip_scales}, which a {prof.dip_scales}-scale DIP needs; "
+                         f"use fewer scales or a larger photo_size")
+    return prof, setup, settings
 
 
-def setup_markdown(setup: StoppingSetup, profile) -> str:
-    """The run's set-up in words, every number read from the set-up."""
+def stage_settings_note(settings: dict | None, setup: StoppingSetup) -> str:
+    """The "where the stage settings come from" bullet of the chapter's notes: tuned on the
+    tune photos (named from the tuned file), or the profile's values where not tuned."""
+    labels = {"es_num_stages": ("number of stages", setup.num_stages),
+              "es_stage_iterations": ("iterations per stage", setup.stage_iterations),
+              "es_stage_schedule": ("stage schedule", setup.stage_schedule),
+              "es_start_ratio": ("first extra noise (× σ)", setup.start_ratio)}
+    s = (settings or {}).get("settings", {})
+    tuned = [f for f in labels if s.get(f, {}).get("source") == "tuned"]
+    fell = [f for f in labels if s.get(f, {}).get("source") == "profile (fallback)"]
+    other = [f for f in labels if f not in tuned and f not in fell]
+    what = lambda fs: ", ".join(f"{labels[f][0]} = {labels[f][1]:g}" if not isinstance(labels[f][1], str)  # noqa: E731
+                                 else f"{labels[f][0]} = `{labels[f][1]}`" for f in fs)
+    parts = []
+    if tuned:
+        photos = sorted({p for f in tuned for p in s[f].get("photos") or []})
+        parts.append(f"{what(tuned)}: chosen by the ablation grids on the tune photos "
+                     f"({', '.join(photos)}), never on the photographs scored here")
+    if fell:
+        parts.append(f"{what(fell)}: the profile's values, because their tuning grids have no "
+                     f"complete result ({'; '.join(s[f]['note'] for f in fell)})")
+    if other:
+        why = ("no tuned-settings file was given" if not settings or settings.get("tuned_file") is None
+               else "set by this run's parameters or not tuned by any grid")
+        parts.append(f"{what(other)}: the profile's or this run's values, not tuned here ({why})")
+    return "* Stage settings: " + "; ".join(parts) + ". Per-run gaps are in `metrics.json` (`runs`)."
+
+
+def setup_markdown(setup: StoppingSetup, profile, settings: dict | None = None) -> str:
+    """The run's set-up in words, every number read from the set-up; with ``settings``
+    (from :func:`make_setup`), the photo set of the photographs and where each tunable
+    setting came from."""
+    from .sweep import settings_markdown
+
+    roles = photo_roles(profile, setup.photos)
+    kinds = sorted(set(roles.values()))
+    role = (f" The photographs are **{kinds[0]}** photos"
+            + (" (the report's numbers; settings are chosen on the tune photos "
+               f"{', '.join(profile.tune_photos)})." if kinds == ["eval"] else
+               " (a tuning run: its numbers choose settings, they are not the report's)."
+               if kinds == ["tune"] else ".")) if len(kinds) == 1 else \
+        " Photo sets: " + ", ".join(f"{n}: {r}" for n, r in roles.items()) + "."
+    extra = role + (f" {settings_markdown(settings)}" if settings else "")
     return (f"**Profile `{profile.name}`**: {len(setup.photos)} photographs "
             f"({', '.join(setup.photos)}) at {setup.photo_size} px × σ ∈ "
             f"{{{', '.join(f'{s:g}' for s in setup.sigmas)}}} × {len(setup.seeds)} seeds "
@@ -375,7 +427,35 @@ def setup_markdown(setup: StoppingSetup, profile) -> str:
             f"{PAPER_PATIENCE} × {setup.paper_scale:g}); guided: {setup.num_stages} stages × "
             f"{setup.stage_iterations} iterations, `{setup.stage_schedule}` stage schedule on "
             f"the `{setup.beta_schedule}` DDPM noise schedule, first extra noise "
-            f"{setup.start_ratio:g} σ.")
+            f"{setup.start_ratio:g} σ." + extra)
+
+
+def baselines_markdown(setup: StoppingSetup) -> str:
+    """The baselines, one bullet each, with this run's counts (every number read from the
+    set-up and the papers' constants)."""
+    k = setup.paper_scale
+    return "\n".join([
+        f"* **fixed (profile)**: the profile's default iteration count, `dip_iterations` = "
+        f"{setup.fixed_iterations};",
+        f"* **fixed (Ulyanov, scaled)**: Ulyanov et al.'s denoising run ({PAPER_ITERATIONS} "
+        f"iterations of the 5-scale × 128-channel network) × `paper_scale` = {k:g}: "
+        f"{setup.ulyanov_iterations} iterations;",
+        f"* **ES-WMV** (Wang et al., 2021): the variance of the last W raw outputs (mean squared "
+        f"deviation from their mean, per pixel, averaged); stop when it has not reached a new "
+        f"minimum for P iterations and return the iteration of that minimum. The paper's "
+        f"W = {PAPER_WINDOW}, P = {PAPER_PATIENCE}, × `paper_scale`: W = {setup.window}, "
+        f"P = {setup.patience} — the same factor as Ulyanov's count, so both keep their "
+        f"proportion to the run;",
+        "* **discrepancy principle**: the first iteration whose MSE to the observation falls to σ²;",
+        "* **oracle**: the iteration of peak PSNR against the clean image — the upper bound every "
+        "gap is measured from; it is not a method, and nothing on these photographs is chosen "
+        "with it.",
+        "",
+        f"`paper_scale` = {k:g} is a stated choice of the profile, not a measurement; the "
+        f"oracle's stop iterations in the results table show where this profile's peaks actually "
+        f"fall, to set against the scaled counts. Compute saved is (fixed − iterations run) / "
+        f"fixed against the profile's fixed count ({setup.fixed_iterations}), counting every "
+        f"stage of the guided scheme and, for ES-WMV, the patience it must wait after its minimum."])
 
 
 def _check_window(window) -> int:
@@ -409,6 +489,9 @@ def _cache_config(kind: str, setup: StoppingSetup, cfg: dip.DIPConfig, profile, 
     keyed = setup.to_dict() | {"seeds": None}
     if kind == "guided":  # the guided fit does not read ES-WMV's windows
         keyed.pop("wmv_window_factors")
+    else:  # nor the plain run the stage settings: points that vary them share one plain run
+        for knob in ("num_stages", "stage_iterations", "stage_schedule", "start_ratio"):
+            keyed.pop(knob)
     return {"kind": kind, "version": _CACHE_VERSION, "setup": keyed,
             "net": dataclasses.asdict(cfg), "fit": _fit_kwargs(profile),
             "seed": seed}
@@ -716,7 +799,8 @@ def sensitivity_markdown(sensitivity: dict, summary: dict, setup: StoppingSetup)
 def _gap_stats(gaps) -> dict:
     g = np.asarray(gaps, dtype=float)
     return {"mean": float(g.mean()), "median": float(np.median(g)), "worst": float(g.max()),
-            "std": float(g.std(ddof=1)) if len(g) > 1 else 0.0, "n": int(len(g))}
+            "std": float(g.std(ddof=1)) if len(g) > 1 else 0.0, "n": int(len(g)),
+            "ci95": spread(g)["ci95"]}
 
 
 def summarize(records: list[dict], setup: StoppingSetup) -> dict:
@@ -765,10 +849,12 @@ def run_compute(setup: StoppingSetup, runs) -> dict:
 
 
 def save_stop_arrays(out_dir, setup: StoppingSetup, runs) -> list[str]:
-    """``stop_<criterion>_<image>_<sigma>.npy`` (one image per seed), plus ``clean_<image>``
+    """``stop_<criterion>_<image>_<sigma>.npy`` (one image per seed; ``<image>`` is the
+    photograph's name or its file's stem), plus ``clean_<image>``
     and ``noisy_<image>_<sigma>`` (one per seed); returns the names written."""
     names = []
     for n, (photo, sigma) in enumerate(setup.pairs):
+        photo = photo_name(photo)
         tag = f"{photo}_{sigma:g}"
         for c in CRITERIA:
             outs = [(g.outputs if c == "guided" else r.outputs[c])[n] for r, g in runs]
@@ -782,10 +868,15 @@ def save_stop_arrays(out_dir, setup: StoppingSetup, runs) -> list[str]:
     return names
 
 
-def build_metrics(profile, setup: StoppingSetup, runs, records, summary) -> dict:
-    """Everything the chapter reports, for ``metrics.json``."""
+def build_metrics(profile, setup: StoppingSetup, runs, records, summary,
+                  settings: dict | None = None) -> dict:
+    """Everything the chapter reports, for ``metrics.json``; ``settings`` (from
+    :func:`make_setup`) records where each tunable setting came from (``settings_source``),
+    and ``photo_sets`` the set (eval, tune, prior_train) of each photograph."""
     return {"profile": profile.name, "notebook": NOTEBOOK, "seeds": list(setup.seeds),
-            "setup": setup.to_dict(),
+            "setup": setup.to_dict(), "photo_sets": photo_roles(profile, setup.photos),
+            "settings_source": settings or {},
+            "interval": interval_note(summary),
             "network": dataclasses.asdict(dip.DIPConfig.from_profile(profile)),
             "fit": _fit_kwargs(profile), "methods": summary, "quality_bar": quality_bar(summary),
             "es_wmv_sensitivity": es_wmv_sensitivity(setup, [r for r, _ in runs]),
@@ -811,19 +902,33 @@ LABELS = {"guided": "guided (ours)", "es_wmv": "ES-WMV", "discrepancy": "discrep
           "oracle": "oracle (upper bound)"}
 
 
+def _ci(s: dict) -> float:
+    """The 95 % t-interval's half-width of a :func:`spread` dict (its std for an old one)."""
+    return s.get("ci95", s["std"])
+
+
+def interval_note(summary: dict) -> str:
+    """What ± means in the chapter's tables, with n read from the results."""
+    n = summary["guided"]["psnr"]["n"]
+    return (f"± is the half-width of the 95 % t-interval of the mean over the n = {n} runs "
+            f"(photographs × σ × seeds, pooled: it mixes the spread between photographs and "
+            f"noise levels with that between seeds).")
+
+
 def results_table(summary: dict) -> str:
-    """A Markdown table of the summary, one row per criterion."""
+    """A Markdown table of the summary, one row per criterion (± the 95 % t-interval over
+    photographs × σ × seeds, stated under the table with its n)."""
     head = ("| criterion | stop iteration | iterations run | PSNR (dB) | SSIM | gap mean | "
             "gap median | gap worst | compute saved |\n|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for c in CRITERIA:
         s = summary[c]
-        rows.append(f"| {LABELS[c]} | {s['iteration']['mean']:.0f} ± {s['iteration']['std']:.0f} "
+        rows.append(f"| {LABELS[c]} | {s['iteration']['mean']:.0f} ± {_ci(s['iteration']):.0f} "
                     f"| {s['iterations_run']['mean']:.0f} | {s['psnr']['mean']:.2f} ± "
-                    f"{s['psnr']['std']:.2f} | {s['ssim']['mean']:.3f} | "
+                    f"{_ci(s['psnr']):.2f} | {s['ssim']['mean']:.3f} | "
                     f"{s['gap_db']['mean']:.2f} | {s['gap_db']['median']:.2f} | "
                     f"{s['gap_db']['worst']:.2f} | {100 * s['compute_saved']['mean']:.0f}% |")
-    return head + "\n".join(rows)
+    return head + "\n".join(rows) + "\n\n" + interval_note(summary)
 
 
 def verdict_markdown(summary: dict, bar: dict) -> str:
@@ -980,7 +1085,7 @@ def compute_markdown(summary: dict, metrics: dict) -> str:
     g, e, f = summary["guided"], summary["es_wmv"], summary["fixed"]
     c = metrics["compute"]
     return (f"**Compute.** The guided scheme ran {g['iterations_run']['mean']:.0f} ± "
-            f"{g['iterations_run']['std']:.0f} DIP iterations per image "
+            f"{_ci(g['iterations_run']):.0f} (95 % t-interval) DIP iterations per image "
             f"({100 * g['compute_saved']['mean']:.0f}% fewer than the fixed count of "
             f"{f['iterations_run']['mean']:.0f}; {g['gflops']['mean']:.2f} vs "
             f"{f['gflops']['mean']:.2f} GFLOPs); ES-WMV ran {e['iterations_run']['mean']:.0f} "

@@ -4,7 +4,9 @@ The build machine has two cores, and most of the report's notebooks fit small ne
 second thread speeds up by only 1.2–1.5×. Two notebooks side by side, one thread each, get
 more out of the machine. :func:`run_jobs` starts jobs in list order as soon as a worker is free
 and a job's ``after`` jobs are done; a failed job with ``stops_build`` set stops new jobs from
-starting (the running ones finish), and any job that waits on a failed job is not run.
+starting (the running ones finish), and any job that waits on a failed job is not run, unless
+it sets ``after_failure`` (it then runs once its ``after`` jobs have finished, done or failed:
+the report's collate step, which records a failed tuning point instead of skipping it).
 
 Each job is a call that runs in a thread; the notebooks themselves run in their own kernel
 processes (papermill), so the threads only wait. The threads per kernel come from
@@ -25,12 +27,14 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 @dataclass(frozen=True)
 class Job:
-    """One step of a build: ``fn()`` runs once every job named in ``after`` is done."""
+    """One step of a build: ``fn()`` runs once every job named in ``after`` is done (or,
+    with ``after_failure``, has finished either way)."""
 
     name: str
     fn: Callable[[], object]
     after: tuple[str, ...] = ()
     stops_build: bool = True  # a failure stops new jobs from starting
+    after_failure: bool = False  # run even if an ``after`` job failed (not if one was not run)
 
 
 @dataclass
@@ -80,10 +84,12 @@ def run_jobs(jobs: list[Job], workers: int = 1, log: Callable[[str], None] = pri
         while pending or running:
             for job in list(pending):
                 states = [out[d].status if d in out else None for d in job.after]
-                if stopped or any(s in ("failed", "not run") for s in states):
+                blocking = ("not run",) if job.after_failure else ("failed", "not run")
+                finished = ("done", "failed") if job.after_failure else ("done",)
+                if stopped or any(s in blocking for s in states):
                     pending.remove(job)
                     out[job.name] = Outcome(job.name, "not run")
-                elif len(running) < workers and all(s == "done" for s in states):
+                elif len(running) < workers and all(s in finished for s in states):
                     pending.remove(job)
                     log(f"[start] {job.name}")
                     running[pool.submit(_timed, job.fn)] = job

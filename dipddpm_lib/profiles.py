@@ -37,11 +37,35 @@ class Profile:
     warmup_steps: int = 100
     grad_clip: float = 1.0
     ema_decay: float = 0.999
-    num_samples: int = 64
+    low_t_fraction: float = 0.0  # share of training times drawn on [0, low_t_max) instead of [0, T)
+    low_t_max: int = 300
+    num_samples: int = 128  # per seed and set (real-test FID spreads ±5.5 at 64, ±1.8 at 128)
     sample_batch: int = 256
     sampler_steps: tuple[int, ...] = (10, 20, 50, 100)
     dpm_steps: tuple[int, ...] = (10, 20)
     seeds: tuple[int, ...] = (0, 1, 2)
+
+    # --- photographs: three disjoint sets of data.PHOTOS names (check_photo_sets) -----------
+    # eval: the report's numbers (every chapter's photos are eval photos); tune: settings are
+    # chosen here (the ablation grids that choose run on them); prior_train: for a photo DDPM.
+    eval_photos: tuple[str, ...] = ("astronaut", "camera", "coffee", "chelsea")
+    tune_photos: tuple[str, ...] = ("rocket", "coins", "china")
+    prior_train_photos: tuple[str, ...] = (
+        "motorcycle_left", "motorcycle_right", "hubble_deep_field", "retina",
+        "immunohistochemistry", "moon", "brick", "grass", "gravel", "flower")
+
+    # --- the photo DDPM prior (dipddpm_lib.photo_prior), trained on prior_train_photos --------
+    prior_photo_size: int = 32  # training crop side; the UNet is fully convolutional
+    prior_unet_channels: tuple[int, ...] = (32, 64, 128)  # no attention blocks
+    prior_layers_per_block: int = 2
+    prior_train_steps: int = 450
+    prior_batch_size: int = 64
+    prior_lr: float = 1e-3
+    prior_warmup_steps: int = 50
+    prior_ema_decay: float = 0.995
+    prior_low_t_fraction: float = 0.5  # half of each batch at t < low_t_max (DIP's σ range)
+    prior_n_crops: int = 8192
+    prior_short_sides: tuple[int, ...] = (64, 96, 128, 192)  # rescaling augmentation
 
     # --- DIP ---------------------------------------------------------------------------
     photos: tuple[str, ...] = ("astronaut", "camera", "coffee")  # chapter 04 (quick: 3 photos × 3 σ)
@@ -103,6 +127,14 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
+        prior_photo_size=16,
+        prior_unet_channels=(16, 32),
+        prior_layers_per_block=1,
+        prior_train_steps=10,
+        prior_batch_size=8,
+        prior_warmup_steps=2,
+        prior_n_crops=64,
+        prior_short_sides=(32, 48),
         image_size=16,
         unet_channels=(16, 32),
         unet_attention=(False, False),
@@ -159,13 +191,13 @@ PROFILES: dict[str, Profile] = {
         num_samples=1024,
         sample_batch=512,
         seeds=(0, 1, 2),
-        photos=("astronaut", "camera", "coffee", "chelsea", "rocket", "cat"),
+        photos=("astronaut", "camera", "coffee", "chelsea"),  # every eval photo
         photo_size=256,
         dip_scales=5,
         dip_channels=128,
         dip_iterations=3000,
         # chapter 02 (DIP baseline)
-        dip_baseline_photos=("astronaut", "camera", "coffee", "chelsea", "rocket"),
+        dip_baseline_photos=("astronaut", "camera", "coffee", "chelsea"),
         dip_baseline_iterations=3000,
         dip_showcase_iterations=3000,
         # chapter 03 (DIP-initialised DDPM)
@@ -185,10 +217,43 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+#: The photo sets of a profile, and the chapter fields whose photos must be eval photos.
+PHOTO_SETS = ("eval_photos", "tune_photos", "prior_train_photos")
+CHAPTER_PHOTO_FIELDS = ("photos", "dip_baseline_photos")
+
+
+def check_photo_sets(profile: Profile, chapters: bool = True) -> Profile:
+    """Check a profile's photographs: each set a non-empty list of distinct known names
+    (``data.PHOTOS``), the three sets disjoint, and (``chapters``) every chapter's photos
+    (``CHAPTER_PHOTO_FIELDS``) in ``eval_photos`` or a user's image file. Returns the profile; ``ValueError`` naming
+    the offending photos and the valid choices otherwise."""
+    from .data import check_photos, is_photo_path
+
+    sets = {f: check_photos(getattr(profile, f), f"{f} of profile {profile.name!r}")
+            for f in PHOTO_SETS}
+    for i, a in enumerate(PHOTO_SETS):
+        for b in PHOTO_SETS[i + 1:]:
+            shared = sorted(set(sets[a]) & set(sets[b]))
+            if shared:
+                raise ValueError(f"profile {profile.name!r}: {a} and {b} must be disjoint; both "
+                                 f"hold {shared}")
+    for f in CHAPTER_PHOTO_FIELDS if chapters else ():
+        names = check_photos(getattr(profile, f), f"{f} of profile {profile.name!r}")
+        outside = [n for n in names if n not in sets["eval_photos"] and not is_photo_path(n)]
+        if outside:
+            raise ValueError(f"profile {profile.name!r}: {f} holds {outside}, which are not eval "
+                             f"photos; valid choices (eval_photos): {', '.join(sets['eval_photos'])}")
+    return profile
+
+
 def get_profile(name: str, **overrides) -> Profile:
     """Return the named profile, with single fields overridden.
 
-    Raises ``ValueError`` naming the valid choices for an unknown profile or field.
+    Raises ``ValueError`` naming the valid choices for an unknown profile or field, and for
+    photo sets that overlap or name unknown photographs (:func:`check_photo_sets`). The named
+    profile's own chapter photos must be eval photos; an override may point a chapter at
+    other photos (the ablation points run chapters on the tune photos), and the chapter
+    records which set each photo came from.
     """
     check_choice("profile", name, PROFILES)
     base = PROFILES[name]
@@ -196,5 +261,9 @@ def get_profile(name: str, **overrides) -> Profile:
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise ValueError(f"unknown profile field(s) {unknown}; valid fields: {sorted(valid)}")
+    check_photo_sets(base)
     fixed = {k: tuple(v) if isinstance(getattr(base, k), tuple) else v for k, v in overrides.items()}
-    return dataclasses.replace(base, **fixed)
+    out = dataclasses.replace(base, **fixed)
+    if set(fixed) & set(PHOTO_SETS):
+        check_photo_sets(out, chapters=False)
+    return out

@@ -6,9 +6,11 @@ Steps, each printing its progress:
 
 1. the chapters ``notebooks/NN_*.ipynb`` and every pending point of
    ``notebooks/ablations.yaml`` (:mod:`dipddpm_lib.sweep`; done points are skipped), two
-   notebooks at a time by default (:mod:`dipddpm_lib.jobs`: chapters first, in order; whatever
-   loads chapter 01's DDPM waits for it), each kernel with the CPUs shared out between them;
-   then the ablations chapter and the report chapter, which read what the others wrote;
+   notebooks at a time by default (:mod:`dipddpm_lib.jobs`; whatever loads chapter 01's DDPM
+   waits for it; the tuning points, on the tune photos, run beside chapter 01, then a collate
+   step writes ``results/<profile>/tuned.json``, then chapters 02 and 04 run with it: see
+   :func:`build_jobs`), each kernel with the CPUs shared out between them; then the ablations
+   chapter and the report chapter, which read what the others wrote;
 2. the export: ``report/<profile>/report.html`` (the report notebook, code hidden, images
    embedded, maths by a local MathJax copied to ``report/<profile>/mathjax/``, nothing fetched
    from the network), ``report/<profile>/chapters/<chapter>.html`` (every chapter with its
@@ -313,8 +315,9 @@ class Figure:
 
 FIGURES = (
     Figure("ddpm_quality_vs_compute.png", "01_ddpm_baseline", "quality_vs_compute.png",
-           "DDPM, DDIM and DPM-Solver++: in-domain FID, KID and confident fraction against NFE, "
-           "FLOPs and wall seconds"),
+           "DDPM, DDIM and DPM-Solver++: in-domain FID, KID ×10³, precision, recall, class "
+           "entropy and confident fraction (95 % intervals over seeds) against NFE, FLOPs and "
+           "wall seconds"),
     Figure("ddpm_samples.png", "01_ddpm_baseline", "samples.png", "Samples of every sampler"),
     Figure("dip_psnr_curves.png", "02_dip_baseline", "psnr_curves.png",
            "DIP: PSNR against iteration, against the observation and the clean image"),
@@ -329,7 +332,7 @@ FIGURES = (
     Figure("early_stopping_gaps.png", "04_early_stopping", "gaps.png",
            "Gap to the oracle peak per criterion"),
     Figure("ablations.png", "05_ablations", "ablations.png",
-           "Every ablation grid, mean ± std over seeds"),
+           "Every ablation grid, mean ± 95 % t-interval over seeds"),
 )
 
 
@@ -391,9 +394,15 @@ def headline_numbers(results: dict) -> dict:
     out = {}
     if m1:
         bar = m1.get("quality_bar", {})
-        out["ddpm"] = {k: bar.get(k) for k in ("method", "fid", "reference_fid", "fid_ratio",
-                                               "confident_fraction", "passed")}
+        out["ddpm"] = {k: bar.get(k) for k in (
+            "method", "fid", "reference_fid", "fid_ratio", "max_fid_ratio", "precision", "recall",
+            "min_precision", "min_recall", "confident_fraction", "passed", "control_margin",
+            "worst_control", "controls_fail_reference_passes")}
         out["ddpm"]["label"] = _get(m1, "methods", bar.get("method"), "label") or bar.get("method")
+        # the ± convention: half-width of the 95 % t-interval over the seeds (results.CI_NOTE)
+        out["ddpm"]["fid_ci95"] = _get(m1, "methods", bar.get("method"), "fid", "ci95")
+        out["ddpm"]["reference_fid_ci95"] = _get(m1, "reference_real_test", "fid", "ci95")
+        out["ddpm"]["n_seeds"] = _get(m1, "methods", bar.get("method"), "fid", "n")
     if m2:
         mean = _get(m2, "summary", "mean_over_images") or {}
         out["dip"] = {"n_images": len(m2.get("per_image", {})), "sigma": m2.get("sigma"),
@@ -436,17 +445,44 @@ def _integration_abstract(e: dict, dn: dict) -> str:
                    f"(`{dn['best_non_dip_method']}`) reaches {dn['best_non_dip_psnr']:.2f} dB.")
 
 
+def _pm(value: float, half) -> str:
+    """``12.35 ± 1.20`` (95 % t-interval half-width), or the bare value without one."""
+    return f"{value:.2f} ± {half:.2f}" if half is not None else f"{value:.2f}"
+
+
+def _ddpm_abstract(d: dict | None) -> str:
+    """Chapter 01's abstract line: the quality bar (precision and recall, FID ratio), the
+    control margin, and the ± convention."""
+    if not d or d.get("fid") is None:
+        return "- **DDPM baseline.** No results yet."
+    if d.get("precision") is None:
+        return (f"- **DDPM baseline.** {d['label']} samples reach an in-domain FID of "
+                f"{d['fid']:.2f} against {d['reference_fid']:.2f} for real test images of the "
+                f"same number; these results predate the precision/recall bar: rerun chapter 01.")
+    n = d.get("n_seeds")
+    text = (f"- **DDPM baseline.** {d['label']} samples reach precision {d['precision']:.2f} and "
+            f"recall {d['recall']:.2f} (Kynkäänniemi et al.'s measures in the in-domain "
+            f"classifier's features) and an in-domain FID of {_pm(d['fid'], d.get('fid_ci95'))} "
+            f"against {_pm(d['reference_fid'], d.get('reference_fid_ci95'))} for real test images "
+            f"of the same number (ratio {d['fid_ratio']:.2f}"
+            + (f"; ± is the half-width of the 95 % t-interval over {n} seeds" if n else "")
+            + f"). The chapter's quality bar (precision ≥ {d['min_precision']:.2f}, recall ≥ "
+            f"{d['min_recall']:.2f}, FID ratio ≤ {d['max_fid_ratio']:g}) is "
+            f"{'met' if d['passed'] else 'not met'}")
+    if d.get("control_margin") is None:
+        return text + "."
+    return text + (
+        f"; it {'rejects every' if d['controls_fail_reference_passes'] else 'does not reject every'}"
+        f" control set (noise, blank, blurred and repeated images), with a margin of "
+        f"{d['control_margin']:.2f} in min(precision, recall) between the real test images and "
+        f"the closest control.")
+
+
 def abstract_markdown(h: dict) -> str:
     """The abstract: one sentence per chapter, each number formatted from ``h``
     (:func:`headline_numbers`); a chapter without results says so."""
     lines = []
-    d = h.get("ddpm")
-    lines.append(
-        f"- **DDPM baseline.** {d['label']} samples reach an in-domain FID of {d['fid']:.2f} "
-        f"against {d['reference_fid']:.2f} for real test images of the same number (ratio "
-        f"{d['fid_ratio']:.2f}), with {100 * d['confident_fraction']:.0f}% of samples classified "
-        f"confidently; the chapter's quality bar is {'met' if d['passed'] else 'not met'}."
-        if d and d.get("fid") is not None else "- **DDPM baseline.** No results yet.")
+    lines.append(_ddpm_abstract(h.get("ddpm")))
     d = h.get("dip")
     lines.append(
         f"- **DIP baseline.** Over {d['n_images']} photographs at σ = {d['sigma']:g}, DIP's oracle "
@@ -513,27 +549,39 @@ def section_markdown(chapter: str, results: dict) -> str:
 
 def _ddpm_section(m: dict) -> str:
     from . import generation
-    return generation.results_table(m["methods"], m["reference_real_test"]) + "\n\n" + \
-        generation.findings(m)
+    return generation.results_table(m["methods"], m["reference_real_test"], m.get("controls")) \
+        + "\n\n" + generation.findings(m)
+
+
+def _settings_line(m: dict) -> str:
+    """Where a chapter's tunable settings came from (tuned file or profile), if recorded."""
+    rec = m.get("settings_source")
+    return ("\n\n" + sweep.settings_markdown(rec)) if rec and rec.get("settings") else ""
 
 
 def _dip_section(m: dict) -> str:
     from . import restoration
-    return restoration.quality_table(m["per_image"]) + "\n\n" + restoration.findings(m)
+    return restoration.quality_table(m["per_image"]) + "\n\n" + restoration.findings(m) \
+        + _settings_line(m)
 
 
 def _integration_section(m: dict) -> str:
+    """Chapter 03's tables and verdicts, the verdicts recomputed from the stored summaries."""
+    from . import integration
+
     gen, den = m["generation"], m["denoising"]
+    gen_text = integration.verdict_generation(gen["summary"], gen["equal_compute"])["text"]
+    den_text = integration.verdict_denoising(den["summary"], den["equal_compute"])["text"]
     return ("**Generation (task A), in-domain FID at equal FLOPs per image.**\n\n"
-            + equal_compute_table(gen["equal_compute"], "fid") + "\n\n" + gen["verdict"]["text"]
+            + equal_compute_table(gen["equal_compute"], "fid") + "\n\n" + gen_text
             + f"\n\n**Denoising (task B) at t_noise = {den['t_noise']}, PSNR (dB) at equal FLOPs.**\n\n"
-            + equal_compute_table(den["equal_compute"], "psnr") + "\n\n" + den["verdict"]["text"])
+            + equal_compute_table(den["equal_compute"], "psnr") + "\n\n" + den_text)
 
 
 def _early_stopping_section(m: dict) -> str:
     from . import early_stopping as es
     return (es.results_table(m["methods"]) + "\n\n" + es.verdict_markdown(m["methods"], m["quality_bar"])
-            + "\n\n" + es.compute_markdown(m["methods"], m))
+            + "\n\n" + es.compute_markdown(m["methods"], m) + _settings_line(m))
 
 
 def _ablations_section(m: dict) -> str:
@@ -638,51 +686,109 @@ def _chapter_job(nb: Path, profile: str, executed: Path, extra: dict, log: Build
     return run
 
 
+#: The chapters that read the tuned settings (``tuned`` parameter), and the collate job's name.
+TUNED_CHAPTERS = ("02_dip_baseline", "04_early_stopping")
+COLLATE_JOB = "collate tuned settings"
+
+
+def _point_job(pt, profile: str, extra: dict, sink: list | None = None):
+    def run():
+        r = sweep.run_pending(pt, profile, "python3", extra, lambda line: print(line, flush=True))
+        if sink is not None:
+            sink.append(r)
+        return r
+    return run
+
+
+def _collate_job(grids, profile: str, extra: dict, ran: list, path: Path):
+    """Complete the tuning grids (copy identical runs), then write ``tuned.json``."""
+    def run():
+        log = lambda line: print(line, flush=True)  # noqa: E731
+        sweep.complete_grids(grids, profile, ran=list(ran), extra=extra, log=log, run_missing=False)
+        return sweep.collate_tuned(profile, path=path, log=log)
+    return run
+
+
 def build_jobs(nbs, profile: str, executed: Path, extra: dict, log: BuildLog,
-               points=()) -> list[jobs.Job]:
+               points=(), tuning=(), tuned: Path | None = None) -> list[jobs.Job]:
     """The chapters (but the ablations and report chapters, which read everything) and the
-    pending ablation ``points`` as jobs: chapters in order, then the points (those that load
-    chapter 01's DDPM first, as they are the longest). Whatever loads the DDPM waits for
-    chapter 01 when it is part of the build."""
+    pending ablation ``points`` as jobs, in this order: chapter 01, then chapter 03 (it loads
+    chapter 01's DDPM, so it waits for it; whatever loads the DDPM waits for chapter 01 when
+    it is part of the build); the points of the ``tuning`` grids (those that choose a setting)
+    beside chapter 01; the collate step, once every tuning point has finished (done or
+    failed), which writes the chosen settings to ``tuned`` (default
+    ``results/<profile>/tuned.json``); chapters 02 and 04, after it, reading that file
+    (their ``tuned`` parameter; points never get it); then the other points (those that load
+    chapter 01's DDPM first, as they are the longest)."""
     names = {nb.stem for nb in nbs}
+    tuning = list(tuning)
+    tuned = Path(tuned) if tuned is not None else sweep.tuned_path(profile)
+    # a tuning point is any pending run a tuning grid needs, even one listed under another grid
+    # (pending runs are deduplicated: the σ grid's middle point is the depth grid's default)
+    tuning_keys = {pt.run_key(profile) for g in tuning for pt in sweep.grid_points(g, profile)}
+    is_tuning = lambda pt: pt.run_key(profile) in tuning_keys  # noqa: E731
 
     def after(notebook: str) -> tuple[str, ...]:
         wait = notebook in NEEDS_DDPM and notebook != DDPM_CHAPTER and DDPM_CHAPTER in names
         return (f"{DDPM_CHAPTER}.ipynb",) if wait else ()
 
-    out = [jobs.Job(nb.name, _chapter_job(nb, profile, executed, extra, log), after(nb.stem))
-           for nb in nbs]
-    for pt in sorted(points, key=lambda p: p.grid.notebook_name not in NEEDS_DDPM):
+    def chapter(nb: Path) -> jobs.Job:
+        if tuning and nb.stem in TUNED_CHAPTERS:
+            return jobs.Job(nb.name, _chapter_job(nb, profile, executed, {**extra, "tuned": str(tuned)}, log),
+                            after(nb.stem) + (COLLATE_JOB,))
+        return jobs.Job(nb.name, _chapter_job(nb, profile, executed, extra, log), after(nb.stem))
+
+    def point(pt, sink=None) -> jobs.Job:
         nb = pt.grid.notebook_name
         wait = (f"{DDPM_CHAPTER}.ipynb",) if nb in NEEDS_DDPM and DDPM_CHAPTER in names else ()
-        out.append(jobs.Job(f"{pt.grid.name}/{pt.name}",
-                            partial(sweep.run_pending, pt, profile, "python3", extra,
-                                    lambda line: print(line, flush=True)),
-                            wait, stops_build=False))
+        return jobs.Job(f"{pt.grid.name}/{pt.name}", _point_job(pt, profile, extra, sink), wait,
+                        stops_build=False)
+
+    first = [nb for nb in nbs if nb.stem == DDPM_CHAPTER or (tuning and nb.stem in NEEDS_DDPM)]
+    rest = [nb for nb in nbs if nb not in first]
+    out = [chapter(nb) for nb in first]
+    if tuning:
+        ran: list = []
+        # early-stopping points first: the first one fits the plain DIP run that the others
+        # share (its cache key leaves out the stage settings) before a second worker is free
+        tune_points = sorted((pt for pt in points if is_tuning(pt)),
+                             key=lambda p: p.grid.notebook_name != "04_early_stopping")
+        out += [point(pt, ran) for pt in tune_points]
+        out.append(jobs.Job(COLLATE_JOB, _collate_job(tuning, profile, extra, ran, tuned),
+                            tuple(f"{pt.grid.name}/{pt.name}" for pt in tune_points),
+                            after_failure=True))
+    out += [chapter(nb) for nb in rest]
+    others = [pt for pt in points if not (tuning and is_tuning(pt))]
+    out += [point(pt) for pt in sorted(others, key=lambda p: p.grid.notebook_name not in NEEDS_DDPM)]
     return out
 
 
 def _run_chapters(nbs, profile: str, executed: Path, extra: dict, log: BuildLog,
                   workers: int = 1) -> bool:
-    """Run the chapters and every pending ablation point on ``workers`` workers, then (in
-    order) the ablations and report chapters, which read what the others wrote. A failed
+    """Run the chapters and every pending ablation point on ``workers`` workers (the tuning
+    points and their collate step before chapters 02 and 04, see :func:`build_jobs`), then
+    (in order) the ablations and report chapters, which read what the others wrote. A failed
     chapter stops the build (nothing new starts; what runs finishes); a failed point does
-    not. Returns whether every chapter ran."""
+    not (a failed tuning point leaves its setting at the profile's value, and chapters 02 and
+    04 say so). Returns whether every chapter ran."""
     tail = [nb for nb in nbs if nb.stem in (ABLATIONS_CHAPTER, REPORT_CHAPTER)]
     grids = sweep.load_grids(profile) if sweep.GRID_FILE.exists() else []
     todo = sweep.pending_runs(grids, profile) if grids else []
-    pool = build_jobs([nb for nb in nbs if nb not in tail], profile, executed, extra, log, todo)
-    print(f"[build] {sum(j.stops_build for j in pool)} chapter(s) and {len(todo)} ablation "
-          f"point(s) to run on {workers} worker(s)", flush=True)
+    tuning = sweep.tuning_grids(grids)
+    pool = build_jobs([nb for nb in nbs if nb not in tail], profile, executed, extra, log, todo,
+                      tuning)
+    n_tune = sum(len(j.after) for j in pool if j.name == COLLATE_JOB)
+    print(f"[build] {sum(j.stops_build for j in pool)} chapter(s) and step(s), {len(todo)} ablation "
+          f"point(s) ({n_tune} tuning) to run on {workers} worker(s)", flush=True)
     start = time.perf_counter()
     outcomes = jobs.run_jobs(pool, workers, log=lambda s: print(s, flush=True))
     log.times[f"chapters 01-04 + ablation points ({workers} workers)"] = time.perf_counter() - start
     if any(o.status != "done" for j, o in zip(pool, outcomes.values()) if j.stops_build):
         return False
     if grids:
-        # a point whose job raised before papermill started has no run: it is retried below
+        # a point whose job raised before its run has no run: it is retried below
         ran = [o.value for j, o in zip(pool, outcomes.values())
-               if not j.stops_build and o.value is not None]
+               if not j.stops_build and isinstance(o.value, sweep.PointRun)]
         runs = sweep.complete_grids(grids, profile, ran=ran, extra=extra,
                                     log=lambda s: print(s, flush=True))
         log.failed_points = [r for r in runs if r.status == "failed"]

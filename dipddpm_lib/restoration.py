@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from . import dip
 from .cache import Cache
 from .compute import Compute, Timer
-from .data import PHOTOS, load_photo
+from .data import check_photos, load_photo, photo_name, photo_roles
 from .errors import check_choice, check_positive_float, check_positive_int, check_sigma, check_seeds
 from .metrics import psnr, ssim
 from .plots import to_hwc
@@ -441,11 +441,16 @@ class BaselinePlan:
     showcase_iterations: int
     showcases: dict = field(default_factory=dict)  # task -> image name
     noise_seed: int = 0
+    settings: dict = field(default_factory=dict)  # where the tunable settings came from
 
     def to_dict(self) -> dict:
-        """The run's settings for ``metrics.json``."""
+        """The run's settings for ``metrics.json``, with where each tunable one came from
+        (``settings_source``: tuned file, profile, or this run's parameters) and the photo
+        set of each image (``photo_sets``: eval, tune, prior_train)."""
         p = self.profile
         return {"profile": p.name, "seeds": list(self.seeds), "images": list(self.images),
+                "photo_sets": photo_roles(p, [*self.images, *self.showcases.values()]),
+                "settings_source": self.settings,
                 "image_size": self.image_size, "sigma": self.sigma, "task": self.task,
                 "iterations": self.iterations, "arch": asdict(self.arch),
                 "optimiser": {"name": "Adam", "lr": p.dip_lr, "reg_noise_std": p.dip_reg_noise_std,
@@ -491,36 +496,41 @@ def make_arch(profile: Profile, arch: dict | None) -> dip.DIPConfig:
     return cfg
 
 
-def _check_photo_names(what: str, names) -> tuple[str, ...]:
-    """A non-empty list of distinct scikit-image photograph names."""
-    names = (names,) if isinstance(names, str) else tuple(names)
-    if not names or len(set(names)) != len(names):
-        raise ValueError(f"{what} must be a non-empty list of distinct photograph names; "
-                         f"valid choices: {', '.join(PHOTOS)}")
-    for n in names:
-        check_choice(f"photograph in {what}", n, PHOTOS)
-    return names
+def _check_photo_names(what: str, names, min_size: int | None = None) -> tuple[str, ...]:
+    """A non-empty list of distinct photographs: ``data.PHOTOS`` names or image files whose
+    shorter side is at least ``min_size``."""
+    return check_photos(names, what, min_size)
 
 
 def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
               sigma=25.0, task: str = "denoise", iterations=None, arch: dict | None = None,
               showcase_iterations=None, inpaint_image: str | None = None,
-              sr4_image: str | None = None, lr=None) -> BaselinePlan:
+              sr4_image: str | None = None, lr=None, tuned=None) -> BaselinePlan:
     """Validate the notebook's parameters and fill the ``None`` ones from the profile.
 
     Raises ``ValueError`` naming the valid choices before anything is loaded or fitted.
     Showcases: every task of ``SHOWCASE_TASKS`` other than ``task``, on ``inpaint_image``
     (default: the first image) and ``sr4_image`` (default: the last image). ``lr``: DIP's
-    Adam step size (``None`` → the profile's ``dip_lr``).
+    Adam step size (``None`` → the profile's ``dip_lr``). ``tuned``: a ``tuned.json`` written
+    by the ablation grids' collate step, whose DIP depth, width and learning rate replace the
+    profile's (``None``: the profile's; an explicit ``arch`` key or ``lr`` wins over both);
+    a bad file or value raises here, before any work.
     """
-    prof = get_profile(profile)
+    from .sweep import tuned_overrides
+
+    given = dict(arch or {}) if isinstance(arch, dict) else {}
+    overrides, record = tuned_overrides(profile, tuned, NOTEBOOK, {
+        "dip_scales": given.get("scales"), "dip_channels": given.get("channels"), "dip_lr": lr})
+    prof = get_profile(profile, **overrides)
     if lr is not None:
-        prof = get_profile(profile, dip_lr=check_positive_float("lr", lr))
+        prof = get_profile(profile, **{**overrides, "dip_lr": check_positive_float("lr", lr)})
     check_choice("task", task, dip.TASKS)
     cfg = make_arch(prof, arch)
-    names = _check_photo_names("images", prof.dip_baseline_photos if images is None else images)
+    size = prof.photo_size if image_size is None else image_size
+    names = _check_photo_names("images", prof.dip_baseline_photos if images is None else images,
+                               size if isinstance(size, int) else None)
     chosen = {"inpaint": inpaint_image or names[0], "sr4": sr4_image or names[-1]}
-    showcases = {t: _check_photo_names(f"{t}_image", chosen[t])[0]
+    showcases = {t: _check_photo_names(f"{t}_image", chosen[t], size if isinstance(size, int) else None)[0]
                  for t in SHOWCASE_TASKS if t != task}
     return BaselinePlan(
         profile=prof, seeds=check_seeds(prof.seeds if seeds is None else seeds), images=names,
@@ -531,7 +541,7 @@ def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
         arch=cfg,
         showcase_iterations=check_positive_int("showcase_iterations", prof.dip_showcase_iterations
                                                if showcase_iterations is None else showcase_iterations),
-        showcases=showcases)
+        showcases=showcases, settings=record)
 
 
 # --------------------------------------------------------------------------- results
@@ -592,10 +602,11 @@ def compute_totals(restorations: list[ImageRestoration]) -> dict:
 
 def save_arrays(out_dir, restoration: ImageRestoration, prefix: str = "") -> list[str]:
     """Save ``clean_``, ``observed_``, ``dip_final_``, ``dip_peak_`` (S×C×H×W, one per seed),
-    each classical output and, for inpainting, the mask, as ``<prefix><kind>_<image>.npy``."""
+    each classical output and, for inpainting, the mask, as ``<prefix><kind>_<image>.npy``
+    (``<image>``: the photograph's name, or its file's stem)."""
     from .results import save_array
 
-    r, n = restoration, restoration.name
+    r, n = restoration, photo_name(restoration.name)
     arrays = {"clean": r.clean, "observed": r.degradation.observation,
               "dip_final": r.final_outputs(), "dip_peak": r.peak_outputs(),
               **{m: c.output for m, c in r.classical.items()}}
@@ -624,7 +635,16 @@ def quality_table(per_image: dict) -> str:
                      "peak": f"{fmt(d['peak_psnr'])} ({d['peak_ssim']['mean']:.3f})",
                      "at": fmt(d["peak_iteration"], 0),
                      **{k: f"{m[k]['psnr']:.2f} ({m[k]['ssim']:.3f})" for k in methods}})
-    return markdown_table(rows, columns)
+    return markdown_table(rows, columns) + "\n\n" + interval_note(per_image)
+
+
+def interval_note(per_image: dict) -> str:
+    """What ± means in this chapter's tables, with n read from the results."""
+    ns = sorted({m["dip"]["final_psnr"]["n"] for m in per_image.values()})
+    n = ns[0] if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+    return (f"DIP: mean ± half-width of the 95 % t-interval over the n = {n} seeds (DIP "
+            f"initialisations) of each image, the observation held fixed; the classical methods "
+            f"are deterministic given the observation.")
 
 
 def compute_table(per_image: dict) -> str:
@@ -636,7 +656,7 @@ def compute_table(per_image: dict) -> str:
     rows = [{"image": name, "iterations": m["dip"]["iterations"],
              "wall_s": fmt(m["dip"]["wall_s"], 1), "gflops": f"{m['dip']['gflops']['mean']:.4g}",
              **{k: f"{m[k]['wall_s']:.3f}" for k in methods}} for name, m in per_image.items()]
-    return markdown_table(rows, columns)
+    return markdown_table(rows, columns) + "\n\n" + interval_note(per_image)
 
 
 def _methods(per_image: dict) -> list[str]:
@@ -644,17 +664,38 @@ def _methods(per_image: dict) -> list[str]:
     return [k for k in METHOD_NAMES if k in first]
 
 
+def photos_text(profile: Profile, names) -> str:
+    """Which photo set the run's photographs come from, in one sentence (names from the
+    profile): eval photos give the report's numbers, tune photos choose settings."""
+    roles = photo_roles(profile, names)
+    if all(r == "eval" for r in roles.values()):
+        return (f"Its photographs are **eval** photos ({', '.join(roles)}): no setting of this "
+                f"chapter was chosen on them (settings are chosen on the tune photos "
+                f"{', '.join(profile.tune_photos)}).")
+    if all(r == "tune" for r in roles.values()):
+        return (f"Its photographs are **tune** photos ({', '.join(roles)}): this is a tuning "
+                f"run (an ablation point), its numbers choose settings and are not the report's.")
+    return ("Its photographs come from several sets (" + ", ".join(f"{n}: {r}" for n, r in roles.items())
+            + "): its numbers are neither a clean evaluation nor a clean tuning run.")
+
+
 def plan_text(plan: BaselinePlan) -> str:
-    """One Markdown paragraph that states what this run does, read from the plan."""
+    """One Markdown paragraph that states what this run does, read from the plan: its set-up,
+    the photo set of its images, and where its DIP depth, width and learning rate came from."""
+    from .sweep import settings_markdown
+
     a = plan.arch
     shows = "; ".join(f"{t} on {n}" for t, n in plan.showcases.items()) or "none"
+    tail = f"\n\n{photos_text(plan.profile, plan.images)}"
+    if plan.settings:
+        tail += f" {settings_markdown(plan.settings)}"
     return (f"**This run** (profile `{plan.profile.name}`): task **{plan.task}** at σ = "
             f"{plan.sigma:g} (0-255 scale) on {len(plan.images)} photograph(s) "
             f"({', '.join(plan.images)}) at {plan.image_size}×{plan.image_size} px; DIP with "
             f"{a.scales} scales × {a.channels} channels ({a.skip_channels} skip channels, "
             f"{a.input_depth}-channel input, {a.upsample} upsampling), {plan.iterations} "
             f"iterations of Adam at lr {plan.profile.dip_lr:g}, seeds {', '.join(map(str, plan.seeds))}; noiseless showcases ({shows}) "
-            f"with {plan.showcase_iterations} iterations.")
+            f"with {plan.showcase_iterations} iterations." + tail)
 
 
 def _names(items) -> str:
@@ -719,7 +760,8 @@ def showcase_text(metrics: dict) -> str:
             f"- **{task}** on {m['image']} ({m['iterations']} iterations, noiseless): observed "
             f"{m['observed_psnr']:.2f} dB, DIP final {fmt(d['final_psnr'])} dB, peak "
             f"{fmt(d['peak_psnr'])} dB at iteration {fmt(d['peak_iteration'], 0)}{rising}; "
-            f"{METHOD_NAMES[k]} {m[k]['psnr']:.2f} dB. DIP's final output {verdict} it.")
+            f"{METHOD_NAMES[k]} {m[k]['psnr']:.2f} dB. DIP's final output {verdict} it (± the "
+            f"95 % t-interval over its n = {d['final_psnr']['n']} seeds).")
     return "\n".join(lines)
 
 

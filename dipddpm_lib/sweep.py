@@ -12,6 +12,7 @@ from each point's ``metrics.json``::
         fixed: {quick: {images: [camera], sigma: 25}}  # per profile; sigma here = the default
         metrics: {peak_psnr: per_image.*.dip.peak_psnr}   # label: path (``*``: one series per key)
         choose: {metric: peak_psnr, higher_is_better: true, cost: gflops}  # settings only
+        tunes: dip_lr                  # the profile field the chosen value sets (with choose)
         why: one sentence on what the grid asks
 
 Every point runs into its own folder, ``results/<profile>/ablations/<grid>/<parameter>=<value>/``,
@@ -22,6 +23,14 @@ with the same parameters is skipped, and a point identical to another grid's (th
 default setting) is copied from it. A failed point's partial folder is kept as
 ``<parameter>=<value>.failed/`` (with ``error.txt``) for inspection, and is retried next time.
 The file is checked as a whole (notebooks, parameters, values) before any point runs.
+
+**Tune, then evaluate.** Only a grid whose chosen value a chapter then uses may ``choose``, and
+it names the profile field it sets (``tunes``, one of :data:`TUNABLE`); its points run on the
+profile's ``tune_photos`` only (checked). :func:`collate_tuned` (the report build's collate
+step, after the tuning points and before chapters 02 and 04) writes the chosen values to
+``results/<profile>/tuned.json``; chapters 02 and 04 read it through their ``tuned`` parameter
+(:func:`tuned_overrides`), and fall back to the profile's value, saying so, for a setting whose
+grid has no complete result. Points never read it.
 """
 from __future__ import annotations
 
@@ -49,12 +58,16 @@ from .profiles import PROFILES
 
 REPO = Path(__file__).resolve().parents[1]
 GRID_FILE = REPO / "notebooks" / "ablations.yaml"
-GRID_KEYS = ("notebook", "parameter", "values", "fixed", "default", "metrics", "choose", "why")
+GRID_KEYS = ("notebook", "parameter", "values", "fixed", "default", "metrics", "choose", "tunes",
+             "why")
 REQUIRED_KEYS = ("notebook", "parameter", "values", "metrics")
 CHOOSE_KEYS = ("metric", "higher_is_better", "cost")
 RESERVED_PARAMETERS = ("profile", "output_dir")  # set by the runner for every point
 TABLE_COLUMNS = ("grid", "notebook", "parameter", "value", "point", "metric", "key", "mean",
-                 "std", "median", "min", "max", "n", "seeds", "wall_s", "copied_from", "profile")
+                 "std", "ci95", "median", "min", "max", "n", "seeds", "wall_s", "copied_from",
+                 "profile")
+#: Notebook parameters that name photographs: a grid that chooses must run on tune photos only.
+PHOTO_PARAMETERS = ("images", "photos", "inpaint_image", "sr4_image")
 _JSON_COLUMNS = ("value", "seeds")  # stored as JSON text in the CSV
 
 
@@ -72,6 +85,7 @@ class Grid:
     choose: dict = field(default_factory=dict)  # {"metric": label, "higher_is_better": bool}
     default: object = None
     why: str = ""
+    tunes: dict = field(default_factory=dict)  # profile field -> key of a dict value (or None)
 
     @property
     def notebook_name(self) -> str:
@@ -225,6 +239,49 @@ def _check_metrics(name: str, spec) -> tuple[dict, dict]:
                            **({"cost": choose["cost"]} if "cost" in choose else {})}
 
 
+def _check_tunes(name: str, spec, choose: dict) -> dict:
+    """``tunes`` (a profile field, or ``{field: key of the dict value}``, one per field): only
+    with ``choose``, and ``choose`` only with it: a grid chooses only what a chapter uses."""
+    tunes = spec.get("tunes")
+    if tunes is None:
+        if choose:
+            raise ValueError(f"grid {name!r} chooses a value but no chapter uses it: add "
+                             f"'tunes: <profile field>' (one of {', '.join(TUNABLE)}) or drop "
+                             f"'choose' (a condition grid)")
+        return {}
+    if not choose:
+        raise ValueError(f"grid {name!r}: 'tunes' needs 'choose' (the metric that picks the value)")
+    tunes = {tunes: None} if isinstance(tunes, str) else tunes
+    if not isinstance(tunes, dict) or not tunes:
+        raise ValueError(f"grid {name!r}: tunes must be a profile field or {{field: key}}, got {tunes!r}")
+    for f in tunes:
+        check_choice(f"tunes field of grid {name!r}", f, TUNABLE)
+    return {str(f): (None if k is None else str(k)) for f, k in tunes.items()}
+
+
+def _check_tune_photos(grid: Grid, profile: str, declared=()) -> None:
+    """A grid that chooses runs on the profile's tune photos only (never on eval photos)."""
+    if not grid.choose:
+        return
+    tune = PROFILES[profile].tune_photos
+    for key in PHOTO_PARAMETERS:
+        if key not in grid.fixed or grid.fixed[key] is None:
+            continue
+        names = [grid.fixed[key]] if isinstance(grid.fixed[key], str) else list(grid.fixed[key])
+        outside = [n for n in names if n not in tune]
+        if outside:
+            raise ValueError(f"grid {grid.name!r} chooses a setting, so it must run on tune photos; "
+                             f"its {key} holds {outside}. Valid choices (tune_photos of profile "
+                             f"{profile!r}): {', '.join(tune)}")
+    if grid.parameter in PHOTO_PARAMETERS:
+        raise ValueError(f"grid {grid.name!r} chooses a setting and may not vary the photographs")
+    photo_keys = [k for k in ("images", "photos") if k in grid.fixed]
+    if not photo_keys and any(k in declared for k in ("images", "photos")):
+        raise ValueError(f"grid {grid.name!r} chooses a setting, so 'fixed' must name its tune "
+                         f"photos ('images' or 'photos'; tune_photos of profile {profile!r}: "
+                         f"{', '.join(tune)})")
+
+
 def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[Grid]:
     """Read and check the grid file (default ``notebooks/ablations.yaml``) for ``profile``;
     ``only`` keeps the named grids.
@@ -256,9 +313,20 @@ def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[
         metrics, choose = _check_metrics(name, spec)
         fixed = _check_fixed(name, spec, profile, declared)
         default = _per_profile(spec.get("default"), profile)
-        grids.append(Grid(name, notebook, parameter, _check_values(name, spec, profile), fixed,
-                          metrics, choose, fixed.get(parameter) if default is None else default,
-                          str(spec.get("why", "")).strip()))
+        grid = Grid(name, notebook, parameter, _check_values(name, spec, profile), fixed,
+                    metrics, choose, fixed.get(parameter) if default is None else default,
+                    str(spec.get("why", "")).strip(), _check_tunes(name, spec, choose))
+        _check_tune_photos(grid, profile, declared)
+        for value in grid.values:
+            tuned_values(grid, value)  # each value gives a valid setting (ValueError if not)
+        grids.append(grid)
+    owners = {}
+    for g in grids:
+        for f in g.tunes:
+            if f in owners:
+                raise ValueError(f"{path}: grids {owners[f]!r} and {g.name!r} both tune {f}; "
+                                 f"one setting, one grid")
+            owners[f] = g.name
     return grids
 
 
@@ -406,10 +474,11 @@ def run_pending(point: Point, profile: str, kernel_name: str = "python3",
 
 def complete_grids(grids: list[Grid], profile: str, root: str | Path | None = None,
                    ran: list[PointRun] = (), kernel_name: str = "python3",
-                   extra: dict | None = None, log=print) -> list[PointRun]:
+                   extra: dict | None = None, log=print, run_missing: bool = True) -> list[PointRun]:
     """Every point's outcome in grid order, once the pending runs are ``ran``: ``ran`` or
     ``failed`` as they went, ``skipped`` if done before, ``reused`` (copied) where an
-    identical run is done. A point whose identical run failed is run itself."""
+    identical run is done. A point whose identical run failed is run itself, unless
+    ``run_missing`` is false (the collate step only copies: it is then ``failed``)."""
     by_folder = {r.point.folder: r for r in ran}
     points = [pt for g in grids for pt in grid_points(g, profile, root)]
     done = {r.point.run_key(profile): r.point.folder for r in ran if r.status == "ran"}
@@ -426,6 +495,9 @@ def complete_grids(grids: list[Grid], profile: str, root: str | Path | None = No
         elif key in done:
             run = reuse_point(pt, profile, done[key])
             log(f"      {pt.grid.name}: {pt.name}: {_note(run, done[key])}")
+        elif not run_missing:
+            run = PointRun(pt, "failed", 0.0, "no result: its run failed or did not run (not "
+                                              "retried here)")
         else:
             run = run_pending(pt, profile, kernel_name, extra, log)
             if run.status == "ran":
@@ -492,7 +564,9 @@ def _summary(leaf) -> dict | None:
     from .results import spread
 
     if isinstance(leaf, dict) and isinstance(leaf.get("mean"), (int, float)):
-        return {k: leaf.get(k) for k in ("mean", "std", "median", "min", "max", "n")}
+        out = {k: leaf.get(k) for k in ("mean", "std", "median", "min", "max", "n")}
+        return {**out, "ci95": leaf["ci95"] if isinstance(leaf.get("ci95"), (int, float))
+                else _half_width(out["std"], out["n"])}
     if isinstance(leaf, bool) or leaf is None:
         return None
     if isinstance(leaf, (int, float)):
@@ -557,8 +631,10 @@ def read_table(path: str | Path) -> list[dict]:
     out = []
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
-            for k in ("mean", "std", "median", "min", "max", "n", "wall_s"):
+            for k in ("mean", "std", "ci95", "median", "min", "max", "n", "wall_s"):
                 r[k] = float(r[k]) if r.get(k) not in (None, "") else None
+            if r["ci95"] is None:  # a table written before the interval was recorded
+                r["ci95"] = _half_width(r["std"], r["n"])
             for k in _JSON_COLUMNS:
                 r[k] = json.loads(r[k])
             out.append(r)
@@ -566,9 +642,19 @@ def read_table(path: str | Path) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- reading a grid
+def _half_width(std, n) -> float:
+    """Half-width of the 95 % t-interval of a mean of ``n`` values with this std (0 for n < 2)."""
+    from .results import t_quantile
+
+    n = int(n or 0)
+    return float(t_quantile(n) * (std or 0.0) / math.sqrt(n)) if n > 1 else 0.0
+
+
 def grid_curve(rows: list[dict], grid: Grid, metric: str) -> list[dict]:
-    """Per value of the grid (in the grid's order): the metric's mean and std over seeds,
-    averaged over its matched keys (e.g. over images), with the keys kept."""
+    """Per value of the grid (in the grid's order): the metric's mean over seeds, averaged
+    over its matched keys (e.g. over images), with the keys kept. ``std`` is the root mean
+    square of the keys' seed stds; ``ci95`` the half-width of the 95 % t-interval of that
+    average over seeds (the keys' intervals combined: √Σ ci² / K, the images held fixed)."""
     out = []
     for value in grid.values:
         sel = [r for r in rows if r["grid"] == grid.name and r["metric"] == metric
@@ -577,25 +663,42 @@ def grid_curve(rows: list[dict], grid: Grid, metric: str) -> list[dict]:
             continue
         means = [r["mean"] for r in sel]
         stds = [r["std"] or 0.0 for r in sel]
+        cis = [r["ci95"] if r.get("ci95") is not None else _half_width(r["std"], r["n"])
+               for r in sel]
         out.append({"value": value, "mean": sum(means) / len(means),
                     "std": math.sqrt(sum(s * s for s in stds) / len(stds)),
+                    "ci95": math.sqrt(sum(c * c for c in cis)) / len(cis),
                     "keys": [r["key"] for r in sel], "n": min(int(r["n"] or 0) for r in sel)})
     return out
 
 
+#: How a setting grid chooses, in words (also written to ``tuned.json``).
+CHOICE_RULE = ("the profile's value, unless the best mean of the grid's metric over seeds on the "
+               "tune photos beats it by more than the 95 % t-interval of their difference; then, "
+               "with a cost metric, the cheapest value whose difference from the best lies inside "
+               "that interval, and otherwise the best")
+
+
+def _interval(a: dict, b: dict) -> float:
+    """Half-width of the 95 % interval of the difference of two means: √(ci_a² + ci_b²)."""
+    return math.hypot(a.get("ci95", a["std"]), b.get("ci95", b["std"]))
+
+
 def _within(a: dict, b: dict) -> bool:
-    """Whether two means differ by no more than their combined seed spread."""
-    return abs(a["mean"] - b["mean"]) <= math.hypot(a["std"], b["std"])
+    """Whether two means differ by no more than the 95 % interval of their difference (the
+    grid cannot tell them apart at this number of seeds)."""
+    return abs(a["mean"] - b["mean"]) <= _interval(a, b)
 
 
 def choose_value(rows: list[dict], grid: Grid) -> dict | None:
     """The value a setting grid chooses, and why; ``None`` without results (or for a
     condition grid, which has nothing to choose).
 
-    The rule, in order: with a ``cost`` metric, the cheapest value whose mean is within the
-    combined seed spread of the best (``reason="cheapest"``: the grid cannot tell them apart,
-    and it costs less); without one, the chapters' own setting if it is within that spread
-    (``"default"``: no evidence to change it); otherwise the best mean (``"best"``)."""
+    The rule, in order: the chapters' own setting if its difference from the best lies inside
+    the 95 % t-interval of that difference (``reason="default"``: no evidence to change it);
+    else, with a ``cost`` metric, the cheapest value inside that interval of the best
+    (``"cheapest"``: the grid cannot tell them apart, and it costs less); otherwise the best
+    mean (``"best"``). See :data:`CHOICE_RULE`."""
     if not grid.choose:
         return None
     metric, higher = grid.choose["metric"], grid.choose["higher_is_better"]
@@ -610,19 +713,19 @@ def choose_value(rows: list[dict], grid: Grid) -> dict | None:
         if cost_metric else {}
     default = next((c for c in curve if grid.default is not None
                     and value_slug(c["value"]) == value_slug(grid.default)), None)
-    if costs:
+    if default is not None and default is not best and _within(default, best):
+        chosen, reason = default, "default"
+    elif costs:
         tied = [c for c in curve if _within(c, best) and value_slug(c["value"]) in costs]
         cheapest = min(tied, key=lambda c: costs[value_slug(c["value"])], default=best)
         if value_slug(cheapest["value"]) != value_slug(best["value"]):
             chosen, reason = cheapest, "cheapest"
-    elif default is not None and default is not best and _within(default, best):
-        chosen, reason = default, "default"
     second = ranked[1] if len(ranked) > 1 else None
     return {"grid": grid.name, "metric": metric, "higher_is_better": higher, "best": best,
             "chosen": chosen, "reason": reason, "runner_up": second, "cost_metric": cost_metric,
             "cost": costs,
             "margin": abs(best["mean"] - second["mean"]) if second else None,
-            "spread": math.hypot(best["std"], second["std"]) if second else None,
+            "interval": _interval(best, second) if second else None,
             "separated": bool(second) and not _within(best, second), "n_values": len(curve)}
 
 
@@ -638,41 +741,55 @@ def format_value(value) -> str:
 
 
 def _pm(c: dict, digits: int) -> str:
-    return f"{c['mean']:.{digits}f} ± {c['std']:.{digits}f}"
+    """``mean ± ci95`` (the 95 % t-interval's half-width; the std where none is recorded)."""
+    half = c.get("ci95")
+    return f"{c['mean']:.{digits}f} ± {(c['std'] if half is None else half):.{digits}f}"
+
+
+def _on_photos(grid: Grid) -> str:
+    photos = grid_photos(grid)
+    return f" on the tune photo(s) {', '.join(photos)}" if photos else ""
 
 
 def choice_sentence(choice: dict, grid: Grid, digits: int = 2) -> str:
-    """What a setting grid chose and why, as Markdown; every number from ``choice``."""
+    """What a setting grid chose and why, as Markdown; every number from ``choice`` (± is the
+    half-width of the 95 % t-interval over seeds)."""
     b, c, r = choice["best"], choice["chosen"], choice["runner_up"]
     better = "higher" if choice["higher_is_better"] else "lower"
-    text = (f"**{grid.name}** (`{grid.parameter}`): the best {choice['metric']} ({better} is "
-            f"better) is {_pm(b, digits)} at `{format_value(b['value'])}` (n = {b['n']} seeds)")
+    text = (f"**{grid.name}** (`{grid.parameter}`{_on_photos(grid)}): the best "
+            f"{choice['metric']} ({better} is better) is {_pm(b, digits)} at "
+            f"`{format_value(b['value'])}` (n = {b['n']} seeds)")
     if r is not None:
         text += (f"; next is `{format_value(r['value'])}` at {_pm(r, digits)}, a margin of "
-                 f"{choice['margin']:.{digits}f} against a combined seed spread of "
-                 f"{choice['spread']:.{digits}f}"
-                 + (" — a real difference" if choice["separated"] else
-                    " — not separated at this number of seeds"))
+                 f"{choice['margin']:.{digits}f} against a 95 % interval of the difference of "
+                 f"± {choice['interval']:.{digits}f}"
+                 + (" — a resolved difference" if choice["separated"] else
+                    " — not resolved at this number of seeds"))
     chosen = f". **Chosen: `{format_value(c['value'])}`**"
     if choice["reason"] == "cheapest":
         cost = choice["cost"]
-        text += (f"{chosen}: within the seed spread of the best ({_pm(c, digits)}) at a lower "
+        text += (f"{chosen}: inside the 95 % interval of the best ({_pm(c, digits)}) at a lower "
                  f"{choice['cost_metric']} ({cost[value_slug(c['value'])]:.3g} against "
                  f"{cost[value_slug(b['value'])]:.3g})")
     elif choice["reason"] == "default":
-        return text + (f"{chosen}, the chapters' setting: at {_pm(c, digits)} it is within the "
-                       f"seed spread of the best, so the grid gives no reason to change it.")
+        text += (f"{chosen}, the profile's setting: at {_pm(c, digits)} it lies inside the 95 % "
+                 f"interval of the best, so the grid gives no reason to change it")
     elif choice["cost"] and len(choice["cost"]) > 1:
         cheapest = min(choice["cost"].values()) == choice["cost"].get(value_slug(c["value"]))
         text += chosen + (f", the best, and the cheapest by {choice['cost_metric']}" if cheapest else
-                          f", the best: no cheaper value (by {choice['cost_metric']}) comes within "
-                          f"its seed spread")
+                          f", the best: no cheaper value (by {choice['cost_metric']}) lies inside "
+                          f"its 95 % interval")
     else:
         text += chosen + ", the best"
-    if grid.default is not None:
+    if grid.default is not None and choice["reason"] != "default":
         same = value_slug(grid.default) == value_slug(c["value"])
-        text += (f"; the chapters use `{format_value(grid.default)}`"
-                 + (", the same" if same else ", a different value"))
+        text += (f"; the profile's value is `{format_value(grid.default)}`"
+                 + (", the same" if same else ", a different one"))
+    if grid.tunes:
+        users = sorted({ch for f in grid.tunes for ch in TUNABLE[f][1]})
+        text += (f". {'Chapters' if len(users) > 1 else 'Chapter'} "
+                 f"{' and '.join(f'`{u}`' for u in users)} {'use' if len(users) > 1 else 'uses'} "
+                 f"it ({', '.join(f'`{f}`' for f in grid.tunes)} in `tuned.json`)")
     return text + "."
 
 
@@ -687,7 +804,8 @@ def trend_sentence(rows: list[dict], grid: Grid, digits: int = 2) -> str:
                 f"{format_value(c['value'])} → {_pm(c, digits)}" for c in curve))
     if not parts:
         return f"**{grid.name}** (`{grid.parameter}`): no results yet."
-    return (f"**{grid.name}** (`{grid.parameter}`, a condition, not a setting; mean ± std over "
+    return (f"**{grid.name}** (`{grid.parameter}`{_on_photos(grid)}; a condition or an "
+            f"observation, nothing is chosen; mean ± half-width of the 95 % t-interval over "
             f"seeds, averaged over images where there are several): " + ". ".join(parts) + ".")
 
 
@@ -703,8 +821,8 @@ def grid_sentence(rows: list[dict], grid: Grid, digits: int = 2) -> str:
 
 
 def plot_grid(rows: list[dict], grid: Grid, metric: str, ax=None):
-    """Plot one metric of one grid: mean ± std over seeds per value (per matched key when
-    there are several, e.g. one line per image)."""
+    """Plot one metric of one grid: mean ± the 95 % t-interval over seeds per value (per
+    matched key when there are several, e.g. one line per image)."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -717,7 +835,8 @@ def plot_grid(rows: list[dict], grid: Grid, metric: str, ax=None):
         pts = sorted(((xs_of[value_slug(r["value"])], r) for r in sel if r["key"] == key
                       and value_slug(r["value"]) in xs_of), key=lambda p: p[0])
         ax.errorbar([p[0] for p in pts], [p[1]["mean"] for p in pts],
-                    yerr=[p[1]["std"] or 0.0 for p in pts], fmt="-o", ms=4, capsize=2,
+                    yerr=[(p[1]["ci95"] if p[1].get("ci95") is not None else p[1]["std"]) or 0.0
+                          for p in pts], fmt="-o", ms=4, capsize=2,
                     label=key or metric, alpha=0.85)
     if not numeric:
         ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=15)
@@ -787,21 +906,50 @@ def missing_markdown(grids: list[Grid], missing: list[Point]) -> str:
 
 def grids_markdown(grids: list[Grid]) -> str:
     """A Markdown table of the grids: notebook, parameter, values, what is held fixed."""
-    lines = ["| grid | notebook | parameter | values | chapters' setting | kind | question |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| grid | notebook | parameter | values | profile's setting | kind | photos | seeds "
+             "| question |", "|---|---|---|---|---|---|---|---|---|"]
     for g in grids:
         values = ", ".join(f"`{format_value(v)}`" for v in g.values)
-        kind = "setting" if g.choose else "condition"
+        kind = ("setting: tunes " + ", ".join(f"`{f}`" for f in g.tunes)) if g.choose else \
+            "condition (nothing chosen)"
         default = f"`{format_value(g.default)}`" if g.default is not None else "–"
+        photos = ", ".join(grid_photos(g)) or "–"
+        seeds = format_value(g.fixed["seeds"]) if g.fixed.get("seeds") is not None else "profile's"
         lines.append(f"| {g.name} | `{g.notebook_name}` | `{g.parameter}` | {values} | {default} "
-                     f"| {kind} | {g.why} |")
+                     f"| {kind} | {photos} | {seeds} | {g.why} |")
     return "\n".join(lines)
 
 
+def tuning_markdown(grids: list[Grid], profile: str) -> str:
+    """Which grids choose a setting (on which tune photos, for which profile field and
+    chapters) and which are conditions; every name read from the grids and the profile."""
+    prof = PROFILES[profile]
+    parts = [f"**Photo sets of profile `{profile}`.** Eval (the report's numbers): "
+             f"{', '.join(prof.eval_photos)}. Tune (settings are chosen here): "
+             f"{', '.join(prof.tune_photos)}. Prior-train (reserved for a photo prior): "
+             f"{', '.join(prof.prior_train_photos)}. The three sets are disjoint."]
+    tuning = tuning_grids(grids)
+    if tuning:
+        items = [f"- {g.name}: `{g.parameter}` → " + ", ".join(f"`{f}`" for f in g.tunes)
+                 + f", on {', '.join(grid_photos(g)) or 'the notebook defaults'}, by "
+                 f"{g.choose['metric']}; used by "
+                 + " and ".join(f"`{c}`" for c in sorted({c for f in g.tunes for c in TUNABLE[f][1]}))
+                 for g in tuning]
+        parts.append("**Grids that choose a setting** (they run on tune photos only; the report "
+                     "build runs them first and writes the chosen values to "
+                     f"`results/{profile}/tuned.json`, which the chapters named read):\n\n"
+                     + "\n".join(items))
+    rest = [g for g in grids if not g.tunes]
+    if rest:
+        parts.append("**Conditions and observations** (nothing is chosen; each is reported value "
+                     "by value): " + ", ".join(f"{g.name} (`{g.parameter}`)" for g in rest) + ".")
+    return "\n\n".join(parts)
+
+
 def summary_markdown(rows: list[dict], grids: list[Grid], digits: int = 2) -> str:
-    """A condensed Markdown table: per grid and value, its deciding metric (mean ± std over
-    seeds, averaged over images) and the point's wall seconds."""
-    lines = ["| grid | value | metric | mean ± std | n seeds | wall s (point) |",
+    """A condensed Markdown table: per grid and value, its deciding metric (mean ± half-width
+    of the 95 % t-interval over seeds, averaged over images) and the point's wall seconds."""
+    lines = ["| grid | value | metric | mean ± 95 % CI | n seeds | wall s (point) |",
              "|---|---|---|---|---|---|"]
     for g in grids:
         metric = headline_metric(g)
@@ -827,6 +975,10 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
     out["n_done"] = out["n_points"] - len(missing)
     seeds = sorted({s for r in rows for s in (r.get("seeds") or [])})
     out["seeds"] = seeds
+    out["tune_photos"] = list(PROFILES[profile].tune_photos)
+    out["interval"] = ("± is the half-width of the 95 % t-interval over seeds (per image; "
+                       "averaged over images, the images' intervals combined)")
+    out["rule"] = CHOICE_RULE
     for g in grids:
         choice = choose_value(rows, g)
         walls = {r["point"]: r["wall_s"] for r in rows if r["grid"] == g.name
@@ -835,11 +987,14 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
             "notebook": g.notebook_name, "parameter": g.parameter,
             "values": list(g.values), "default": g.default, "fixed": g.fixed,
             "kind": "setting" if g.choose else "condition", "why": g.why,
+            "photos": grid_photos(g), "tunes": dict(g.tunes),
+            "used_by": sorted({ch for f in g.tunes for ch in TUNABLE[f][1]}),
             "curves": {m: grid_curve(rows, g, m) for m in g.metrics},
             "choice": choice,
             "chosen": None if choice is None else {
                 "value": format_value(choice["chosen"]["value"]), "metric": choice["metric"],
-                "mean": choice["chosen"]["mean"], "std": choice["chosen"]["std"]},
+                "mean": choice["chosen"]["mean"], "std": choice["chosen"]["std"],
+                "ci95": choice["chosen"]["ci95"]},
             "choice_text": grid_sentence(rows, g),
             "compute": {"point_wall_s": walls, "total_wall_s": sum(walls.values())},
         }
@@ -848,6 +1003,253 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
                       "note": "wall seconds of each point's papermill run when it was made; "
                               "points copied from an identical run are not counted twice"}
     return out
+
+
+# --------------------------------------------------------------------------- tuned settings
+def _whole(lo: int, hi: int):
+    def check(what: str, v) -> int:
+        if isinstance(v, bool) or not (isinstance(v, int) or isinstance(v, float) and v.is_integer()) \
+                or not lo <= v <= hi:
+            raise ValueError(f"{what} must be a whole number in [{lo}, {hi}], got {v!r}")
+        return int(v)
+    return check
+
+
+def _positive(hi: float):
+    def check(what: str, v) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= hi:
+            raise ValueError(f"{what} must be a number in (0, {hi:g}], got {v!r}")
+        return float(v)
+    return check
+
+
+def _one_of(*choices):
+    def check(what: str, v) -> str:
+        check_choice(what, v, choices)
+        return str(v)
+    return check
+
+
+DIP_CHAPTERS = ("02_dip_baseline", "04_early_stopping")  # both fit the profile's DIP net
+ES_CHAPTERS = ("04_early_stopping",)
+#: The settings a grid may choose: profile field -> (its check, the chapters that use it).
+#: ``es_stage_schedule``'s choices are ``early_stopping.STAGE_SCHEDULES`` (a test keeps them equal).
+TUNABLE = {
+    "dip_scales": (_whole(1, 8), DIP_CHAPTERS),
+    "dip_channels": (_whole(1, 1024), DIP_CHAPTERS),
+    "dip_lr": (_positive(1.0), DIP_CHAPTERS),
+    "es_num_stages": (_whole(2, 10_000), ES_CHAPTERS),
+    "es_stage_iterations": (_whole(1, 1_000_000), ES_CHAPTERS),
+    "es_stage_schedule": (_one_of("linear", "cosine", "log"), ES_CHAPTERS),
+    "es_start_ratio": (_positive(100.0), ES_CHAPTERS),
+}
+TUNED_VERSION = 1
+
+
+def tuned_path(profile: str, root: str | Path | None = None) -> Path:
+    """Where the collate step writes a profile's tuned settings: ``results/<profile>/tuned.json``."""
+    return Path(root) / "tuned.json" if root is not None else REPO / "results" / profile / "tuned.json"
+
+
+def check_tuned_value(field_name: str, value, where: str = "") -> object:
+    """``value`` checked for the profile field it tunes (``ValueError`` naming the valid range
+    or choices, and the unknown field's valid names)."""
+    check_choice("tuned setting", field_name, TUNABLE)
+    return TUNABLE[field_name][0](f"tuned {field_name}{where}", value)
+
+
+def tuned_values(grid: Grid, value) -> dict:
+    """The profile fields a grid's ``value`` sets (``{}`` for a grid that tunes nothing);
+    ``ValueError`` if the value does not give a valid setting."""
+    out = {}
+    for f, key in grid.tunes.items():
+        if key is None:
+            v = value
+        elif isinstance(value, dict) and key in value:
+            v = value[key]
+        else:
+            raise ValueError(f"grid {grid.name!r} tunes {f} from the key {key!r} of its values, "
+                             f"but {value!r} has no such key")
+        out[f] = check_tuned_value(f, v, f" (grid {grid.name!r}, value {format_value(value)})")
+    return out
+
+
+def grid_photos(grid: Grid) -> list[str]:
+    """The photographs a grid's points run on (its ``images`` / ``photos``), or ``[]``."""
+    for key in ("images", "photos"):
+        names = grid.fixed.get(key)
+        if names:
+            return [names] if isinstance(names, str) else list(names)
+    return []
+
+
+def tuned_settings(rows: list[dict], grids: list[Grid], missing: list[Point], profile: str) -> dict:
+    """What ``tuned.json`` holds: per tuned profile field, the chosen value with the grid,
+    metric, tune photos, seeds and the reason; per field whose grid is incomplete (a point
+    failed or did not run), the profile's value as a fallback with the reason."""
+    base = PROFILES[profile]
+    lacking = {}
+    for pt in missing:
+        lacking.setdefault(pt.grid.name, []).append(pt.name)
+    out = {"version": TUNED_VERSION, "profile": profile, "tune_photos": list(base.tune_photos),
+           "rule": CHOICE_RULE, "settings": {}, "untuned": {}}
+    for g in grids:
+        if not g.tunes:
+            continue
+        choice = None if g.name in lacking else choose_value(rows, g)
+        for f in g.tunes:
+            common = {"grid": g.name, "parameter": g.parameter, "photos": grid_photos(g),
+                      "profile_value": getattr(base, f), "chapters": list(TUNABLE[f][1])}
+            if choice is None:
+                why = (f"point(s) {', '.join(lacking[g.name])} of grid {g.name} have no result "
+                       f"(failed or not run)" if g.name in lacking else f"grid {g.name} has no results")
+                out["untuned"][f] = {**common, "reason": why}
+                continue
+            c = choice["chosen"]
+            out["settings"][f] = {
+                **common, "value": tuned_values(g, c["value"])[f], "grid_value": c["value"],
+                "metric": choice["metric"], "higher_is_better": choice["higher_is_better"],
+                "mean": c["mean"], "ci95": c["ci95"], "n_seeds": c["n"],
+                "seeds": sorted({s for r in rows if r["grid"] == g.name for s in (r.get("seeds") or [])}),
+                "reason": choice["reason"], "why": choice_sentence(choice, g)}
+    return out
+
+
+def write_tuned(doc: dict, path: str | Path) -> Path:
+    """Write the tuned settings (atomically: a temporary file renamed into place), after
+    checking every value."""
+    path = Path(path)
+    _check_tuned_doc(doc, path, doc.get("profile"))
+    atomic_write_json(path, doc)
+    return path
+
+
+def _check_tuned_doc(doc, path: Path, profile: str | None) -> dict:
+    if not isinstance(doc, dict) or not isinstance(doc.get("settings"), dict):
+        raise ValueError(f"{path}: not a tuned-settings file (expected a JSON object with "
+                         f"'settings'; write it with dipddpm_lib.sweep.collate_tuned)")
+    if doc.get("version") != TUNED_VERSION:
+        raise ValueError(f"{path}: tuned-settings version {doc.get('version')!r}, expected "
+                         f"{TUNED_VERSION}; rerun the collate step")
+    if profile is not None and doc.get("profile") != profile:
+        raise ValueError(f"{path}: tuned for profile {doc.get('profile')!r}, not {profile!r}")
+    for f, entry in doc["settings"].items():
+        if not isinstance(entry, dict) or "value" not in entry:
+            raise ValueError(f"{path}: setting {f!r} has no 'value'")
+        check_tuned_value(f, entry["value"], f" in {path}")
+    for f in doc.get("untuned") or {}:
+        check_choice(f"untuned setting in {path}", f, TUNABLE)
+    return doc
+
+
+def read_tuned(path: str | Path, profile: str | None = None) -> dict:
+    """The tuned settings in ``path``, every value checked (before any work). A missing file
+    is a ``FileNotFoundError`` saying how to make it; an unreadable one, a wrong version or
+    profile, an unknown setting or a value out of range is a ``ValueError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"tuned-settings file {path} does not exist: run the tuning points and the collate "
+            f"step (`python -m dipddpm_lib.sweep --profile {profile or '<profile>'} --tune`; "
+            f"`make report` does both), or pass tuned=None to use the profile's values")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable tuned-settings file ({type(err).__name__}: {err})") from err
+    return _check_tuned_doc(doc, path, profile)
+
+
+def tuned_overrides(profile: str, tuned, chapter: str, explicit: dict | None = None
+                    ) -> tuple[dict, dict]:
+    """``(overrides, record)`` for a chapter: the profile fields to override with tuned
+    values, and for ``metrics.json`` where each setting the chapter uses came from.
+
+    ``tuned``: a path to ``tuned.json`` or ``None`` (the profile's values). Precedence: a
+    value the notebook was given explicitly (``explicit``: field -> value, ``None`` = not
+    given), then the tuned file, then the profile. A setting the file lists as untuned (its
+    grid failed) falls back to the profile's value and the record says so."""
+    check_choice("profile", profile, PROFILES)
+    base = PROFILES[profile]
+    doc = None if tuned is None else read_tuned(tuned, profile)
+    explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
+    overrides, settings, fallback = {}, {}, []
+    for f, (_, chapters) in TUNABLE.items():
+        if chapter not in chapters:
+            continue
+        if f in explicit:
+            settings[f] = {"value": explicit[f], "source": "parameter",
+                           "note": "set by this notebook's parameters"}
+        elif doc is not None and f in doc["settings"]:
+            e = doc["settings"][f]
+            overrides[f] = e["value"]
+            settings[f] = {"value": e["value"], "source": "tuned", "grid": e.get("grid"),
+                           "metric": e.get("metric"), "photos": e.get("photos"),
+                           "reason": e.get("reason"), "profile_value": getattr(base, f)}
+        elif doc is not None and f in (doc.get("untuned") or {}):
+            fallback.append(f)
+            settings[f] = {"value": getattr(base, f), "source": "profile (fallback)",
+                           "note": "not tuned: " + str(doc["untuned"][f].get("reason", "grid incomplete")),
+                           "grid": doc["untuned"][f].get("grid")}
+        else:
+            settings[f] = {"value": getattr(base, f), "source": "profile",
+                           "note": "no tuned-settings file given" if doc is None
+                           else "no grid tunes it"}
+    record = {"tuned_file": None if tuned is None else str(tuned),
+              "tune_photos": list(doc["tune_photos"]) if doc else list(base.tune_photos),
+              "settings": settings, "fallback": fallback}
+    return overrides, record
+
+
+def settings_markdown(record: dict) -> str:
+    """Where a chapter's tunable settings came from, in one Markdown paragraph (every value
+    and photo name read from ``record``, see :func:`tuned_overrides`)."""
+    s = record["settings"]
+    tuned = {f: e for f, e in s.items() if e["source"] == "tuned"}
+    parts = []
+    if tuned:
+        photos = sorted({p for e in tuned.values() for p in (e.get("photos") or [])})
+        parts.append("**Tuned settings** (chosen by the ablation grids on the tune photos "
+                     f"{', '.join(photos) or '–'}, never on this chapter's photos; file "
+                     f"`{record['tuned_file']}`): "
+                     + ", ".join(f"`{f}` = {format_value(e['value'])} (grid {e['grid']}, "
+                                 f"{e['metric']}; profile value {format_value(e['profile_value'])})"
+                                 for f, e in tuned.items()) + ".")
+    fell = {f: e for f, e in s.items() if e["source"] == "profile (fallback)"}
+    if fell:
+        parts.append("**Not tuned, profile values used instead:** " + "; ".join(
+            f"`{f}` = {format_value(e['value'])} ({e['note']})" for f, e in fell.items()) + ".")
+    rest = {f: e for f, e in s.items() if e["source"] in ("profile", "parameter")}
+    if rest:
+        what = ("the profile's values (no tuned-settings file was given)"
+                if record["tuned_file"] is None else "the profile's or this run's own values")
+        parts.append(f"**Set by {what}:** " + ", ".join(
+            f"`{f}` = {format_value(e['value'])}" + (" (parameter)" if e["source"] == "parameter" else "")
+            for f, e in rest.items()) + ".")
+    return " ".join(parts)
+
+
+def collate_tuned(profile: str, root: str | Path | None = None, path: str | Path | None = None,
+                  grid_file: str | Path | None = None, log=print) -> Path:
+    """The report build's collate step: read the tuning grids' points (the grids that
+    choose), choose each setting, and write ``tuned.json`` (default
+    ``results/<profile>/tuned.json``). A grid with a failed or missing point leaves its
+    settings at the profile's values, recorded as ``untuned`` with the reason."""
+    grids = tuning_grids(load_grids(profile, grid_file))
+    rows, missing = collect(grids, profile, root)
+    doc = tuned_settings(rows, grids, missing, profile)
+    out = write_tuned(doc, path or tuned_path(profile))
+    for f, e in doc["settings"].items():
+        log(f"      tuned {f} = {format_value(e['value'])} (grid {e['grid']}, {e['reason']}; "
+            f"profile value {format_value(e['profile_value'])})")
+    for f, e in doc["untuned"].items():
+        log(f"      NOT tuned {f}: {e['reason']}; chapters use the profile value "
+            f"{format_value(e['profile_value'])}")
+    return out
+
+
+def tuning_grids(grids: list[Grid]) -> list[Grid]:
+    """The grids whose chosen value a chapter uses (they ``choose`` and ``tune`` a field)."""
+    return [g for g in grids if g.tunes]
 
 
 # --------------------------------------------------------------------------- command line
@@ -863,14 +1265,25 @@ def papermill_command(point: Point, profile: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m dipddpm_lib.sweep --profile quick [--grid NAME [--value V]] [--print]``:
-    run the points of the grid file (done points are skipped), or print their commands."""
+    run the points of the grid file (done points are skipped), or print their commands.
+    ``--tune`` runs the tuning grids' points (those that choose) and writes ``tuned.json``;
+    ``--collate`` only writes ``tuned.json`` from the points done."""
     ap = argparse.ArgumentParser(description="Run ablation points (one papermill run each).")
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--grid", action="append", help="run only this grid (repeatable)")
     ap.add_argument("--value", help="run only the point with this value (its folder name after '=')")
     ap.add_argument("--print", action="store_true", help="print each point's papermill command; run nothing")
+    ap.add_argument("--tune", action="store_true",
+                    help="run the tuning grids' points, then write results/<profile>/tuned.json")
+    ap.add_argument("--collate", action="store_true",
+                    help="only write results/<profile>/tuned.json from the tuning points done")
     args = ap.parse_args(argv)
+    if args.collate:
+        print(f"wrote {collate_tuned(args.profile)}")
+        return 0
     grids = load_grids(args.profile, only=args.grid)
+    if args.tune:
+        grids = tuning_grids(grids)
     if args.value is not None:
         wanted = value_slug(yaml.safe_load(args.value))
         valid = sorted({value_slug(v) for g in grids for v in g.values})
@@ -884,6 +1297,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {pt.grid.name}: {pt.name}\n{papermill_command(pt, args.profile)}")
         return 0
     runs = run_grids(grids, args.profile)
+    if args.tune:
+        print(f"wrote {collate_tuned(args.profile)}")
     return int(any(r.status == "failed" for r in runs))
 
 

@@ -272,3 +272,49 @@ def test_bad_profile_values_fail_when_the_setup_is_read(smoke):
 def test_bad_criterion_inputs(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# --------------------------------------------------------------------------- tuned settings
+def test_setup_reads_the_tuned_stage_settings_and_says_where_they_came_from(tmp_path, cache):
+    from dipddpm_lib import sweep
+
+    doc = {"version": sweep.TUNED_VERSION, "profile": "smoke", "tune_photos": ["rocket", "coins"],
+           "settings": {"es_num_stages": {"value": 3, "grid": "es_stages", "metric": "guided_gap_db",
+                                          "photos": ["rocket"], "reason": "cheapest"},
+                        "dip_channels": {"value": 4, "grid": "dip_width", "metric": "final_psnr",
+                                         "photos": ["rocket"], "reason": "best"}},
+           "untuned": {"es_stage_schedule": {"grid": "es_schedule", "reason": "point failed"}}}
+    path = sweep.write_tuned(doc, tmp_path / "tuned.json")
+    prof, setup, settings = es.make_setup("smoke", tuned=str(path), start_ratio=2.0)
+    assert setup.num_stages == 3 and prof.dip_channels == 4 and setup.start_ratio == 2.0
+    assert setup.stage_schedule == prof.es_stage_schedule == "linear"  # fallback: the profile's
+    s = settings["settings"]
+    assert s["es_num_stages"]["source"] == "tuned" and s["es_start_ratio"]["source"] == "parameter"
+    assert s["es_stage_schedule"]["source"] == "profile (fallback)"
+    note = es.stage_settings_note(settings, setup)
+    assert "number of stages = 3: chosen by the ablation grids on the tune photos (rocket)" in note
+    assert "stage schedule = `linear`: the profile's values, because" in note and "point failed" in note
+    assert "**eval** photos" in es.setup_markdown(setup, prof, settings)
+    _, plain, rec = es.make_setup("smoke")
+    assert plain.num_stages == get_smoke().es_num_stages and rec["tuned_file"] is None
+    assert "no tuned-settings file was given" in es.stage_settings_note(rec, plain)
+    doc["settings"]["dip_scales"] = {"value": 6}  # valid alone, too deep for 32-px photographs
+    with pytest.raises(ValueError, match="not a multiple of 64"):
+        es.make_setup("smoke", tuned=str(sweep.write_tuned(doc, tmp_path / "deep.json")))
+    assert cache_files(cache) == []
+
+
+def get_smoke():
+    from dipddpm_lib import get_profile
+
+    return get_profile("smoke")
+
+
+def test_the_results_table_says_what_the_interval_is(setup):
+    records = [{"photo": "astronaut", "sigma": 25.0, "seed": s, "criterion": c, "iteration": 5 + s,
+                "iterations_run": 10, "fired": True, "psnr": 20.0 + s, "ssim": 0.5, "gap_db": 1.0,
+                "compute_saved": 0.5, "gflops": 1.0} for s in (0, 1, 2) for c in es.CRITERIA]
+    summary = es.summarize(records, dataclasses.replace(setup, sigmas=(25.0,)))
+    table = es.results_table(summary)
+    assert "21.00 ± 2.48" in table  # mean 21, std 1, n 3: t(0.975, 2) · 1 / √3
+    assert "95 % t-interval of the mean over the n = 3 runs (photographs × σ × seeds" in table

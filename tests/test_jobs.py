@@ -64,6 +64,19 @@ def test_a_failure_that_does_not_stop_the_build_skips_only_its_dependents():
     assert [out[n].status for n in "pqr"] == ["failed", "not run", "done"] and order == ["p", "r"]
 
 
+def test_a_job_after_failure_runs_once_its_dependencies_finished_either_way():
+    order, make = recorder()
+    out = jobs.run_jobs([Job("p", make("p", fail=True), stops_build=False), Job("q", make("q"), stops_build=False),
+                         Job("collate", make("collate"), after=("p", "q"), after_failure=True),
+                         Job("ch", make("ch"), after=("collate",))], 2, log=lambda s: None)
+    assert [out[n].status for n in ("p", "q", "collate", "ch")] == ["failed", "done", "done", "done"]
+    assert order.index("collate") > max(order.index("p"), order.index("q"))
+    assert order.index("ch") > order.index("collate")
+    out = jobs.run_jobs([Job("a", make("a", fail=True)),  # stops the build: nothing new starts
+                         Job("b", make("b"), after=("a",), after_failure=True)], 1, log=lambda s: None)
+    assert out["b"].status == "not run"
+
+
 @pytest.mark.parametrize("bad,match", [
     ([Job("a", lambda: 1), Job("a", lambda: 2)], "distinct; repeated: \\['a'\\]"),
     ([Job("a", lambda: 1, after=("z",))], "unknown job\\(s\\) \\['z'\\]"),

@@ -40,6 +40,13 @@ def test_dip_baseline_notebook_smoke(tmp_path, nb_cache):
         assert (tmp_path / f"{fig}.png").stat().st_size > 0
     arr = load_array(tmp_path, f"dip_final_{images[0]}")
     assert arr.dtype == np.float32 and 0 <= arr.min() and arr.max() <= 1
+    # no tuned file: every tunable setting is the profile's, and the photos are eval photos
+    src = metrics["settings_source"]
+    assert src["tuned_file"] is None and set(src["settings"]) == {"dip_scales", "dip_channels", "dip_lr"}
+    assert {e["source"] for e in src["settings"].values()} == {"profile"}
+    assert set(metrics["photo_sets"].values()) == {"eval"}
+    dip = metrics["per_image"][images[0]]["dip"]["final_psnr"]
+    assert {"ci95", "ci_lo", "ci_hi"} <= set(dip) and dip["ci95"] >= 0
 
 
 @pytest.mark.notebook
@@ -52,3 +59,25 @@ def test_dip_baseline_notebook_rejects_a_bad_task_before_writing(tmp_path, nb_ca
         run_notebook("02_dip_baseline", tmp_path, output_dir=str(out), task="deblur")
     assert not out.exists()
     assert sorted(nb_cache.glob("dip_fit/*")) == fits_before
+
+
+@pytest.mark.notebook
+def test_dip_baseline_denoises_a_photograph_given_as_a_file(tmp_path, nb_cache):
+    """A user's own photograph (any size, here a 150×90 PNG) is restored by path; its arrays
+    are stored under the file's stem."""
+    from skimage.data import coffee
+    from skimage.io import imsave
+
+    path = tmp_path / "input" / "my_photo.png"
+    path.parent.mkdir()
+    imsave(path, coffee()[100:190, 200:350], check_contrast=False)
+    out = tmp_path / "out"
+    metrics = run_notebook("02_dip_baseline", out, images=[str(path)], showcase_iterations=2)
+    smoke = get_profile("smoke")
+    assert list(metrics["per_image"]) == [str(path)]
+    m = metrics["per_image"][str(path)]
+    assert m["dip"]["final_psnr"]["n"] == len(smoke.seeds)
+    assert m["nl_means"]["psnr"] > m["observed_psnr"]
+    clean = load_array(out, "clean_my_photo")
+    assert clean.shape == (1, 3, smoke.photo_size, smoke.photo_size)
+    assert load_array(out, "dip_final_my_photo").shape[0] == len(smoke.seeds)

@@ -55,3 +55,51 @@ def test_early_stopping_notebook_rejects_a_bad_schedule_before_any_work(tmp_path
         run_notebook("04_early_stopping", out, stage_schedule="quadratic")
     assert not (out / "metrics.json").exists()
     assert not any(p.suffix in (".npy", ".png") for p in out.iterdir())
+
+
+@pytest.mark.notebook
+def test_early_stopping_notebook_reads_the_tuned_file_and_records_a_fallback(tmp_path, nb_cache):
+    from dipddpm_lib import sweep
+
+    doc = {"version": sweep.TUNED_VERSION, "profile": "smoke", "tune_photos": ["rocket", "coins", "china"],
+           "settings": {"es_num_stages": {"value": 3, "grid": "es_stages", "metric": "guided_gap_db",
+                                          "photos": ["rocket"], "reason": "cheapest"}},
+           "untuned": {"es_stage_schedule": {"grid": "es_schedule",
+                                             "reason": "point(s) stage_schedule=log of grid es_schedule "
+                                                       "have no result (failed or not run)"}}}
+    path = sweep.write_tuned(doc, tmp_path / "tuned.json")
+    out = tmp_path / "out"
+    metrics = run_notebook("04_early_stopping", out, tuned=str(path), photos=["camera"], sigmas=[25])
+    assert metrics["setup"]["num_stages"] == 3
+    src = metrics["settings_source"]
+    assert src["tuned_file"] == str(path) and src["fallback"] == ["es_stage_schedule"]
+    assert src["settings"]["es_num_stages"]["source"] == "tuned"
+    assert src["settings"]["es_stage_schedule"] == {
+        "value": "linear", "source": "profile (fallback)", "grid": "es_schedule",
+        "note": "not tuned: " + doc["untuned"]["es_stage_schedule"]["reason"]}
+    assert metrics["photo_sets"] == {"camera": "eval"}
+    import nbformat
+    executed = nbformat.read(out / "04_early_stopping.executed.ipynb", as_version=4)
+    shown = "".join(o.get("data", {}).get("text/markdown", "") for c in executed.cells
+                    if c.cell_type == "code" for o in c.outputs)
+    assert "chosen by the ablation grids on the tune photos (rocket)" in shown
+    assert "stage schedule = `linear`: the profile's values, because" in shown
+    assert "95 % t-interval" in shown
+
+
+@pytest.mark.notebook
+def test_early_stopping_notebook_rejects_a_bad_tuned_file_before_any_work(tmp_path, nb_cache):
+    import json
+
+    import papermill as pm
+
+    from dipddpm_lib import sweep
+
+    bad = tmp_path / "tuned.json"
+    bad.write_text(json.dumps({"version": sweep.TUNED_VERSION, "profile": "smoke", "tune_photos": [],
+                               "settings": {"es_num_stages": {"value": 1}}, "untuned": {}}))
+    out = tmp_path / "out"
+    with pytest.raises(pm.PapermillExecutionError, match="whole number in"):
+        run_notebook("04_early_stopping", out, tuned=str(bad))
+    assert not (out / "metrics.json").exists()
+    assert not any(p.suffix in (".npy", ".png") for p in out.iterdir())

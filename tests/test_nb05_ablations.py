@@ -18,6 +18,7 @@ grids:
     fixed: {x: 2, y: 0, fail_at: 3}
     metrics: {score: score.*, cost: cost}
     choose: {metric: score, higher_is_better: true, cost: cost}
+    tunes: es_stage_iterations
     why: a dummy setting
   gy:
     notebook: 99_dummy
@@ -44,8 +45,11 @@ def test_nb05_smoke(nb_cache, tmp_path):
     gx, gy = m["grids"]["gx"], m["grids"]["gy"]
     assert gx["kind"] == "setting" and gy["kind"] == "condition" and gy["chosen"] is None
     assert gx["chosen"]["value"] == "2" and gx["chosen"]["mean"] == pytest.approx(2.0)
-    assert "Chosen: `2`" in gx["choice_text"] and "2.00 ± 0.10" in gx["choice_text"]
-    assert "4 → 6.00 ± 0.10" in gy["choice_text"]
+    assert "Chosen: `2`" in gx["choice_text"] and "2.00 ± 0.18" in gx["choice_text"]  # 95 % t, two keys
+    assert "4 → 6.00 ± 0.25" in gy["choice_text"] and "nothing is chosen" in gy["choice_text"]
+    assert gx["tunes"] == {"es_stage_iterations": None} and gx["used_by"] == ["04_early_stopping"]
+    assert gy["tunes"] == {} and gy["used_by"] == []
+    assert m["tune_photos"] == ["rocket", "coins", "china"] and "95 %" in m["interval"]
     assert [c["value"] for c in gx["curves"]["score"]] == [1, 2]
 
     with open(out / "ablations.csv") as f:

@@ -30,5 +30,5 @@ def test_nb06_smoke(nb_cache, tmp_path):
     assert m["figures"]["ablations.png"] is None
     assert (figures / "ddpm_quality_vs_compute.png").exists()
     text = (out / "06_report.executed.ipynb").read_text()
-    assert "in-domain FID of 12.35 against 10.00" in text  # formatted from the stored results
+    assert "in-domain FID of 12.35 ± 1.20 against 10.00 ± 0.80" in text  # from the stored results
     assert "has no results for this profile yet" in text and "Figure not available" in text

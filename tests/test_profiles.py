@@ -37,3 +37,47 @@ def test_every_profile_names_only_bundled_photos():
             value = getattr(prof, f.name)
             if "photos" in f.name:
                 assert set(value) <= set(PHOTOS), (prof.name, f.name, value)
+
+
+# --------------------------------------------------------------------------- photo sets
+def test_photo_sets_are_disjoint_and_every_chapter_scores_eval_photos():
+    from dipddpm_lib.profiles import CHAPTER_PHOTO_FIELDS, PHOTO_SETS, check_photo_sets
+
+    for prof in PROFILES.values():
+        assert check_photo_sets(prof) is prof
+        sets = [set(getattr(prof, f)) for f in PHOTO_SETS]
+        assert all(sets) and not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+        for f in CHAPTER_PHOTO_FIELDS:
+            assert set(getattr(prof, f)) <= set(prof.eval_photos), (prof.name, f)
+    quick = PROFILES["quick"]
+    assert quick.eval_photos == ("astronaut", "camera", "coffee", "chelsea")
+    assert quick.tune_photos == ("rocket", "coins", "china")
+    assert set(quick.photos) == set(quick.dip_baseline_photos) == {"astronaut", "camera", "coffee"}
+    assert {"motorcycle_left", "motorcycle_right", "flower"} <= set(quick.prior_train_photos)
+    assert "cat" not in PROFILES["full"].photos  # scikit-image's cat is chelsea
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"tune_photos": ("rocket", "camera")}, r"eval_photos and tune_photos must be disjoint; both hold \['camera'\]"),
+    ({"prior_train_photos": ("coins", "moon")}, r"tune_photos and prior_train_photos must be disjoint"),
+    ({"photos": ("astronaut", "rocket")}, r"photos holds \['rocket'\], which are not eval photos; "
+                                          r"valid choices \(eval_photos\): astronaut, camera"),
+    ({"dip_baseline_photos": ("moon",)}, r"not eval photos"),
+    ({"eval_photos": ("astronaut", "lena")}, r"unknown photograph in eval_photos .*'lena'; valid choices: astronaut"),
+    ({"eval_photos": ("astronaut", "cat")}, r"same picture as 'chelsea'"),
+    ({"tune_photos": ()}, r"non-empty list"),
+    ({"tune_photos": ("rocket", "rocket")}, r"distinct"),
+])
+def test_bad_photo_sets_are_a_clear_error(change, match):
+    import dataclasses
+
+    from dipddpm_lib.profiles import check_photo_sets
+
+    with pytest.raises(ValueError, match=match):
+        check_photo_sets(dataclasses.replace(PROFILES["quick"], **change))
+
+
+def test_get_profile_checks_overridden_photo_sets_but_lets_a_point_use_tune_photos():
+    with pytest.raises(ValueError, match="must be disjoint"):
+        get_profile("quick", tune_photos=["rocket", "astronaut"])
+    assert get_profile("quick", photos=["rocket"]).photos == ("rocket",)  # an ablation point

@@ -1,5 +1,6 @@
 """Project-level checks: dependencies agree, torch is pinned, nothing unpickles, docstrings."""
 import ast
+import json
 import importlib
 import inspect
 import pkgutil
@@ -68,3 +69,36 @@ def test_every_public_function_has_a_docstring():
                         if inspect.isfunction(m) and not mname.startswith("_") and not inspect.getdoc(m):
                             missing.append(f"{mod.__name__}.{name}.{mname}")
     assert not missing, missing
+
+
+#: Digits a Markdown cell may hold outside maths, code and headings: citation years only.
+_ALLOWED_NUMBER = re.compile(r"\(?(19|20)\d\d[a-z]?[),;:.]*")
+
+
+def typed_numbers(cells) -> list[str]:
+    """Every token with a digit in Markdown cells, outside $maths$, `code` and headings, that
+    is not a citation year: numbers in prose must be formatted from config or results."""
+    hits = []
+    for cell in cells:
+        if cell["cell_type"] != "markdown":
+            continue
+        text = re.sub(r"\$\$.*?\$\$|\$[^$]*\$|`[^`]*`|^#+ .*$", "", "".join(cell["source"]),
+                      flags=re.M | re.S)
+        hits += [m.group(0) for m in re.finditer(r"[^\s]*\d[^\s]*", text)
+                 if not _ALLOWED_NUMBER.fullmatch(m.group(0))]
+    return hits
+
+
+def test_typed_numbers_are_found():
+    cells = [{"cell_type": "markdown", "source": ["Three seeds: 3 of them, σ = 25 (Ho et al. 2020). "
+                                                  "$T = 1000$ and `steps=50`.\n", "## Table 2\n"]},
+             {"cell_type": "code", "source": ["x = 5"]}]
+    assert typed_numbers(cells) == ["3", "25"]
+
+
+def test_no_number_is_typed_into_notebook_markdown():
+    """A number typed into prose goes stale when the config or results change (for example
+    "three seeds" when the config sets two): read it from them in a Markdown(f"…") cell."""
+    for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
+        hits = typed_numbers(json.loads(nb.read_text())["cells"])
+        assert not hits, f"{nb.name}: typed numbers in Markdown: {hits}"

@@ -95,6 +95,80 @@ def test_build_jobs_make_what_loads_the_ddpm_wait_for_chapter_01():
     assert alone[0].after == ()  # without chapter 01 in the build there is nothing to wait for
 
 
+CHAPTERS = [Path(f"/nb/{n}.ipynb") for n in ("01_ddpm_baseline", "02_dip_baseline", "03_dip_init_ddpm",
+                                             "04_early_stopping")]
+
+
+def test_build_order_tunes_then_collates_then_evaluates():
+    """Tuning points run beside chapter 01, the collate step waits for all of them (done or
+    failed), chapters 02 and 04 wait for it; chapter 03 and the other points keep their order."""
+    grids = sweep.load_grids("quick")
+    tuning = sweep.tuning_grids(grids)
+    todo = sweep.pending_runs(grids, "quick", Path("/nowhere"))
+    pool = report.build_jobs(CHAPTERS, "quick", Path("/x"), {}, report.BuildLog(), todo, tuning,
+                             Path("/r/tuned.json"))
+    names = [j.name for j in pool]
+    job = {j.name: j for j in pool}
+    needed = {pt.run_key("quick") for g in tuning for pt in sweep.grid_points(g, "quick")}
+    tune_jobs = [f"{pt.grid.name}/{pt.name}" for pt in todo if pt.run_key("quick") in needed]
+    other_jobs = [j.name for j in pool if not j.stops_build and j.name not in tune_jobs]
+    assert tune_jobs and other_jobs and len(tune_jobs) + len(other_jobs) == len(todo)
+    assert "sigma/sigma=25" in tune_jobs  # the σ grid's middle point is the tuning grids' default
+    assert not any(n.startswith("sigma/") and n != "sigma/sigma=25" for n in tune_jobs)
+    collate = names.index(report.COLLATE_JOB)
+    assert names[:2] == ["01_ddpm_baseline.ipynb", "03_dip_init_ddpm.ipynb"]
+    assert all(names.index(n) < collate for n in tune_jobs)
+    assert set(job[report.COLLATE_JOB].after) == set(tune_jobs) and job[report.COLLATE_JOB].after_failure
+    assert job[report.COLLATE_JOB].stops_build  # a broken collate step stops the build
+    for ch in ("02_dip_baseline.ipynb", "04_early_stopping.ipynb"):
+        assert names.index(ch) > collate and job[ch].after == (report.COLLATE_JOB,)
+    assert job["03_dip_init_ddpm.ipynb"].after == ("01_ddpm_baseline.ipynb",)
+    assert all(not job[n].after for n in tune_jobs)  # free to start beside chapter 01
+    assert all(names.index(n) > names.index("04_early_stopping.ipynb") for n in other_jobs)
+
+
+def test_the_build_runs_in_that_order_and_only_chapters_02_04_read_the_tuned_file(monkeypatch):
+    import threading
+
+    grids = sweep.load_grids("quick")
+    tuning = sweep.tuning_grids(grids)
+    todo = sweep.pending_runs(grids, "quick", Path("/nowhere"))
+    events, lock = [], threading.Lock()
+
+    def note(*e):
+        with lock:
+            events.append(e)
+
+    def fake_chapter(nb, profile, out_dir, extra=None):
+        note("chapter", nb.stem, (extra or {}).get("tuned"))
+        return 0.0
+
+    def fake_point(pt, profile, kernel, extra=None, log=print):
+        note("point", pt.grid.name, (extra or {}).get("tuned"))
+        status = "failed" if pt.grid.name == "es_schedule" else "ran"  # a failed tuning point
+        return sweep.PointRun(pt, status, 0.0, "boom" if status == "failed" else "")
+
+    monkeypatch.setattr(report, "run_chapter", fake_chapter)
+    monkeypatch.setattr(sweep, "run_pending", fake_point)
+    monkeypatch.setattr(sweep, "complete_grids", lambda grids, profile, **k: note("complete", len(k["ran"])))
+    monkeypatch.setattr(sweep, "collate_tuned", lambda profile, path=None, log=print: note("collate", str(path)))
+    pool = report.build_jobs(CHAPTERS, "quick", Path("/x"), {"data_dir": None}, report.BuildLog(), todo,
+                             tuning, Path("/r/tuned.json"))
+    out = report.jobs.run_jobs(pool, 2, log=lambda s: None)
+    assert {o.status for o in out.values()} == {"done"}
+    order = [e[0] if e[0] in ("complete", "collate") else e[1] for e in events]
+    collate = order.index("collate")
+    tuned_at = {g.name for g in tuning}
+    assert all(i < collate for i, e in enumerate(events) if e[0] == "point" and e[1] in tuned_at)
+    assert events[order.index("complete")][1] == len(next(j for j in pool if j.name == report.COLLATE_JOB).after)
+    assert order.index("02_dip_baseline") > collate and order.index("04_early_stopping") > collate
+    for e in events:
+        if e[0] == "chapter":
+            assert e[2] == ("/r/tuned.json" if e[1] in report.TUNED_CHAPTERS else None), e
+        if e[0] == "point":
+            assert e[2] is None  # points never read the tuned file
+
+
 def test_a_bad_job_count_stops_the_build_before_any_work(monkeypatch):
     monkeypatch.setattr(report, "run_chapter", lambda *a, **k: pytest.fail("ran a chapter"))
     with pytest.raises(ValueError, match="--jobs must be a positive whole number"):
@@ -165,10 +239,15 @@ def test_the_pdf_is_made_and_the_maths_is_typeset_offline(tmp_path, export_tools
 # --------------------------------------------------------------------------- the report's text
 def synthetic_results() -> dict:
     return {
-        "01_ddpm_baseline": {"quality_bar": {"method": "ddpm_1000", "fid": 12.345, "reference_fid": 10.0,
-                                             "fid_ratio": 1.2345, "confident_fraction": 0.9,
-                                             "passed": True},
-                             "methods": {"ddpm_1000": {"label": "DDPM-1000"}}},
+        "01_ddpm_baseline": {
+            "quality_bar": {"method": "ddpm_1000", "fid": 12.345, "reference_fid": 10.0,
+                            "fid_ratio": 1.2345, "max_fid_ratio": 3.0, "precision": 0.81,
+                            "recall": 0.66, "min_precision": 0.5, "min_recall": 0.5,
+                            "confident_fraction": 0.9, "passed": True, "control_margin": 0.784,
+                            "worst_control": "blurred", "controls_fail_reference_passes": True},
+            "methods": {"ddpm_1000": {"label": "DDPM-1000",
+                                      "fid": {"mean": 12.345, "ci95": 1.2, "n": 3}}},
+            "reference_real_test": {"fid": {"mean": 10.0, "ci95": 0.8, "n": 3}}},
         "02_dip_baseline": None,
         "03_dip_init_ddpm": {
             "generation": {"verdict": {
@@ -191,8 +270,16 @@ def synthetic_results() -> dict:
 def test_the_abstract_is_formatted_from_the_results():
     h = report.headline_numbers(synthetic_results())
     text = report.abstract_markdown(h)
-    assert "DDPM-1000 samples reach an in-domain FID of 12.35 against 10.00" in text
-    assert "ratio 1.23" in text and "90% of samples" in text
+    assert "DDPM-1000 samples reach precision 0.81 and recall 0.66" in text
+    assert ("in-domain FID of 12.35 ± 1.20 against 10.00 ± 0.80 for real test images of the same "
+            "number (ratio 1.23; ± is the half-width of the 95 % t-interval over 3 seeds)") in text
+    assert ("quality bar (precision ≥ 0.50, recall ≥ 0.50, FID ratio ≤ 3) is met; it rejects "
+            "every control set") in text and "margin of 0.78 in min(precision, recall)" in text
+    old = synthetic_results()  # a chapter 01 run from before the precision/recall bar
+    for key in ("precision", "recall", "control_margin"):
+        del old["01_ddpm_baseline"]["quality_bar"][key]
+    assert "predate the precision/recall bar" in report.abstract_markdown(
+        report.headline_numbers(old))
     assert "0.81 dB below the oracle peak on average, against 1.50 dB for ES-WMV" in text
     assert "no worse than ES-WMV" in text and "g → `3` (psnr 27.00 ± 0.25)" in text
     assert "**DIP baseline.** No results yet." in text

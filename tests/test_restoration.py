@@ -215,3 +215,61 @@ def test_restore_checks_inputs_before_writing(photo, cache, tmp_path):
     with pytest.raises(ValueError, match="non-empty list"):
         restoration.restore(images, "denoise", 25, SMALL, 4, [], progress=False)
     assert cache_files(cache) == []
+
+
+# --------------------------------------------------------------------------- tuned settings
+def _tuned(tmp_path, profile="smoke", **settings):
+    from dipddpm_lib import sweep
+
+    doc = {"version": sweep.TUNED_VERSION, "profile": profile, "tune_photos": ["rocket"],
+           "settings": {f: {"value": v, "grid": f"grid_{f}", "metric": "final_psnr",
+                            "photos": ["rocket"], "reason": "best"} for f, v in settings.items()},
+           "untuned": {"dip_lr": {"grid": "dip_lr", "reason": "point lr=0.03 of grid dip_lr failed"}}}
+    return sweep.write_tuned(doc, tmp_path / "tuned.json")
+
+
+def test_plan_reads_the_tuned_net_and_records_where_each_setting_came_from(tmp_path, cache):
+    path = _tuned(tmp_path, dip_scales=1, dip_channels=4)
+    plan = restoration.make_plan("smoke", tuned=str(path))
+    assert (plan.arch.scales, plan.arch.channels) == (1, 4) and plan.profile.dip_lr == 0.01
+    m = plan.to_dict()
+    src = m["settings_source"]["settings"]
+    assert src["dip_scales"]["source"] == "tuned" and src["dip_scales"]["photos"] == ["rocket"]
+    assert src["dip_lr"]["source"] == "profile (fallback)" and m["settings_source"]["fallback"] == ["dip_lr"]
+    assert m["settings_source"]["tuned_file"] == str(path)
+    assert m["photo_sets"] == {"astronaut": "eval", "camera": "eval"}
+    text = restoration.plan_text(plan)
+    assert "**eval** photos" in text and "`dip_scales` = 1" in text and "point lr=0.03" in text
+    given = restoration.make_plan("smoke", tuned=str(path), arch={"scales": 2}, lr=0.005)
+    assert (given.arch.scales, given.arch.channels, given.profile.dip_lr) == (2, 4, 0.005)
+    assert given.settings["settings"]["dip_scales"]["source"] == "parameter"
+    untuned = restoration.make_plan("smoke").to_dict()["settings_source"]
+    assert untuned["tuned_file"] is None and {e["source"] for e in untuned["settings"].values()} == {"profile"}
+    point = restoration.make_plan("smoke", images=["rocket"])  # an ablation point
+    assert "**tune** photos" in restoration.plan_text(point)
+    assert cache_files(cache) == []
+
+
+def test_a_bad_tuned_file_or_value_fails_before_any_work(tmp_path, cache):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        restoration.make_plan("smoke", tuned=str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="multiple of 64"):  # valid alone, too deep for 32 px
+        restoration.make_plan("smoke", tuned=str(_tuned(tmp_path, dip_scales=6)))
+    (tmp_path / "tuned.json").write_text((tmp_path / "tuned.json").read_text().replace('"value": 6', '"value": 0'))
+    with pytest.raises(ValueError, match=r"whole number in \[1, 8\]"):
+        restoration.make_plan("smoke", tuned=str(tmp_path / "tuned.json"))
+    with pytest.raises(ValueError, match="tuned for profile 'quick', not 'smoke'"):
+        restoration.make_plan("smoke", tuned=str(_tuned(tmp_path, "quick", dip_scales=2)))
+    assert cache_files(cache) == []
+
+
+def test_tables_say_what_the_interval_is():
+    d = {"final_psnr": {"mean": 20.0, "std": 0.1, "n": 3, "ci95": 0.25, "min": 19.9, "max": 20.1},
+         "peak_psnr": {"mean": 21.0, "std": 0.1, "n": 3, "ci95": 0.25},
+         "peak_iteration": {"mean": 5.0, "std": 1.0, "n": 3, "ci95": 2.5},
+         "final_ssim": {"mean": 0.5}, "peak_ssim": {"mean": 0.6}, "iterations": 10,
+         "wall_s": {"mean": 1.0, "std": 0.0, "n": 3, "ci95": 0.0}, "gflops": {"mean": 1.0}}
+    per_image = {"a": {"observed_psnr": 10.0, "observed_ssim": 0.1, "dip": d}}
+    table = restoration.quality_table(per_image)
+    assert "20.00 ± 0.25" in table and "95 % t-interval over the n = 3 seeds" in table
+    assert "95 % t-interval" in restoration.compute_table(per_image)

@@ -58,6 +58,7 @@ grids:
     fixed: {y: 0, x: 2}
     metrics: {score: score.*, cost: cost}
     choose: {metric: score, higher_is_better: true}
+    tunes: es_stage_iterations
     why: a dummy grid
   gy:
     notebook: 99_dummy
@@ -205,7 +206,8 @@ def test_points_run_once_then_skip_and_collect(nbdir, monkeypatch):
     choice = sweep.choose_value(table, grids[0])
     assert choice["best"]["value"] == 3 and choice["chosen"]["value"] == 3 and choice["separated"]
     text = sweep.grid_sentence(table, grids[0])
-    assert "`3`" in text and "3.00 ± 0.10" in text
+    assert "`3`" in text and "3.00 ± 0.18" in text  # ± the 95 % t-interval, two keys combined
+    assert "Chapter `04_early_stopping` uses it" in text
     assert "5 →" in sweep.grid_sentence(table, grids[1])  # a condition: its trend, value by value
 
 
@@ -263,7 +265,7 @@ def test_an_interrupted_point_leaves_nothing(nbdir, monkeypatch):
     assert [p for p in files_under(root) if p.is_file()] == []
 
 
-def test_choose_prefers_the_cheapest_value_within_the_seed_spread(nbdir):
+def test_choose_prefers_the_cheapest_value_within_the_95_interval(nbdir):
     grid = sweep.Grid("g", nbdir / "99_dummy.ipynb", "x", (1, 2, 3), metrics={"q": "q", "c": "c"},
                       choose={"metric": "q", "higher_is_better": True, "cost": "c"}, default=3)
     rows = []
@@ -274,7 +276,8 @@ def test_choose_prefers_the_cheapest_value_within_the_seed_spread(nbdir):
     assert choice["best"]["value"] == 3 and choice["chosen"]["value"] == 2
     assert not choice["separated"]
     text = sweep.choice_sentence(choice, grid)
-    assert "Chosen: `2`" in text and "not separated" in text and "a different value" in text
+    assert "Chosen: `2`" in text and "not resolved" in text and "a different one" in text
+    assert "inside the 95 % interval of the best" in text
 
     no_cost = sweep.Grid("g", grid.notebook, "x", (1, 2, 3), metrics={"q": "q"},
                          choose={"metric": "q", "higher_is_better": True}, default=2)
@@ -284,6 +287,22 @@ def test_choose_prefers_the_cheapest_value_within_the_seed_spread(nbdir):
     far = [dict(r, std=0.01) for r in rows]  # now 3 is clearly best: chosen
     choice = sweep.choose_value(far, no_cost)
     assert choice["chosen"]["value"] == 3 and choice["reason"] == "best" and choice["separated"]
+
+
+def test_choose_keeps_the_chapters_setting_unless_the_tune_photos_resolve_a_better_one(nbdir):
+    """The profile's value stands while the best is not resolved from it, even where a
+    cheaper value is just as good: tuning changes a setting only on evidence."""
+    grid = sweep.Grid("g", nbdir / "99_dummy.ipynb", "x", (1, 2, 3), metrics={"q": "q", "c": "c"},
+                      choose={"metric": "q", "higher_is_better": True, "cost": "c"}, default=2)
+    rows = []
+    for v, q, c in [(1, 12.1, 1.0), (2, 12.0, 2.0), (3, 12.3, 4.0)]:
+        rows += [{"grid": "g", "value": v, "metric": "q", "key": "", "mean": q, "std": 0.5, "n": 3},
+                 {"grid": "g", "value": v, "metric": "c", "key": "", "mean": c, "std": 0.0, "n": 3}]
+    choice = sweep.choose_value(rows, grid)
+    assert choice["chosen"]["value"] == 2 and choice["reason"] == "default"
+    resolved = [dict(r, std=0.01) for r in rows]  # now 3 beats the default: the best is taken
+    choice = sweep.choose_value(resolved, grid)
+    assert choice["chosen"]["value"] == 3 and choice["reason"] == "best"
 
 
 # --------------------------------------------------------------------------- real papermill
@@ -323,3 +342,201 @@ def test_with_fixed_passes_seeds_only_where_declared(nbdir):
                              not_a_parameter=1, output=None)
     assert all(g.fixed["seeds"] == [0, 1] and "not_a_parameter" not in g.fixed for g in grids)
     assert sweep.with_fixed(grids, seeds=None)[0].fixed == grids[0].fixed
+
+
+# --------------------------------------------------------------------------- tune, then evaluate
+TUNING_GRIDS = {"dip_depth": {"dip_scales"}, "dip_width": {"dip_channels"}, "dip_lr": {"dip_lr"},
+                "es_stages": {"es_num_stages"}, "es_schedule": {"es_stage_schedule"},
+                "es_stage_iterations": {"es_stage_iterations"}, "es_start_ratio": {"es_start_ratio"}}
+
+
+def test_only_grids_whose_value_a_chapter_uses_choose_and_they_run_on_tune_photos():
+    from dipddpm_lib import PROFILES
+
+    for profile in ("smoke", "quick", "full"):
+        grids = sweep.load_grids(profile)
+        tuning = {g.name: set(g.tunes) for g in sweep.tuning_grids(grids)}
+        assert tuning == TUNING_GRIDS
+        prof = PROFILES[profile]
+        for g in grids:
+            if g.name in tuning:
+                photos = sweep.grid_photos(g)
+                assert photos and set(photos) <= set(prof.tune_photos), (profile, g.name)
+                assert not set(photos) & set(prof.eval_photos)
+                for key in ("inpaint_image", "sr4_image"):
+                    assert g.fixed.get(key) in (None, *prof.tune_photos)
+            else:  # a condition or an observation: it has nothing to choose
+                assert g.choose == {} and g.tunes == {}, g.name
+    grids = sweep.load_grids("quick")
+    rows = [{"grid": g.name, "value": v, "metric": m, "key": "", "mean": 1.0, "std": 0.1, "n": 2}
+            for g in grids for v in g.values for m in g.metrics]
+    for g in grids:
+        if g.name not in TUNING_GRIDS:
+            assert sweep.choose_value(rows, g) is None
+            assert "nothing is chosen" in sweep.grid_sentence(rows, g)
+            assert "Chosen" not in sweep.grid_sentence(rows, g)
+
+
+def test_stage_schedules_agree_with_the_chapter():
+    from dipddpm_lib import early_stopping as es
+
+    for s in es.STAGE_SCHEDULES:
+        assert sweep.check_tuned_value("es_stage_schedule", s) == s
+    with pytest.raises(ValueError, match="linear, cosine, log"):
+        sweep.check_tuned_value("es_stage_schedule", "quadratic")
+
+
+PHOTO_NB = DUMMY_PARAMETERS + "images = None\n"
+TUNE_GRID = """\
+grids:
+  gt:
+    notebook: 97_photos
+    parameter: x
+    values: [1, 2]
+    fixed: {images: [IMAGES]}
+    metrics: {score: score.*}
+    choose: {metric: score, higher_is_better: true}
+    tunes: es_stage_iterations
+"""
+
+
+@pytest.mark.parametrize("change,match", [
+    (("[IMAGES]", "[camera]"), r"must run on tune photos; its images holds \['camera'\]. "
+                               r"Valid choices \(tune_photos of profile 'quick'\): rocket, coins, china"),
+    (("    fixed: {images: [IMAGES]}\n", ""), "'fixed' must name its tune photos"),
+    (("    tunes: es_stage_iterations\n", ""), "chooses a value but no chapter uses it"),
+    (("    choose: {metric: score, higher_is_better: true}\n", ""), "'tunes' needs 'choose'"),
+    (("tunes: es_stage_iterations", "tunes: unet_channels"), "valid choices: dip_scales"),
+    (("values: [1, 2]", "values: [0, 2]"), r"whole number in \[1, "),
+])
+def test_a_tuning_grid_is_checked_before_anything_runs(nbdir, change, match):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(PHOTO_NB)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, nbdir / "97_photos.ipynb")
+    good = TUNE_GRID.replace("[IMAGES]", "[rocket]")
+    assert sweep.load_grids("quick", write_grids(nbdir, good))[0].tunes == {"es_stage_iterations": None}
+    with pytest.raises(ValueError, match=match):
+        sweep.load_grids("quick", write_grids(nbdir, TUNE_GRID.replace(*change).replace("[IMAGES]", "[rocket]")))
+
+
+def test_two_grids_may_not_tune_one_setting(nbdir):
+    text = GRIDS + """\
+  gz:
+    notebook: 99_dummy
+    parameter: x
+    values: [1, 2]
+    metrics: {score: score.a}
+    choose: {metric: score}
+    tunes: es_stage_iterations
+"""
+    with pytest.raises(ValueError, match="both tune es_stage_iterations"):
+        sweep.load_grids("quick", write_grids(nbdir, text))
+
+
+def test_collate_writes_the_chosen_settings_and_records_a_failed_grid(nbdir, monkeypatch):
+    monkeypatch.setattr(sweep, "_execute", fake_execute)
+    root = nbdir.parent / "results"
+    grid_file = write_grids(nbdir, GRIDS)
+    grids = sweep.load_grids("quick", grid_file)
+    sweep.run_grids(grids, "quick", root, log=lambda s: None)
+    path = sweep.collate_tuned("quick", root, root / "tuned.json", grid_file, log=lambda s: None)
+    doc = sweep.read_tuned(path, "quick")
+    e = doc["settings"]["es_stage_iterations"]
+    assert e["value"] == 3 and e["grid"] == "gx" and e["metric"] == "score" and e["reason"] == "best"
+    assert e["seeds"] == [0, 1, 2] and e["n_seeds"] == 3 and "Chosen: `3`" in e["why"]
+    assert e["profile_value"] == 50 and e["chapters"] == ["04_early_stopping"]
+    assert doc["untuned"] == {} and doc["tune_photos"] == ["rocket", "coins", "china"]
+    assert not [p for p in files_under(root) if ".tmp" in p.name]
+
+    failing = write_grids(nbdir, GRIDS.replace("{y: 0, x: 2}", "{y: 0, x: 2, fail_at: 3}"))
+    sweep.run_grids(sweep.load_grids("quick", failing), "quick", root, log=lambda s: None)
+    doc = sweep.read_tuned(sweep.collate_tuned("quick", root, root / "tuned.json", failing,
+                                               log=lambda s: None))
+    assert doc["settings"] == {}
+    assert "x=3 of grid gx have no result" in doc["untuned"]["es_stage_iterations"]["reason"]
+
+
+def _tuned_doc(**settings):
+    return {"version": sweep.TUNED_VERSION, "profile": "smoke", "tune_photos": ["rocket"],
+            "settings": {f: {"value": v, "grid": "g", "metric": "m", "photos": ["rocket"],
+                             "reason": "best"} for f, v in settings.items()},
+            "untuned": {}}
+
+
+def test_tuned_file_round_trip_is_atomic_and_checked(tmp_path):
+    path = sweep.write_tuned(_tuned_doc(dip_scales=2, es_stage_schedule="log"), tmp_path / "t.json")
+    assert sweep.read_tuned(path, "smoke")["settings"]["dip_scales"]["value"] == 2
+    before = path.read_text()
+    with pytest.raises(ValueError, match=r"tuned dip_lr .* must be a number in \(0, 1\]"):
+        sweep.write_tuned(_tuned_doc(dip_lr=5.0), path)
+    assert path.read_text() == before  # the old file is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["t.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("content,error,match", [
+    (None, FileNotFoundError, "does not exist.*tuned=None"),
+    ("{not json", ValueError, "unreadable tuned-settings file"),
+    ('{"settings": {}}', ValueError, "version"),
+    (json.dumps({**_tuned_doc(), "profile": "quick"}), ValueError, "tuned for profile 'quick', not 'smoke'"),
+    (json.dumps(_tuned_doc(dip_scales=0)), ValueError, r"tuned dip_scales.*whole number in \[1, 8\]"),
+    (json.dumps(_tuned_doc(es_num_stages=1)), ValueError, r"whole number in \[2, "),
+    (json.dumps(_tuned_doc(es_stage_schedule="cubic")), ValueError, "valid choices: linear, cosine, log"),
+    (json.dumps(_tuned_doc(unet_channels=[1])), ValueError, "unknown tuned setting 'unet_channels'; valid choices: dip_scales"),
+])
+def test_a_bad_or_missing_tuned_file_is_a_clear_error(tmp_path, content, error, match):
+    path = tmp_path / "tuned.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(error, match=match):
+        sweep.read_tuned(path, "smoke")
+    with pytest.raises(error, match=match):
+        sweep.tuned_overrides("smoke", path, "04_early_stopping")
+
+
+def test_tuned_overrides_precedence_and_fallback(tmp_path):
+    doc = _tuned_doc(dip_scales=1, es_num_stages=3)
+    doc["untuned"] = {"es_stage_schedule": {"grid": "es_schedule", "reason": "point x failed"}}
+    path = sweep.write_tuned(doc, tmp_path / "tuned.json")
+    over, rec = sweep.tuned_overrides("smoke", path, "04_early_stopping", {"es_num_stages": 4})
+    assert over == {"dip_scales": 1}  # the explicit parameter wins over the file
+    s = rec["settings"]
+    assert s["dip_scales"]["source"] == "tuned" and s["dip_scales"]["photos"] == ["rocket"]
+    assert s["es_num_stages"] == {"value": 4, "source": "parameter",
+                                  "note": "set by this notebook's parameters"}
+    assert s["es_stage_schedule"]["source"] == "profile (fallback)" and rec["fallback"] == ["es_stage_schedule"]
+    assert "point x failed" in s["es_stage_schedule"]["note"]
+    assert s["dip_lr"]["source"] == "profile" and s["dip_lr"]["value"] == 0.01
+    text = sweep.settings_markdown(rec)
+    assert "`dip_scales` = 1" in text and "Not tuned, profile values used instead" in text
+    over, rec = sweep.tuned_overrides("smoke", path, "02_dip_baseline")
+    assert over == {"dip_scales": 1} and set(rec["settings"]) == {"dip_scales", "dip_channels", "dip_lr"}
+    over, rec = sweep.tuned_overrides("smoke", None, "02_dip_baseline")
+    assert over == {} and rec["tuned_file"] is None
+    assert all(e["source"] == "profile" for e in rec["settings"].values())
+    assert "no tuned-settings file was given" in sweep.settings_markdown(rec)
+
+
+def test_the_collate_step_copies_identical_runs_but_never_reruns_a_failed_one(nbdir, monkeypatch):
+    calls = []
+
+    def counting(point, *args):
+        calls.append(point.name)
+        return fake_execute(point, *args)
+
+    monkeypatch.setattr(sweep, "_execute", counting)
+    root = nbdir.parent / "results"
+    grids = sweep.load_grids("quick", write_grids(nbdir, GRIDS.replace("{y: 0, x: 2}", "{y: 0, x: 2, fail_at: 2}")
+                                                  .replace("{x: 2, y: 0}", "{x: 2, y: 0, fail_at: 2}")))
+    todo = sweep.pending_runs(grids, "quick", root)
+    ran = [sweep.run_point(pt, "quick") for pt in todo]
+    assert [r.point.name for r in ran] == ["x=1", "x=2", "x=3", "y=5"]  # gy's y=0 is gx's x=2
+    assert [r.status for r in ran] == ["ran", "failed", "ran", "failed"]
+    calls.clear()
+    runs = sweep.complete_grids(grids, "quick", root, ran, log=lambda s: None, run_missing=False)
+    assert calls == [] and {r.point.name: r.status for r in runs if r.point.grid.name == "gy"} == \
+        {"y=0": "failed", "y=5": "failed"}
+    runs = sweep.complete_grids(grids, "quick", root, ran, log=lambda s: None)  # the build's retry
+    assert calls == ["y=0"]
