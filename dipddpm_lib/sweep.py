@@ -192,9 +192,9 @@ def _check_values(name: str, spec, profile: str) -> tuple:
         if missing or extra:
             raise ValueError(f"grid {name!r}: values must be one list or one list per profile "
                              f"({', '.join(PROFILES)}); missing {missing}, unknown {extra}")
-    if not isinstance(values, list) or not values:
-        raise ValueError(f"grid {name!r}: values for profile {profile!r} must be a non-empty list, "
-                         f"got {values!r}")
+    if not isinstance(values, list) or (not values and not isinstance(spec["values"], dict)):
+        raise ValueError(f"grid {name!r}: values for profile {profile!r} must be a non-empty list "
+                         f"(an empty list per profile leaves the grid out of it), got {values!r}")
     slugs = [value_slug(v) for v in values]
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"grid {name!r}: values {values} repeat (as folder names {slugs})")
@@ -284,7 +284,8 @@ def _check_tune_photos(grid: Grid, profile: str, declared=()) -> None:
 
 def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[Grid]:
     """Read and check the grid file (default ``notebooks/ablations.yaml``) for ``profile``;
-    ``only`` keeps the named grids.
+    ``only`` keeps the named grids. A grid whose values for ``profile`` are an empty list is
+    left out of that profile (asked for by name in ``only``, it is an error).
 
     Raises ``ValueError`` naming the valid choices (profiles, grids, notebooks, parameters)
     for any mistake in the file, before anything runs."""
@@ -305,6 +306,10 @@ def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[
         if only is not None and name not in only:
             continue
         notebook = _check_grid_spec(name, spec, path.parent)
+        if not _check_values(name, spec, profile):
+            if only is not None:
+                raise ValueError(f"grid {name!r} has no values for profile {profile!r}")
+            continue
         declared = notebook_parameters(notebook)
         parameter = str(spec["parameter"])
         if parameter in RESERVED_PARAMETERS:
