@@ -418,8 +418,9 @@ def headline_numbers(results: dict) -> dict:
                                      guided_compute_saved=_get(m4, "methods", "guided",
                                                                "compute_saved", "mean"))
     if m5:
-        out["ablations"] = {name: g["chosen"] for name, g in m5.get("grids", {}).items()
-                            if g.get("chosen") is not None}
+        out["ablations"] = {name: {**g["chosen"], "reason": _get(g, "choice", "reason"),
+                                   "photos": g.get("photos")}
+                            for name, g in m5.get("grids", {}).items() if g.get("chosen") is not None}
     return out
 
 
@@ -504,8 +505,12 @@ def abstract_markdown(h: dict) -> str:
            if s.get("guided_compute_saved") is not None else ".")
         if s and s.get("guided_mean_gap_db") is not None else "- **Early stopping.** No results yet.")
     a = h.get("ablations")
-    lines.append("- **Ablations.** Chosen settings: " + "; ".join(
-        f"{name} → `{c['value']}` ({c['metric']} {c['mean']:.2f} ± {c['std']:.2f})"
+    kept = {"default": "the profile's value, kept: nothing resolved better", "best": "the best",
+            "cheapest": "the cheapest inside the 95 % interval of the best"}
+    lines.append("- **Ablations, on the tune photographs.** Settings chosen for the chapters: " + "; ".join(
+        f"{name} → `{c['value']}` ({kept.get(c.get('reason'), 'chosen')}; {c['metric']} "
+        f"{c['mean']:.2f} ± {c.get('ci95', c['std']):.2f}"
+        + (f" on {', '.join(c['photos'])}" if c.get("photos") else "") + ")"
         for name, c in a.items()) + "." if a else "- **Ablations.** No results yet.")
     return "\n".join(lines)
 

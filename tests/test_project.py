@@ -71,8 +71,9 @@ def test_every_public_function_has_a_docstring():
     assert not missing, missing
 
 
-#: Digits a Markdown cell may hold outside maths, code and headings: citation years only.
-_ALLOWED_NUMBER = re.compile(r"\(?(19|20)\d\d[a-z]?[),;:.]*")
+#: Digits a Markdown cell may hold outside maths, code and headings: citation years, and the
+#: name of the method DIP→t0 (its t0 is a symbol, not a value).
+_ALLOWED_NUMBER = re.compile(r"\(?(19|20)\d\d[a-z]?[),;:.]*|\**DIP→t0\**[),;:.]*")
 
 
 def typed_numbers(cells) -> list[str]:
@@ -82,18 +83,19 @@ def typed_numbers(cells) -> list[str]:
     for cell in cells:
         if cell["cell_type"] != "markdown":
             continue
-        text = re.sub(r"\$\$.*?\$\$|\$[^$]*\$|`[^`]*`|^#+ .*$", "", "".join(cell["source"]),
-                      flags=re.M | re.S)
+        text = re.sub(r"(?s:\$\$.*?\$\$)|\$[^$]*\$|`[^`]*`|^#+ .*$", "", "".join(cell["source"]),
+                      flags=re.M)
         hits += [m.group(0) for m in re.finditer(r"[^\s]*\d[^\s]*", text)
                  if not _ALLOWED_NUMBER.fullmatch(m.group(0))]
     return hits
 
 
 def test_typed_numbers_are_found():
-    cells = [{"cell_type": "markdown", "source": ["Three seeds: 3 of them, σ = 25 (Ho et al. 2020). "
-                                                  "$T = 1000$ and `steps=50`.\n", "## Table 2\n"]},
+    cells = [{"cell_type": "markdown", "source": ["## Table 2\n", "Three seeds: 3 of them, σ = 25 "
+                                                  "(Ho et al. 2020). $T = 1000$ and `steps=50`.\n",
+                                                  "$$x_{1000}\n= 2$$ on 16×16 digits\n"]},
              {"cell_type": "code", "source": ["x = 5"]}]
-    assert typed_numbers(cells) == ["3", "25"]
+    assert typed_numbers(cells) == ["3", "25", "16×16"]
 
 
 def test_no_number_is_typed_into_notebook_markdown():

@@ -263,7 +263,9 @@ def synthetic_results() -> dict:
                                               "max_gap_db": 1.0, "guided_within_max_gap": True,
                                               "guided_no_worse_than_es_wmv": True}},
         "05_ablations": {"grids": {"g": {"chosen": {"value": "3", "metric": "psnr", "mean": 27.0,
-                                                    "std": 0.25}, "choice_text": "**g** chose 3."}}},
+                                                    "std": 0.25, "ci95": 2.25},
+                                         "choice": {"reason": "default"}, "photos": ["rocket"],
+                                         "choice_text": "**g** chose 3."}}},
     }
 
 
@@ -281,7 +283,7 @@ def test_the_abstract_is_formatted_from_the_results():
     assert "predate the precision/recall bar" in report.abstract_markdown(
         report.headline_numbers(old))
     assert "0.81 dB below the oracle peak on average, against 1.50 dB for ES-WMV" in text
-    assert "no worse than ES-WMV" in text and "g → `3` (psnr 27.00 ± 0.25)" in text
+    assert "no worse than ES-WMV" in text and "g → `3` (the profile's value, kept: nothing resolved better; psnr 27.00 ± 2.25 on rocket)" in text
     assert "**DIP baseline.** No results yet." in text
     assert ("Of the 14 variant configurations that produce new samples, 0 beat DDIM and 14 lose "
             "to it (1 / 13 against DPM-Solver++)") in text
