@@ -7,6 +7,7 @@ read re-checks the checksums and treats a damaged entry as a miss. Nothing is un
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -75,6 +76,24 @@ def _json_default(o):
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
+@contextlib.contextmanager
+def _locked(entry: Path):
+    """An exclusive advisory lock for a cache entry (``fcntl.flock`` on a file named after the
+    entry's absolute path in the temporary folder; no lock where ``fcntl`` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock, as before
+        yield
+        return
+    name = hashlib.sha256(str(entry.resolve()).encode()).hexdigest()[:24]
+    with open(Path(tempfile.gettempdir()) / f"dipddpm-{name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class Cache:
     """A content-addressed store of tensors + JSON metadata under ``root``."""
 
@@ -128,12 +147,22 @@ class Cache:
 
     def get_or_compute(self, kind: str, config: dict,
                        compute: Callable[[], tuple[dict[str, torch.Tensor], dict]]):
-        """Return the cached ``(tensors, meta)`` or compute, store and return them."""
+        """Return the cached ``(tensors, meta)`` or compute, store and return them.
+
+        Two processes asking for the same missing entry (two chapters of one build, say) do
+        not both compute it: the second waits on an advisory lock (``<entry>.lock``, a file
+        lock on this machine) and then loads what the first stored."""
         hit = self.get(kind, config)
         if hit is not None:
             return hit
-        tensors, meta = compute()
-        self.put(kind, config, tensors, meta)
+        entry = self.path(kind, config)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(entry):
+            hit = self.get(kind, config)
+            if hit is not None:
+                return hit
+            tensors, meta = compute()
+            self.put(kind, config, tensors, meta)
         return self.get(kind, config)
 
     def clean_partial(self) -> int:

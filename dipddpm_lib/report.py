@@ -327,6 +327,14 @@ FIGURES = (
            "Generation at equal FLOPs: DIP→t0 and TDPM-DIP against DDIM and DPM-Solver++"),
     Figure("equal_compute_denoising.png", "03_dip_init_ddpm", "denoise_quality_vs_flops.png",
            "Denoising at a diffusion noise level at equal FLOPs"),
+    Figure("photo_prior_psnr_vs_sigma.png", "01_ddpm_baseline", "photo_prior_psnr_vs_sigma.png",
+           "The photo DDPM's one-step denoising against σ on the eval photographs, beside the "
+           "noisy input and NL-means"),
+    Figure("photo_psnr_vs_wall.png", "03_dip_init_ddpm", "photo_psnr_vs_wall.png",
+           "Photographs at DIP's noise levels: every single prior and combination, PSNR against "
+           "wall time (95 % intervals over photograph × seed problems)"),
+    Figure("photo_examples.png", "03_dip_init_ddpm", "photo_examples.png",
+           "Each eval photograph restored by every method, with a zoomed crop"),
     Figure("early_stopping_curves.png", "04_early_stopping", "stop_curves.png",
            "Every stopping criterion on the PSNR curves"),
     Figure("early_stopping_gaps.png", "04_early_stopping", "gaps.png",
@@ -691,8 +699,28 @@ def _chapter_job(nb: Path, profile: str, executed: Path, extra: dict, log: Build
     return run
 
 
+#: The photo DDPM prior is trained once, by its own first job (beside chapter 01); chapter 03
+#: and its task-C ablation points wait for it. Chapter 01 shows it and does not wait: it gets
+#: there last, and the cache's lock makes it wait rather than train a second copy.
+PRIOR_JOB = "photo prior"
+PRIOR_CHAPTERS = ("01_ddpm_baseline", "03_dip_init_ddpm")
+
+
+def _prior_job(profile: str):
+    def run():
+        subprocess.run([sys.executable, "-m", "dipddpm_lib.photo_prior", "--profile", profile],
+                       check=True)
+    return run
+
+
+def _photo_only(pt) -> bool:
+    """An ablation point of chapter 03 that runs task C alone (it needs the photo prior, not
+    chapter 01's digit DDPM)."""
+    return pt.grid.notebook_name == "03_dip_init_ddpm" and list(pt.grid.fixed.get("tasks") or []) == ["C"]
+
+
 #: The chapters that read the tuned settings (``tuned`` parameter), and the collate job's name.
-TUNED_CHAPTERS = ("02_dip_baseline", "04_early_stopping")
+TUNED_CHAPTERS = ("02_dip_baseline", "03_dip_init_ddpm", "04_early_stopping")
 COLLATE_JOB = "collate tuned settings"
 
 
@@ -733,9 +761,12 @@ def build_jobs(nbs, profile: str, executed: Path, extra: dict, log: BuildLog,
     tuning_keys = {pt.run_key(profile) for g in tuning for pt in sweep.grid_points(g, profile)}
     is_tuning = lambda pt: pt.run_key(profile) in tuning_keys  # noqa: E731
 
+    prior = bool(names & {"03_dip_init_ddpm"})
+
     def after(notebook: str) -> tuple[str, ...]:
         wait = notebook in NEEDS_DDPM and notebook != DDPM_CHAPTER and DDPM_CHAPTER in names
-        return (f"{DDPM_CHAPTER}.ipynb",) if wait else ()
+        return ((f"{DDPM_CHAPTER}.ipynb",) if wait else ()) + \
+            ((PRIOR_JOB,) if prior and notebook == "03_dip_init_ddpm" else ())
 
     def chapter(nb: Path) -> jobs.Job:
         if tuning and nb.stem in TUNED_CHAPTERS:
@@ -745,19 +776,24 @@ def build_jobs(nbs, profile: str, executed: Path, extra: dict, log: BuildLog,
 
     def point(pt, sink=None) -> jobs.Job:
         nb = pt.grid.notebook_name
-        wait = (f"{DDPM_CHAPTER}.ipynb",) if nb in NEEDS_DDPM and DDPM_CHAPTER in names else ()
+        if _photo_only(pt):
+            wait = (PRIOR_JOB,) if prior else ()
+        else:
+            wait = (f"{DDPM_CHAPTER}.ipynb",) if nb in NEEDS_DDPM and DDPM_CHAPTER in names else ()
         return jobs.Job(f"{pt.grid.name}/{pt.name}", _point_job(pt, profile, extra, sink), wait,
                         stops_build=False)
 
     first = [nb for nb in nbs if nb.stem == DDPM_CHAPTER or (tuning and nb.stem in NEEDS_DDPM)]
     rest = [nb for nb in nbs if nb not in first]
     out = [chapter(nb) for nb in first]
+    if prior:  # second in the list (after chapter 01, if any): it starts beside chapter 01
+        out.insert(min(1, len(out)), jobs.Job(PRIOR_JOB, _prior_job(profile)))
     if tuning:
         ran: list = []
         # early-stopping points first: the first one fits the plain DIP run that the others
         # share (its cache key leaves out the stage settings) before a second worker is free
         tune_points = sorted((pt for pt in points if is_tuning(pt)),
-                             key=lambda p: p.grid.notebook_name != "04_early_stopping")
+                             key=lambda p: (p.grid.notebook_name != "04_early_stopping", _photo_only(p)))
         out += [point(pt, ran) for pt in tune_points]
         out.append(jobs.Job(COLLATE_JOB, _collate_job(tuning, profile, extra, ran, tuned),
                             tuple(f"{pt.grid.name}/{pt.name}" for pt in tune_points),

@@ -1037,6 +1037,7 @@ def _one_of(*choices):
 
 DIP_CHAPTERS = ("02_dip_baseline", "04_early_stopping")  # both fit the profile's DIP net
 ES_CHAPTERS = ("04_early_stopping",)
+PHOTO_CHAPTERS = ("03_dip_init_ddpm",)  # task C: DDPM × DIP on photographs
 #: The settings a grid may choose: profile field -> (its check, the chapters that use it).
 #: ``es_stage_schedule``'s choices are ``early_stopping.STAGE_SCHEDULES`` (a test keeps them equal).
 TUNABLE = {
@@ -1047,6 +1048,11 @@ TUNABLE = {
     "es_stage_iterations": (_whole(1, 1_000_000), ES_CHAPTERS),
     "es_stage_schedule": (_one_of("linear", "cosine", "log"), ES_CHAPTERS),
     "es_start_ratio": (_positive(100.0), ES_CHAPTERS),
+    "photo_dip_iterations": (_whole(1, 1_000_000), PHOTO_CHAPTERS),
+    "photo_red_lambda": (_positive(100.0), PHOTO_CHAPTERS),
+    "photo_red_sigma_eff_ratio": (_positive(10.0), PHOTO_CHAPTERS),
+    "photo_red_refresh": (_whole(1, 1_000_000), PHOTO_CHAPTERS),
+    "photo_target_lambda": (_positive(100.0), PHOTO_CHAPTERS),
 }
 TUNED_VERSION = 1
 

@@ -14,11 +14,6 @@ import time
 import numpy as np
 
 from dipddpm_lib import get_profile, photo_prior
-from dipddpm_lib.data import load_photo
-from dipddpm_lib.dip import degrade
-from dipddpm_lib.metrics import psnr
-from dipddpm_lib.physics import sigma_to_t
-from dipddpm_lib.restoration import classical_restore
 
 
 def main() -> None:
@@ -36,20 +31,12 @@ def main() -> None:
                       "train_seconds": round(model.meta["train_seconds"], 1),
                       "n_params": model.meta["n_params"], "final_loss": model.meta["final_loss"],
                       "steps": p.prior_train_steps}, indent=1))
-    rows = []
+    rows = photo_prior.one_step_curve(model, p.eval_photos, args.size, args.sigmas, args.seeds)
     for sigma in args.sigmas:
-        psnrs = {"noisy": [], "nl_means": [], "ddpm_x0": []}
-        for name in p.eval_photos:
-            clean = load_photo(name, args.size)
-            for seed in args.seeds:
-                deg = degrade(clean, "denoise", sigma, seed=seed)
-                x0, _ = photo_prior.denoise_x0(model, deg.observation, sigma)
-                psnrs["noisy"].append(float(psnr(deg.observation, clean)))
-                psnrs["nl_means"].append(classical_restore("nl_means", deg, clean).psnr)
-                psnrs["ddpm_x0"].append(float(psnr(x0, clean)))
-        rows.append({"sigma": sigma, "t_sigma": sigma_to_t(sigma),
-                     **{k: round(float(np.mean(v)), 2) for k, v in psnrs.items()}})
-        print(json.dumps(rows[-1]))
+        sel = [r for r in rows if r["sigma"] == sigma]
+        print(json.dumps({"sigma": sigma, "t_sigma": sel[0]["t_sigma"],
+                          **{k: round(float(np.mean([r[k] for r in sel])), 2)
+                             for k in ("noisy", "nl_means", "ddpm_x0")}}))
 
 
 if __name__ == "__main__":

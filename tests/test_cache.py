@@ -69,3 +69,28 @@ def test_atomic_json(tmp_path):
     atomic_write_json(tmp_path / "m.json", {"a": torch.tensor(1.5), "b": (1, 2)})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1.5, "b": [1, 2]}
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_concurrent_misses_compute_once(cache):
+    """Two builders asking for the same missing entry: one computes, the other waits and loads."""
+    import threading
+    import time
+
+    import torch
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.3)
+        return {"x": torch.ones(2)}, {"n": len(calls)}
+
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(cache.get_or_compute("k", {"a": 1}, slow)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(out) == 2
+    assert all(torch.equal(t["x"], torch.ones(2)) and m["n"] == 1 for t, m in out)

@@ -26,6 +26,45 @@ def test_nb03_smoke(nb_cache, tmp_path):
         a = np.load(tmp_path / f"{name}.npy")
         assert a.dtype == np.float32 and a.ndim == 4 and 0 <= a.min() and a.max() <= 1
     assert (tmp_path / "gen_quality_vs_flops.png").exists()
+    # task C: photographs, every method, arrays an outside check can recompute PSNR from
+    ph = m["photographs"]
+    assert ph["photos"] == ["astronaut", "camera"] and ph["sigmas"] == [25.0, 50.0]
+    by = ph["summary"]["25"]
+    for name in ("noisy", "bm3d", "nl_means", "dip", "dip_oracle", "ddpm_x0", "ddpm_chain", "tdpm_dip",
+                 "fuse_avg", "hybrid_red", "hybrid_target"):
+        assert name in by, name
+    assert any(k.startswith("ddim_") for k in by) and any(k.startswith("dip_t0_") for k in by)
+    assert by["dip_oracle"]["oracle"] and not by["dip"]["knows_sigma"] and by["bm3d"]["knows_sigma"]
+    assert set(ph["verdict"]) == {"25", "50"}
+    from dipddpm_lib.metrics import psnr
+    import torch
+    clean = torch.from_numpy(np.load(tmp_path / "photo_clean_camera.npy"))
+    assert clean.shape == (1, 3, 32, 32)
+    for method in ("noisy", "hybrid_red", "bm3d"):
+        a = np.load(tmp_path / f"photo_{method}_camera_s25.npy")
+        assert a.shape == (2, 3, 32, 32)  # seeds × C × H × W
+        stored = [r["psnr"] for r in ph["rows"] if r["method"] == method and r["photo"] == "camera"
+                  and r["sigma"] == 25.0]
+        again = psnr(torch.from_numpy(a), clean.expand(2, -1, -1, -1)).tolist()
+        assert np.allclose(stored, again, atol=1e-3)
+    assert (tmp_path / "photo_examples.png").exists() and (tmp_path / "photo_psnr_vs_wall.png").exists()
+
+
+@pytest.mark.notebook
+def test_nb03_task_c_on_a_photograph_given_as_a_file(nb_cache, tmp_path):
+    """Task C alone, on a user's image file next to a bundled photograph."""
+    from PIL import Image
+
+    path = tmp_path / "holiday.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((48, 60, 3)) * 255).astype(np.uint8)).save(path)
+    m = run_notebook("03_dip_init_ddpm", tmp_path / "out", tasks=["C"], photos=[str(path), "coffee"],
+                     photo_sigmas=[25], seeds=[0], photo_methods=["ddpm_x0", "hybrid_red"])
+    ph = m["photographs"]
+    assert "generation" not in m and ph["photos"] == ["holiday", "coffee"]
+    assert ph["roles"] == {"holiday": "user", "coffee": "eval"}
+    assert set(ph["summary"]["25"]) == {"noisy", "ddpm_x0", "hybrid_red"}
+    assert (tmp_path / "out" / "photo_hybrid_red_holiday_s25.npy").exists()
 
 
 @pytest.mark.notebook
@@ -35,6 +74,10 @@ def test_nb03_smoke(nb_cache, tmp_path):
     ({"chain_sampler": "euler"}, "valid choices: ddpm, ddim, dpm-solver"),
     ({"beta_schedule": "quadratic"}, "valid choices: linear, cosine"),
     ({"profile": "fast"}, "valid choices: smoke, quick, full"),
+    ({"tasks": ["D"]}, "tasks must be a non-empty subset"),
+    ({"photos": ["/no/such/photo.png"]}, "no such file"),
+    ({"photo_sigmas": [12.5]}, "whole numbers"),
+    ({"photo_methods": ["hybrid_magic"]}, "unknown task C method"),
 ])
 def test_nb03_bad_parameters_fail_before_any_work(nb_cache, tmp_path, params, match):
     import papermill as pm

@@ -73,7 +73,7 @@ def test_every_public_function_has_a_docstring():
 
 #: Digits a Markdown cell may hold outside maths, code and headings: citation years, and the
 #: name of the method DIP→t0 (its t0 is a symbol, not a value).
-_ALLOWED_NUMBER = re.compile(r"\(?(19|20)\d\d[a-z]?[),;:.]*|\**DIP→t0\**[),;:.]*")
+_ALLOWED_NUMBER = re.compile(r"\(?(19|20)\d\d[a-z]?[),;:.]*|\(?\**(DIP→t0|BM3D)\**[),;:.]*")
 
 
 def typed_numbers(cells) -> list[str]:

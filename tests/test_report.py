@@ -81,18 +81,25 @@ def test_build_jobs_make_what_loads_the_ddpm_wait_for_chapter_01():
     todo = [sweep.grid_points(g, "quick", Path("/nowhere"))[0] for g in grids]
     pool = report.build_jobs(nbs, "quick", Path("/x"), {}, report.BuildLog(), todo)
     after = {j.name: j.after for j in pool}
-    assert [j.name for j in pool[:4]] == [nb.name for nb in nbs]  # chapters first, in order
-    assert after["03_dip_init_ddpm.ipynb"] == ("01_ddpm_baseline.ipynb",)
+    # chapter 01 first, the photo prior's training beside it, then the other chapters in order
+    assert [j.name for j in pool[:5]] == [nbs[0].name, report.PRIOR_JOB] + [nb.name for nb in nbs[1:]]
+    assert after[report.PRIOR_JOB] == () and pool[1].stops_build
+    assert after["03_dip_init_ddpm.ipynb"] == ("01_ddpm_baseline.ipynb", report.PRIOR_JOB)
     assert after["02_dip_baseline.ipynb"] == after["04_early_stopping.ipynb"] == ()
-    points = [j for j in pool[4:]]
+    points = [j for j in pool[5:]]
     assert len(points) == len(todo) and not any(j.stops_build for j in points)
     for j, waits in ((j, j.after) for j in points):
         grid = next(g for g in grids if j.name.startswith(g.name + "/"))
-        assert waits == (("01_ddpm_baseline.ipynb",) if grid.notebook_name in report.NEEDS_DDPM else ())
-    first_free = next(i for i, j in enumerate(points) if not j.after)  # DDPM points come first
+        if grid.fixed.get("tasks") == ["C"]:  # task C alone needs the photo prior, not the digit DDPM
+            assert waits == (report.PRIOR_JOB,)
+        else:
+            assert waits == (("01_ddpm_baseline.ipynb",) if grid.notebook_name in report.NEEDS_DDPM else ())
+    first_free = next(i for i, j in enumerate(points) if not j.after)  # waiting points come first
     assert all(j.after for j in points[:first_free]) and not any(j.after for j in points[first_free:])
     alone = report.build_jobs(nbs[2:3], "quick", Path("/x"), {}, report.BuildLog())
-    assert alone[0].after == ()  # without chapter 01 in the build there is nothing to wait for
+    # without chapter 01 in the build, chapter 03 waits only for the photo prior
+    assert [j.name for j in alone] == [report.PRIOR_JOB, "03_dip_init_ddpm.ipynb"]
+    assert alone[1].after == (report.PRIOR_JOB,)
 
 
 CHAPTERS = [Path(f"/nb/{n}.ipynb") for n in ("01_ddpm_baseline", "02_dip_baseline", "03_dip_init_ddpm",
@@ -116,14 +123,18 @@ def test_build_order_tunes_then_collates_then_evaluates():
     assert "sigma/sigma=25" in tune_jobs  # the σ grid's middle point is the tuning grids' default
     assert not any(n.startswith("sigma/") and n != "sigma/sigma=25" for n in tune_jobs)
     collate = names.index(report.COLLATE_JOB)
-    assert names[:2] == ["01_ddpm_baseline.ipynb", "03_dip_init_ddpm.ipynb"]
+    assert names[:3] == ["01_ddpm_baseline.ipynb", report.PRIOR_JOB, "03_dip_init_ddpm.ipynb"]
     assert all(names.index(n) < collate for n in tune_jobs)
     assert set(job[report.COLLATE_JOB].after) == set(tune_jobs) and job[report.COLLATE_JOB].after_failure
     assert job[report.COLLATE_JOB].stops_build  # a broken collate step stops the build
     for ch in ("02_dip_baseline.ipynb", "04_early_stopping.ipynb"):
         assert names.index(ch) > collate and job[ch].after == (report.COLLATE_JOB,)
-    assert job["03_dip_init_ddpm.ipynb"].after == ("01_ddpm_baseline.ipynb",)
-    assert all(not job[n].after for n in tune_jobs)  # free to start beside chapter 01
+    assert job["03_dip_init_ddpm.ipynb"].after == ("01_ddpm_baseline.ipynb", report.PRIOR_JOB,
+                                                   report.COLLATE_JOB)
+    photo = [n for n in tune_jobs if job[n].after]
+    assert {n.split("/")[0] for n in photo} == {"red_lambda", "red_sigma_eff", "red_refresh", "blend_lambda",
+                                                "photo_dip_iterations"}
+    assert all(job[n].after == (report.PRIOR_JOB,) for n in photo)  # the rest start beside chapter 01
     assert all(names.index(n) > names.index("04_early_stopping.ipynb") for n in other_jobs)
 
 
@@ -149,6 +160,7 @@ def test_the_build_runs_in_that_order_and_only_chapters_02_04_read_the_tuned_fil
         return sweep.PointRun(pt, status, 0.0, "boom" if status == "failed" else "")
 
     monkeypatch.setattr(report, "run_chapter", fake_chapter)
+    monkeypatch.setattr(report, "_prior_job", lambda profile: lambda: note("prior", profile, None))
     monkeypatch.setattr(sweep, "run_pending", fake_point)
     monkeypatch.setattr(sweep, "complete_grids", lambda grids, profile, **k: note("complete", len(k["ran"])))
     monkeypatch.setattr(sweep, "collate_tuned", lambda profile, path=None, log=print: note("collate", str(path)))
@@ -156,8 +168,9 @@ def test_the_build_runs_in_that_order_and_only_chapters_02_04_read_the_tuned_fil
                              tuning, Path("/r/tuned.json"))
     out = report.jobs.run_jobs(pool, 2, log=lambda s: None)
     assert {o.status for o in out.values()} == {"done"}
-    order = [e[0] if e[0] in ("complete", "collate") else e[1] for e in events]
+    order = [e[0] if e[0] in ("complete", "collate", "prior") else e[1] for e in events]
     collate = order.index("collate")
+    assert order.index("prior") < order.index("03_dip_init_ddpm")
     tuned_at = {g.name for g in tuning}
     assert all(i < collate for i, e in enumerate(events) if e[0] == "point" and e[1] in tuned_at)
     assert events[order.index("complete")][1] == len(next(j for j in pool if j.name == report.COLLATE_JOB).after)

@@ -366,7 +366,12 @@ def test_with_fixed_passes_seeds_only_where_declared(nbdir):
 # --------------------------------------------------------------------------- tune, then evaluate
 TUNING_GRIDS = {"dip_depth": {"dip_scales"}, "dip_width": {"dip_channels"}, "dip_lr": {"dip_lr"},
                 "es_stages": {"es_num_stages"}, "es_schedule": {"es_stage_schedule"},
-                "es_stage_iterations": {"es_stage_iterations"}, "es_start_ratio": {"es_start_ratio"}}
+                "es_stage_iterations": {"es_stage_iterations"}, "es_start_ratio": {"es_start_ratio"},
+                "red_lambda": {"photo_red_lambda"}, "red_sigma_eff": {"photo_red_sigma_eff_ratio"},
+                "red_refresh": {"photo_red_refresh"}, "blend_lambda": {"photo_target_lambda"},
+                "photo_dip_iterations": {"photo_dip_iterations"}}
+#: smoke leaves some of chapter 03's photograph grids out (each point is a notebook run)
+SMOKE_WITHOUT = {"red_sigma_eff", "red_refresh", "blend_lambda", "photo_dip_iterations"}
 
 
 def test_only_grids_whose_value_a_chapter_uses_choose_and_they_run_on_tune_photos():
@@ -375,7 +380,8 @@ def test_only_grids_whose_value_a_chapter_uses_choose_and_they_run_on_tune_photo
     for profile in ("smoke", "quick", "full"):
         grids = sweep.load_grids(profile)
         tuning = {g.name: set(g.tunes) for g in sweep.tuning_grids(grids)}
-        assert tuning == TUNING_GRIDS
+        skip = SMOKE_WITHOUT if profile == "smoke" else set()
+        assert tuning == {k: v for k, v in TUNING_GRIDS.items() if k not in skip}
         prof = PROFILES[profile]
         for g in grids:
             if g.name in tuning:

@@ -1,0 +1,362 @@
+"""Chapter 03, task C: photographs at DIP's noise levels, every single prior and every
+combination on the same noisy images.
+
+For each σ, the eval photographs × seeds form one batch ``y = x + n`` (the noise of seed s
+is the same field for every photograph). Every method of :data:`METHODS` restores it; the
+DIP-based ones share one grouped DIP fit per target (plain, RED, blend), each network fitted
+to one image. Rows are tidy: one per (method, photo, σ, seed), with PSNR, SSIM and the
+compute per image (FLOPs of every DIP iteration forward and backward and of every denoiser
+call; wall seconds, a grouped fit's divided evenly among its images).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..cache import Cache
+from ..compute import Compute
+from ..ddpm import TrainedDDPM
+from ..dip import DIPConfig, Degradation, degrade, fit
+from ..errors import check_positive_int, check_sigma
+from ..metrics import psnr, ssim
+from ..physics import sigma_to_t
+from ..results import paired_difference, spread
+from ..methods.classical import bm3d_denoise, nl_means_denoise
+from ..methods.ddpm_denoise import ddim, ddpm_chain, ddpm_x0
+from ..methods.dip_t0 import dip_t0
+from ..methods.fuse import fuse_avg
+from ..methods.hybrid_red import REDTarget
+from ..methods.hybrid_target import BlendTarget
+from ..methods.tdpm_dip import tdpm_dip
+
+#: Bump when the study computes something different: cached studies are then redone.
+CACHE_VERSION = 1
+
+#: Method families, in table order. ``ddim_<k>`` and ``dip_t0_<t0>`` expand per setting.
+SINGLE = ("noisy", "bm3d", "nl_means", "dip", "dip_oracle", "ddpm_x0", "ddpm_chain", "ddim")
+COMBINED = ("dip_t0", "tdpm_dip", "fuse_avg", "hybrid_red", "hybrid_target")
+METHODS = SINGLE + COMBINED
+#: Which methods are told σ (the others are blind); which read the clean image (oracles).
+KNOWS_SIGMA = ("bm3d", "ddpm_x0", "ddpm_chain", "ddim", "dip_t0", "tdpm_dip", "fuse_avg",
+               "hybrid_red", "hybrid_target")
+ORACLES = ("dip_oracle",)
+#: The single priors a combination must beat (non-oracle), and the controls it is not.
+SINGLE_PRIORS = ("dip", "ddpm_x0", "ddpm_chain", "bm3d", "nl_means")
+CONTROLS = ("fuse_avg",)
+
+
+@dataclass(frozen=True)
+class PhotoConfig:
+    """Every setting of task C."""
+
+    sigmas: tuple[float, ...] = (15.0, 25.0, 50.0)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    dip: DIPConfig = DIPConfig(scales=3, channels=32)
+    dip_iterations: int = 400
+    dip_lr: float = 0.01
+    ddim_steps: tuple[int, ...] = (5,)
+    t0_list: tuple[int, ...] = (10, 30)
+    chain_sampler: str = "ddim"
+    chain_steps: int = 10
+    red_lambda: float = 1.0
+    red_sigma_eff_ratio: float = 0.4  # σ_eff = this × σ
+    red_refresh: int = 10
+    target_lambda: float = 1.0
+    methods: tuple[str, ...] = METHODS  # a subset for ablation points
+    device: str = "cpu"  # where the DIP fits run (the profile's device)
+
+    def __post_init__(self):
+        if not self.sigmas:
+            raise ValueError("task C needs at least one noise level sigma")
+        for s in self.sigmas:
+            if check_sigma(s) != round(s):  # arrays are named photo_<method>_<name>_s<σ>
+                raise ValueError(f"task C's sigmas must be whole numbers (0-255), got {s}")
+        check_positive_int("dip_iterations", self.dip_iterations)
+        check_positive_int("red_refresh", self.red_refresh)
+        check_positive_int("chain_steps", self.chain_steps)
+        for k in self.ddim_steps:
+            check_positive_int("ddim steps", k)
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown task C method(s) {unknown}; valid: {', '.join(METHODS)}")
+        for name in ("red_lambda", "target_lambda", "red_sigma_eff_ratio"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.seeds:
+            raise ValueError("task C needs at least one seed")
+
+    def wants(self, family: str) -> bool:
+        """Whether ``family`` runs (its inputs run whenever it does)."""
+        need = set(self.methods)
+        if need & {"dip_oracle", "tdpm_dip", "dip_t0", "fuse_avg"}:
+            need.add("dip")
+        if "fuse_avg" in need:
+            need.add("ddpm_x0")
+        return family in need
+
+
+def method_label(method: str) -> str:
+    """A reader's name for a method identifier (tables, legends, sentences)."""
+    fixed = {"noisy": "noisy input", "bm3d": "BM3D", "nl_means": "NL-means",
+             "dip": "DIP (fixed count)", "dip_oracle": "DIP oracle peak (upper bound)",
+             "ddpm_x0": "DDPM one-step x̂0", "ddpm_chain": "DDPM ancestral chain from t_σ",
+             "tdpm_dip": "TDPM-DIP", "fuse_avg": "average of DIP and x̂0 (control)",
+             "hybrid_red": "RED-guided DIP", "hybrid_target": "DIP on a DDPM-blended target"}
+    if method in fixed:
+        return fixed[method]
+    if method.startswith("ddim_"):
+        return f"DDIM from t_σ, {method[5:]} calls"
+    if method.startswith("dip_t0_"):
+        return f"DIP→t0, t0 = {method[7:]}"
+    return method
+
+
+def family(method: str) -> str:
+    """``ddim_5`` → ``ddim``, ``dip_t0_10`` → ``dip_t0``, else the method itself."""
+    if method.startswith("dip_t0_"):
+        return "dip_t0"
+    return "ddim" if method.startswith("ddim_") else method
+
+
+def _digest(x: torch.Tensor) -> str:
+    return hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def run_study(model: TrainedDDPM, photos: dict[str, torch.Tensor], config: PhotoConfig,
+              cache: Cache | None = None, progress: bool = True):
+    """Task C on ``photos`` (name → 1×C×H×W clean image in [0, 1]) for every σ of ``config``.
+
+    Returns ``(rows, images)``: tidy rows (method, photo, sigma, seed, psnr, ssim, compute,
+    and for DIP-based methods the oracle peak's iteration), and per ``(method, σ)`` the
+    estimates as a tensor photos × seeds × C × H × W (plus ``clean`` and ``noisy``)."""
+    if not photos:
+        raise ValueError("task C needs at least one photograph")
+    if cache is not None:
+        key = {"config": dataclasses.asdict(config), "model": model.meta["config"],
+               "photos": {n: _digest(x) for n, x in photos.items()}, "v": CACHE_VERSION}
+
+        def compute():
+            rows, images = run_study(model, photos, config, None, progress)
+            return images, {"rows": rows}
+
+        tensors, meta = cache.get_or_compute("photo_denoising", key, compute)
+        return meta["rows"], dict(tensors)
+    rows, images = [], {}
+    for sigma in tqdm(config.sigmas, desc="task C: σ", disable=not progress):
+        r, im = _one_sigma(model, photos, config, float(sigma), progress)
+        rows += r
+        images.update(im)
+    return rows, images
+
+
+def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool):
+    names, seeds = list(photos), list(config.seeds)
+    clean = torch.cat([photos[n] for n in names for _ in seeds])  # (photo, seed) order
+    y = torch.cat([degrade(photos[n], "denoise", sigma, seed=s).observation
+                   for n in names for s in seeds])
+    n_img, t_sigma = len(y), sigma_to_t(sigma, model.beta_schedule)
+    out: dict[str, tuple[torch.Tensor, Compute, dict]] = {}
+
+    def add(method, x, c, **extra):
+        out[method] = (x.clamp(0, 1), c, extra)
+
+    add("noisy", y, Compute())
+    if config.wants("bm3d"):
+        add("bm3d", *bm3d_denoise(y, sigma))
+    if config.wants("nl_means"):
+        add("nl_means", *nl_means_denoise(y, sigma))
+    x0 = None
+    if config.wants("ddpm_x0"):
+        x0 = ddpm_x0(model, y, sigma)
+        add("ddpm_x0", *x0)
+    if config.wants("ddpm_chain"):
+        add("ddpm_chain", *ddpm_chain(model, y, sigma, seed=int(sigma)))
+    if config.wants("ddim"):
+        for k in config.ddim_steps:
+            add(f"ddim_{k}", *ddim(model, y, sigma, k, seed=int(sigma)))
+
+    def dip_fit(target, desc):
+        res = fit(Degradation("denoise", y), config.dip, config.dip_iterations, clean=clean,
+                  lr=config.dip_lr, seed=int(sigma), progress=progress, desc=desc,
+                  device=config.device if torch.cuda.is_available() else "cpu",
+                  target=target, callback=None if target is None else target.observe)
+        per = Compute(res.compute.flops / n_img, dip_iters=res.compute.dip_iters,
+                      wall_s=res.compute.wall_s / n_img)
+        return res, per + (target.compute if target is not None else Compute())
+
+    curves = {}
+    if config.wants("dip"):
+        res, c = dip_fit(None, f"DIP σ={sigma:g}")
+        add("dip", res.output_ema, c)
+        add("dip_oracle", res.best_output, c,
+            peak_iteration=np.asarray(res.best_iteration).reshape(-1).tolist())
+        curves["dip"] = res.history["psnr_clean_ema"]
+        x_dip = res.output_ema
+        if config.wants("tdpm_dip"):
+            xc, cc = tdpm_dip(model, x_dip, sigma, int(sigma), config.chain_sampler,
+                              config.chain_steps)
+            add("tdpm_dip", xc, c + cc)
+        if config.wants("dip_t0"):
+            for t0 in config.t0_list:
+                if t0 <= t_sigma:
+                    xc, cc = dip_t0(model, x_dip, t0, int(sigma), config.chain_sampler,
+                                    config.chain_steps)
+                    add(f"dip_t0_{t0}", xc, c + cc, t0=t0)
+        if config.wants("fuse_avg"):
+            add("fuse_avg", fuse_avg(x_dip, x0[0]), c + x0[1])
+    if config.wants("hybrid_red"):
+        tgt = REDTarget(model, y, config.red_lambda, config.red_sigma_eff_ratio * sigma,
+                        config.red_refresh)
+        res, c = dip_fit(tgt, f"RED-DIP σ={sigma:g}")
+        add("hybrid_red", res.output_ema, c, peak_iteration=np.asarray(
+            res.best_iteration).reshape(-1).tolist())
+        curves["hybrid_red"] = res.history["psnr_clean_ema"]
+    if config.wants("hybrid_target"):
+        tgt = BlendTarget(model, y, config.target_lambda, sigma, x0)
+        res, c = dip_fit(tgt, f"blend-DIP σ={sigma:g}")
+        add("hybrid_target", res.output_ema, c, peak_iteration=np.asarray(
+            res.best_iteration).reshape(-1).tolist())
+        curves["hybrid_target"] = res.history["psnr_clean_ema"]
+
+    rows, images = [], {}
+    p_all = {m: psnr(x, clean).numpy() for m, (x, _, _) in out.items()}
+    s_all = {m: ssim(x, clean).numpy() for m, (x, _, _) in out.items()}
+    for m, (x, c, extra) in out.items():
+        images[f"{m}|{sigma:g}"] = x.view(len(names), len(seeds), *x.shape[1:])
+        for i, (name, seed) in enumerate((n, s) for n in names for s in seeds):
+            rows.append({"method": m, "photo": name, "sigma": sigma, "seed": seed,
+                         "t_sigma": t_sigma, "psnr": float(p_all[m][i]), "ssim": float(s_all[m][i]),
+                         "gflops_per_image": c.flops / 1e9, "nfe": c.nfe,
+                         "dip_iters": c.dip_iters, "wall_s": c.wall_s,
+                         "knows_sigma": family(m) in KNOWS_SIGMA, "oracle": m in ORACLES,
+                         **({"peak_iteration": int(extra["peak_iteration"][i])}
+                            if "peak_iteration" in extra else {})})
+    for m, curve in curves.items():  # mean clean PSNR of the EMA output per iteration
+        c = np.asarray(curve, np.float32)
+        images[f"curve.{m}|{sigma:g}"] = torch.from_numpy(c.reshape(len(c), -1).mean(1))
+    return rows, images
+
+
+# --------------------------------------------------------------------------- summaries
+def summarise(rows: list[dict]) -> dict:
+    """Per σ (a string key, e.g. ``"25"``) and method: spreads of PSNR and SSIM over the
+    (photo, seed) problems, the mean compute, and the per-problem PSNR values in row order
+    (for paired differences)."""
+    out: dict = {}
+    for r in rows:
+        s = out.setdefault(f"{r['sigma']:g}", {}).setdefault(r["method"], {"rows": []})
+        s["rows"].append(r)
+    for by_method in out.values():
+        for m, s in by_method.items():
+            rs = s.pop("rows")
+            s.update({"psnr": spread([r["psnr"] for r in rs]),
+                      "ssim": spread([r["ssim"] for r in rs]),
+                      "values": [r["psnr"] for r in rs],
+                      "problems": [f"{r['photo']}/{r['seed']}" for r in rs],
+                      **{k: float(np.mean([r[k] for r in rs]))
+                         for k in ("gflops_per_image", "nfe", "dip_iters", "wall_s")},
+                      "knows_sigma": rs[0]["knows_sigma"], "oracle": rs[0]["oracle"],
+                      "family": family(m)})
+            if "peak_iteration" in rs[0]:
+                s["peak_iteration"] = spread([r["peak_iteration"] for r in rs])
+    return out
+
+
+def verdict(summary: dict) -> dict:
+    """Per σ: the best combined method (highest mean PSNR, no oracle, no control), and its
+    paired PSNR difference (over the same photo/seed problems) against the best single
+    prior, against BM3D, against ``fuse_avg`` and against DIP's oracle peak, each with its
+    compute ratio (FLOPs and wall). Numbers only; the notebook says what they mean."""
+    out = {}
+    for sig, by in summary.items():
+        combined = [m for m in by if family(m) in COMBINED and m not in CONTROLS]
+        singles = [m for m in by if family(m) in SINGLE_PRIORS or family(m) == "ddim"]
+        if not combined or not singles:
+            continue
+        best_c = max(combined, key=lambda m: by[m]["psnr"]["mean"])
+        best_s = max(singles, key=lambda m: by[m]["psnr"]["mean"])
+        against = {"best_single": best_s}
+        against.update({k: k for k in ("bm3d", "fuse_avg", "dip_oracle", "dip", "ddpm_x0")
+                        if k in by})
+        out[sig] = {"best_combined": best_c, "best_single": best_s, "against": {}}
+        for label, m in against.items():
+            d = paired_difference(by[best_c]["values"], by[m]["values"])
+            ratio = (by[best_c]["gflops_per_image"] / by[m]["gflops_per_image"]
+                     if by[m]["gflops_per_image"] > 0 else None)
+            wall = by[best_c]["wall_s"] / by[m]["wall_s"] if by[m]["wall_s"] > 0 else None
+            out[sig]["against"][label] = {"method": m, "diff": d, "flops_ratio": ratio,
+                                          "wall_ratio": wall, "beats": d["resolved"] and d["mean"] > 0,
+                                          "loses": d["resolved"] and d["mean"] < 0}
+    return out
+
+
+# --------------------------------------------------------------------------- the chapter's plan
+NOTEBOOK = "03_dip_init_ddpm"
+#: notebook parameter -> the profile field it overrides (and the field a tuning grid sets)
+PARAMETER_FIELDS = {"photo_dip_iterations": "photo_dip_iterations",
+                    "red_lambda": "photo_red_lambda",
+                    "red_sigma_eff_ratio": "photo_red_sigma_eff_ratio",
+                    "red_refresh": "photo_red_refresh", "target_lambda": "photo_target_lambda"}
+
+
+def make_config(profile, photos=None, sigmas=None, seeds=None, methods=None, t0_list=None,
+                tuned=None, **settings) -> tuple[PhotoConfig, tuple[str, ...], dict]:
+    """Task C's config from the profile, the tuned file and the notebook's parameters
+    (``None`` = not given; ``settings``: the keys of :data:`PARAMETER_FIELDS`). Checks every
+    input before any work: photographs (names or image files at least ``photo_size``), σ,
+    seeds, methods. Returns ``(config, photos, record)``, where ``record`` says where each
+    tuned setting came from (parameter, tuned file or profile)."""
+    from ..data import check_photos
+    from ..sweep import tuned_overrides
+
+    unknown = sorted(set(settings) - set(PARAMETER_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown task C setting(s) {unknown}; valid: {sorted(PARAMETER_FIELDS)}")
+    explicit = {PARAMETER_FIELDS[k]: v for k, v in settings.items()}
+    overrides, record = tuned_overrides(profile.name, tuned, NOTEBOOK, explicit)
+    p = dataclasses.replace(profile, **overrides)
+    val = {f: explicit.get(f) if explicit.get(f) is not None else getattr(p, f)
+           for f in PARAMETER_FIELDS.values()}
+    names = check_photos(profile.photos if photos is None else photos, "task C photographs",
+                         min_size=p.photo_size)
+    config = PhotoConfig(
+        sigmas=tuple(float(s) for s in (p.photo_sigmas if sigmas is None else sigmas)),
+        seeds=tuple(int(s) for s in (p.seeds if seeds is None else seeds)),
+        dip=DIPConfig.from_profile(p, scales=p.photo_dip_scales, channels=p.photo_dip_channels),
+        dip_iterations=int(val["photo_dip_iterations"]),
+        dip_lr=p.dip_lr, ddim_steps=tuple(p.photo_ddim_steps),
+        t0_list=tuple(int(t) for t in (p.photo_t0_list if t0_list is None else t0_list)),
+        chain_sampler=p.int_chain_sampler, chain_steps=p.photo_chain_steps,
+        red_lambda=float(val["photo_red_lambda"]),
+        red_sigma_eff_ratio=float(val["photo_red_sigma_eff_ratio"]),
+        red_refresh=int(val["photo_red_refresh"]),
+        target_lambda=float(val["photo_target_lambda"]),
+        methods=tuple(METHODS if methods is None else methods), device=p.device)
+    return config, names, record
+
+
+def verdict_rows(verdict_by_sigma: dict) -> list[dict]:
+    """:func:`verdict` as a tidy table: one row per (σ, comparison), with the outcome
+    (``beats`` / ``loses to`` / ``not resolved``), the paired difference and the compute
+    ratios, method names as readers' labels. The best single prior and BM3D are one row
+    when they are the same method."""
+    rows = []
+    for sig, v in verdict_by_sigma.items():
+        for key, e in v["against"].items():
+            if key not in ("best_single", "bm3d", "fuse_avg", "dip_oracle"):
+                continue
+            if key == "bm3d" and v["best_single"] == "bm3d":
+                continue
+            d = e["diff"]
+            rows.append({"sigma": sig, "combined": method_label(v["best_combined"]),
+                         "against": method_label(e["method"]) + (" (best single prior)"
+                                                                  if key == "best_single" else ""),
+                         "outcome": "beats" if e["beats"] else ("loses to" if e["loses"] else "not resolved"),
+                         "diff": d, "flops_ratio": e["flops_ratio"], "wall_ratio": e["wall_ratio"]})
+    return rows
