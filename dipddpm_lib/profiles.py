@@ -119,14 +119,16 @@ class Profile:
     int_denoise_ddim_steps: tuple[int, ...] = (1, 10, 50)
 
     # --- chapter 03, task C (photographs at DIP's noise levels; settings tuned on tune photos)
-    photo_sigmas: tuple[float, ...] = (15.0, 25.0, 50.0)  # on the `photos` at `photo_size`
+    photo_sigmas: tuple[float, ...] = (15.0, 25.0, 50.0)  # at `photo_size`
+    # task C's eval photographs: two in quick (each costs three DIP fits per σ and seed)
+    photo_task_photos: tuple[str, ...] = ("astronaut", "coffee")
     photo_dip_iterations: int = 400  # `dip` and the hybrids' fixed count
     photo_ddim_steps: tuple[int, ...] = (5,)
     photo_t0_list: tuple[int, ...] = (10, 30)  # DIP→t0 starts (those <= t_σ run)
     photo_chain_steps: int = 10  # at most this many calls in the DIP→t0 / TDPM-DIP chains
     photo_red_lambda: float = 1.0  # hybrid_red: target (y + λ D(f))/(1 + λ)
     photo_red_sigma_eff_ratio: float = 0.4  # hybrid_red: D's noise level σ_eff = this × σ
-    photo_red_refresh: int = 10  # hybrid_red: D is recomputed every this many DIP steps
+    photo_red_refresh: int = 20  # hybrid_red: D is recomputed every this many DIP steps
     photo_target_lambda: float = 1.0  # hybrid_target: target (y + λ x̂0(y))/(1 + λ)
 
     # --- metrics -----------------------------------------------------------------------
@@ -185,6 +187,7 @@ PROFILES: dict[str, Profile] = {
         int_denoise_t0_list=(5,),
         int_denoise_ddim_steps=(1, 5),
         photo_sigmas=(25.0, 50.0),
+        photo_task_photos=("astronaut", "camera"),
         photo_dip_scales=2,
         photo_dip_channels=8,
         photo_dip_iterations=20,
@@ -232,6 +235,7 @@ PROFILES: dict[str, Profile] = {
         int_denoise_images=64,
         int_denoise_dip_iterations=1000,
         # chapter 03, task C: 256-px photographs, the paper's DIP net
+        photo_task_photos=("astronaut", "camera", "coffee", "chelsea"),  # every eval photo
         photo_dip_scales=5,
         photo_dip_channels=128,
         photo_dip_iterations=2000,
@@ -259,7 +263,7 @@ PROFILES: dict[str, Profile] = {
 
 #: The photo sets of a profile, and the chapter fields whose photos must be eval photos.
 PHOTO_SETS = ("eval_photos", "tune_photos", "prior_train_photos")
-CHAPTER_PHOTO_FIELDS = ("photos", "dip_baseline_photos")
+CHAPTER_PHOTO_FIELDS = ("photos", "dip_baseline_photos", "photo_task_photos")
 
 
 def check_photo_sets(profile: Profile, chapters: bool = True) -> Profile:

@@ -132,8 +132,7 @@ def test_build_order_tunes_then_collates_then_evaluates():
     assert job["03_dip_init_ddpm.ipynb"].after == ("01_ddpm_baseline.ipynb", report.PRIOR_JOB,
                                                    report.COLLATE_JOB)
     photo = [n for n in tune_jobs if job[n].after]
-    assert {n.split("/")[0] for n in photo} == {"red_lambda", "red_sigma_eff", "red_refresh", "blend_lambda",
-                                                "photo_dip_iterations"}
+    assert {n.split("/")[0] for n in photo} == {"red_lambda", "red_sigma_eff", "photo_dip_iterations"}
     assert all(job[n].after == (report.PRIOR_JOB,) for n in photo)  # the rest start beside chapter 01
     assert all(names.index(n) > names.index("04_early_stopping.ipynb") for n in other_jobs)
 

@@ -159,12 +159,15 @@ def test_the_project_grid_file_is_valid_and_covers_the_required_ablations():
                 ("01_ddpm_baseline", "beta_schedule"), ("02_dip_baseline", "arch"),
                 ("02_dip_baseline", "iterations"), ("03_dip_init_ddpm", "t0_list"),
                 ("01_ddpm_baseline", "sampler_steps"), ("04_early_stopping", "num_stages"),
-                ("04_early_stopping", "stage_schedule"), ("02_dip_baseline", "lr")}
+                ("04_early_stopping", "stage_schedule"), ("02_dip_baseline", "lr"),
+                ("03_dip_init_ddpm", "red_lambda")}
     sizes = {}
     for profile in ("smoke", "quick", "full"):
         grids = sweep.load_grids(profile)
-        # quick leaves the β-schedule grid out: its cosine point trains a second DDPM
-        expected = required - ({("01_ddpm_baseline", "beta_schedule")} if profile == "quick" else set())
+        # quick leaves the β-schedule grid out (its cosine point trains a second DDPM) and the
+        # digit tasks' t_noise and t0 observations (chapter 03's time goes to the photographs)
+        expected = required - ({("01_ddpm_baseline", "beta_schedule"), ("03_dip_init_ddpm", "t_noise"),
+                                ("03_dip_init_ddpm", "t0_list")} if profile == "quick" else set())
         assert expected <= {(g.notebook_name, g.parameter) for g in grids}
         assert all(len(g.values) >= 2 for g in grids)
         sizes[profile] = {g.name: len(g.values) for g in grids}
@@ -372,6 +375,7 @@ TUNING_GRIDS = {"dip_depth": {"dip_scales"}, "dip_width": {"dip_channels"}, "dip
                 "photo_dip_iterations": {"photo_dip_iterations"}}
 #: smoke leaves some of chapter 03's photograph grids out (each point is a notebook run)
 SMOKE_WITHOUT = {"red_sigma_eff", "red_refresh", "blend_lambda", "photo_dip_iterations"}
+QUICK_WITHOUT = {"red_refresh", "blend_lambda"}  # quick keeps the profile's values (time)
 
 
 def test_only_grids_whose_value_a_chapter_uses_choose_and_they_run_on_tune_photos():
@@ -380,7 +384,7 @@ def test_only_grids_whose_value_a_chapter_uses_choose_and_they_run_on_tune_photo
     for profile in ("smoke", "quick", "full"):
         grids = sweep.load_grids(profile)
         tuning = {g.name: set(g.tunes) for g in sweep.tuning_grids(grids)}
-        skip = SMOKE_WITHOUT if profile == "smoke" else set()
+        skip = {"smoke": SMOKE_WITHOUT, "quick": QUICK_WITHOUT}.get(profile, set())
         assert tuning == {k: v for k, v in TUNING_GRIDS.items() if k not in skip}
         prof = PROFILES[profile]
         for g in grids:

@@ -323,7 +323,7 @@ def make_config(profile, photos=None, sigmas=None, seeds=None, methods=None, t0_
     p = dataclasses.replace(profile, **overrides)
     val = {f: explicit.get(f) if explicit.get(f) is not None else getattr(p, f)
            for f in PARAMETER_FIELDS.values()}
-    names = check_photos(profile.photos if photos is None else photos, "task C photographs",
+    names = check_photos(profile.photo_task_photos if photos is None else photos, "task C photographs",
                          min_size=p.photo_size)
     config = PhotoConfig(
         sigmas=tuple(float(s) for s in (p.photo_sigmas if sigmas is None else sigmas)),
