@@ -133,16 +133,28 @@ def unet_flops(model: TrainedDDPM, shape: tuple[int, int, int]) -> float:
 
 
 def one_step_curve(model: TrainedDDPM, names, size: int, sigmas, seeds,
-                   progress: bool = True) -> list[dict]:
+                   progress: bool = True, cache: Cache | None = None) -> list[dict]:
     """The prior's one-step denoising against σ on photographs: one row per (photo, σ, seed)
     with the PSNR of the noisy input (clipped), of NL-means (blind, chapter 02's settings) and
-    of the one-step x̂0 at ``t_σ``. The noise of seed s is the same field for every photo."""
+    of the one-step x̂0 at ``t_σ``. The noise of seed s is the same field for every photo.
+    With a ``cache`` the rows are stored under the prior, the photographs' pixels and the
+    settings."""
     from .data import load_photo, photo_name
     from .dip import degrade
     from .metrics import psnr
     from .methods.classical import nl_means_denoise
 
     names = check_photos(names, "photographs", min_size=size)
+    if cache is not None:
+        import hashlib
+
+        pixels = {photo_name(n): hashlib.sha256(load_photo(n, size).numpy().tobytes()).hexdigest()[:16]
+                  for n in names}
+        key = {"model": model.meta["config"], "photos": pixels, "size": size,
+               "sigmas": [float(s) for s in sigmas], "seeds": [int(s) for s in seeds], "v": 1}
+        _, meta = cache.get_or_compute("photo_prior_curve", key, lambda: (
+            {}, {"rows": one_step_curve(model, names, size, sigmas, seeds, progress)}))
+        return meta["rows"]
     rows = []
     for name in tqdm(names, desc="one-step x̂0 vs σ", disable=not progress):
         clean = load_photo(name, size)

@@ -129,6 +129,7 @@ class Profile:
     photo_red_lambda: float = 1.0  # hybrid_red: target (y + λ D(f))/(1 + λ)
     photo_red_sigma_eff_ratio: float = 0.4  # hybrid_red: D's noise level σ_eff = this × σ
     photo_red_refresh: int = 20  # hybrid_red: D is recomputed every this many DIP steps
+    photo_red_warm_start: bool = True  # hybrid_red: D first applied to x̂0(y), not DIP's output (chosen on the tune photos)
     photo_target_lambda: float = 1.0  # hybrid_target: target (y + λ x̂0(y))/(1 + λ)
 
     # --- metrics -----------------------------------------------------------------------

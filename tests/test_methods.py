@@ -185,3 +185,19 @@ def test_make_config_reads_photo_files_and_explicit_settings(smoke, tmp_path):
     assert names == (str(path), "camera") and cfg.red_lambda == 2.0
     assert record["settings"]["photo_red_lambda"]["source"] == "parameter"
     assert cfg.sigmas == smoke.photo_sigmas and cfg.dip_iterations == smoke.photo_dip_iterations
+
+
+def test_hybrid_red_warm_start_applies_d_to_x_init_until_dip_fits_as_well(prior, noisy):
+    _, y = noisy
+    x0, _ = ddpm_denoise.ddpm_x0(prior, y, 25)
+    tgt = REDTarget(prior, y, lam=1.0, sigma_eff=10, refresh=2, x_init=x0)
+    d0, _ = ddpm_denoise.ddpm_x0(prior, x0, 10)
+    assert torch.allclose(tgt(1), (y + d0) / 2) and tgt.compute.nfe == 1  # D(x_init) from the start
+    far = torch.full_like(y, 0.5)  # a DIP output that fits y worse than x_init does: not used
+    tgt.observe(2, far, far, None)
+    assert not tgt.switched.any() and torch.allclose(tgt(3), (y + d0) / 2)
+    tgt.observe(4, y, y, None)  # an output that fits y exactly: D is applied to it from now on
+    assert tgt.switched.all()
+    assert torch.allclose(tgt(5), (y + ddpm_denoise.ddpm_x0(prior, y.clamp(0, 1), 10)[0]) / 2)
+    off = REDTarget(prior, y, lam=0.0, sigma_eff=10, refresh=2, x_init=x0)
+    assert torch.equal(_fit(y).output_ema, _fit(y, off).output_ema)  # λ = 0 is still plain DIP

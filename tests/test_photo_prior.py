@@ -73,3 +73,13 @@ def test_denoise_bad_inputs(prior, sigma, images, match):
     images = torch.zeros(1, 3, 64, 64) if images is None else images
     with pytest.raises(ValueError, match=match):
         photo_prior.denoise_x0(model, images, sigma)
+
+
+def test_one_step_curve_rows_and_cache(prior, monkeypatch):
+    model, p, cache = prior
+    rows = photo_prior.one_step_curve(model, ["camera"], 32, [25], [0, 1], progress=False, cache=cache)
+    assert [(r["photo"], r["sigma"], r["seed"]) for r in rows] == [("camera", 25.0, 0), ("camera", 25.0, 1)]
+    assert all(r["t_sigma"] > 0 and r["nl_means"] > r["noisy"] for r in rows)
+    monkeypatch.setattr(photo_prior, "denoise_x0", lambda *a, **k: pytest.fail("recomputed"))
+    again = photo_prior.one_step_curve(model, ["camera"], 32, [25], [0, 1], progress=False, cache=cache)
+    assert again == rows  # loaded from the cache

@@ -67,6 +67,7 @@ class PhotoConfig:
     red_lambda: float = 1.0
     red_sigma_eff_ratio: float = 0.4  # σ_eff = this × σ
     red_refresh: int = 10
+    red_warm_start: bool = False  # D starts from the DDPM's x̂0 of y (methods/hybrid_red.py)
     target_lambda: float = 1.0
     methods: tuple[str, ...] = METHODS  # a subset for ablation points
     device: str = "cpu"  # where the DIP fits run (the profile's device)
@@ -96,7 +97,7 @@ class PhotoConfig:
         need = set(self.methods)
         if need & {"dip_oracle", "tdpm_dip", "dip_t0", "fuse_avg"}:
             need.add("dip")
-        if "fuse_avg" in need:
+        if "fuse_avg" in need or ("hybrid_red" in need and self.red_warm_start):
             need.add("ddpm_x0")
         return family in need
 
@@ -211,9 +212,11 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
         if config.wants("fuse_avg"):
             add("fuse_avg", fuse_avg(x_dip, x0[0]), c + x0[1])
     if config.wants("hybrid_red"):
+        warm = config.red_warm_start and config.red_lambda > 0
         tgt = REDTarget(model, y, config.red_lambda, config.red_sigma_eff_ratio * sigma,
-                        config.red_refresh)
+                        config.red_refresh, x_init=x0[0] if warm else None)
         res, c = dip_fit(tgt, f"RED-DIP σ={sigma:g}")
+        c = c + (x0[1] if warm else Compute())  # the warm start's x̂0 call
         add("hybrid_red", res.output_ema, c, peak_iteration=np.asarray(
             res.best_iteration).reshape(-1).tolist())
         curves["hybrid_red"] = res.history["psnr_clean_ema"]
@@ -335,7 +338,7 @@ def make_config(profile, photos=None, sigmas=None, seeds=None, methods=None, t0_
         chain_sampler=p.int_chain_sampler, chain_steps=p.photo_chain_steps,
         red_lambda=float(val["photo_red_lambda"]),
         red_sigma_eff_ratio=float(val["photo_red_sigma_eff_ratio"]),
-        red_refresh=int(val["photo_red_refresh"]),
+        red_refresh=int(val["photo_red_refresh"]), red_warm_start=bool(p.photo_red_warm_start),
         target_lambda=float(val["photo_target_lambda"]),
         methods=tuple(METHODS if methods is None else methods), device=p.device)
     return config, names, record

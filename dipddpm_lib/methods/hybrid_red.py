@@ -10,6 +10,12 @@ DeepRED solves it with ADMM over DIP's weights. Here the simplest form: DIP's da
 *is* that fixed point, with ``x`` the DIP's own moving-average output and ``D`` the DDPM's
 one-step x̂0 at a small noise level ``σ_eff``, refreshed every ``refresh`` iterations. Until
 the first refresh the target is ``y``. ``λ = 0`` is plain DIP, exactly.
+
+**Warm start** (``x_init``): a fixed-point iteration needs a first ``x``, and DIP's early output
+is a poor one (a blur that lags the fit by the EMA's window), which drags the target towards it.
+Given ``x_init`` (the DDPM's own estimate of ``y``), ``D`` is applied to ``x_init`` until DIP's
+output fits the observation at least as closely as ``x_init`` does (‖f − y‖ ≤ ‖x_init − y‖, per
+image: no clean image is read), and to DIP's output from then on.
 """
 from __future__ import annotations
 
@@ -25,13 +31,22 @@ class REDTarget:
     """The changing target of a DIP fit (``dip.fit(target=..., callback=...observe)``)."""
 
     def __init__(self, model: TrainedDDPM, y: torch.Tensor, lam: float, sigma_eff: float,
-                 refresh: int):
+                 refresh: int, x_init: torch.Tensor | None = None):
         if not lam >= 0:
             raise ValueError(f"lambda must be >= 0, got {lam}")
         self.model, self.y = model, check_images(y, "noisy images")
         self.lam, self.sigma_eff = float(lam), check_sigma(sigma_eff)
         self.refresh = check_positive_int("refresh", refresh)
         self.current, self.compute = y, Compute()  # compute: the denoiser's, per image
+        self.x_init = None if x_init is None else check_images(x_init, "x_init", channels=y.shape[1])
+        self.switched = torch.zeros(len(y), dtype=torch.bool)  # D applied to DIP's output yet?
+        if self.x_init is not None and self.lam > 0:
+            self._refresh(self.x_init)
+
+    def _refresh(self, x: torch.Tensor) -> None:
+        d, c = ddpm_x0(self.model, x.clamp(0, 1), self.sigma_eff)
+        self.current = (self.y + self.lam * d) / (1 + self.lam)
+        self.compute = self.compute + c
 
     def __call__(self, i: int) -> torch.Tensor:
         return self.current
@@ -39,7 +54,11 @@ class REDTarget:
     def observe(self, i: int, out, out_ema, history) -> bool:
         """After DIP step ``i``: every ``refresh`` steps, ``D`` of the EMA output."""
         if self.lam > 0 and i % self.refresh == 0:
-            d, c = ddpm_x0(self.model, out_ema.detach().cpu().clamp(0, 1), self.sigma_eff)
-            self.current = (self.y + self.lam * d) / (1 + self.lam)
-            self.compute = self.compute + c
+            f = out_ema.detach().cpu()
+            if self.x_init is not None:
+                fit_f = (f - self.y).pow(2).flatten(1).mean(1)
+                fit_0 = (self.x_init - self.y).pow(2).flatten(1).mean(1)
+                self.switched |= fit_f <= fit_0
+                f = torch.where(self.switched.view(-1, 1, 1, 1), f, self.x_init)
+            self._refresh(f)
         return False
