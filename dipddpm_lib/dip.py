@@ -156,7 +156,9 @@ def degrade(clean: torch.Tensor, task: str = "denoise", sigma: float = 25.0, see
 
     ``sigma`` is the Gaussian noise std on the 0-255 scale (added for every task; use 0 for
     noiseless inpainting / super-resolution). ``keep`` is the inpainting mask's kept share.
-    The noisy observation is not clipped, as in the paper's denoising set-up.
+    The noisy observation is not clipped to [0, 1]. The paper's code (``get_noisy_image``)
+    clips it; unclipped, the noise stays exactly Gaussian with std σ, which the σ-aware
+    methods here assume (BM3D, the DDPM's step t_σ, SURE).
     """
     check_choice("task", task, TASKS)
     sigma = check_sigma(sigma)
