@@ -24,6 +24,7 @@ from .errors import check_choice, check_images, check_positive_int, check_timest
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
+TRAIN_PRECISIONS = ("fp32", "bf16")  # bf16: forward under bfloat16 autocast
 
 
 def to_model(x: torch.Tensor) -> torch.Tensor:
@@ -106,6 +107,8 @@ def _train_config(profile, beta_schedule: str, seed: int, n_train: int,
     cfg = {k: getattr(profile, k) for k in keys}
     if profile.low_t_fraction:  # absent at 0, so the keys of plain training stay as they were
         cfg.update(low_t_fraction=profile.low_t_fraction, low_t_max=profile.low_t_max)
+    if getattr(profile, "train_precision", "fp32") != "fp32":  # absent for fp32: old keys hold
+        cfg["train_precision"] = profile.train_precision
     if data_key:
         cfg["data"] = data_key
     return {**cfg, "beta_schedule": beta_schedule, "seed": seed, "n_train": n_train, "v": 1}
@@ -127,7 +130,10 @@ def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, 
     """Train (or load from the cache) a DDPM on ``images`` (N×C×H×W in [0,1]).
 
     AdamW with linear warm-up, gradient clipping, and diffusers' ``EMAModel``; the returned
-    UNet carries the EMA weights. The cache key is the training config plus the data's shape,
+    UNet carries the EMA weights. ``profile.train_precision = "bf16"`` runs the forward pass
+    under bfloat16 autocast (weights, optimiser, loss and EMA stay float32): about 1.9× faster
+    for the photo prior on a CPU with bf16 units (AMX / AVX512-BF16), slower for the small
+    digit UNet with attention, and slow on CPUs that lack them. The cache key is the training config plus the data's shape,
     and ``data_key`` (what the images are, when their shape does not say it).
     """
     beta_schedule = beta_schedule or profile.beta_schedule
@@ -136,6 +142,8 @@ def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, 
     check_positive_int("train_steps", profile.train_steps)
     check_positive_int("batch_size", profile.batch_size)
     cache = cache or Cache()
+    check_choice("train precision", profile.train_precision, TRAIN_PRECISIONS)
+    bf16 = profile.train_precision == "bf16"
     cfg = _train_config(profile, beta_schedule, seed, len(images), data_key)
     device = torch.device(profile.device if torch.cuda.is_available() else "cpu")
 
@@ -158,7 +166,9 @@ def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, 
             x0 = data[idx.to(device)]
             noise = torch.randn(x0.shape, generator=gen).to(device)
             t = _draw_t(len(x0), profile, gen).to(device)
-            loss = F.mse_loss(unet(sched.add_noise(x0, noise, t), t).sample, noise)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                eps = unet(sched.add_noise(x0, noise, t), t).sample
+            loss = F.mse_loss(eps.float(), noise)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(unet.parameters(), profile.grad_clip)

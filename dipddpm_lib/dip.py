@@ -240,9 +240,11 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
 
     torch.manual_seed(seed)
     dev = torch.device(device)
-    net = SkipNet(cfg, y.shape[1], nets=n).to(dev)
+    # channels-last: the same arithmetic, 13-22 % faster per iteration on CPU for these nets
+    # (scripts/bench_dip.py); only the float order of the convolutions changes
+    net = SkipNet(cfg, y.shape[1], nets=n).to(dev, memory_format=torch.channels_last)
     z0 = make_input(cfg, h, w, seed, n) if net_input is None else net_input.reshape(1, -1, h, w)
-    z0 = z0.to(dev)
+    z0 = z0.to(dev).contiguous(memory_format=torch.channels_last)
     gen = torch.Generator(device=dev).manual_seed(seed + 1)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     y_dev = y.to(dev)
@@ -270,8 +272,8 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
     with Timer() as timer:
         for i in tqdm(range(iterations), desc=desc, disable=not progress, leave=False,
                       mininterval=2):
-            z = z0 + torch.randn(z0.shape, generator=gen, device=dev) * reg_noise_std \
-                if reg_noise_std > 0 else z0
+            z = (z0 + torch.randn(z0.shape, generator=gen, device=dev) * reg_noise_std
+                 ).contiguous(memory_format=torch.channels_last) if reg_noise_std > 0 else z0
             if target is not None:
                 op.observation = target(i + 1).to(dev)
             out, loss = step(z)

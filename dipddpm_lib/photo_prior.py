@@ -82,7 +82,8 @@ def prior_profile(profile):
         unet_layers_per_block=profile.prior_layers_per_block,
         train_steps=profile.prior_train_steps, batch_size=profile.prior_batch_size,
         lr=profile.prior_lr, warmup_steps=profile.prior_warmup_steps,
-        ema_decay=profile.prior_ema_decay, low_t_fraction=profile.prior_low_t_fraction)
+        ema_decay=profile.prior_ema_decay, low_t_fraction=profile.prior_low_t_fraction,
+        train_precision=profile.prior_train_precision)
 
 
 def train_photo_prior(profile, seed: int = 0, cache: Cache | None = None,

@@ -706,10 +706,13 @@ PRIOR_JOB = "photo prior"
 PRIOR_CHAPTERS = ("01_ddpm_baseline", "03_dip_init_ddpm")
 
 
-def _prior_job(profile: str):
+def _prior_job(profile: str, log: BuildLog | None = None):
     def run():
+        start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "dipddpm_lib.photo_prior", "--profile", profile],
                        check=True)
+        if log is not None:
+            log.times[PRIOR_JOB] = time.perf_counter() - start
     return run
 
 
@@ -724,9 +727,12 @@ TUNED_CHAPTERS = ("02_dip_baseline", "03_dip_init_ddpm", "04_early_stopping")
 COLLATE_JOB = "collate tuned settings"
 
 
-def _point_job(pt, profile: str, extra: dict, sink: list | None = None):
+def _point_job(pt, profile: str, extra: dict, sink: list | None = None, log: BuildLog | None = None):
     def run():
+        start = time.perf_counter()
         r = sweep.run_pending(pt, profile, "python3", extra, lambda line: print(line, flush=True))
+        if log is not None:
+            log.times[f"{pt.grid.name}/{pt.name}"] = time.perf_counter() - start
         if sink is not None:
             sink.append(r)
         return r
@@ -780,14 +786,14 @@ def build_jobs(nbs, profile: str, executed: Path, extra: dict, log: BuildLog,
             wait = (PRIOR_JOB,) if prior else ()
         else:
             wait = (f"{DDPM_CHAPTER}.ipynb",) if nb in NEEDS_DDPM and DDPM_CHAPTER in names else ()
-        return jobs.Job(f"{pt.grid.name}/{pt.name}", _point_job(pt, profile, extra, sink), wait,
+        return jobs.Job(f"{pt.grid.name}/{pt.name}", _point_job(pt, profile, extra, sink, log), wait,
                         stops_build=False)
 
     first = [nb for nb in nbs if nb.stem == DDPM_CHAPTER or (tuning and nb.stem in NEEDS_DDPM)]
     rest = [nb for nb in nbs if nb not in first]
     out = [chapter(nb) for nb in first]
     if prior:  # second in the list (after chapter 01, if any): it starts beside chapter 01
-        out.insert(min(1, len(out)), jobs.Job(PRIOR_JOB, _prior_job(profile)))
+        out.insert(min(1, len(out)), jobs.Job(PRIOR_JOB, _prior_job(profile, log)))
     if tuning:
         ran: list = []
         # early-stopping points first: the first one fits the plain DIP run that the others

@@ -159,7 +159,7 @@ def test_the_build_runs_in_that_order_and_only_chapters_02_04_read_the_tuned_fil
         return sweep.PointRun(pt, status, 0.0, "boom" if status == "failed" else "")
 
     monkeypatch.setattr(report, "run_chapter", fake_chapter)
-    monkeypatch.setattr(report, "_prior_job", lambda profile: lambda: note("prior", profile, None))
+    monkeypatch.setattr(report, "_prior_job", lambda profile, log=None: lambda: note("prior", profile, None))
     monkeypatch.setattr(sweep, "run_pending", fake_point)
     monkeypatch.setattr(sweep, "complete_grids", lambda grids, profile, **k: note("complete", len(k["ran"])))
     monkeypatch.setattr(sweep, "collate_tuned", lambda profile, path=None, log=print: note("collate", str(path)))
