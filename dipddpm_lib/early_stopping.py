@@ -59,138 +59,10 @@ WMV_PATIENCE_FACTORS = (0.5, 1.0, 2.0)
 _CACHE_VERSION = 1
 
 
-# --------------------------------------------------------------------------- a stop
-@dataclass(frozen=True)
-class Stop:
-    """Where a criterion stops. ``iteration``: the step whose (EMA) output it returns;
-    ``iterations_run``: the steps it had to run to decide (its compute); ``fired``: False
-    when the rule never triggered and the run went to its budget."""
-
-    iteration: int
-    iterations_run: int
-    fired: bool = True
-
-
-def _history(values, what: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{what} must be a non-empty 1-D history, got shape {arr.shape}")
-    return arr
-
-
-# --------------------------------------------------------------------------- criteria
-def oracle_stop(psnr_clean) -> Stop:
-    """The iteration of peak PSNR against the clean image (needs the clean image)."""
-    h = _history(psnr_clean, "psnr_clean")
-    it = int(np.nanargmax(h)) + 1
-    return Stop(it, it, True)
-
-
-def fixed_stop(history_length: int, iterations: int) -> Stop:
-    """A fixed iteration count; the history must be at least that long."""
-    iterations = check_positive_int("iterations", iterations)
-    if history_length < iterations:
-        return Stop(history_length, history_length, False)
-    return Stop(iterations, iterations, True)
-
-
-def discrepancy_stop(residual, sigma: float) -> Stop:
-    """The first iteration whose MSE to the observation (``residual``) is at most σ²
-    (``sigma`` on the 0-255 scale): Morozov's discrepancy principle."""
-    h = _history(residual, "residual")
-    hit = np.flatnonzero(h <= (check_sigma(sigma) / 255.0) ** 2)
-    if hit.size:
-        return Stop(int(hit[0]) + 1, int(hit[0]) + 1, True)
-    return Stop(len(h), len(h), False)
-
-
-def window_variance(window: torch.Tensor) -> torch.Tensor:
-    """ES-WMV's variance of W outputs (W×N×C×H×W): the mean squared deviation from their
-    mean, per pixel, averaged over pixels; one number per image (shape N)."""
-    dev = window - window.mean(0, keepdim=True)
-    return dev.pow(2).mean(0).flatten(1).mean(1)
-
-
-class MovingVariance:
-    """Online windowed moving variance: ``push(outputs)`` returns the variance of the last
-    ``window`` outputs (NaN until the window is full). Running sums (float64) make a push
-    cost one output, whatever the window; it equals :func:`window_variance`."""
-
-    def __init__(self, window: int):
-        self.window = _check_window(window)
-        self._frames: list[torch.Tensor] = []
-        self._sum = self._sum_sq = None
-
-    def push(self, outputs: torch.Tensor) -> np.ndarray:
-        """Add one step's outputs (N×C×H×W); return the variance per image (N)."""
-        x = outputs.detach().cpu().double()
-        if self._sum is None:
-            self._sum, self._sum_sq = torch.zeros_like(x), torch.zeros_like(x)
-        self._frames.append(x)
-        self._sum += x
-        self._sum_sq += x * x
-        if len(self._frames) > self.window:
-            old = self._frames.pop(0)
-            self._sum -= old
-            self._sum_sq -= old * old
-        if len(self._frames) < self.window:
-            return np.full(x.shape[0], np.nan)
-        mean = self._sum / self.window
-        per_pixel = (self._sum_sq / self.window - mean * mean).clamp_min(0)
-        return per_pixel.flatten(1).mean(1).numpy()
-
-
-def moving_variance(outputs, window: int) -> np.ndarray:
-    """The windowed moving variance of a sequence of outputs (T×C×H×W), shape T."""
-    mv = MovingVariance(window)
-    return np.array([mv.push(torch.as_tensor(o).unsqueeze(0))[0] for o in outputs])
-
-
-def es_wmv_stop(variance, patience: int) -> Stop:
-    """ES-WMV: stop once the moving variance has not reached a new minimum for
-    ``patience`` iterations; return the iteration of that minimum."""
-    patience = check_positive_int("patience", patience)
-    v = _history(variance, "variance")
-    valid = np.isfinite(v)
-    if not valid.any():
-        return Stop(len(v), len(v), False)
-    filled = np.where(valid, v, np.inf)
-    run_min = np.minimum.accumulate(filled)
-    new_min = valid & (filled <= run_min) & np.r_[True, filled[1:] < run_min[:-1]]
-    argmin = np.maximum.accumulate(np.where(new_min, np.arange(len(v)), -1))
-    waited = np.arange(len(v)) - argmin
-    done = np.flatnonzero((argmin >= 0) & (waited >= patience))
-    if done.size:
-        i = int(done[0])
-        return Stop(int(argmin[i]) + 1, i + 1, True)
-    return Stop(int(argmin[-1]) + 1, len(v), False)
-
-
-def guided_stop(stage_residual, stage_absorbed, sigma: float, stage_iterations: int) -> Stop:
-    """The guided rule over completed stages: stop at the end of the first stage ``k ≥ 1``
-    with ``R_{k−1} − R_k ≤ 2 σ² a_k``, where ``R`` is the output's MSE to the observation at
-    each stage end and ``a`` the share of the stage's injected noise the output absorbed
-    (NaN for the final, noiseless stage). ``sigma`` is on the 0-255 scale."""
-    r = _history(stage_residual, "stage_residual")
-    a = _history(stage_absorbed, "stage_absorbed")
-    if len(a) != len(r):
-        raise ValueError(f"stage_residual and stage_absorbed differ in length ({len(r)}, {len(a)})")
-    stage_iterations = check_positive_int("stage_iterations", stage_iterations)
-    drop = r[:-1] - r[1:]
-    noise_gain = 2.0 * (check_sigma(sigma) / 255.0) ** 2 * a[1:]
-    hit = np.flatnonzero(np.isfinite(noise_gain) & (drop <= noise_gain))
-    if hit.size:
-        it = (int(hit[0]) + 2) * stage_iterations
-        return Stop(it, it, True)
-    return Stop(len(r) * stage_iterations, len(r) * stage_iterations, False)
-
-
-def absorbed_fraction(output: torch.Tensor, output_before: torch.Tensor, noise: torch.Tensor,
-                      noise_std: torch.Tensor) -> torch.Tensor:
-    """Share of an injected noise ``noise_std · noise`` (noise ~ N(0, 1)) that the output
-    took up since ``output_before``: ⟨Δoutput, noise⟩ / (N · noise_std), per image."""
-    gain = ((output - output_before) * noise).flatten(1).mean(1)
-    return gain / noise_std.clamp_min(1e-12)
+# the criteria (pure functions over histories) live in `stopping`
+from .stopping import (  # noqa: E402
+    MovingVariance, Stop, absorbed_fraction, discrepancy_stop, es_wmv_stop, fixed_stop,
+    guided_stop, oracle_stop)
 
 
 # --------------------------------------------------------------------------- progressive targets
@@ -456,13 +328,6 @@ def baselines_markdown(setup: StoppingSetup) -> str:
         f"fall, to set against the scaled counts. Compute saved is (fixed − iterations run) / "
         f"fixed against the profile's fixed count ({setup.fixed_iterations}), counting every "
         f"stage of the guided scheme and, for ES-WMV, the patience it must wait after its minimum."])
-
-
-def _check_window(window) -> int:
-    window = check_positive_int("window", window)
-    if window < 2:
-        raise ValueError(f"window must be at least 2 outputs, got {window}")
-    return window
 
 
 def make_batch(setup: StoppingSetup, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:

@@ -9,6 +9,7 @@ import torch
 from conftest import cache_files
 from dipddpm_lib import dip
 from dipddpm_lib import early_stopping as es
+from dipddpm_lib import stopping
 from dipddpm_lib.data import load_photo
 
 
@@ -21,52 +22,52 @@ def setup(smoke):
 def test_oracle_stops_at_the_known_peak():
     it = np.arange(1, 801)
     psnr = 30 - ((it - 317) / 100.0) ** 2
-    assert es.oracle_stop(psnr) == es.Stop(317, 317, True)
+    assert stopping.oracle_stop(psnr) == stopping.Stop(317, 317, True)
 
 
 def test_fixed_stop_is_the_count_or_the_history_end():
-    assert es.fixed_stop(800, 600) == es.Stop(600, 600, True)
-    assert es.fixed_stop(400, 600) == es.Stop(400, 400, False)
+    assert stopping.fixed_stop(800, 600) == stopping.Stop(600, 600, True)
+    assert stopping.fixed_stop(400, 600) == stopping.Stop(400, 400, False)
 
 
 def test_discrepancy_stops_at_the_first_fit_error_below_sigma_squared():
     sigma = 25.0
     residual = (sigma / 255) ** 2 * np.linspace(3.0, 0.5, 501)  # crosses 1.0 at index 400
-    s = es.discrepancy_stop(residual, sigma)
-    assert s == es.Stop(401, 401, True)
+    s = stopping.discrepancy_stop(residual, sigma)
+    assert s == stopping.Stop(401, 401, True)
     assert residual[s.iteration - 1] <= (sigma / 255) ** 2 < residual[s.iteration - 2]
-    never = es.discrepancy_stop(residual[:100], sigma)
-    assert never == es.Stop(100, 100, False)
+    never = stopping.discrepancy_stop(residual[:100], sigma)
+    assert never == stopping.Stop(100, 100, False)
 
 
 def test_es_wmv_on_a_constant_sequence_stops_after_its_patience():
     window, patience = 20, 200
     variance = np.r_[np.full(window - 1, np.nan), np.full(600, 0.3)]
-    s = es.es_wmv_stop(variance, patience)
-    assert s == es.Stop(window, window + patience, True)  # minimum at the first full window
+    s = stopping.es_wmv_stop(variance, patience)
+    assert s == stopping.Stop(window, window + patience, True)  # minimum at the first full window
 
 
 def test_es_wmv_returns_the_minimum_once_patience_runs_out():
     it = np.arange(1, 1001)
     variance = 1.0 + ((it - 250) / 100.0) ** 2  # U shape, minimum at iteration 250
-    assert es.es_wmv_stop(variance, 100) == es.Stop(250, 350, True)
-    assert es.es_wmv_stop(variance[:300], 100) == es.Stop(250, 300, False)  # not yet decided
+    assert stopping.es_wmv_stop(variance, 100) == stopping.Stop(250, 350, True)
+    assert stopping.es_wmv_stop(variance[:300], 100) == stopping.Stop(250, 300, False)  # not yet decided
     falling = np.linspace(2, 1, 300)
-    assert es.es_wmv_stop(falling, 50) == es.Stop(300, 300, False)
+    assert stopping.es_wmv_stop(falling, 50) == stopping.Stop(300, 300, False)
 
 
 def test_moving_variance_matches_the_definition():
     gen = torch.Generator().manual_seed(0)
     frames = torch.rand(30, 3, 8, 8, generator=gen)
     window = 5
-    online = es.moving_variance(frames, window)
+    online = stopping.moving_variance(frames, window)
     assert np.isnan(online[:window - 1]).all()
     for t in range(window - 1, 30):
         direct = frames[t - window + 1:t + 1].double()
         expect = ((direct - direct.mean(0)) ** 2).mean().item()
         assert online[t] == pytest.approx(expect, rel=1e-9)
-        assert es.window_variance(direct.unsqueeze(1)).item() == pytest.approx(expect, rel=1e-9)
-    assert np.allclose(es.moving_variance(torch.ones(10, 1, 4, 4), 3)[2:], 0.0)
+        assert stopping.window_variance(direct.unsqueeze(1)).item() == pytest.approx(expect, rel=1e-9)
+    assert np.allclose(stopping.moving_variance(torch.ones(10, 1, 4, 4), 3)[2:], 0.0)
 
 
 def _stage_history(stop_stage: int, stages: int = 10, sigma: float = 25.0):
@@ -84,10 +85,10 @@ def _stage_history(stop_stage: int, stages: int = 10, sigma: float = 25.0):
 
 def test_guided_rule_stops_at_the_stage_where_the_fit_stops_beating_its_noise():
     residual, absorbed, sigma = _stage_history(stop_stage=6)
-    assert es.guided_stop(residual, absorbed, sigma, 50) == es.Stop(7 * 50, 350, True)
-    assert es.guided_stop(residual[:6], absorbed[:6], sigma, 50) == es.Stop(300, 300, False)
+    assert stopping.guided_stop(residual, absorbed, sigma, 50) == stopping.Stop(7 * 50, 350, True)
+    assert stopping.guided_stop(residual[:6], absorbed[:6], sigma, 50) == stopping.Stop(300, 300, False)
     quiet = np.where(np.isfinite(absorbed), 0.0, np.nan)  # no noise absorbed: never stops
-    assert es.guided_stop(residual, quiet, sigma, 50) == es.Stop(500, 500, False)
+    assert stopping.guided_stop(residual, quiet, sigma, 50) == stopping.Stop(500, 500, False)
 
 
 def test_absorbed_fraction_reads_back_the_injected_share():
@@ -96,7 +97,7 @@ def test_absorbed_fraction_reads_back_the_injected_share():
     noise = torch.randn(2, 3, 16, 16, generator=gen)
     std = torch.tensor([0.1, 0.2])
     after = before + torch.tensor([0.3, 0.7]).view(-1, 1, 1, 1) * std.view(-1, 1, 1, 1) * noise
-    got = es.absorbed_fraction(after, before, noise, std)
+    got = stopping.absorbed_fraction(after, before, noise, std)
     assert got[0] == pytest.approx(0.3 * noise[0].pow(2).mean().item(), rel=1e-5)
     assert got[1] == pytest.approx(0.7 * noise[1].pow(2).mean().item(), rel=1e-5)
 
@@ -262,11 +263,11 @@ def test_bad_profile_values_fail_when_the_setup_is_read(smoke):
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda: es.es_wmv_stop([1.0, 2.0], 0), "positive whole number"),
-    (lambda: es.MovingVariance(1), "at least 2"),
-    (lambda: es.discrepancy_stop([0.1], -3), r"\[0, 255\]"),
-    (lambda: es.oracle_stop([]), "non-empty"),
-    (lambda: es.guided_stop([1.0, 0.5], [np.nan], 25, 10), "differ in length"),
+    (lambda: stopping.es_wmv_stop([1.0, 2.0], 0), "positive whole number"),
+    (lambda: stopping.MovingVariance(1), "at least 2"),
+    (lambda: stopping.discrepancy_stop([0.1], -3), r"\[0, 255\]"),
+    (lambda: stopping.oracle_stop([]), "non-empty"),
+    (lambda: stopping.guided_stop([1.0, 0.5], [np.nan], 25, 10), "differ in length"),
     (lambda: es.stage_timesteps(5, 0, "linear"), "positive whole number"),
 ])
 def test_bad_criterion_inputs(call, match):
