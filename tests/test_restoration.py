@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import cache_files
 
-from dipddpm_lib import dip, restoration
+from dipddpm_lib import dip, get_profile, restoration
 from dipddpm_lib.cache import Cache
 from dipddpm_lib.data import load_photo
 from dipddpm_lib.metrics import psnr
@@ -167,7 +167,8 @@ def test_chapter_metrics_arrays_tables_and_figures(run, tmp_path):
 def test_plan_fills_defaults_from_the_profile():
     plan = restoration.make_plan("quick")
     assert plan.images == ("astronaut", "camera", "coffee") and plan.image_size == 64
-    assert plan.iterations == 1000 and plan.seeds == (0, 1, 2) and plan.sigma == 25
+    assert plan.iterations == get_profile("quick").dip_baseline_iterations
+    assert plan.seeds == (0, 1, 2) and plan.sigma == 25
     assert (plan.arch.scales, plan.arch.channels) == (3, 32)
     assert plan.showcases == {"inpaint": "astronaut", "sr4": "coffee"}
     other = restoration.make_plan("smoke", task="sr4", images="camera", seeds=[4])
