@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .cache import Cache
 from .compute import Compute, Timer, count_flops
 from .errors import check_choice, check_images, check_positive_int, check_timestep
+from .profiles import run_device
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
@@ -98,6 +99,11 @@ class TrainedDDPM:
     loss_history: np.ndarray
     meta: dict
 
+    @property
+    def num_train_timesteps(self) -> int:
+        """T, as the model was trained (every chain, noise level and check uses it)."""
+        return int(self.meta.get("config", {}).get("num_train_timesteps", 1000))
+
 
 def _train_config(profile, beta_schedule: str, seed: int, n_train: int,
                   data_key: dict | None = None) -> dict:
@@ -145,7 +151,7 @@ def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, 
     check_choice("train precision", profile.train_precision, TRAIN_PRECISIONS)
     bf16 = profile.train_precision == "bf16"
     cfg = _train_config(profile, beta_schedule, seed, len(images), data_key)
-    device = torch.device(profile.device if torch.cuda.is_available() else "cpu")
+    device = torch.device(run_device(profile))
 
     def _train():
         torch.manual_seed(seed)
@@ -335,11 +341,13 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
     cache = cache or Cache()
     cfg = {"model": model.meta["config"], "sampler": sampler, "num_steps": num_steps,
            "num_samples": num_samples, "seed": seed,
-           "scheduler": scheduler_key(make_scheduler(model.beta_schedule, sampler)), "v": 3}
+           "scheduler": scheduler_key(make_scheduler(model.beta_schedule, sampler,
+                                                     model.num_train_timesteps)), "v": 3}
 
     def _run():
         res = sample(model.unet, model.beta_schedule, sampler, num_steps, num_samples, seed,
-                     batch_size=batch_size, progress=progress)
+                     batch_size=batch_size, progress=progress,
+                     num_train_timesteps=model.num_train_timesteps)
         return {"images": res.images}, {"compute": res.compute.to_dict(),
                                         "timesteps": res.timesteps}
 

@@ -227,8 +227,7 @@ def sweep(model: TrainedDDPM, methods, seeds, num_samples: int, x_train: torch.T
     Each row holds the method, seed, every score in ``SCORES`` and the sampler's compute
     (NFE, FLOPs, wall seconds as recorded when the set was drawn).
     """
-    T = model.meta.get("config", {}).get("num_train_timesteps", 1000)
-    methods = check_methods(methods, T)
+    methods = check_methods(methods, model.num_train_timesteps)
     seeds = check_seeds(seeds)
     num_samples = check_num_samples(num_samples)
     batch_size = check_positive_int("batch_size", batch_size)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 
@@ -66,7 +67,7 @@ def _check_iterations(iterations) -> list[int]:
 def fit_dip_snapshots(target: torch.Tensor, cfg: DIPConfig, iterations, seed: int = 0,
                       lr: float = 0.01, reg_noise_std: float = 1.0 / 30.0, ema: float = 0.99,
                       net_input: torch.Tensor | None = None, progress: bool = True,
-                      desc: str = "DIP prior") -> dict[int, Result]:
+                      desc: str = "DIP prior", device: str = "cpu") -> dict[int, Result]:
     """One batched DIP fit to ``target`` (N images), with the EMA output kept at each
     iteration count in ``iterations``. Each snapshot carries the compute used up to it."""
     its = _check_iterations(iterations)
@@ -84,7 +85,7 @@ def fit_dip_snapshots(target: torch.Tensor, cfg: DIPConfig, iterations, seed: in
 
     res = fit(Degradation("denoise", target), cfg, its[-1], lr=lr, reg_noise_std=reg_noise_std,
               ema=ema, seed=seed, callback=grab, net_input=net_input, progress=progress,
-              desc=desc)
+              desc=desc, device=device)
     flops_per_it = res.compute.flops / res.stopped_at / n
     for i in its:
         if i > 0:
@@ -97,12 +98,12 @@ def dip_to_t0(model: TrainedDDPM, prior: Result, t0: int, seed: int = 0, sampler
     """Forward-noise a DIP output (``prior``, [0,1]) to ``t0`` and run the reverse chain from
     there with at most ``min(num_steps, t0)`` denoiser evaluations. ``t0 = 0`` returns the
     DIP output unchanged. The compute includes the DIP fit's."""
-    check_timestep("t0", t0, 1000)
+    check_timestep("t0", t0, model.num_train_timesteps)
     check_images(prior.images, "DIP output")
     if t0 == 0:
         return Result(prior.images, prior.compute)
     noise = prior_noise(len(prior.images), tuple(prior.images.shape[1:]), seed + 10_000)
-    x_t0 = q_sample(prior.images, t0, noise, model.beta_schedule)
+    x_t0 = q_sample(prior.images, t0, noise, model.beta_schedule, model.num_train_timesteps)
     return reverse_from(model, Result(x_t0, prior.compute), t0, seed, sampler, num_steps, progress)
 
 
@@ -113,7 +114,8 @@ def reverse_from(model: TrainedDDPM, start: Result, t: int, seed: int = 0, sampl
     if t == 0:
         return Result(from_model(start.images), start.compute)
     chain = sample(model.unet, model.beta_schedule, sampler, min(num_steps, t),
-                   x_start=start.images, t_start=t, seed=seed, progress=progress)
+                   x_start=start.images, t_start=t, seed=seed, progress=progress,
+                   num_train_timesteps=model.num_train_timesteps)
     per_image = Compute(flops=chain.compute.flops / len(start.images), nfe=chain.compute.nfe,
                         wall_s=chain.compute.wall_s)
     return Result(chain.images, start.compute + per_image)
@@ -131,7 +133,7 @@ def truncated_start(x_ref: torch.Tensor, t_trunc: int, z: torch.Tensor, beta_sch
 
 def tdpm_dip(model: TrainedDDPM, x_ref: torch.Tensor, t_trunc: int, cfg: DIPConfig,
              iterations, seed: int = 0, sampler: str = "ddim", num_steps: int = 20,
-             lr: float = 0.01, progress: bool = True) -> dict[int, Result]:
+             lr: float = 0.01, progress: bool = True, device: str = "cpu") -> dict[int, Result]:
     """TDPM-DIP for each DIP iteration count in ``iterations`` (0 allowed: no DIP).
 
     ``z`` is the sampler's prior draw for ``seed``; DIP's input is ``z`` itself (so its
@@ -140,24 +142,24 @@ def tdpm_dip(model: TrainedDDPM, x_ref: torch.Tensor, t_trunc: int, cfg: DIPConf
     denoiser evaluations.
     """
     check_images(x_ref, "reference images")
-    check_timestep("T_trunc", t_trunc, 1000)
+    check_timestep("T_trunc", t_trunc, model.num_train_timesteps)
     its = _check_iterations(iterations)
     shape = tuple(x_ref.shape[1:])
     z = prior_noise(len(x_ref), shape, seed)
-    target = truncated_start(x_ref, t_trunc, z, model.beta_schedule)
+    target = truncated_start(x_ref, t_trunc, z, model.beta_schedule, model.num_train_timesteps)
     cfg = DIPConfig(**{**cfg.__dict__, "input_depth": shape[0], "output": "linear"})
     starts = {0: Result(target, Compute())} if 0 in its else {}
     if its[-1] > 0:
         fits = fit_dip_snapshots(target, cfg, [i for i in its if i > 0], seed, lr=lr,
                                  reg_noise_std=0.0, net_input=z, progress=progress,
-                                 desc=f"TDPM-DIP T'={t_trunc}")
+                                 desc=f"TDPM-DIP T'={t_trunc}", device=device)
         starts.update(fits)
     return {i: reverse_from(model, st, t_trunc, seed, sampler, num_steps) for i, st in starts.items()}
 
 
 def tdpm_denoise(model: TrainedDDPM, y: torch.Tensor, t_noise: int, cfg: DIPConfig, iterations,
                  seed: int = 0, sampler: str = "ddpm", num_steps: int = 1000, lr: float = 0.01,
-                 progress: bool = True) -> dict[int, Result]:
+                 progress: bool = True, device: str = "cpu") -> dict[int, Result]:
     """TDPM-DIP on the denoising task: the observation ``y`` *is* ``x_{t_noise}``, whose noise
     is unknown, so DIP (standard noise input, linear output) fits ``y`` itself; its output
     replaces ``y`` as the start of the chain from ``t_noise``."""
@@ -165,37 +167,40 @@ def tdpm_denoise(model: TrainedDDPM, y: torch.Tensor, t_noise: int, cfg: DIPConf
     its = [i for i in _check_iterations(iterations) if i > 0]
     cfg = DIPConfig(**{**cfg.__dict__, "output": "linear"})
     fits = fit_dip_snapshots(y, cfg, its, seed, lr=lr, progress=progress,
-                             desc=f"TDPM-DIP on y (t={t_noise})")
+                             desc=f"TDPM-DIP on y (t={t_noise})", device=device)
     return {i: reverse_from(model, st, t_noise, seed, sampler, num_steps) for i, st in fits.items()}
 
 
 # --------------------------------------------------------------------------- denoising task
-def diffusion_noisy(x0: torch.Tensor, t_noise: int, seed: int, beta_schedule: str) -> torch.Tensor:
+def diffusion_noisy(x0: torch.Tensor, t_noise: int, seed: int, beta_schedule: str,
+                    num_train_timesteps: int = 1000) -> torch.Tensor:
     """``y = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` (model space) for clean ``x0`` in [0,1]."""
     check_images(x0, "clean images")
-    check_timestep("t_noise", t_noise, 1000)
+    check_timestep("t_noise", t_noise, num_train_timesteps)
     eps = prior_noise(len(x0), tuple(x0.shape[1:]), seed + 20_000)
-    return q_sample(x0, t_noise, eps, beta_schedule)
+    return q_sample(x0, t_noise, eps, beta_schedule, num_train_timesteps)
 
 
-def rescale_to_x0(y: torch.Tensor, t_noise: int, beta_schedule: str) -> tuple[torch.Tensor, float]:
+def rescale_to_x0(y: torch.Tensor, t_noise: int, beta_schedule: str,
+                  num_train_timesteps: int = 1000) -> tuple[torch.Tensor, float]:
     """Rescale a diffusion observation to the x0 range: ``(y / sqrt(abar_t) + 1) / 2`` is an
     unbiased, unclipped estimate of x0 in [0,1] with noise std ``sqrt((1-abar)/abar) / 2``.
     Returns the rescaled image and that noise std."""
-    abar = float(alphas_cumprod(beta_schedule)[t_noise])
+    abar = float(alphas_cumprod(beta_schedule, num_train_timesteps)[t_noise])
     return (y / abar ** 0.5 + 1.0) / 2.0, ((1 - abar) / abar) ** 0.5 / 2.0
 
 
 def dip_denoise(y: torch.Tensor, t_noise: int, beta_schedule: str, cfg: DIPConfig,
                 iterations: int, clean: torch.Tensor | None = None, seed: int = 0,
-                lr: float = 0.01, progress: bool = True):
+                lr: float = 0.01, progress: bool = True, device: str = "cpu",
+                num_train_timesteps: int = 1000):
     """DIP alone on a diffusion observation, rescaled to the x0 range (see
     :func:`rescale_to_x0`). Returns the :class:`~dipddpm_lib.dip.DIPResult` (with the oracle
     peak when ``clean`` is given)."""
     check_positive_int("iterations", iterations)
-    target, _ = rescale_to_x0(y, t_noise, beta_schedule)
+    target, _ = rescale_to_x0(y, t_noise, beta_schedule, num_train_timesteps)
     return fit(Degradation("denoise", target), cfg, iterations, clean=clean, lr=lr, seed=seed,
-               progress=progress, desc="DIP on y")
+               progress=progress, desc="DIP on y", device=device)
 
 
 # --------------------------------------------------------------------------- studies
@@ -256,10 +261,11 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
                      t_trunc_list, chain_sampler: str = "ddim", chain_steps: int = 20,
                      baselines=("ddim", "dpm-solver++"), sample_batch: int = 256,
                      ddpm_steps: int = 1000, progress: bool = True, keep_images: bool = True,
-                     ddpm_pool: int | None = None, cache: Cache | None = None):
+                     ddpm_pool: int | None = None, device: str = "cpu", cache: Cache | None = None):
     """Task A (generation). For each seed: ``num_refs`` reference images from the test split;
     DIP→t0 over ``dip_iterations`` × ``t0_list``; TDPM-DIP over ``dip_iterations`` ×
-    ``t_trunc_list``; the full DDPM chain (``ddpm_steps``, 1000) from noise; and, for every variant, DDIM and DPM-Solver++
+    ``t_trunc_list``; the DDPM chain of ``ddpm_steps`` steps (``ddpm_<steps>``; T = 1000 in
+    quick and full) from noise; and, for every variant, DDIM and DPM-Solver++
     from noise at the same FLOPs per image. Every row carries FID/KID/confident fraction,
     distance to its own reference, nearest-train distance and the compute used.
 
@@ -278,7 +284,7 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
 
     num_refs = check_positive_int("num_refs", num_refs)
     for t in list(t0_list) + list(t_trunc_list):
-        check_timestep("t0 / T_trunc", t, 1000)
+        check_timestep("t0 / T_trunc", t, model.num_train_timesteps)
     its = _check_iterations(dip_iterations)
     from .metrics import GenerationScorer
 
@@ -298,7 +304,7 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
         pool = ddpm_pool if ddpm_pool is not None and ddpm_pool >= num_refs else num_refs
         plain = sample_cached(model, "ddpm", ddpm_steps, pool, seed, sample_batch,
                               progress=progress)
-        add("ddpm_1000", seed, Result(plain.images[:num_refs],
+        add(f"ddpm_{ddpm_steps}", seed, Result(plain.images[:num_refs],
                                       Compute(plain.compute.flops / pool, plain.compute.nfe,
                                               wall_s=plain.compute.wall_s * num_refs / pool)),
             refs)
@@ -333,7 +339,8 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
 def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: int,
                     dip_cfg: DIPConfig, dip_iterations: int, t0_list, ddim_steps,
                     tdpm_iterations: int | None = None, chain_sampler: str = "ddim",
-                    chain_steps: int = 20, progress: bool = True, cache: Cache | None = None):
+                    chain_steps: int = 20, progress: bool = True, device: str = "cpu",
+                    cache: Cache | None = None):
     """Task B (denoising at a diffusion noise level). For each seed, ``y`` is ``x_clean``
     noised to ``t_noise``; the methods are the DDPM chain from ``t_noise`` (all steps), DDIM
     from ``t_noise`` at each of ``ddim_steps`` (1 step = the one-shot x0 prediction), DIP
@@ -352,12 +359,13 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
     from .metrics import psnr, ssim
 
     check_images(x_clean, "clean images")
-    check_timestep("t_noise", t_noise, 1000)
+    T = model.num_train_timesteps
+    check_timestep("t_noise", t_noise, T)
     for t in t0_list:
-        check_timestep("t0", t, 1000)
+        check_timestep("t0", t, T)
     n, rows, images = len(x_clean), [], {}
     unet_flops = unet_flops_per_image(model)
-    tdpm_iterations = tdpm_iterations or dip_iterations
+    tdpm_iterations = dip_iterations if tdpm_iterations is None else tdpm_iterations
 
     def add(method, seed, res, **extra):
         img = res.images
@@ -367,8 +375,8 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
             images[method] = img
 
     for seed in seeds:
-        y = diffusion_noisy(x_clean, t_noise, seed, model.beta_schedule)
-        y01, _ = rescale_to_x0(y, t_noise, model.beta_schedule)
+        y = diffusion_noisy(x_clean, t_noise, seed, model.beta_schedule, T)
+        y01, _ = rescale_to_x0(y, t_noise, model.beta_schedule, T)
         if seed == seeds[0]:
             images["clean"], images["noisy"] = x_clean, y01.clamp(0, 1)
         add("noisy_rescaled", seed, Result(y01.clamp(0, 1), Compute()))
@@ -377,7 +385,8 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
         for k in ddim_steps:
             add(f"ddim_{k}", seed, reverse_from(model, start, t_noise, seed, "ddim", k))
         dip = dip_denoise(y, t_noise, model.beta_schedule, dip_cfg, dip_iterations,
-                          clean=x_clean, seed=seed, progress=progress)
+                          clean=x_clean, seed=seed, progress=progress, device=device,
+                          num_train_timesteps=T)
         per_img = Compute(dip.compute.flops / n, dip_iters=dip.compute.dip_iters,
                           wall_s=dip.compute.wall_s)
         fixed = Result(dip.output_ema, per_img)
@@ -390,7 +399,7 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
             dip_based[f"dip_t0_{t0}"] = dip_to_t0(model, fixed, t0, seed, chain_sampler,
                                                   chain_steps)
         tdpm = tdpm_denoise(model, y, t_noise, dip_cfg, [tdpm_iterations], seed, chain_sampler,
-                            chain_steps, progress=progress)[tdpm_iterations]
+                            chain_steps, progress=progress, device=device)[tdpm_iterations]
         dip_based["tdpm_dip"] = tdpm
         for name, res in dip_based.items():
             if name != "dip_fixed":
@@ -467,17 +476,27 @@ def _count(cmp: list[dict], key: str) -> int:
     return sum(bool(r.get(key)) for r in cmp)
 
 
+def ddpm_chain_key(summary: dict) -> str:
+    """Task A's plain DDPM chain from noise in ``summary``: ``ddpm_<steps>``."""
+    keys = [m for m in summary if re.fullmatch(r"ddpm_\d+", m)]
+    if len(keys) != 1:
+        raise ValueError(f"expected one DDPM chain (ddpm_<steps>) in the summary, got {keys}")
+    return keys[0]
+
+
 def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
     """Task A's conclusions, computed from the summary.
 
-    A variant whose samples end closer than half of DDPM-1000's distance to their own
+    A variant whose samples end closer than half of the DDPM chain's distance to their own
     reference is counted as a *near-copy* of its test image: its FID then inherits the test
     images' FID and says nothing about generation. Equal-FLOPs wins/losses are reported
     separately for the variants that produce new samples and for the near-copies; a speed-up
-    over DDPM-1000 at matched-or-better FID is given in FLOPs *and* in wall time (a DIP
+    over the DDPM chain at matched-or-better FID is given in FLOPs *and* in wall time (a DIP
     iteration costs far more wall time per FLOP than a denoiser call), and only for variants
     that produce new samples: a near-copy's "speed-up" is not one. Returns numbers and Markdown."""
-    ddpm, refs = summary["ddpm_1000"], summary["test_refs"]
+    key = ddpm_chain_key(summary)
+    label = "DDPM-" + key.split("_")[1]
+    ddpm, refs = summary[key], summary["test_refs"]
     fid = {m: summary[m]["fid"]["mean"] for m in summary}
     gfl = {m: summary[m]["gflops_per_image"]["mean"] for m in summary}
     wall = {m: summary[m]["wall_s"]["mean"] for m in summary}
@@ -488,18 +507,18 @@ def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
 
     def speedup(methods):
         """The largest FLOPs speed-up at matched-or-better FID, and the same method's wall
-        speed-up (both over DDPM-1000, per sample set of the same size)."""
+        speed-up (both over the DDPM chain, per sample set of the same size)."""
         good = [m for m in methods if fid[m] <= ddpm["fid"]["mean"]]
         if not good:
             return None, None
-        m = max(good, key=lambda k: gfl["ddpm_1000"] / gfl[k])
-        return gfl["ddpm_1000"] / gfl[m], wall["ddpm_1000"] / wall[m] if wall[m] > 0 else None
+        m = max(good, key=lambda k: gfl[key] / gfl[k])
+        return gfl[key] / gfl[m], wall[key] / wall[m] if wall[m] > 0 else None
 
     base = [m for m in summary if m.startswith(("ddim_", "dpmpp_"))]
     b_flops, b_wall = speedup(base)
-    out = {"ddpm_1000_fid": ddpm["fid"]["mean"], "test_refs_fid": refs["fid"]["mean"],
-           "near_copy_threshold": limit, "baseline_speedup_vs_ddpm1000_at_matched_fid": b_flops,
-           "baseline_wall_speedup_vs_ddpm1000_at_matched_fid": b_wall}
+    out = {"ddpm_chain": label, "ddpm_fid": ddpm["fid"]["mean"], "test_refs_fid": refs["fid"]["mean"],
+           "near_copy_threshold": limit, "baseline_speedup_vs_ddpm_at_matched_fid": b_flops,
+           "baseline_wall_speedup_vs_ddpm_at_matched_fid": b_wall}
     for g, rows in groups.items():
         names = [r["method"] for r in rows]
         out[g] = {"n": len(rows),
@@ -509,8 +528,8 @@ def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
                   "best": min(names, key=fid.get) if names else None}
         if g == "new":  # a near-copy's lower cost is not a generation speed-up: none is given
             sp, sp_wall = speedup(names)
-            out[g]["speedup_vs_ddpm1000_at_matched_fid"] = sp
-            out[g]["wall_speedup_vs_ddpm1000_at_matched_fid"] = sp_wall
+            out[g]["speedup_vs_ddpm_at_matched_fid"] = sp
+            out[g]["wall_speedup_vs_ddpm_at_matched_fid"] = sp_wall
 
     def sentence(g, label):
         o = out[g]
@@ -524,14 +543,14 @@ def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
         if g == "copy":
             return text + ("Their lower cost is **not a speed-up**: a near-copy of its "
                            "reference is not a new sample.\n\n")
-        sp, sp_wall = o["speedup_vs_ddpm1000_at_matched_fid"], o["wall_speedup_vs_ddpm1000_at_matched_fid"]
-        text += (f"Speed-up over DDPM-1000 at matched-or-better FID: ×{sp:.1f} in FLOPs, "
+        sp, sp_wall = o["speedup_vs_ddpm_at_matched_fid"], o["wall_speedup_vs_ddpm_at_matched_fid"]
+        text += (f"Speed-up over {label} at matched-or-better FID: ×{sp:.1f} in FLOPs, "
                  f"{_times(sp_wall)} in wall time.\n\n" if sp
-                 else "None matches DDPM-1000's FID.\n\n")
+                 else f"None matches {label}'s FID.\n\n")
         return text
 
     b = b_flops
-    s = (f"DDPM-1000 reaches FID {ddpm['fid']['mean']:.2f} at {gfl['ddpm_1000']:.1f} GFLOPs per image; "
+    s = (f"{label} reaches FID {ddpm['fid']['mean']:.2f} at {gfl[key]:.1f} GFLOPs per image; "
          f"the test images themselves score {refs['fid']['mean']:.2f} (what a perfect generator would score, in expectation, at this sample size). "
          + (f"Plain DDIM / DPM-Solver++ from noise match it at up to ×{b:.1f} fewer FLOPs "
             f"({_times(b_wall)} in wall time). "
@@ -539,7 +558,7 @@ def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
          + "A win or loss needs the paired per-seed FID difference to have a 95 % interval "
            "that excludes zero; the rest are not resolved at this number of seeds.\n\n"
          + sentence("new", "produce new samples (farther from their reference than "
-                           f"{limit:.3f} RMS, half of DDPM-1000's distance to a random test image)")
+                           f"{limit:.3f} RMS, half of {label}'s distance to a random test image)")
          + sentence("copy", f"are near-copies of their test reference (closer than {limit:.3f} RMS)")
          + "**Generation or variation?** The near-copies are variations of a given test image, "
            "not new samples: their FID inherits the test images' FID, so a low FID there is no "

@@ -103,8 +103,7 @@ def train_photo_prior(profile, seed: int = 0, cache: Cache | None = None,
                       data_key=recipe)
 
 
-def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float,
-               num_train_timesteps: int = 1000) -> tuple[torch.Tensor, Compute]:
+def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, Compute]:
     """The prior's one-step denoiser for ``y = x + n``, ``n ~ N(0, (σ/255)²)`` (N×C×H×W in
     [0, 1], C = 1 or 3): x̂0 from ``x_t = sqrt(abar_t) (2y − 1)`` at ``t = t_σ``.
 
@@ -112,12 +111,12 @@ def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float,
     channels are averaged back. Returns the estimate and its compute (one denoiser call)."""
     check_images(y, "noisy images")
     sigma = check_sigma(sigma)
-    t = sigma_to_t(sigma, model.beta_schedule, num_train_timesteps)
+    t = sigma_to_t(sigma, model.beta_schedule, model.num_train_timesteps)
     rgb = y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
-    abar = float(alphas_cumprod(model.beta_schedule, num_train_timesteps)[t])
+    abar = float(alphas_cumprod(model.beta_schedule, model.num_train_timesteps)[t])
     start = time.perf_counter()
     x0 = predict_x0(model.unet, abar ** 0.5 * to_model(rgb), t, model.beta_schedule,
-                    num_train_timesteps)
+                    model.num_train_timesteps)
     wall = time.perf_counter() - start
     flops = unet_flops(model, tuple(rgb.shape[1:])) * len(y) if t > 0 else 0.0
     x0 = x0.mean(1, keepdim=True) if y.shape[1] == 1 else x0
@@ -160,7 +159,7 @@ def one_step_curve(model: TrainedDDPM, names, size: int, sigmas, seeds,
     for name in tqdm(names, desc="one-step x̂0 vs σ", disable=not progress):
         clean = load_photo(name, size)
         for sigma in sigmas:
-            t = sigma_to_t(sigma, model.beta_schedule)
+            t = sigma_to_t(sigma, model.beta_schedule, model.num_train_timesteps)
             for seed in seeds:
                 y = degrade(clean, "denoise", sigma, seed=seed).observation
                 x0, _ = denoise_x0(model, y, sigma)

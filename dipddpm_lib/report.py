@@ -36,7 +36,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from . import jobs, sweep
@@ -439,7 +438,7 @@ def _integration_abstract(e: dict, dn: dict) -> str:
     text = (f"- **DIP-initialised DDPM, at equal FLOPs.** Of the {new['n']} variant "
             f"configurations that produce new samples, {new['wins_vs_ddim']} beat DDIM and "
             f"{new['loses_vs_ddim']} lose to it ({new['wins_vs_dpmpp']} / {new['loses_vs_dpmpp']} "
-            f"against DPM-Solver++); DDPM-1000 reaches FID {e['ddpm_1000_fid']:.2f}. ")
+            f"against DPM-Solver++); {e['ddpm_chain']} reaches FID {e['ddpm_fid']:.2f}. ")
     if copy["n"]:
         text += (f"{copy['n']} more configurations are near-copies of their test reference: their "
                  f"FID only reflects the test images' ({e['test_refs_fid']:.2f}). ")
@@ -637,6 +636,10 @@ def compute_rows(results: dict) -> list[dict]:
         rows.append({"chapter": "01", "work": f"sampling ({len(per_seed)} sample sets)",
                      "wall_s": sum(r.get("wall_s", 0.0) for r in per_seed),
                      "gflops": sum(r.get("gflops", 0.0) for r in per_seed)})
+    if m1 and "photo_prior" in m1:
+        pp = m1["photo_prior"]
+        rows.append({"chapter": "01", "work": f"photo DDPM prior training ({pp.get('steps')} steps)",
+                     "wall_s": pp.get("train_seconds"), "gflops": None})
     if m2 and "compute" in m2:
         dip = m2["compute"].get("dip", {})
         rows.append({"chapter": "02", "work": f"DIP fits ({dip.get('iterations')} network-iterations)",
@@ -644,8 +647,15 @@ def compute_rows(results: dict) -> list[dict]:
     if m3:
         for task in ("generation", "denoising"):
             task_rows = _get(m3, task, "rows") or []
-            rows.append({"chapter": "03", "work": f"{task} ({len(task_rows)} method × seed runs)",
-                         "wall_s": sum(r.get("wall_s", 0.0) for r in task_rows), "gflops": None})
+            if task_rows:  # a task-C-only run has none
+                rows.append({"chapter": "03", "work": f"{task} ({len(task_rows)} method × seed runs)",
+                             "wall_s": sum(r.get("wall_s", 0.0) for r in task_rows), "gflops": None})
+        photo_rows = _get(m3, "photographs", "rows") or []
+        if photo_rows:  # task C: per-image compute, summed over every method × photo × σ × seed
+            rows.append({"chapter": "03", "work": f"photographs, task C ({len(photo_rows)} method × "
+                                                  "photo × σ × seed runs)",
+                         "wall_s": sum(r.get("wall_s", 0.0) for r in photo_rows),
+                         "gflops": sum(r.get("gflops_per_image", 0.0) for r in photo_rows)})
     if m4 and "compute" in m4:
         for kind, c in m4["compute"].items():
             rows.append({"chapter": "04", "work": f"{kind} DIP runs ({c.get('dip_iters')} image-iterations)",

@@ -1,7 +1,6 @@
 import os
 
 import pytest
-import torch
 
 # Tests never touch the user's cache; torch's thread count follows OMP_NUM_THREADS.
 

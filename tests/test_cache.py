@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from dipddpm_lib.cache import Cache, atomic_write_json, config_key
+from dipddpm_lib.cache import atomic_write_json, config_key
 from conftest import cache_files
 
 

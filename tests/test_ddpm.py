@@ -135,6 +135,7 @@ def test_sample_bad_inputs(trained, kwargs, match):
     (dict(beta_schedule="sigmoid"), "valid choices: linear, cosine"),
     (dict(train_steps=0), "positive whole number"),
     (dict(batch_size=-1), "positive whole number"),
+    (dict(train_precision="fp16"), "valid choices: fp32, bf16"),
 ])
 def test_train_bad_inputs_write_nothing(cache, override, match):
     from dipddpm_lib import get_profile
@@ -162,3 +163,39 @@ def test_sample_cache_key_is_the_same_in_every_process():
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
     assert keys[0] == keys[1]
     assert not any(k.startswith("_") for d in json.loads(keys[0]) for k in d)
+
+
+def test_bf16_training_is_its_own_cache_entry_and_learns(trained):
+    """``train_precision="bf16"`` (the photo prior's) runs the forward pass under bfloat16
+    autocast: a separate checkpoint (the key says so), float32 weights, and a falling loss."""
+    model, x, p, cache = trained
+    import dataclasses
+
+    bf = ddpm.train_ddpm(x, dataclasses.replace(p, train_precision="bf16"), cache=cache,
+                         progress=False)
+    assert bf.meta["config"]["train_precision"] == "bf16"
+    assert "train_precision" not in model.meta["config"]  # fp32 keys are unchanged
+    assert len(list((cache.root / "ddpm").iterdir())) == 2
+    assert all(v.dtype == torch.float32 for v in bf.unet.state_dict().values()
+               if v.is_floating_point())
+    h = bf.loss_history
+    assert h[-10:].mean() < 0.7 * h[:5].mean()
+
+
+def test_a_model_carries_its_own_T(tmp_path):
+    """Chains, noise levels and checks use the T a model was trained with, not 1000."""
+    from dipddpm_lib import get_profile, integration
+    from dipddpm_lib.cache import Cache
+    from dipddpm_lib.compute import Compute
+    from dipddpm_lib.integration import Result
+
+    x, _ = load_digits(16, "train")
+    p = get_profile("smoke", train_steps=2, num_train_timesteps=50)
+    model = ddpm.train_ddpm(x[:64], p, cache=Cache(tmp_path), progress=False)
+    assert model.num_train_timesteps == 50
+    res = ddpm.sample_cached(model, "ddpm", 50, 2, cache=Cache(tmp_path), progress=False)
+    assert res.compute.nfe == 50 and res.timesteps[0] == 49
+    prior = Result(x[:2], Compute())
+    assert integration.dip_to_t0(model, prior, 50, num_steps=2).images.shape == (2, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"\[0, T=50\]"):
+        integration.dip_to_t0(model, prior, 51)

@@ -1,6 +1,5 @@
 """Same seed ⇒ same numbers: each chapter, run twice under `smoke` with an empty cache each
 time (so everything is recomputed), writes identical metrics.json values, timings excluded."""
-import os
 import re
 
 import pytest

@@ -156,11 +156,18 @@ def test_generation_speedup_in_flops_and_wall_and_never_for_near_copies():
                "dip_copy": entry(8.1, 0.01, 1.0, 20.0)}   # a near-copy of its reference
     cmp = [{"method": "tdpm_new"}, {"method": "dip_copy"}]
     v = integration.verdict_generation(summary, cmp)
-    assert v["new"]["speedup_vs_ddpm1000_at_matched_fid"] == pytest.approx(25.0)
-    assert v["new"]["wall_speedup_vs_ddpm1000_at_matched_fid"] == pytest.approx(2.0)
-    assert "speedup_vs_ddpm1000_at_matched_fid" not in v["copy"]
+    assert v["new"]["speedup_vs_ddpm_at_matched_fid"] == pytest.approx(25.0)
+    assert v["new"]["wall_speedup_vs_ddpm_at_matched_fid"] == pytest.approx(2.0)
+    assert "speedup_vs_ddpm_at_matched_fid" not in v["copy"]
     assert "×25.0 in FLOPs, ×2.0 in wall time" in v["text"]
     assert "**not a speed-up**" in v["text"]
+    # the chain is named by its own step count, here and in the prose
+    short = {("ddpm_50" if k == "ddpm_1000" else k): e for k, e in summary.items()}
+    v = integration.verdict_generation(short, cmp)
+    assert v["ddpm_chain"] == "DDPM-50" and "DDPM-50 reaches FID 9.00" in v["text"]
+    assert "1000" not in v["text"]
+    with pytest.raises(ValueError, match="one DDPM chain"):
+        integration.verdict_generation({**short, "ddpm_100": short["ddpm_50"]}, cmp)
 
 
 def test_studies_are_cached_whole_and_reload_in_order(setup, tmp_path, monkeypatch):
@@ -215,8 +222,8 @@ def test_generation_study_takes_ddpm_refs_from_chapter_01s_set(setup, cache, mon
         baselines=(), progress=False, ddpm_pool=pool)
     (n, res), = calls
     assert n == drawn
-    assert torch.equal(images["ddpm_1000"], res.images[:num_refs])
-    row = next(r for r in rows if r["method"] == "ddpm_1000")
+    assert torch.equal(images["ddpm_5"], res.images[:num_refs])  # named by its 5 steps
+    row = next(r for r in rows if r["method"] == "ddpm_5")
     assert row["gflops_per_image"] == pytest.approx(res.compute.flops / drawn / 1e9)
     assert row["wall_s"] == pytest.approx(res.compute.wall_s * num_refs / drawn)
     assert {"precision", "recall", "class_entropy"} <= set(row)

@@ -11,13 +11,16 @@ def test_nb03_smoke(nb_cache, tmp_path):
     gen, den = m["generation"], m["denoising"]
     assert m["seeds"] == [0, 1] and m["features"].startswith("in-domain CNN classifier")
     methods = set(gen["summary"])
-    assert {"ddpm_1000", "test_refs"} <= methods
+    from dipddpm_lib import get_profile
+
+    ddpm_key = f"ddpm_{get_profile('smoke').ddpm_sample_steps}"  # named by its own step count
+    assert {ddpm_key, "test_refs"} <= methods and "ddpm_1000" not in methods
     assert any(k.startswith("dip_t0_") for k in methods) and any(k.startswith("tdpm_") for k in methods)
     for row in gen["equal_compute"]:  # every variant is matched by DDIM and DPM-Solver++
         assert any(k.startswith("DDIM (") for k in row) and any(k.startswith("DPM-Solver++ (") for k in row)
     for key in ("fid", "kid", "confident_fraction", "dist_to_ref", "nn_train_dist",
                 "gflops_per_image", "nfe", "wall_s"):
-        assert key in gen["summary"]["ddpm_1000"], key
+        assert key in gen["summary"][ddpm_key], key
     assert {"ddpm_all", "dip_fixed", "dip_oracle_peak", "tdpm_dip"} <= set(den["summary"])
     assert all(len(s["seeds"]) == 2 for s in den["summary"].values())
     assert "beats_ddpm_chain" in den["verdict"] and "new" in gen["verdict"]

@@ -81,3 +81,15 @@ def test_get_profile_checks_overridden_photo_sets_but_lets_a_point_use_tune_phot
     with pytest.raises(ValueError, match="must be disjoint"):
         get_profile("quick", tune_photos=["rocket", "astronaut"])
     assert get_profile("quick", photos=["rocket"]).photos == ("rocket",)  # an ablation point
+
+
+def test_run_device_is_the_profiles_or_the_cpu_without_cuda(monkeypatch):
+    import torch
+
+    from dipddpm_lib.profiles import run_device
+
+    assert run_device(get_profile("quick")) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run_device(get_profile("full")) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert run_device(get_profile("full")) == "cuda"

@@ -263,7 +263,7 @@ def synthetic_results() -> dict:
         "02_dip_baseline": None,
         "03_dip_init_ddpm": {
             "generation": {"verdict": {
-                "ddpm_1000_fid": 10.41, "test_refs_fid": 10.61, "text": "…",
+                "ddpm_chain": "DDPM-1000", "ddpm_fid": 10.41, "test_refs_fid": 10.61, "text": "…",
                 "new": {"n": 14, "wins_vs_ddim": 0, "loses_vs_ddim": 14, "wins_vs_dpmpp": 1,
                         "loses_vs_dpmpp": 13},
                 "copy": {"n": 16, "wins_vs_ddim": 10, "loses_vs_ddim": 6, "wins_vs_dpmpp": 10,
@@ -355,6 +355,12 @@ def test_compute_rows_read_what_chapters_declare():
     rows = report.compute_rows(res)
     assert [r["wall_s"] for r in rows] == [5.0, 2.0, 3.0] and rows[1]["gflops"] == 1.0
     assert "| 04 | guided DIP runs (8 image-iterations) | 3 | 1 |" in report.compute_markdown(rows)
+    # the photo prior's training and task C's runs are charged too
+    res["01_ddpm_baseline"]["photo_prior"] = {"steps": 400, "train_seconds": 7.0}
+    res["03_dip_init_ddpm"] = {"photographs": {"rows": [{"wall_s": 0.5, "gflops_per_image": 2.0}] * 4}}
+    rows = report.compute_rows(res)
+    assert [r["wall_s"] for r in rows] == [5.0, 2.0, 7.0, 2.0, 3.0]
+    assert rows[3]["gflops"] == 8.0 and "task C (4 method" in rows[3]["work"]
 
 
 def test_run_chapter_passes_only_the_parameters_a_notebook_declares(tmp_path):

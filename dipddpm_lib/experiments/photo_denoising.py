@@ -184,7 +184,7 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
     def dip_fit(target, desc):
         res = fit(Degradation("denoise", y), config.dip, config.dip_iterations, clean=clean,
                   lr=config.dip_lr, seed=int(sigma), progress=progress, desc=desc,
-                  device=config.device if torch.cuda.is_available() else "cpu",
+                  device=config.device if config.device == "cpu" or torch.cuda.is_available() else "cpu",
                   target=target, callback=None if target is None else target.observe)
         per = Compute(res.compute.flops / n_img, dip_iters=res.compute.dip_iters,
                       wall_s=res.compute.wall_s / n_img)

@@ -16,46 +16,41 @@ from ..photo_prior import denoise_x0
 from ..physics import sigma_to_t
 
 
-def observation_state(model: TrainedDDPM, y: torch.Tensor, sigma: float,
-                      num_train_timesteps: int = 1000) -> tuple[torch.Tensor, int]:
+def observation_state(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, int]:
     """``(x_t, t_σ)``: the noisy images as the diffusion state at their noise level (RGB)."""
     check_images(y, "noisy images")
-    t = sigma_to_t(sigma, model.beta_schedule, num_train_timesteps)
-    abar = float(alphas_cumprod(model.beta_schedule, num_train_timesteps)[t])
+    t = sigma_to_t(sigma, model.beta_schedule, model.num_train_timesteps)
+    abar = float(alphas_cumprod(model.beta_schedule, model.num_train_timesteps)[t])
     rgb = y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
     return abar ** 0.5 * to_model(rgb), t
 
 
-def ddpm_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float,
-            num_train_timesteps: int = 1000) -> tuple[torch.Tensor, Compute]:
+def ddpm_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, Compute]:
     """One denoiser call at ``t_σ``: the network's posterior-mean estimate E[x | y]."""
-    x0, c = denoise_x0(model, y, sigma, num_train_timesteps)
+    x0, c = denoise_x0(model, y, sigma)
     return x0, Compute(c.flops / len(y), c.nfe, wall_s=c.wall_s / len(y))
 
 
 def chain_from(model: TrainedDDPM, x_t: torch.Tensor, t: int, sampler: str, steps: int,
-               seed: int = 0, channels: int = 3,
-               num_train_timesteps: int = 1000) -> tuple[torch.Tensor, Compute]:
+               seed: int = 0, channels: int = 3) -> tuple[torch.Tensor, Compute]:
     """The reverse chain from the state ``x_t`` at step ``t`` with at most ``steps`` calls;
     returns images in [0, 1] (``channels`` = 1 averages the RGB estimate back to grey) and
     the compute per image."""
     res = sample(model.unet, model.beta_schedule, sampler, min(check_positive_int("steps", steps),
                  max(t, 1)), x_start=x_t, t_start=t, seed=seed, progress=False,
-                 num_train_timesteps=num_train_timesteps)
+                 num_train_timesteps=model.num_train_timesteps)
     x = res.images.mean(1, keepdim=True) if channels == 1 else res.images
     n = len(x_t)
     return x, Compute(res.compute.flops / n, res.compute.nfe, wall_s=res.compute.wall_s / n)
 
 
-def ddpm_chain(model: TrainedDDPM, y: torch.Tensor, sigma: float, seed: int = 0,
-               num_train_timesteps: int = 1000) -> tuple[torch.Tensor, Compute]:
+def ddpm_chain(model: TrainedDDPM, y: torch.Tensor, sigma: float, seed: int = 0) -> tuple[torch.Tensor, Compute]:
     """Ancestral sampling from ``t_σ``: all ``t_σ`` steps, each a denoiser call."""
-    x_t, t = observation_state(model, y, sigma, num_train_timesteps)
-    return chain_from(model, x_t, t, "ddpm", max(t, 1), seed, y.shape[1], num_train_timesteps)
+    x_t, t = observation_state(model, y, sigma)
+    return chain_from(model, x_t, t, "ddpm", max(t, 1), seed, y.shape[1])
 
 
-def ddim(model: TrainedDDPM, y: torch.Tensor, sigma: float, k: int, seed: int = 0,
-         num_train_timesteps: int = 1000) -> tuple[torch.Tensor, Compute]:
+def ddim(model: TrainedDDPM, y: torch.Tensor, sigma: float, k: int, seed: int = 0) -> tuple[torch.Tensor, Compute]:
     """DDIM from ``t_σ`` with at most ``k`` denoiser calls (deterministic)."""
-    x_t, t = observation_state(model, y, sigma, num_train_timesteps)
-    return chain_from(model, x_t, t, "ddim", k, seed, y.shape[1], num_train_timesteps)
+    x_t, t = observation_state(model, y, sigma)
+    return chain_from(model, x_t, t, "ddim", k, seed, y.shape[1])

@@ -14,15 +14,14 @@ from .ddpm_denoise import chain_from
 
 
 def tdpm_dip(model: TrainedDDPM, x_dip: torch.Tensor, sigma: float, seed: int = 0,
-             sampler: str = "ddim", steps: int = 20,
-             num_train_timesteps: int = 1000) -> tuple[torch.Tensor, Compute]:
+             sampler: str = "ddim", steps: int = 20) -> tuple[torch.Tensor, Compute]:
     """``x_tσ = sqrt(abar_tσ) (2 x̂_DIP − 1)``, then at most ``steps`` denoiser calls from
     ``t_σ``. Returns the estimate and the chain's compute per image."""
     check_images(x_dip, "DIP estimate")
-    t = sigma_to_t(check_sigma(sigma), model.beta_schedule, num_train_timesteps)
+    t = sigma_to_t(check_sigma(sigma), model.beta_schedule, model.num_train_timesteps)
     if t == 0:
         return x_dip.clone(), Compute()
     rgb = x_dip.expand(-1, 3, -1, -1) if x_dip.shape[1] == 1 else x_dip
-    abar = float(alphas_cumprod(model.beta_schedule, num_train_timesteps)[t])
+    abar = float(alphas_cumprod(model.beta_schedule, model.num_train_timesteps)[t])
     return chain_from(model, abar ** 0.5 * to_model(rgb), t, sampler, steps, seed,
-                      x_dip.shape[1], num_train_timesteps)
+                      x_dip.shape[1])
