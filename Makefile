@@ -6,13 +6,14 @@ VENV     ?= .venv
 PYTHON   := $(VENV)/bin/python
 PROFILE  ?= quick
 DATA     ?=
+DEVICE   ?=
 JOBS     ?= 2
 STAMP    := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: venv report test lab clean-results help
 
 help:
-	@echo "make report [PROFILE=quick|smoke|full] [DATA=/path/to/images] [JOBS=2]  build the report"
+	@echo "make report [PROFILE=quick|smoke|full] [DATA=/path/to/images] [DEVICE=cpu|cuda] [JOBS=2]  build the report"
 	@echo "make test                                                     unit tests + notebook smoke runs"
 	@echo "make lab                                                      JupyterLab with the project kernel"
 
@@ -26,7 +27,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 report: venv
-	$(PYTHON) -m dipddpm_lib.report --profile $(PROFILE) --jobs $(JOBS) $(if $(DATA),--data $(DATA))
+	$(PYTHON) -m dipddpm_lib.report --profile $(PROFILE) --jobs $(JOBS) $(if $(DATA),--data $(DATA)) $(if $(DEVICE),--device $(DEVICE))
 
 test: venv
 	$(PYTHON) -m pytest

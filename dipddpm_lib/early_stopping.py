@@ -40,7 +40,7 @@ from .ddpm import BETA_SCHEDULES, alphas_cumprod
 from .errors import check_choice, check_positive_int, check_sigma
 from .metrics import psnr, ssim
 from .plots import to_hwc
-from .profiles import get_profile
+from .profiles import check_device, get_profile
 from .results import save_array, spread
 
 STAGE_SCHEDULES = ("linear", "cosine", "log")
@@ -221,12 +221,13 @@ class StoppingSetup:
         return d
 
 
-def make_setup(profile: str, seeds=None, tuned=None, **knobs):
+def make_setup(profile: str, seeds=None, tuned=None, device=None, **knobs):
     """``(profile, setup, settings)`` for the notebook: knobs left at None take the value in
     the ``tuned`` file (``tuned.json`` of the ablation grids' collate step: DIP depth, width,
     learning rate and the stage settings), else the profile's. ``settings`` records where each
     tunable setting came from (:func:`dipddpm_lib.sweep.tuned_overrides`). Every knob and
-    tuned value is checked here, before any work."""
+    tuned value is checked here, before any work, and the ``device`` (default: the
+    profile's; :func:`~dipddpm_lib.profiles.check_device`)."""
     from .sweep import tuned_overrides
 
     unknown = sorted(set(knobs) - set(KNOBS))
@@ -234,7 +235,8 @@ def make_setup(profile: str, seeds=None, tuned=None, **knobs):
         raise ValueError(f"unknown knob(s) {unknown}; valid knobs: {sorted(KNOBS)}")
     given = {KNOBS[k]: v for k, v in knobs.items() if v is not None}
     overrides, settings = tuned_overrides(profile, tuned, NOTEBOOK, given)
-    prof = get_profile(profile, **{**overrides, **given})
+    prof = check_device(get_profile(profile, **{**overrides, **given},
+                                    **({} if device is None else {"device": device})))
     setup = StoppingSetup.from_profile(prof, seeds)
     if setup.photo_size % 2 ** prof.dip_scales:
         raise ValueError(f"photo size {setup.photo_size} is not a multiple of "

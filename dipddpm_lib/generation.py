@@ -30,7 +30,7 @@ from .ddpm import BETA_SCHEDULES, SAMPLERS, TrainedDDPM, make_scheduler, sample_
 from .errors import check_choice, check_images, check_positive_int, check_seeds
 from .metrics import PR_K, Classifier, GenerationScorer
 from .plots import image_grid
-from .profiles import Profile, get_profile
+from .profiles import Profile, check_device, get_profile
 from .results import CI_NOTE, fmt, paired_difference, spread
 
 SAMPLER_KEYS = {"ddpm": "ddpm", "ddim": "ddim", "dpm-solver++": "dpmpp"}
@@ -141,19 +141,21 @@ class SweepPlan:
 
 def make_plan(profile: str = "quick", seeds=None, beta_schedule=None, image_size=None,
               train_steps=None, num_samples=None, sampler_steps=None, dpm_steps=None,
-              ddpm_steps=None, train_seed: int = 0) -> SweepPlan:
+              ddpm_steps=None, train_seed: int = 0, device=None, data_dir=None) -> SweepPlan:
     """Validate chapter 01's parameters and fill the ``None`` ones from the profile.
 
-    Raises ``ValueError`` naming the valid choices before anything is loaded or trained.
-    ``ddpm_steps`` defaults to the profile's ``ddpm_sample_steps`` (T = 1000 but in smoke).
+    Raises ``ValueError`` naming the valid choices before anything is loaded or trained (a
+    ``device`` this machine lacks included, :func:`~dipddpm_lib.profiles.check_device`).
+    ``ddpm_steps`` defaults to the profile's ``ddpm_sample_steps`` (T = 1000 but in smoke);
+    ``data_dir`` is the image folder of a ``folder`` dataset (``full``).
     """
     given = dict(beta_schedule=beta_schedule, image_size=image_size, train_steps=train_steps,
                  num_samples=num_samples, sampler_steps=sampler_steps, dpm_steps=dpm_steps,
-                 ddpm_sample_steps=ddpm_steps)
+                 ddpm_sample_steps=ddpm_steps, device=device, data_dir=data_dir)
     for key in ("sampler_steps", "dpm_steps"):
         if given[key] is not None:
             given[key] = check_steps(key, given[key])
-    prof = get_profile(profile, **{k: v for k, v in given.items() if v is not None})
+    prof = check_device(get_profile(profile, **{k: v for k, v in given.items() if v is not None}))
     check_choice("beta schedule", prof.beta_schedule, BETA_SCHEDULES)
     check_image_size(prof)
     check_positive_int("train_steps", prof.train_steps)

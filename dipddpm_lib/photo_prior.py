@@ -183,13 +183,15 @@ def main(argv=None) -> None:
     into the cache (the report build's first step), or say that it is there already."""
     import argparse
 
-    from .profiles import get_profile
+    from .profiles import check_device, get_profile
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--profile", default="quick")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     args = ap.parse_args(argv)
     start = time.perf_counter()
-    model = train_photo_prior(get_profile(args.profile))
+    prof = get_profile(args.profile, **({} if args.device is None else {"device": args.device}))
+    model = train_photo_prior(check_device(prof))
     print(f"photo prior ({args.profile}): {model.meta['n_params'] / 1e6:.2f} M parameters, trained "
           f"in {model.meta['train_seconds']:.0f} s, final loss {model.meta['final_loss']:.4f}; "
           f"ready in {time.perf_counter() - start:.0f} s", flush=True)

@@ -317,9 +317,23 @@ def get_profile(name: str, **overrides) -> Profile:
     return out
 
 
-def run_device(profile: Profile) -> str:
-    """Where the profile's networks run: its ``device``, or the CPU when that is CUDA and no
-    CUDA device is present (the ``full`` profile on a CPU machine)."""
+def check_device(profile: Profile) -> Profile:
+    """The profile, if its ``device`` can run here; otherwise one clear error before any work:
+    ``full`` asks for CUDA, and on a machine without it the user either takes the CPU profile
+    or asks for the CPU explicitly (``device="cpu"``)."""
     import torch
 
-    return profile.device if profile.device == "cpu" or torch.cuda.is_available() else "cpu"
+    if profile.device not in ("cpu", "cuda") and not profile.device.startswith("cuda:"):
+        raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {profile.device!r}")
+    if profile.device != "cpu" and not torch.cuda.is_available():
+        raise ValueError(
+            f"profile {profile.name!r} runs on {profile.device!r}, and this machine has no CUDA "
+            "device. Use the CPU profile (profile 'quick'; make report PROFILE=quick), or ask "
+            "for the CPU explicitly: papermill ... -p device cpu, or make report ... DEVICE=cpu "
+            "(slow: the full profile is sized for a GPU).")
+    return profile
+
+
+def run_device(profile: Profile) -> str:
+    """Where the profile's networks run: its ``device`` (checked by :func:`check_device`)."""
+    return check_device(profile).device

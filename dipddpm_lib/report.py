@@ -41,7 +41,7 @@ from pathlib import Path
 from . import jobs, sweep
 from .cache import atomic_write_json
 from .errors import check_choice, check_positive_int
-from .profiles import PROFILES
+from .profiles import PROFILES, check_device, get_profile
 
 REPO = Path(__file__).resolve().parents[1]
 ABLATIONS_CHAPTER = "05_ablations"
@@ -716,11 +716,11 @@ PRIOR_JOB = "photo prior"
 PRIOR_CHAPTERS = ("01_ddpm_baseline", "03_dip_init_ddpm")
 
 
-def _prior_job(profile: str, log: BuildLog | None = None):
+def _prior_job(profile: str, log: BuildLog | None = None, device: str | None = None):
     def run():
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dipddpm_lib.photo_prior", "--profile", profile],
-                       check=True)
+        subprocess.run([sys.executable, "-m", "dipddpm_lib.photo_prior", "--profile", profile,
+                        *(["--device", device] if device else [])], check=True)
         if log is not None:
             log.times[PRIOR_JOB] = time.perf_counter() - start
     return run
@@ -803,7 +803,7 @@ def build_jobs(nbs, profile: str, executed: Path, extra: dict, log: BuildLog,
     rest = [nb for nb in nbs if nb not in first]
     out = [chapter(nb) for nb in first]
     if prior:  # second in the list (after chapter 01, if any): it starts beside chapter 01
-        out.insert(min(1, len(out)), jobs.Job(PRIOR_JOB, _prior_job(profile, log)))
+        out.insert(min(1, len(out)), jobs.Job(PRIOR_JOB, _prior_job(profile, log, extra.get("device"))))
     if tuning:
         ran: list = []
         # early-stopping points first: the first one fits the plain DIP run that the others
@@ -881,6 +881,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run every chapter notebook and export the report.")
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--data", default=None, help="image folder for the `full` profile")
+    ap.add_argument("--device", default=None,
+                    help="cpu or cuda (default: the profile's; `full` asks for cuda)")
     ap.add_argument("--export-only", action="store_true",
                     help="export the notebooks executed by an earlier build; run nothing")
     ap.add_argument("--no-install", action="store_true",
@@ -891,6 +893,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     check_choice("profile", args.profile, PROFILES)
     workers = check_positive_int("--jobs", args.jobs)
+    try:  # a device this machine lacks stops the build here, before any work
+        check_device(get_profile(args.profile, **({"device": args.device} if args.device else {})))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     if sweep.GRID_FILE.exists():  # a bad grid file stops the build before any work
         sweep.load_grids(args.profile)
@@ -904,9 +911,9 @@ def main(argv: list[str] | None = None) -> int:
     threads = jobs.set_thread_variables(jobs.threads_per_job(workers))
     print(f"[build] profile {args.profile}: up to {workers} notebook(s) at once, "
           f"OMP_NUM_THREADS={threads['OMP_NUM_THREADS']} each", flush=True)
-    if not args.export_only and not _run_chapters(nbs, args.profile, executed,
-                                                  {"data_dir": args.data} if args.data else {}, log,
-                                                  workers):
+    extra = {**({"data_dir": args.data} if args.data else {}),
+             **({"device": args.device} if args.device else {})}
+    if not args.export_only and not _run_chapters(nbs, args.profile, executed, extra, log, workers):
         return 1
     print("[export] HTML and PDF …", flush=True)
     t0 = time.perf_counter()

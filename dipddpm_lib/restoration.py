@@ -30,7 +30,7 @@ from .data import check_photos, load_photo, photo_name, photo_roles
 from .errors import check_choice, check_positive_float, check_positive_int, check_sigma, check_seeds
 from .metrics import psnr, ssim
 from .plots import to_hwc
-from .profiles import Profile, get_profile
+from .profiles import Profile, check_device, get_profile
 from .results import fmt, markdown_table, spread
 
 #: Classical baselines per task, in the order the tables show them.
@@ -505,7 +505,7 @@ def _check_photo_names(what: str, names, min_size: int | None = None) -> tuple[s
 def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
               sigma=25.0, task: str = "denoise", iterations=None, arch: dict | None = None,
               showcase_iterations=None, inpaint_image: str | None = None,
-              sr4_image: str | None = None, lr=None, tuned=None) -> BaselinePlan:
+              sr4_image: str | None = None, lr=None, tuned=None, device=None) -> BaselinePlan:
     """Validate the notebook's parameters and fill the ``None`` ones from the profile.
 
     Raises ``ValueError`` naming the valid choices before anything is loaded or fitted.
@@ -514,14 +514,17 @@ def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
     Adam step size (``None`` → the profile's ``dip_lr``). ``tuned``: a ``tuned.json`` written
     by the ablation grids' collate step, whose DIP depth, width and learning rate replace the
     profile's (``None``: the profile's; an explicit ``arch`` key or ``lr`` wins over both);
-    a bad file or value raises here, before any work.
+    a bad file or value raises here, before any work, as does a ``device`` (default: the
+    profile's) that this machine lacks.
     """
     from .sweep import tuned_overrides
 
     given = dict(arch or {}) if isinstance(arch, dict) else {}
     overrides, record = tuned_overrides(profile, tuned, NOTEBOOK, {
         "dip_scales": given.get("scales"), "dip_channels": given.get("channels"), "dip_lr": lr})
-    prof = get_profile(profile, **overrides)
+    if device is not None:
+        overrides = {**overrides, "device": device}
+    prof = check_device(get_profile(profile, **overrides))
     if lr is not None:
         prof = get_profile(profile, **{**overrides, "dip_lr": check_positive_float("lr", lr)})
     check_choice("task", task, dip.TASKS)

@@ -83,13 +83,34 @@ def test_get_profile_checks_overridden_photo_sets_but_lets_a_point_use_tune_phot
     assert get_profile("quick", photos=["rocket"]).photos == ("rocket",)  # an ablation point
 
 
-def test_run_device_is_the_profiles_or_the_cpu_without_cuda(monkeypatch):
+def test_a_device_this_machine_lacks_is_one_clear_error_unless_the_cpu_is_asked_for(monkeypatch):
     import torch
 
-    from dipddpm_lib.profiles import run_device
+    from dipddpm_lib.profiles import check_device, run_device
 
     assert run_device(get_profile("quick")) == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert run_device(get_profile("full")) == "cpu"
+    with pytest.raises(ValueError, match="no CUDA device.*PROFILE=quick.*-p device cpu.*DEVICE=cpu"):
+        check_device(get_profile("full"))
+    assert run_device(get_profile("full", device="cpu")) == "cpu"
+    with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
+        check_device(get_profile("quick", device="tpu"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert run_device(get_profile("full")) == "cuda"
+
+
+def test_chapter_plans_check_the_device_before_any_work(monkeypatch, tmp_path):
+    import torch
+
+    from dipddpm_lib import early_stopping, generation, restoration
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for plan in (lambda **k: generation.make_plan("full", **k),
+                 lambda **k: restoration.make_plan("full", **k),
+                 lambda **k: early_stopping.make_setup("full", **k)):
+        with pytest.raises(ValueError, match="no CUDA device"):
+            plan()
+    p = generation.make_plan("full", device="cpu", data_dir=str(tmp_path)).profile
+    assert p.device == "cpu" and p.data_dir == str(tmp_path)  # DATA reaches chapter 01
+    assert restoration.make_plan("full", device="cpu").profile.device == "cpu"
+    assert early_stopping.make_setup("full", device="cpu")[0].device == "cpu"

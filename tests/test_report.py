@@ -159,7 +159,7 @@ def test_the_build_runs_in_that_order_and_only_chapters_02_04_read_the_tuned_fil
         return sweep.PointRun(pt, status, 0.0, "boom" if status == "failed" else "")
 
     monkeypatch.setattr(report, "run_chapter", fake_chapter)
-    monkeypatch.setattr(report, "_prior_job", lambda profile, log=None: lambda: note("prior", profile, None))
+    monkeypatch.setattr(report, "_prior_job", lambda profile, log=None, device=None: lambda: note("prior", profile, None))
     monkeypatch.setattr(sweep, "run_pending", fake_point)
     monkeypatch.setattr(sweep, "complete_grids", lambda grids, profile, **k: note("complete", len(k["ran"])))
     monkeypatch.setattr(sweep, "collate_tuned", lambda profile, path=None, log=print: note("collate", str(path)))
@@ -378,3 +378,13 @@ def test_run_chapter_passes_only_the_parameters_a_notebook_declares(tmp_path):
     seen = json.loads((tmp_path / "seen.json").read_text())
     assert seconds > 0 and "data_dir" not in seen and "profile" in seen
     assert (tmp_path / "executed" / "01_dummy.ipynb").exists()
+
+
+def test_the_build_stops_before_any_work_on_a_device_this_machine_lacks(monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(report, "_run_chapters", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(report, "ensure_export_tools", lambda *a, **k: pytest.fail("work started"))
+    assert report.main(["--profile", "full", "--no-install"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
