@@ -160,7 +160,7 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
     clean = torch.cat([photos[n] for n in names for _ in seeds])  # (photo, seed) order
     y = torch.cat([degrade(photos[n], "denoise", sigma, seed=s).observation
                    for n in names for s in seeds])
-    n_img, t_sigma = len(y), sigma_to_t(sigma, model.beta_schedule)
+    n_img, t_sigma = len(y), sigma_to_t(sigma, model.beta_schedule, model.num_train_timesteps)
     out: dict[str, tuple[torch.Tensor, Compute, dict]] = {}
 
     def add(method, x, c, **extra):
