@@ -693,7 +693,8 @@ def plot_quality_vs_compute(methods: dict, reference: dict, qualities=tuple(QUAL
                             costs=tuple(COSTS)):
     """Quality (rows) against compute (columns), mean ± 95 % t-interval over seeds, one line
     per sampler; the real-image reference as a dashed line with its 95 % interval as a band.
-    KID is drawn × ``KID_SCALE``."""
+    KID is drawn × ``KID_SCALE``. FID's axis is logarithmic: a poor sampler's FID can be a
+    hundred times the real images', and a linear axis would flatten every other one."""
     methods = ordered(methods)
     fig, axes = plt.subplots(len(qualities), len(costs), figsize=(4 * len(costs),
                                                                   3 * len(qualities)),
@@ -716,6 +717,9 @@ def plot_quality_vs_compute(methods: dict, reference: dict, qualities=tuple(QUAL
         ax.axhspan((r["mean"] - _err(r)) * f, (r["mean"] + _err(r)) * f, color="green",
                    alpha=0.1)
         ax.set_xscale("log")
+        if q == "fid":
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set(xlabel=COSTS[c] if i == len(qualities) - 1 else None,

@@ -34,11 +34,13 @@ def image_grid(images, nrow: int = 8, ax=None, title: str | None = None):
 
 def metric_vs_compute(summary: dict, metric: str, groups: dict[str, list[str]], ax=None,
                       x: str = "gflops_per_image", xlabel: str = "GFLOPs per image",
-                      ylabel: str | None = None, logx: bool = True, connect=()):
+                      ylabel: str | None = None, logx: bool = True, connect=(),
+                      logy: bool = False):
     """Plot ``metric`` (mean ± std over seeds) against compute for groups of methods.
 
     ``groups`` maps a legend label to the method names it holds; labels in ``connect`` are
-    drawn as lines (a sampler's quality-compute curve), the rest as points."""
+    drawn as lines (a sampler's quality-compute curve), the rest as points. ``logy`` for a
+    metric whose values span orders of magnitude (FID)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))
     for label, methods in groups.items():
@@ -53,6 +55,8 @@ def metric_vs_compute(summary: dict, metric: str, groups: dict[str, list[str]], 
         ax.errorbar(xs, ys, yerr=es, fmt=style, ms=4, capsize=2, label=label, alpha=0.85)
     if logx:
         ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel or metric)
     ax.grid(alpha=0.3)

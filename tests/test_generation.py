@@ -389,6 +389,9 @@ def test_figures(trained, swept, toy_results):
     kid = fig.axes[3]  # KID row, first column: drawn × 10³, with the 95 % interval as error bar
     assert kid.get_ylabel().startswith("KID ×10³")
     assert kid.lines[0].get_ydata()[0] == pytest.approx(methods["ddpm_1000"]["kid"]["mean"] * 1e3)
+    # FID spans orders of magnitude (a poor sampler against the real images): log axis; KID,
+    # which can be negative, stays linear
+    assert fig.axes[0].get_yscale() == "log" and kid.get_yscale() == "linear"
     fig2 = generation.plot_sample_grids(swept, METHODS, seed=0, n=4)
     assert len(fig2.axes) == len(METHODS)
     fig3 = generation.plot_training_loss(model.loss_history, window=4)
