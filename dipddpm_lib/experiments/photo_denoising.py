@@ -25,6 +25,7 @@ from ..dip import DIPConfig, Degradation, degrade, fit
 from ..errors import check_positive_int, check_sigma
 from ..metrics import psnr, ssim
 from ..physics import sigma_to_t
+from ..profiles import check_device
 from ..results import paired_difference, spread
 from ..methods.classical import bm3d_denoise, nl_means_denoise
 from ..methods.ddpm_denoise import ddim, ddpm_chain, ddpm_x0
@@ -184,7 +185,7 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
     def dip_fit(target, desc):
         res = fit(Degradation("denoise", y), config.dip, config.dip_iterations, clean=clean,
                   lr=config.dip_lr, seed=int(sigma), progress=progress, desc=desc,
-                  device=config.device if config.device == "cpu" or torch.cuda.is_available() else "cpu",
+                  device=config.device,
                   target=target, callback=None if target is None else target.observe)
         per = Compute(res.compute.flops / n_img, dip_iters=res.compute.dip_iters,
                       wall_s=res.compute.wall_s / n_img)
@@ -322,7 +323,7 @@ def make_config(profile, photos=None, sigmas=None, seeds=None, methods=None, t0_
         raise ValueError(f"unknown task C setting(s) {unknown}; valid: {sorted(PARAMETER_FIELDS)}")
     explicit = {PARAMETER_FIELDS[k]: v for k, v in settings.items()}
     overrides, record = tuned_overrides(profile.name, tuned, NOTEBOOK, explicit)
-    p = dataclasses.replace(profile, **overrides)
+    p = check_device(dataclasses.replace(profile, **overrides))  # no CUDA: one clear error
     val = {f: explicit.get(f) if explicit.get(f) is not None else getattr(p, f)
            for f in PARAMETER_FIELDS.values()}
     names = check_photos(profile.photo_task_photos if photos is None else photos, "task C photographs",
