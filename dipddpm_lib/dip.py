@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .compute import Compute, Timer, count_flops
 from .errors import check_choice, check_images, check_positive_int, check_sigma
 from .metrics import psnr
+from .stopping import mc_divergence
 
 TASKS = ("denoise", "inpaint", "sr4")
 UPSAMPLE_MODES = ("nearest", "bilinear")
@@ -199,7 +200,8 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
         ema: float = 0.99, seed: int = 0, callback: Callable | None = None,
         net_input: torch.Tensor | None = None, snapshot_every: int = 0,
         device: str = "cpu", progress: bool = True, desc: str = "DIP",
-        target: Callable | None = None) -> DIPResult:
+        target: Callable | None = None, divergence_every: int = 0,
+        divergence_eps: float = 1e-3) -> DIPResult:
     """Fit a DIP network to ``degradation``'s observation for up to ``iterations`` steps.
 
     An observation of N images fits N independent networks at once (one grouped network;
@@ -217,6 +219,13 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
     place of the observation, with the network, optimiser and EMA kept: progressive-target
     schemes (chapter 04) change it between stages. The history still logs PSNR against the
     observation.
+
+    ``divergence_every = k > 0`` (SURE, Jo et al. 2021) needs ``net_input`` to be the
+    observation itself (``input_depth`` = its channels, as in DF-STE): every k-th step it
+    logs ``history["divergence"]``, a one-probe Monte-Carlo estimate of the divergence of the
+    network's map at that step (input ↦ output, parameters fixed) per pixel
+    (:func:`dipddpm_lib.stopping.mc_divergence`, step ``divergence_eps``; NaN at other steps),
+    for the output of that step. Each probe costs two forward passes.
     """
     iterations = check_positive_int("iterations", iterations)
     y = check_images(degradation.observation, "observation")
@@ -233,6 +242,13 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
     if net_input is not None and tuple(net_input.shape) != (n, cfg.input_depth, h, w):
         raise ValueError(f"net_input must be {n}×{cfg.input_depth}×{h}×{w} "
                          f"(images × input_depth × H × W), got {tuple(net_input.shape)}")
+    if divergence_every:
+        check_positive_int("divergence_every", divergence_every)
+        if net_input is None or tuple(net_input.shape) != tuple(y.shape) or degradation.task != "denoise":
+            raise ValueError("divergence_every needs a denoising fit whose net_input is the "
+                             "observation itself (input_depth = its channels)")
+        if not divergence_eps > 0:
+            raise ValueError(f"divergence_eps must be positive, got {divergence_eps}")
     if not 0.0 <= ema < 1.0:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
     if lr <= 0:
@@ -252,6 +268,11 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
                      None if degradation.mask is None else degradation.mask.to(dev))
     clean_dev = clean.to(dev) if clean is not None else None
 
+    probe_gen = torch.Generator().manual_seed(seed + 2)
+
+    def forward(u: torch.Tensor) -> torch.Tensor:  # N×C×H×W input images (the probe)
+        return net(u.reshape(1, -1, h, w).to(dev).contiguous(memory_format=torch.channels_last)).cpu()
+
     def step(z):
         out = net(z)
         per_image = op.per_image_mse(out)
@@ -262,6 +283,7 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
 
     keys = ["loss", "psnr_obs", "psnr_obs_ema"]
     keys += ["psnr_clean", "psnr_clean_ema"] if clean is not None else []
+    keys += ["divergence"] if divergence_every else []
     hist = {k: np.full((iterations, n), np.nan, dtype=np.float32) for k in keys}
     # FLOPs are counted on one network and multiplied by N: torch's counter over-counts the
     # backward pass of grouped convolutions, and every network here costs the same.
@@ -276,6 +298,9 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
                  ).contiguous(memory_format=torch.channels_last) if reg_noise_std > 0 else z0
             if target is not None:
                 op.observation = target(i + 1).to(dev)
+            if divergence_every and i % divergence_every == 0:  # before the step: its output
+                hist["divergence"][i] = mc_divergence(forward, net_input.float(), divergence_eps,
+                                                      probe_gen).numpy()
             out, loss = step(z)
             out_ema = out if out_ema is None else ema * out_ema + (1 - ema) * out
             hist["loss"][i] = loss.cpu().numpy()
@@ -303,14 +328,18 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
                      best_iteration, snaps)
 
 
-def dip_flops_per_iteration(cfg: DIPConfig, channels: int, height: int, width: int) -> float:
-    """FLOPs of one DIP step (forward + backward) for this network and image size."""
+def dip_flops_per_iteration(cfg: DIPConfig, channels: int, height: int, width: int,
+                            backward: bool = True) -> float:
+    """FLOPs of one DIP step (forward + backward; ``backward=False``: the forward pass alone)
+    for this network and image size."""
     net = SkipNet(cfg, channels)
     z = make_input(cfg, height, width)
     target = torch.zeros(1, channels, height, width)
 
     def step():
-        F.mse_loss(net(z), target).backward()
+        loss = F.mse_loss(net(z), target)
+        if backward:
+            loss.backward()
 
     flops, _ = count_flops(step)
     return flops

@@ -103,6 +103,15 @@ class Profile:
     es_stage_schedule: str = "linear"  # "linear", "cosine" or "log" (in diffusion time)
     es_start_ratio: float = 1.0  # first stage's extra noise std, in units of the noise σ
     es_wmv_window_factors: tuple[float, ...] = (1.0, 2.5, 5.0)  # ES-WMV sensitivity: W × these
+    # ES-WMV / ES-EMV in their authors' regime (raw outputs, W = 100, P = 1000, Ulyanov's 3000
+    # iterations at most): one plain run on these eval photos, first seed; 128 px and the
+    # largest net the quick budget allows (the authors': 512 px, 5 × 128)
+    es_paper_photos: tuple[str, ...] = ("camera",)
+    es_paper_photo_size: int = 128
+    es_paper_sigmas: tuple[float, ...] = (25.0, 50.0)
+    es_paper_dip_scales: int = 4
+    es_paper_dip_channels: int = 32
+    es_paper_regime_scale: float = 1.0  # × the papers' W, P and 3000 (smoke: tiny)
 
     # --- chapter 03 (DIP-initialised DDPM) -----------------------------------------------
     # quick keeps tasks A and B small: on digits they answer "no" by construction, and the
@@ -200,6 +209,12 @@ PROFILES: dict[str, Profile] = {
         es_paper_scale=0.01,
         es_num_stages=4,
         es_stage_iterations=5,
+        es_paper_photos=("astronaut",),
+        es_paper_photo_size=32,
+        es_paper_sigmas=(25.0,),
+        es_paper_dip_scales=2,
+        es_paper_dip_channels=8,
+        es_paper_regime_scale=0.01,
         classifier_steps=30,
         min_classifier_accuracy=0.0,
     ),
@@ -259,6 +274,10 @@ PROFILES: dict[str, Profile] = {
         es_paper_scale=1.0,
         es_stage_iterations=200,
         es_wmv_window_factors=(1.0,),  # larger windows of 256-px outputs cost GBs of memory
+        es_paper_photos=("astronaut", "camera"),  # the eval photos of at least 512 px
+        es_paper_photo_size=512,  # the ES authors' size and net
+        es_paper_dip_scales=5,
+        es_paper_dip_channels=128,
         classifier_steps=5000,
         min_classifier_accuracy=0.0,
     ),
@@ -267,7 +286,7 @@ PROFILES: dict[str, Profile] = {
 
 #: The photo sets of a profile, and the chapter fields whose photos must be eval photos.
 PHOTO_SETS = ("eval_photos", "tune_photos", "prior_train_photos")
-CHAPTER_PHOTO_FIELDS = ("photos", "dip_baseline_photos", "photo_task_photos")
+CHAPTER_PHOTO_FIELDS = ("photos", "dip_baseline_photos", "photo_task_photos", "es_paper_photos")
 
 
 def check_photo_sets(profile: Profile, chapters: bool = True) -> Profile:

@@ -431,6 +431,27 @@ def headline_numbers(results: dict) -> dict:
     return out
 
 
+def _early_stopping_abstract(s: dict) -> str:
+    """Chapter 04's line of the abstract: the guided rule against the bar and, where the
+    chapter ran its peers, against the best criterion that does not read the clean image."""
+    from .early_stopping import LABELS
+
+    line = (f"- **Early stopping.** The DDPM-guided rule stops {s['guided_mean_gap_db']:.2f} dB "
+            f"below the oracle peak on average, "
+            f"{'within' if s['guided_within_max_gap'] else 'outside'} the {s['max_gap_db']:.1f} dB bar")
+    best = s.get("best_criterion")
+    if best and s.get("guided_is_best"):
+        line += "; it is the best criterion that does not read the clean image"
+    elif best:
+        line += (f"; the best criterion that does not read the clean image is "
+                 f"{LABELS.get(best, best)} at {s['best_gap_db']:.2f} dB")
+    else:
+        line += (f"; ES-WMV: {s['es_wmv_mean_gap_db']:.2f} dB")
+    if s.get("guided_compute_saved") is not None:
+        line += f"; it saves {100 * s['guided_compute_saved']:.0f}% of the fixed iteration count"
+    return line + "."
+
+
 def _integration_abstract(e: dict, dn: dict) -> str:
     """Chapter 03's abstract line: equal-FLOPs results for variants that make new samples,
     kept apart from the near-copies of their test reference (see ``verdict_generation``)."""
@@ -503,14 +524,8 @@ def abstract_markdown(h: dict) -> str:
                  if e and "new" in e and dn and dn.get("best_dip_psnr") is not None
                  else "- **DIP-initialised DDPM.** No results yet.")
     s = h.get("early_stopping")
-    lines.append(
-        f"- **Early stopping.** The DDPM-guided rule stops {s['guided_mean_gap_db']:.2f} dB below "
-        f"the oracle peak on average, against {s['es_wmv_mean_gap_db']:.2f} dB for ES-WMV — "
-        f"{'no worse than' if s['guided_no_worse_than_es_wmv'] else 'worse than'} ES-WMV, and "
-        f"{'within' if s['guided_within_max_gap'] else 'outside'} the {s['max_gap_db']:.1f} dB bar"
-        + (f"; it saves {100 * s['guided_compute_saved']:.0f}% of the fixed iteration count."
-           if s.get("guided_compute_saved") is not None else ".")
-        if s and s.get("guided_mean_gap_db") is not None else "- **Early stopping.** No results yet.")
+    lines.append(_early_stopping_abstract(s) if s and s.get("guided_mean_gap_db") is not None
+                 else "- **Early stopping.** No results yet.")
     a = h.get("ablations")
     kept = {"default": "the profile's value, kept: nothing resolved better", "best": "the best",
             "cheapest": "the cheapest inside the 95 % interval of the best"}
@@ -660,6 +675,14 @@ def compute_rows(results: dict) -> list[dict]:
         for kind, c in m4["compute"].items():
             rows.append({"chapter": "04", "work": f"{kind} DIP runs ({c.get('dip_iters')} image-iterations)",
                          "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
+        for kind, c in (_get(m4, "sigma_lookup", "compute") or {}).items():
+            rows.append({"chapter": "04", "work": f"σ lookup's calibration on the tune photos "
+                                                  f"({c.get('dip_iters')} image-iterations)",
+                         "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
+        for kind, c in (_get(m4, "paper_regime", "compute") or {}).items():
+            rows.append({"chapter": "04", "work": f"ES authors' regime, {kind} DIP run "
+                                                  f"({c.get('dip_iters')} image-iterations)",
+                         "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
     if m5 and "compute" in m5:
         rows.append({"chapter": "05", "work": f"ablation points ({m5.get('n_done')} with results)",
                      "wall_s": m5["compute"].get("total_point_wall_s"), "gflops": None})
@@ -709,11 +732,14 @@ def _chapter_job(nb: Path, profile: str, executed: Path, extra: dict, log: Build
     return run
 
 
-#: The photo DDPM prior is trained once, by its own first job (beside chapter 01); chapter 03
-#: and its task-C ablation points wait for it. Chapter 01 shows it and does not wait: it gets
+#: The photo DDPM prior is trained once, by its own first job (beside chapter 01); chapters 03
+#: and 04 and chapter 03's task-C ablation points wait for it. Chapter 01 shows it and does not wait: it gets
 #: there last, and the cache's lock makes it wait rather than train a second copy.
 PRIOR_JOB = "photo prior"
-PRIOR_CHAPTERS = ("01_ddpm_baseline", "03_dip_init_ddpm")
+PRIOR_CHAPTERS = ("01_ddpm_baseline", "03_dip_init_ddpm", "04_early_stopping")
+#: The chapters that wait for the prior job (chapter 04's learned-prior rule reads it; its
+#: ablation points run without the peers, ``peers: false``, and do not).
+PRIOR_READERS = ("03_dip_init_ddpm", "04_early_stopping")
 
 
 def _prior_job(profile: str, log: BuildLog | None = None, device: str | None = None):
@@ -777,12 +803,12 @@ def build_jobs(nbs, profile: str, executed: Path, extra: dict, log: BuildLog,
     tuning_keys = {pt.run_key(profile) for g in tuning for pt in sweep.grid_points(g, profile)}
     is_tuning = lambda pt: pt.run_key(profile) in tuning_keys  # noqa: E731
 
-    prior = bool(names & {"03_dip_init_ddpm"})
+    prior = bool(names & set(PRIOR_READERS))
 
     def after(notebook: str) -> tuple[str, ...]:
         wait = notebook in NEEDS_DDPM and notebook != DDPM_CHAPTER and DDPM_CHAPTER in names
         return ((f"{DDPM_CHAPTER}.ipynb",) if wait else ()) + \
-            ((PRIOR_JOB,) if prior and notebook == "03_dip_init_ddpm" else ())
+            ((PRIOR_JOB,) if prior and notebook in PRIOR_READERS else ())
 
     def chapter(nb: Path) -> jobs.Job:
         if tuning and nb.stem in TUNED_CHAPTERS:

@@ -170,7 +170,8 @@ def test_online_captures_equal_the_outputs_at_the_offline_stops(smoke, setup):
         stops = rec.stops_for(n)
         assert stops["fixed"].iteration == setup.fixed_iterations
         for name, stop in stops.items():
-            assert torch.equal(rec.outputs[name][n], res.snapshots[stop.iteration][n]), name
+            if name not in es.RAW:  # EMA snapshots; the raw criteria are checked below
+                assert torch.equal(rec.outputs[name][n], res.snapshots[stop.iteration][n]), name
         hist = rec.rows["variance"][:, n]
         full = setup.window - 1
         assert np.isnan(hist[:full]).all() and np.isfinite(hist[full:]).all()
@@ -181,7 +182,8 @@ def test_runs_stop_every_image_cache_and_are_not_refit(smoke, setup, cache, monk
     guided = es.run_guided(setup, smoke, 0, cache, progress=False)
     n = len(setup.pairs)
     assert ref.history["psnr_clean"].shape == (setup.budget, n)
-    assert all(len(ref.stops[c]) == n for c in es.CRITERIA if c != "guided")
+    plain = es.ReferenceRecorder.criteria_for(False, False)
+    assert set(ref.stops) == set(plain) and all(len(ref.stops[c]) == n for c in plain)
     cap = setup.num_stages * setup.stage_iterations
     assert all(1 <= s.iteration <= cap and s.iteration % setup.stage_iterations == 0
                for s in guided.stops)
@@ -189,9 +191,11 @@ def test_runs_stop_every_image_cache_and_are_not_refit(smoke, setup, cache, monk
     assert guided.stage_outputs.shape[0] == setup.num_stages
     assert np.isnan(guided.stage_absorbed[-1]).all()
     assert guided.history["ssim_target"].shape == guided.history["psnr_target"].shape
-    records = es.evaluate(setup, ref, guided)
-    assert len(records) == n * len(es.CRITERIA)
+    records = es.evaluate(setup, es.SeedRuns(ref, guided))
+    assert len(records) == n * (len(plain) + 1)
     assert all(r["gap_db"] == 0 for r in records if r["criterion"] == "oracle")
+    assert all(r["own_gap_db"] == 0 for r in records if r["criterion"] in es.ORACLES)
+    assert all(r["own_gap_db"] >= 0 for r in records)
     sens = es.es_wmv_sensitivity(setup, [ref])
     assert len(sens) == len(setup.wmv_windows) * len(setup.wmv_patiences)
     main = sens[f"W={setup.window},P={setup.patience}"]["gap_db"]
@@ -214,23 +218,37 @@ def test_runs_stop_every_image_cache_and_are_not_refit(smoke, setup, cache, monk
     assert cache_files(cache) == written
 
 
-def test_summary_and_verdict_read_their_numbers_from_the_records(setup):
+def test_summary_and_bar_read_their_numbers_from_the_records(setup):
     records = []
     for j, c in enumerate(es.CRITERIA):
-        for g in (0.5, 1.5):
-            gap = 0.0 if c == "oracle" else g + (0.4 if c == "guided" else 0.0)
-            records.append({"photo": "astronaut", "sigma": 25.0, "seed": 0, "criterion": c,
+        for seed, g in enumerate((0.5, 1.5)):
+            gap = 0.0 if c in es.ORACLES else g + (0.4 if c == "guided" else 0.1 * j)
+            records.append({"photo": "astronaut", "sigma": 25.0, "seed": seed, "criterion": c,
                             "iteration": 100, "iterations_run": 120, "fired": True,
-                            "psnr": 30 - gap, "ssim": 0.9, "gap_db": gap,
+                            "psnr": 30 - gap, "ssim": 0.9, "gap_db": gap, "own_gap_db": gap / 2,
                             "compute_saved": 0.85, "gflops": 1.0})
     summary = es.summarize(records, dataclasses.replace(setup, sigmas=(25.0,)))
     assert summary["guided"]["gap_db"]["mean"] == pytest.approx(1.4)
     assert summary["guided"]["gap_db"]["worst"] == pytest.approx(1.9)
+    assert summary["guided"]["own_gap_db"]["mean"] == pytest.approx(0.7)
+    assert summary["sure"]["needs_sigma"] and not summary["es_emv"]["needs_sigma"]
+    assert summary["es_emv"]["output"] == "raw" and summary["es_wmv"]["output"] == "EMA"
     bar = es.quality_bar(summary)
-    assert not bar["guided_within_max_gap"] and not bar["guided_no_worse_than_es_wmv"]
-    text = es.verdict_markdown(summary, bar)
-    assert "misses" in text and "by 0.40 dB" in text and "worse than ES-WMV" in text
-    assert "| guided (ours) |" in es.results_table(summary)
+    # guided 1.4; ES-WMV (j = 7) 1.0 + 0.7 = 1.7
+    assert not bar["guided_within_max_gap"] and bar["guided_no_worse_than_es_wmv"]
+    assert bar["guided_minus_es_wmv_db"] == pytest.approx(-0.3)
+    assert bar["bar_sigmas"] == [25.0] and bar["guided_gap_by_bar_sigma_db"] == {"25.0": pytest.approx(1.4)}
+    # lowest mean gap of the criteria that do not read the clean image: prior_distance (j = 1)
+    assert bar["best_criterion"] == "prior_distance" and not bar["guided_is_best"]
+    assert bar["guided_minus_peer_db"]["prior_distance"] == pytest.approx(0.3)
+    d = es.paired_gap_difference(records, "guided", "prior_distance")
+    assert d["mean"] == pytest.approx(0.3) and d["n"] == 2
+    with pytest.raises(ValueError, match="no runs with both"):
+        es.paired_gap_difference(records, "guided", "nothing")
+    table = es.results_table(summary)
+    assert "| guided (ours) | σ | EMA |" in table and "| ES-EMV (authors: raw) | – | raw |" in table
+    assert "| oracle (upper bound) | clean image |" in table
+    assert "oracle" not in es.sigma_table(summary, dataclasses.replace(setup, sigmas=(25.0,)))
 
 
 # --------------------------------------------------------------------------- bad inputs
@@ -251,7 +269,7 @@ def test_summary_and_verdict_read_their_numbers_from_the_records(setup):
 ])
 def test_bad_setups_fail_before_any_work(smoke, setup, cache, change, match):
     bad = dataclasses.replace(setup, **change)
-    for run in (es.run_reference, es.run_guided):
+    for run in (es.run_reference, es.run_guided, es.run_sure):
         with pytest.raises(ValueError, match=match):
             run(bad, smoke, 0, cache, progress=False)
     assert cache_files(cache) == []
@@ -314,8 +332,121 @@ def get_smoke():
 def test_the_results_table_says_what_the_interval_is(setup):
     records = [{"photo": "astronaut", "sigma": 25.0, "seed": s, "criterion": c, "iteration": 5 + s,
                 "iterations_run": 10, "fired": True, "psnr": 20.0 + s, "ssim": 0.5, "gap_db": 1.0,
-                "compute_saved": 0.5, "gflops": 1.0} for s in (0, 1, 2) for c in es.CRITERIA]
+                "own_gap_db": 0.5, "compute_saved": 0.5, "gflops": 1.0}
+               for s in (0, 1, 2) for c in es.CRITERIA]
     summary = es.summarize(records, dataclasses.replace(setup, sigmas=(25.0,)))
     table = es.results_table(summary)
     assert "21.00 ± 2.48" in table  # mean 21, std 1, n 3: t(0.975, 2) · 1 / √3
     assert "95 % t-interval of the mean over the n = 3 runs (photographs × σ × seeds" in table
+
+
+# --------------------------------------------------------------------------- the peers
+def test_recorder_with_lookup_and_prior_keeps_each_output_at_its_offline_stop(smoke, setup):
+    clean, noisy, sigmas = es.make_batch(setup, 0)
+    lookup = stopping.SigmaLookup.fit([15.0, 50.0], [12, 6])
+    rec = es.ReferenceRecorder(noisy, clean, sigmas, setup, lookup=lookup,
+                               prior_x0=clean.clone())
+    res = dip.fit(dip.Degradation("denoise", noisy), dip.DIPConfig.from_profile(smoke),
+                  setup.budget, callback=rec, snapshot_every=1, progress=False)
+    assert set(rec.criteria) == set(es.CRITERIA) - {"guided", "sure"}
+    for n in range(len(sigmas)):
+        stops = rec.stops_for(n)
+        assert stops["sigma_lookup"].iteration == lookup.predict(sigmas[n])
+        # a perfect denoiser: the distance to x̂0 is the MSE to the clean image, the oracle's
+        assert stops["prior_distance"].iteration == stops["oracle"].iteration
+        assert stops["es_wmv_raw"] == stops["es_wmv"]
+        for name, stop in stops.items():
+            if name in es.RAW:  # raw output at the stop: its clean PSNR is the raw history's
+                got = float(stopping_psnr(rec.outputs[name][n], clean[n]))
+                assert got == pytest.approx(rec.rows["psnr_clean_raw"][stop.iteration - 1, n], abs=1e-4)
+            else:
+                assert torch.equal(rec.outputs[name][n], res.snapshots[stop.iteration][n]), name
+
+
+def stopping_psnr(a, b):
+    from dipddpm_lib.metrics import psnr
+
+    return psnr(a[None], b[None])[0]
+
+
+def test_prior_distance_to_the_observation_is_the_residual_and_never_fires(smoke, setup):
+    clean, noisy, sigmas = es.make_batch(setup, 0)
+    rec = es.ReferenceRecorder(noisy, clean, sigmas, setup, prior_x0=noisy.clone())
+    dip.fit(dip.Degradation("denoise", noisy), dip.DIPConfig.from_profile(smoke), setup.budget,
+            callback=rec, progress=False)
+    np.testing.assert_allclose(rec.rows["distance"], rec.rows["residual"])
+
+
+def test_until_fired_ends_the_run_once_the_named_rules_fired(smoke, setup, cache):
+    long = dataclasses.replace(setup, fixed_iterations=200)
+    ref = es.run_reference(long, smoke, 0, cache, progress=False, until_fired=("es_wmv", "es_emv"))
+    steps = len(ref.history["residual"])
+    assert steps < long.budget
+    assert all(ref.stops[c][n].fired for c in ("es_wmv", "es_emv") for n in range(len(long.pairs)))
+    assert max(ref.stops["es_wmv"][n].iterations_run for n in range(len(long.pairs))) <= steps
+    with pytest.raises(ValueError, match="does not have"):
+        es.ReferenceRecorder(*es.make_batch(long, 0), long, until_fired=("sure",))
+
+
+def test_bad_prior_estimates_are_refused(setup):
+    clean, noisy, sigmas = es.make_batch(setup, 0)
+    with pytest.raises(ValueError, match="must match the observations"):
+        es.ReferenceRecorder(noisy, clean, sigmas, setup, prior_x0=clean[:, :1])
+
+
+def test_sure_run_stops_every_image_and_charges_its_probes(smoke, setup, cache):
+    run = es.run_sure(setup, smoke, 0, cache, progress=False, probe_every=2)
+    n = len(setup.pairs)
+    h = run.history
+    assert h["sure"].shape == h["divergence"].shape == (len(h["residual"]), n)
+    assert np.isfinite(h["divergence"][::2]).all() and np.isnan(h["divergence"][1::2]).all()
+    s2 = (np.array([s for _, s in setup.pairs]) / 255.0) ** 2
+    np.testing.assert_allclose(h["sure"][::2], h["residual"][::2] - s2 + 2 * s2 * h["divergence"][::2],
+                               rtol=1e-4, atol=1e-6)
+    assert all(s.iteration <= len(h["residual"]) for s in run.stops["sure"])
+    step = dip.dip_flops_per_iteration(dip.DIPConfig.from_profile(smoke, input_depth=3), 3,
+                                       setup.photo_size, setup.photo_size)
+    assert run.flops_per_iteration > step  # the probes' forward passes are charged
+    seeds = [es.SeedRuns(es.run_reference(setup, smoke, 0, cache, progress=False),
+                         es.run_guided(setup, smoke, 0, cache, progress=False), run)]
+    records = es.evaluate(setup, seeds[0])
+    assert {r["criterion"] for r in records} >= {"sure", "guided"}
+    assert es.criteria_of(seeds)[:3] == ["guided", "sure", "discrepancy"]
+    assert set(es.run_compute(setup, seeds)) == {"reference", "guided", "sure"}
+
+
+def test_divergence_probe_needs_the_observation_as_input(smoke, setup):
+    clean, noisy, _ = es.make_batch(setup, 0)
+    with pytest.raises(ValueError, match="net_input is the observation"):
+        dip.fit(dip.Degradation("denoise", noisy), dip.DIPConfig.from_profile(smoke), 2,
+                divergence_every=1, progress=False)
+
+
+def test_the_lookup_is_calibrated_on_the_tune_photos_only(smoke, setup, cache):
+    tune = es.tune_setup(setup, smoke)
+    assert set(tune.photos) == set(smoke.tune_photos) and not set(tune.photos) & set(setup.photos)
+    lookup, ref = es.calibrate_lookup(setup, smoke, cache, progress=False)
+    assert [s for s, _ in lookup.calibration] == [s for _, s in tune.pairs]
+    assert [p for _, p in lookup.calibration] == [s.iteration for s in ref.stops["oracle"]]
+
+
+def test_paper_regime_uses_the_authors_window_and_patience(smoke, setup):
+    paper = es.paper_setup(setup, smoke)
+    k = smoke.es_paper_regime_scale
+    assert paper.window == max(2, round(es.PAPER_WINDOW * k))
+    assert paper.patience == max(1, round(es.PAPER_PATIENCE * k))
+    assert paper.budget == max(1, round(es.PAPER_ITERATIONS * k)) and paper.seeds == setup.seeds[:1]
+    quick = __import__("dipddpm_lib").get_profile("quick")
+    qp = es.paper_setup(es.StoppingSetup.from_profile(quick), quick)
+    assert (qp.window, qp.patience, qp.budget) == (100, 1000, 3000) and qp.photo_size == 128
+    with pytest.raises(ValueError, match="es_paper_photos"):
+        es.paper_setup(setup, dataclasses.replace(smoke, es_paper_photos=("lena",)))
+
+
+def test_stops_table_marks_rules_that_never_fired(setup):
+    rec = lambda c, fired: {"photo": "astronaut", "sigma": 25.0, "seed": 0, "criterion": c,  # noqa: E731
+                            "iteration": 300, "iterations_run": 300, "fired": fired, "psnr": 20.0,
+                            "ssim": 0.5, "gap_db": 1.25, "own_gap_db": 0.5}
+    table = es.stops_table([rec("es_wmv_raw", False), rec("oracle", True)])
+    assert "| ES-WMV (authors: raw) | 300: 1.25 (0.50), not fired |" in table
+    assert "| oracle (upper bound) | 300: 1.25 (0.50) |" in table

@@ -17,7 +17,7 @@ def test_early_stopping_notebook_smoke(tmp_path, nb_cache):
     smoke = get_profile("smoke")
     setup = es.StoppingSetup.from_profile(smoke)
     assert metrics["profile"] == "smoke" and metrics["seeds"] == list(smoke.seeds)
-    assert set(metrics["methods"]) == set(es.CRITERIA)
+    assert set(metrics["methods"]) == set(es.CRITERIA)  # the peers run by default
     for name, m in metrics["methods"].items():
         assert METHOD_KEYS <= set(m), name
         assert m["gap_db"]["n"] == len(setup.pairs) * len(smoke.seeds)
@@ -29,7 +29,7 @@ def test_early_stopping_notebook_smoke(tmp_path, nb_cache):
     assert metrics["setup"]["patience"] == setup.patience
     bar = metrics["quality_bar"]
     assert bar["guided_mean_gap_db"] == metrics["methods"]["guided"]["gap_db"]["mean"]
-    for kind in ("reference", "guided"):
+    for kind in ("reference", "guided", "sure"):
         assert metrics["compute"][kind]["gflops"] > 0 and metrics["compute"][kind]["wall_s"] > 0
     assert len(metrics["es_wmv_sensitivity"]) == len(setup.wmv_windows) * len(setup.wmv_patiences)
     assert len(metrics["runs"]) == len(setup.pairs) * len(smoke.seeds) * len(es.CRITERIA)
@@ -41,8 +41,17 @@ def test_early_stopping_notebook_smoke(tmp_path, nb_cache):
             assert arr.dtype == np.float32 and 0 <= arr.min() and arr.max() <= 1
         assert load_array(tmp_path, f"noisy_{photo}_{sigma:g}").shape[0] == len(smoke.seeds)
         assert load_array(tmp_path, f"clean_{photo}").shape == (1, 3, size, size)
+    look = metrics["sigma_lookup"]
+    assert look["tune_photos"] == list(smoke.tune_photos)[:len(look["tune_photos"])]
+    assert not set(look["tune_photos"]) & set(smoke.photos)
+    paper = metrics["paper_regime"]
+    assert paper["setup"]["photo_size"] == smoke.es_paper_photo_size
+    assert paper["network"]["scales"] == smoke.es_paper_dip_scales
+    assert {"es_wmv_raw", "es_emv", "sigma_lookup", "prior_distance"} <= set(paper["methods"])
+    assert "guided" not in paper["methods"] and paper["iterations"] >= 1
+    assert bar["best_criterion"] in metrics["methods"] and bar["best_criterion"] not in es.ORACLES
     for fig in ("stage_levels", "stage_gallery", "stage_monitor", "rule_evidence", "stop_curves",
-                "gaps"):
+                "gaps", "sigma_lookup", "paper_regime_curves"):
         assert (tmp_path / f"{fig}.png").stat().st_size > 0
 
 
@@ -103,3 +112,11 @@ def test_early_stopping_notebook_rejects_a_bad_tuned_file_before_any_work(tmp_pa
         run_notebook("04_early_stopping", out, tuned=str(bad))
     assert not (out / "metrics.json").exists()
     assert not any(p.suffix in (".npy", ".png") for p in out.iterdir())
+
+
+@pytest.mark.notebook
+def test_early_stopping_notebook_without_peers_runs_the_guided_rule_and_its_baselines(tmp_path, nb_cache):
+    metrics = run_notebook("04_early_stopping", tmp_path, peers=False, photos=["camera"], sigmas=[25])
+    assert "guided" in metrics["methods"] and "es_wmv_raw" in metrics["methods"]
+    assert not {"sure", "sigma_lookup", "prior_distance"} & set(metrics["methods"])
+    assert "paper_regime" not in metrics and "sure" not in metrics["compute"]

@@ -85,7 +85,9 @@ def test_build_jobs_make_what_loads_the_ddpm_wait_for_chapter_01():
     assert [j.name for j in pool[:5]] == [nbs[0].name, report.PRIOR_JOB] + [nb.name for nb in nbs[1:]]
     assert after[report.PRIOR_JOB] == () and pool[1].stops_build
     assert after["03_dip_init_ddpm.ipynb"] == ("01_ddpm_baseline.ipynb", report.PRIOR_JOB)
-    assert after["02_dip_baseline.ipynb"] == after["04_early_stopping.ipynb"] == ()
+    assert after["02_dip_baseline.ipynb"] == ()
+    # chapter 04's learned-prior rule reads the photo prior; its ablation points (peers: false) do not
+    assert after["04_early_stopping.ipynb"] == (report.PRIOR_JOB,)
     points = [j for j in pool[5:]]
     assert len(points) == len(todo) and not any(j.stops_build for j in points)
     for j, waits in ((j, j.after) for j in points):
@@ -128,7 +130,9 @@ def test_build_order_tunes_then_collates_then_evaluates():
     assert set(job[report.COLLATE_JOB].after) == set(tune_jobs) and job[report.COLLATE_JOB].after_failure
     assert job[report.COLLATE_JOB].stops_build  # a broken collate step stops the build
     for ch in ("02_dip_baseline.ipynb", "04_early_stopping.ipynb"):
-        assert names.index(ch) > collate and job[ch].after == (report.COLLATE_JOB,)
+        assert names.index(ch) > collate
+    assert job["02_dip_baseline.ipynb"].after == (report.COLLATE_JOB,)
+    assert job["04_early_stopping.ipynb"].after == (report.PRIOR_JOB, report.COLLATE_JOB)
     assert job["03_dip_init_ddpm.ipynb"].after == ("01_ddpm_baseline.ipynb", report.PRIOR_JOB,
                                                    report.COLLATE_JOB)
     photo = [n for n in tune_jobs if job[n].after]
@@ -294,8 +298,8 @@ def test_the_abstract_is_formatted_from_the_results():
         del old["01_ddpm_baseline"]["quality_bar"][key]
     assert "predate the precision/recall bar" in report.abstract_markdown(
         report.headline_numbers(old))
-    assert "0.81 dB below the oracle peak on average, against 1.50 dB for ES-WMV" in text
-    assert "no worse than ES-WMV" in text and "g → `3` (the profile's value, kept: nothing resolved better; psnr 27.00 ± 2.25 on rocket)" in text
+    assert "0.81 dB below the oracle peak on average, within the 1.0 dB bar; ES-WMV: 1.50 dB" in text
+    assert "g → `3` (the profile's value, kept: nothing resolved better; psnr 27.00 ± 2.25 on rocket)" in text
     assert "**DIP baseline.** No results yet." in text
     assert ("Of the 14 variant configurations that produce new samples, 0 beat DDIM and 14 lose "
             "to it (1 / 13 against DPM-Solver++)") in text
@@ -313,7 +317,16 @@ def test_the_abstract_is_formatted_from_the_results():
                                                      guided_no_worse_than_es_wmv=False,
                                                      guided_within_max_gap=False)
     text = report.abstract_markdown(report.headline_numbers(worse))
-    assert "2.00 dB" in text and "worse than ES-WMV" in text and "outside the 1.0 dB bar" in text
+    assert "2.00 dB" in text and "outside the 1.0 dB bar" in text
+    peers = synthetic_results()  # a chapter 04 run with its peers: the best of them is named
+    peers["04_early_stopping"]["quality_bar"].update(best_criterion="sigma_lookup", best_gap_db=0.5,
+                                                     guided_is_best=False)
+    text = report.abstract_markdown(report.headline_numbers(peers))
+    assert ("the best criterion that does not read the clean image is σ lookup (tune photos) at "
+            "0.50 dB") in text
+    peers["04_early_stopping"]["quality_bar"].update(best_criterion="guided", guided_is_best=True)
+    text = report.abstract_markdown(report.headline_numbers(peers))
+    assert "it is the best criterion that does not read the clean image" in text
 
 
 def test_a_missing_or_changed_chapter_gets_a_note_not_a_crash():
