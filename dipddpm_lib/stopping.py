@@ -16,7 +16,7 @@ Without the clean image:
   (:func:`mc_divergence`); stop at its minimum, with a patience.
 * ``prior_distance``: the distance of the output to a learned denoiser's estimate of the clean
   image; stop where it stops falling.
-* ``guided``: chapter 04's progressive targets (see :mod:`dipddpm_lib.early_stopping`).
+* ``guided``: chapter 04's progressive targets (see :mod:`dipddpm_lib.methods.guided_dip`).
 
 ``oracle`` reads the clean image: the upper bound, reported as such, never a setting.
 """

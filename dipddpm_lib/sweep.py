@@ -1039,7 +1039,7 @@ DIP_CHAPTERS = ("02_dip_baseline", "04_early_stopping")  # both fit the profile'
 ES_CHAPTERS = ("04_early_stopping",)
 PHOTO_CHAPTERS = ("03_dip_init_ddpm",)  # task C: DDPM × DIP on photographs
 #: The settings a grid may choose: profile field -> (its check, the chapters that use it).
-#: ``es_stage_schedule``'s choices are ``early_stopping.STAGE_SCHEDULES`` (a test keeps them equal).
+#: ``es_stage_schedule``'s choices are ``methods.guided_dip.STAGE_SCHEDULES`` (a test keeps them equal).
 TUNABLE = {
     "dip_scales": (_whole(1, 8), DIP_CHAPTERS),
     "dip_channels": (_whole(1, 1024), DIP_CHAPTERS),

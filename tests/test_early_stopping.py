@@ -8,7 +8,8 @@ import torch
 
 from conftest import cache_files
 from dipddpm_lib import dip
-from dipddpm_lib import early_stopping as es
+from dipddpm_lib.experiments import early_stopping as es
+from dipddpm_lib.methods import guided_dip as gd
 from dipddpm_lib import stopping
 from dipddpm_lib.data import load_photo
 
@@ -103,34 +104,34 @@ def test_absorbed_fraction_reads_back_the_injected_share():
 
 
 # --------------------------------------------------------------------------- progressive targets
-@pytest.mark.parametrize("schedule", es.STAGE_SCHEDULES)
+@pytest.mark.parametrize("schedule", gd.STAGE_SCHEDULES)
 def test_stage_timesteps_run_from_the_start_down_to_the_observation(schedule):
-    t = es.stage_timesteps(8, 120, schedule)
+    t = gd.stage_timesteps(8, 120, schedule)
     assert t[0] == 120 and t[-1] == 0 and len(t) == 8
     assert (np.diff(t) <= 0).all()
 
 
 def test_schedules_differ_where_they_spend_their_stages():
-    lin, cos, log = (es.stage_timesteps(8, 200, s) for s in es.STAGE_SCHEDULES)
+    lin, cos, log = (gd.stage_timesteps(8, 200, s) for s in gd.STAGE_SCHEDULES)
     assert cos[1] > lin[1]  # cosine lingers at high noise
     assert log[-2] < lin[-2]  # log is dense near the observation
 
 
 def test_stage_noise_follows_the_ddpm_schedule():
-    assert es.extra_noise_std([0])[0] == 0.0
-    levels = es.extra_noise_std(np.arange(1001))
+    assert gd.extra_noise_std([0])[0] == 0.0
+    levels = gd.extra_noise_std(np.arange(1001))
     assert (np.diff(levels) > 0).all()
-    t0 = es.start_timestep(25, 1.0)
+    t0 = gd.start_timestep(25, 1.0)
     assert levels[t0] >= 25 / 255 > levels[t0 - 1]
-    t, std = es.stage_noise_levels(25, 6, "linear", 1.0)
+    t, std = gd.stage_noise_levels(25, 6, "linear", 1.0)
     assert t[0] == t0 and std[-1] == 0.0 and std[0] == pytest.approx(levels[t0])
-    assert es.start_timestep(25, 1.0, "cosine") != t0  # the beta schedule matters
+    assert gd.start_timestep(25, 1.0, "cosine") != t0  # the beta schedule matters
 
 
 def test_progressive_targets_end_at_the_observation(photo_pair):
     clean, noisy = photo_pair
     _, stds = es.guided_schedule(dataclasses.replace(_quick_like(), num_stages=5), [25.0])
-    ctl = es.ProgressiveTargets(noisy, [25.0], stds, stage_iterations=10, seed=0)
+    ctl = gd.ProgressiveTargets(noisy, [25.0], stds, stage_iterations=10, seed=0)
     assert torch.equal(ctl.target(41), noisy) and torch.equal(ctl.target(50), noisy)
     first = ctl.target(1) - noisy
     assert first.std().item() == pytest.approx(stds[0, 0], rel=0.1)
@@ -202,10 +203,8 @@ def test_runs_stop_every_image_cache_and_are_not_refit(smoke, setup, cache, monk
     wmv = [r["gap_db"] for r in records if r["criterion"] == "es_wmv"]
     assert main["mean"] == pytest.approx(np.mean(wmv), abs=1e-3)  # same rule, read from history
     assert all(f"variance_w{w}" in ref.history for w in setup.wmv_windows if w != setup.window)
-    summary = es.summarize(records, setup)
-    text = es.sensitivity_markdown(sens, summary, setup)
-    best = min(v["gap_db"]["mean"] for v in sens.values())
-    assert f"{best:.2f} dB" in text and f"{summary['guided']['gap_db']['mean']:.2f} dB" in text
+    best = min(sens.values(), key=lambda v: v["gap_db"]["mean"])
+    assert f"{best['gap_db']['mean']:.2f} (worst {best['gap_db']['worst']:.2f})" in es.sensitivity_table(sens)
     written = cache_files(cache)
 
     def no_fit(*a, **k):
@@ -286,7 +285,7 @@ def test_bad_profile_values_fail_when_the_setup_is_read(smoke):
     (lambda: stopping.discrepancy_stop([0.1], -3), r"\[0, 255\]"),
     (lambda: stopping.oracle_stop([]), "non-empty"),
     (lambda: stopping.guided_stop([1.0, 0.5], [np.nan], 25, 10), "differ in length"),
-    (lambda: es.stage_timesteps(5, 0, "linear"), "positive whole number"),
+    (lambda: gd.stage_timesteps(5, 0, "linear"), "positive whole number"),
 ])
 def test_bad_criterion_inputs(call, match):
     with pytest.raises(ValueError, match=match):
@@ -450,3 +449,27 @@ def test_stops_table_marks_rules_that_never_fired(setup):
     table = es.stops_table([rec("es_wmv_raw", False), rec("oracle", True)])
     assert "| ES-WMV (authors: raw) | 300: 1.25 (0.50), not fired |" in table
     assert "| oracle (upper bound) | 300: 1.25 (0.50) |" in table
+
+
+def test_the_paper_regime_job_fills_the_cache_chapter_04_reads(smoke, cache, monkeypatch, capsys):
+    """The build's own job (``python -m dipddpm_lib.experiments.early_stopping``) fits the
+    authors'-regime run with the authors' settings; the chapter, set up with other (tuned)
+    settings, finds it in the cache, and the σ lookup is read off its history."""
+    from dipddpm_lib import photo_prior
+
+    es.main(["--profile", "smoke"])
+    assert "ES authors' regime (smoke)" in capsys.readouterr().out
+    prof, setup, _ = es.make_setup("smoke", num_stages=3, stage_iterations=4)
+    prior = photo_prior.train_photo_prior(prof, cache=cache, progress=False)
+    monkeypatch.setattr(dip, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("refit")))
+    run = es.run_paper_regime(dataclasses.replace(setup, wmv_window_factors=(1.0, 2.0)), prof,
+                              cache, prior=prior, progress=False)
+    paper = es.paper_setup(setup, prof)
+    assert run.reference.history["residual"].shape[1] == len(paper.pairs)
+    lookup = stopping.SigmaLookup.fit([25.0], [7])
+    recs = es.lookup_records(paper, run, lookup)
+    curve = run.reference.history["psnr_clean"]
+    for n, r in enumerate(recs):
+        assert r["criterion"] == "sigma_lookup" and r["iteration"] == min(7, len(curve))
+        assert r["gap_db"] == pytest.approx(float(np.nanmax(curve[:, n]) - curve[r["iteration"] - 1, n]))
+    assert es.paper_fit_kwargs(dataclasses.replace(prof, dip_lr=0.05))["lr"] == es.PAPER_LR

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from nbrun import run_notebook
 
-from dipddpm_lib import early_stopping as es
+from dipddpm_lib.experiments import early_stopping as es
 from dipddpm_lib import get_profile
 from dipddpm_lib.results import load_array
 

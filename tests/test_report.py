@@ -81,14 +81,19 @@ def test_build_jobs_make_what_loads_the_ddpm_wait_for_chapter_01():
     todo = [sweep.grid_points(g, "quick", Path("/nowhere"))[0] for g in grids]
     pool = report.build_jobs(nbs, "quick", Path("/x"), {}, report.BuildLog(), todo)
     after = {j.name: j.after for j in pool}
-    # chapter 01 first, the photo prior's training beside it, then the other chapters in order
-    assert [j.name for j in pool[:5]] == [nbs[0].name, report.PRIOR_JOB] + [nb.name for nb in nbs[1:]]
+    # chapter 01 first, the photo prior's training beside it, chapter 04's authors'-regime run
+    # after it (nothing waits for that job: chapter 04 finds its result in the cache), then the
+    # other chapters in order
+    assert [j.name for j in pool[:6]] == [nbs[0].name, report.PRIOR_JOB, report.PAPER_JOB] + [
+        nb.name for nb in nbs[1:]]
     assert after[report.PRIOR_JOB] == () and pool[1].stops_build
+    assert after[report.PAPER_JOB] == (report.PRIOR_JOB,)
+    assert not any(report.PAPER_JOB in a for a in after.values())
     assert after["03_dip_init_ddpm.ipynb"] == ("01_ddpm_baseline.ipynb", report.PRIOR_JOB)
     assert after["02_dip_baseline.ipynb"] == ()
     # chapter 04's learned-prior rule reads the photo prior; its ablation points (peers: false) do not
     assert after["04_early_stopping.ipynb"] == (report.PRIOR_JOB,)
-    points = [j for j in pool[5:]]
+    points = [j for j in pool[6:]]
     assert len(points) == len(todo) and not any(j.stops_build for j in points)
     for j, waits in ((j, j.after) for j in points):
         grid = next(g for g in grids if j.name.startswith(g.name + "/"))
@@ -100,7 +105,7 @@ def test_build_jobs_make_what_loads_the_ddpm_wait_for_chapter_01():
     assert all(j.after for j in points[:first_free]) and not any(j.after for j in points[first_free:])
     alone = report.build_jobs(nbs[2:3], "quick", Path("/x"), {}, report.BuildLog())
     # without chapter 01 in the build, chapter 03 waits only for the photo prior
-    assert [j.name for j in alone] == [report.PRIOR_JOB, "03_dip_init_ddpm.ipynb"]
+    assert [j.name for j in alone] == [report.PRIOR_JOB, "03_dip_init_ddpm.ipynb"]  # no chapter 04: no paper job
     assert alone[1].after == (report.PRIOR_JOB,)
 
 
@@ -125,6 +130,9 @@ def test_build_order_tunes_then_collates_then_evaluates():
     assert "sigma/sigma=25" in tune_jobs  # the σ grid's middle point is the tuning grids' default
     assert not any(n.startswith("sigma/") and n != "sigma/sigma=25" for n in tune_jobs)
     collate = names.index(report.COLLATE_JOB)
+    # chapter 04's authors'-regime job comes after every tuning point, before the collate step
+    assert all(names.index(n) < names.index(report.PAPER_JOB) for n in tune_jobs)
+    assert names.index(report.PAPER_JOB) == collate - 1
     assert names[:3] == ["01_ddpm_baseline.ipynb", report.PRIOR_JOB, "03_dip_init_ddpm.ipynb"]
     assert all(names.index(n) < collate for n in tune_jobs)
     assert set(job[report.COLLATE_JOB].after) == set(tune_jobs) and job[report.COLLATE_JOB].after_failure

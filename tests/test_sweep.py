@@ -411,9 +411,9 @@ def test_only_grids_whose_value_a_chapter_uses_choose_and_they_run_on_tune_photo
 
 
 def test_stage_schedules_agree_with_the_chapter():
-    from dipddpm_lib import early_stopping as es
+    from dipddpm_lib.methods.guided_dip import STAGE_SCHEDULES
 
-    for s in es.STAGE_SCHEDULES:
+    for s in STAGE_SCHEDULES:
         assert sweep.check_tuned_value("es_stage_schedule", s) == s
     with pytest.raises(ValueError, match="linear, cosine, log"):
         sweep.check_tuned_value("es_stage_schedule", "quadratic")

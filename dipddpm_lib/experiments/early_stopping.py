@@ -1,49 +1,33 @@
-"""Early stopping for DIP without the clean image: a DDPM-guided rule and the baselines.
+"""Chapter 04's study: when to stop DIP without the clean image, every criterion on the same
+networks, seeds and images.
 
-Every criterion is a small function over a history (numpy arrays, iteration 1 first) that
-returns a :class:`Stop`. The same functions run online, on the history so far, inside the
-fit callbacks, so one implementation serves the offline tests and the live runs.
-
-* ``oracle``: the iteration of peak PSNR against the clean image (the upper bound; it
-  needs the clean image and is reported as such).
-* ``fixed``: a fixed iteration count (the profile's default, or Ulyanov's 3000 scaled).
-* ``discrepancy``: the first iteration whose fit error to the observation falls to σ².
-* ``es_wmv`` (Wang et al., 2021): the windowed moving variance of the raw outputs; stop
-  when it has not reached a new minimum for ``patience`` iterations and return the
-  iteration of that minimum.
-* ``guided``: progressive targets. DIP fits stage targets ``y + s_k ε_k`` whose extra noise
-  ``s_k`` follows the DDPM schedule down to 0 (the observation itself). The injected noise
-  is known, so the share of it that the output absorbs measures how fast the network fits
-  white noise. With ``R`` the output's MSE to the observation and ``C`` its MSE to the
-  clean image, ``C = R − σ² + 2⟨out − x, n⟩/N``: over a stage ``ΔC ≈ ΔR + 2σ²a`` when
-  the observation noise ``n`` is absorbed at the rate ``a`` measured on the stage's own noise.
-  The rule stops at the end of the first stage where the fit stops improving faster than
-  the noise it absorbs: ``R_{k−1} − R_k ≤ 2σ² a_k``.
-
-Every output is the exponential moving average (EMA) of the DIP outputs, as in ``dip.fit``.
+The criteria are pure functions in :mod:`dipddpm_lib.stopping`; the guided fit (progressive
+targets) is :mod:`dipddpm_lib.methods.guided_dip`; the figures are
+:mod:`dipddpm_lib.figures.early_stopping`. This module holds the set-up read from a profile,
+the cached runs (the plain DIP run every plain-run criterion reads, with its online recorder;
+the guided run; the SURE run; the ES authors' regime; the σ lookup's calibration on the tune
+photos), and the evaluation: one record per (photograph, σ, seed, criterion), summaries with
+95 % intervals, and tables.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import dip
-from .cache import Cache
-from .compute import Compute
-from .data import load_photo, photo_name, photo_roles
-from .ddpm import BETA_SCHEDULES, alphas_cumprod
-from .errors import check_choice, check_positive_int, check_sigma
-from .metrics import psnr, ssim
-from .plots import to_hwc
-from .profiles import check_device, get_profile
-from .results import paired_difference, save_array, spread
+from .. import dip
+from ..cache import Cache
+from ..compute import Compute
+from ..data import load_photo, photo_name, photo_roles
+from ..ddpm import BETA_SCHEDULES
+from ..errors import check_choice, check_positive_int, check_sigma
+from ..metrics import psnr, ssim
+from ..profiles import check_device, get_profile
+from ..results import paired_difference, save_array, spread
 
-STAGE_SCHEDULES = ("linear", "cosine", "log")
 #: Every criterion, in the tables' order. ``es_wmv``, ``discrepancy``, ``fixed``,
 #: ``ulyanov``, ``oracle`` (and, when given, ``sigma_lookup`` and ``prior_distance``) read
 #: the plain DIP run and return its EMA output; ``es_wmv_raw``, ``es_emv`` and
@@ -73,66 +57,10 @@ _CACHE_VERSION = 1
 
 
 # the criteria (pure functions over histories) live in `stopping`
-from .stopping import (  # noqa: E402
-    ExpMovingVariance, MovingVariance, SigmaLookup, Stop, absorbed_fraction, discrepancy_stop,
-    es_emv_stop, es_wmv_stop, fixed_stop, guided_stop, oracle_stop, prior_distance_stop,
-    sure_mse, sure_stop)
-
-
-# --------------------------------------------------------------------------- progressive targets
-def extra_noise_std(timesteps, beta_schedule: str = "linear") -> np.ndarray:
-    """Std (on [0, 1] images) of the noise a DDPM adds by time ``t``, in the rescaled form
-    ``x_t / √ᾱ_t = x_0 + √((1 − ᾱ_t)/ᾱ_t) ε`` (model space [−1, 1]: halved here)."""
-    abar = alphas_cumprod(beta_schedule).double().numpy()
-    t = np.asarray(timesteps, dtype=int)
-    return 0.5 * np.sqrt((1.0 - abar[t]) / abar[t])
-
-
-def start_timestep(sigma: float, start_ratio: float, beta_schedule: str = "linear") -> int:
-    """The first diffusion time whose extra noise std reaches ``start_ratio`` × σ."""
-    if not check_sigma(sigma) > 0:
-        raise ValueError(f"sigma must be > 0 for progressive targets, got {sigma}")
-    if not start_ratio > 0:
-        raise ValueError(f"start_ratio must be positive, got {start_ratio}")
-    levels = extra_noise_std(np.arange(len(alphas_cumprod(beta_schedule))), beta_schedule)
-    reach = np.flatnonzero(levels >= start_ratio * sigma / 255.0)
-    if not reach.size:
-        raise ValueError(f"start_ratio {start_ratio} × sigma {sigma} is beyond the schedule's "
-                         f"largest noise ({levels[-1] * 255:.0f}/255)")
-    return max(1, int(reach[0]))
-
-
-def stage_timesteps(num_stages: int, t_start: int, stage_schedule: str = "linear") -> np.ndarray:
-    """Diffusion times of the ``num_stages`` stage targets, from ``t_start`` down to 0 (the
-    observation): evenly spaced (``linear``), slow at first (``cosine``) or geometric
-    (``log``, dense near 0)."""
-    check_choice("stage schedule", stage_schedule, STAGE_SCHEDULES)
-    num_stages = check_positive_int("num_stages", num_stages)
-    if num_stages < 2:
-        raise ValueError(f"num_stages must be at least 2 (noisy stages, then the observation), "
-                         f"got {num_stages}")
-    t_start = check_positive_int("t_start", t_start)
-    u = np.arange(num_stages) / (num_stages - 1)
-    if stage_schedule == "linear":
-        t = t_start * (1.0 - u)
-    elif stage_schedule == "cosine":
-        t = t_start * np.cos(0.5 * np.pi * u)
-    else:
-        v = np.arange(num_stages - 1) / max(num_stages - 2, 1)
-        t = np.r_[float(t_start) ** (1.0 - v), 0.0]
-    t = np.round(t).astype(int)
-    t[-1] = 0
-    return t
-
-
-def stage_noise_levels(sigma: float, num_stages: int, stage_schedule: str = "linear",
-                       start_ratio: float = 1.0, beta_schedule: str = "linear"
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """``(timesteps, extra noise std per stage)`` for an observation with noise σ (0-255)."""
-    check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
-    t = stage_timesteps(num_stages, start_timestep(sigma, start_ratio, beta_schedule),
-                        stage_schedule)
-    return t, extra_noise_std(t, beta_schedule)
+from ..stopping import (  # noqa: E402
+    ExpMovingVariance, MovingVariance, SigmaLookup, Stop, discrepancy_stop, es_emv_stop,
+    es_wmv_stop, fixed_stop, oracle_stop, prior_distance_stop, sure_mse, sure_stop)
+from ..methods.guided_dip import ProgressiveTargets, stage_noise_levels  # noqa: E402
 
 
 # --------------------------------------------------------------------------- set-up
@@ -167,7 +95,7 @@ class StoppingSetup:
 
     def check(self) -> None:
         """Raise ``ValueError`` (naming the valid choices) for any bad knob; no work done."""
-        from .data import check_photos
+        from ..data import check_photos
 
         check_photos(self.photos, "photos", min_size=self.photo_size)
         if not self.photos or not self.sigmas or not self.seeds:
@@ -242,7 +170,7 @@ def make_setup(profile: str, seeds=None, tuned=None, device=None, **knobs):
     tunable setting came from (:func:`dipddpm_lib.sweep.tuned_overrides`). Every knob and
     tuned value is checked here, before any work, and the ``device`` (default: the
     profile's; :func:`~dipddpm_lib.profiles.check_device`)."""
-    from .sweep import tuned_overrides
+    from ..sweep import tuned_overrides
 
     unknown = sorted(set(knobs) - set(KNOBS))
     if unknown:
@@ -291,7 +219,7 @@ def setup_markdown(setup: StoppingSetup, profile, settings: dict | None = None) 
     """The run's set-up in words, every number read from the set-up; with ``settings``
     (from :func:`make_setup`), the photo set of the photographs and where each tunable
     setting came from."""
-    from .sweep import settings_markdown
+    from ..sweep import settings_markdown
 
     roles = photo_roles(profile, setup.photos)
     kinds = sorted(set(roles.values()))
@@ -316,34 +244,6 @@ def setup_markdown(setup: StoppingSetup, profile, settings: dict | None = None) 
             f"{setup.stage_iterations} iterations, `{setup.stage_schedule}` stage schedule on "
             f"the `{setup.beta_schedule}` DDPM noise schedule, first extra noise "
             f"{setup.start_ratio:g} σ." + extra)
-
-
-def baselines_markdown(setup: StoppingSetup) -> str:
-    """The baselines, one bullet each, with this run's counts (every number read from the
-    set-up and the papers' constants)."""
-    k = setup.paper_scale
-    return "\n".join([
-        f"* **fixed (profile)**: the profile's default iteration count, `dip_iterations` = "
-        f"{setup.fixed_iterations};",
-        f"* **fixed (Ulyanov, scaled)**: Ulyanov et al.'s denoising run ({PAPER_ITERATIONS} "
-        f"iterations of the 5-scale × 128-channel network) × `paper_scale` = {k:g}: "
-        f"{setup.ulyanov_iterations} iterations;",
-        f"* **ES-WMV** (Wang et al., 2021): the variance of the last W raw outputs (mean squared "
-        f"deviation from their mean, per pixel, averaged); stop when it has not reached a new "
-        f"minimum for P iterations and return the iteration of that minimum. The paper's "
-        f"W = {PAPER_WINDOW}, P = {PAPER_PATIENCE}, × `paper_scale`: W = {setup.window}, "
-        f"P = {setup.patience} — the same factor as Ulyanov's count, so both keep their "
-        f"proportion to the run;",
-        "* **discrepancy principle**: the first iteration whose MSE to the observation falls to σ²;",
-        "* **oracle**: the iteration of peak PSNR against the clean image — the upper bound every "
-        "gap is measured from; it is not a method, and nothing on these photographs is chosen "
-        "with it.",
-        "",
-        f"`paper_scale` = {k:g} is a stated choice of the profile, not a measurement; the "
-        f"oracle's stop iterations in the results table show where this profile's peaks actually "
-        f"fall, to set against the scaled counts. Compute saved is (fixed − iterations run) / "
-        f"fixed against the profile's fixed count ({setup.fixed_iterations}), counting every "
-        f"stage of the guided scheme and, for ES-WMV, the patience it must wait after its minimum."])
 
 
 def make_batch(setup: StoppingSetup, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -484,13 +384,16 @@ def _digest(t: torch.Tensor | None) -> str | None:
 def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None = None,
                   progress: bool = True, lookup: SigmaLookup | None = None,
                   prior_x0: torch.Tensor | None = None, cfg: dip.DIPConfig | None = None,
-                  until_fired: tuple[str, ...] = (), kind: str = "reference") -> ReferenceRun:
+                  until_fired: tuple[str, ...] = (), kind: str = "reference",
+                  fit_kwargs: dict | None = None, prior_key: str | None = None) -> ReferenceRun:
     """Fit plain DIP to every (photograph, σ) pair for ``setup.budget`` iterations (one
     batched fit; ``cfg``: the profile's net unless given) and apply every criterion to the
     history (:class:`ReferenceRecorder`: ``lookup``, ``prior_x0`` and ``until_fired``).
-    Cached; the key holds the lookup's counts and a digest of ``prior_x0``."""
+    ``fit_kwargs`` replace the profile's Adam and EMA settings. Cached; the key holds the
+    lookup's counts and ``prior_key`` (default: a digest of ``prior_x0``)."""
     setup.check()
     cfg = cfg or dip.DIPConfig.from_profile(profile)
+    fit_kwargs = fit_kwargs or _fit_kwargs(profile)
     clean, noisy, sigmas = make_batch(setup, seed)
     names = ReferenceRecorder.criteria_for(lookup is not None, prior_x0 is not None)
 
@@ -498,7 +401,7 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
         rec = ReferenceRecorder(noisy, clean, sigmas, setup, lookup, prior_x0, until_fired)
         res = dip.fit(dip.Degradation("denoise", noisy), cfg, setup.budget, seed=seed,
                       callback=rec, progress=progress, desc=f"plain DIP, seed {seed}",
-                      **_fit_kwargs(profile))
+                      **fit_kwargs)
         hist = {k: torch.from_numpy(v[:rec.length]).float() for k, v in rec.rows.items()}
         stops = {c: [dataclasses.astuple(rec.stops_for(n)[c]) for n in range(len(sigmas))]
                  for c in names}
@@ -508,9 +411,9 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
                 / len(sigmas), "wall_s": res.compute.wall_s}
         return tensors, meta
 
-    key = _cache_config("reference", setup, cfg, profile, seed)
+    key = _cache_config("reference", setup, cfg, profile, seed) | {"fit": fit_kwargs}
     key.update(lookup=None if lookup is None else [lookup.predict(s) for s in setup.sigmas],
-               prior_x0=_digest(prior_x0), until_fired=list(until_fired))
+               prior_x0=prior_key or _digest(prior_x0), until_fired=list(until_fired))
     tensors, meta = (cache or Cache()).get_or_compute(f"es_{kind}", key, compute)
     return ReferenceRun(seed, clean, noisy, sigmas, _histories(tensors),
                         {c: [Stop(*s) for s in meta["stops"][c]] for c in names},
@@ -523,7 +426,7 @@ def paper_setup(setup: StoppingSetup, profile) -> StoppingSetup:
     """ES-WMV and ES-EMV as their authors run them: the profile's ``es_paper_*`` photographs,
     size and σ, the first seed, W = 100 and P = 1000 (× ``es_paper_regime_scale``, 1 in
     quick and full) and Ulyanov's 3000 iterations as the budget."""
-    from .data import check_photos
+    from ..data import check_photos
 
     check_photos(profile.es_paper_photos, f"es_paper_photos of profile {profile.name!r}",
                  min_size=profile.es_paper_photo_size)
@@ -540,25 +443,86 @@ def paper_setup(setup: StoppingSetup, profile) -> StoppingSetup:
 
 
 def paper_net(profile) -> dip.DIPConfig:
-    """The paper-regime run's network (the profile's ``es_paper_dip_scales`` ×
-    ``es_paper_dip_channels``; the ES authors use Ulyanov's 5 × 128)."""
-    return dip.DIPConfig.from_profile(profile, scales=profile.es_paper_dip_scales,
-                                      channels=profile.es_paper_dip_channels)
+    """The paper-regime run's network: Ulyanov et al.'s skip net (:class:`~dipddpm_lib.dip.DIPConfig`'s
+    defaults) at the profile's ``es_paper_dip_scales`` × ``es_paper_dip_channels`` (the ES
+    authors use 5 × 128); nothing in it is tuned."""
+    return dip.DIPConfig(scales=profile.es_paper_dip_scales, channels=profile.es_paper_dip_channels)
 
 
-def run_paper_regime(setup: StoppingSetup, profile, cache: Cache | None = None,
-                     lookup: SigmaLookup | None = None, prior_x0: torch.Tensor | None = None,
+#: Ulyanov et al.'s (and the ES authors') Adam learning rate and input perturbation.
+PAPER_LR, PAPER_REG_NOISE = 0.01, 1.0 / 30.0
+
+
+def paper_fit_kwargs(profile) -> dict:
+    """The paper-regime fit's settings: the authors' learning rate and input perturbation
+    (never the tuned ones), the profile's EMA and device."""
+    return _fit_kwargs(profile) | {"lr": PAPER_LR, "reg_noise_std": PAPER_REG_NOISE}
+
+
+def _weights_digest(model) -> str:
+    return _digest(torch.cat([p.detach().flatten().cpu().float() for p in model.unet.parameters()]))
+
+
+def run_paper_regime(setup: StoppingSetup, profile, cache: Cache | None = None, prior=None,
                      progress: bool = True) -> SeedRuns:
-    """One plain DIP run in the ES authors' regime (:func:`paper_setup`, :func:`paper_net`),
-    read by every plain-run criterion; it ends when ES-WMV and ES-EMV have both fired on every
-    image (the authors' runs end at detection) or at the budget."""
+    """One plain DIP run in the ES authors' regime (:func:`paper_setup`, :func:`paper_net`,
+    :func:`paper_fit_kwargs`), read by every plain-run criterion (the learned-prior rule too
+    when the photo DDPM ``prior`` is given); it ends when ES-WMV and ES-EMV have both fired on
+    every image (the authors' runs end at detection) or at the budget. Nothing in it depends
+    on the tuned settings, so the report build runs it as its own job
+    (``python -m dipddpm_lib.experiments.early_stopping``); the σ lookup is read off its
+    history afterwards (:func:`lookup_records`)."""
     paper = paper_setup(setup, profile)
-    if paper.photo_size % paper_net(profile).min_size:
+    net = paper_net(profile)
+    if paper.photo_size % net.min_size:
         raise ValueError(f"es_paper_photo_size {paper.photo_size} is not a multiple of "
-                         f"{paper_net(profile).min_size}, which the paper-regime net needs")
-    return SeedRuns(run_reference(paper, profile, paper.seeds[0], cache, progress, lookup=lookup,
-                                  prior_x0=prior_x0, cfg=paper_net(profile),
-                                  until_fired=("es_wmv", "es_emv"), kind="paper"))
+                         f"{net.min_size}, which the paper-regime net needs")
+    x0 = key = None
+    if prior is not None:
+        _, noisy, sig = make_batch(paper, paper.seeds[0])
+        x0, key = prior_estimates(prior, noisy, sig)[0], _weights_digest(prior)
+    return SeedRuns(run_reference(paper, profile, paper.seeds[0], cache, progress, prior_x0=x0,
+                                  cfg=net, until_fired=("es_wmv", "es_emv"), kind="paper",
+                                  fit_kwargs=paper_fit_kwargs(profile), prior_key=key))
+
+
+def lookup_records(setup: StoppingSetup, run: SeedRuns, lookup: SigmaLookup) -> list[dict]:
+    """``sigma_lookup``'s records on a plain run that did not carry the lookup, read off its
+    EMA PSNR history (no output image is kept, so SSIM is NaN): how a count calibrated
+    elsewhere does here."""
+    ref = run.reference
+    curve = ref.history["psnr_clean"]
+    out = []
+    for n, (photo, sigma) in enumerate(setup.pairs):
+        stop = lookup.stop(sigma, len(curve))
+        p, peak = float(curve[stop.iteration - 1, n]), float(np.nanmax(curve[:, n]))
+        out.append({"photo": photo, "sigma": sigma, "seed": ref.seed, "criterion": "sigma_lookup",
+                    "iteration": stop.iteration, "iterations_run": stop.iterations_run,
+                    "fired": stop.fired, "psnr": p, "ssim": float("nan"), "gap_db": peak - p,
+                    "own_gap_db": peak - p,
+                    "compute_saved": (setup.fixed_iterations - stop.iterations_run) / setup.fixed_iterations,
+                    "gflops": stop.iterations_run * ref.flops_per_iteration / 1e9})
+    return out
+
+
+def main(argv=None) -> None:
+    """``python -m dipddpm_lib.experiments.early_stopping --profile quick``: run chapter 04's
+    ES-authors'-regime fit into the cache (a step of the report build, after the photo prior),
+    or say that it is there already."""
+    import argparse
+    import time
+
+    from ..photo_prior import train_photo_prior
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
+    args = ap.parse_args(argv)
+    start = time.perf_counter()
+    prof, setup, _ = make_setup(args.profile, device=args.device)
+    run = run_paper_regime(setup, prof, prior=train_photo_prior(prof, progress=False))
+    print(f"ES authors' regime ({args.profile}): {len(run.reference.history['residual'])} "
+          f"iterations; ready in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 # --------------------------------------------------------------------------- σ lookup
@@ -585,7 +549,7 @@ def prior_estimates(model, noisy: torch.Tensor, sigmas) -> tuple[torch.Tensor, f
     """The photo DDPM's one-step estimate x̂0 of each clean image from its observation, at
     that image's t_σ (:func:`dipddpm_lib.photo_prior.denoise_x0`), and the GFLOPs of those
     calls (one per image); clipped to [0, 1]."""
-    from .photo_prior import denoise_x0
+    from ..photo_prior import denoise_x0
 
     outs, flops = [], 0.0
     for n, s in enumerate(np.asarray(sigmas, dtype=float)):
@@ -613,6 +577,7 @@ class SureRecorder:
         self.length = 0
 
     def stops_for(self, n: int, psnr_raw: np.ndarray) -> dict[str, Stop]:
+        """SURE's stop and the run's own raw peak for image ``n`` on the history so far."""
         return {"sure": sure_stop(self.sure[:self.length, n], self.patience),
                 "oracle_raw": oracle_stop(psnr_raw[:self.length, n])}
 
@@ -689,75 +654,6 @@ def run_sure(setup: StoppingSetup, profile, seed: int, cache: Cache | None = Non
 
 
 # --------------------------------------------------------------------------- guided run
-class ProgressiveTargets:
-    """``dip.fit``'s ``target`` and ``callback`` for the guided scheme.
-
-    Stage ``k`` lasts ``stage_iterations`` steps and fits ``y + s_k ε_k`` (fresh, known
-    ``ε_k``; ``s_k`` per image from :func:`stage_noise_levels`; the last stage is ``y``).
-    At every step it records PSNR and SSIM of the EMA output against the stage's target;
-    at every stage end the fit error to the observation and the absorbed share of the
-    stage's noise, and applies :func:`guided_stop` per image. The fit ends when every
-    image has stopped. It never sees the clean image.
-    """
-
-    def __init__(self, noisy: torch.Tensor, sigmas, noise_stds: np.ndarray,
-                 stage_iterations: int, seed: int = 0):
-        self.noisy, self.sigmas = noisy, np.asarray(sigmas, dtype=float)
-        self.noise_stds = torch.as_tensor(np.asarray(noise_stds), dtype=torch.float32)
-        self.num_stages = self.noise_stds.shape[1]
-        self.stage_iterations = stage_iterations
-        gen = torch.Generator().manual_seed(10_000 + seed)
-        self.noise = torch.randn((self.num_stages, *noisy.shape), generator=gen)
-        n = len(self.sigmas)
-        self.rows: dict[str, list] = {"psnr_target": [], "ssim_target": [], "residual": []}
-        self.stage_residual = np.full((self.num_stages, n), np.nan)
-        self.stage_absorbed = np.full((self.num_stages, n), np.nan)
-        self.stage_outputs = torch.zeros((self.num_stages, *noisy.shape))
-        self.stops: list[Stop | None] = [None] * n
-        self.outputs = torch.zeros_like(noisy)
-        self._before = None
-
-    def stage_of(self, i: int) -> int:
-        """The stage of step ``i`` (1-based)."""
-        return min((i - 1) // self.stage_iterations, self.num_stages - 1)
-
-    def stage_target(self, k: int) -> torch.Tensor:
-        """Every image's stage-``k`` target ``y + s_k ε_k``."""
-        return self.noisy + self.noise_stds[:, k].view(-1, 1, 1, 1) * self.noise[k]
-
-    def target(self, i: int) -> torch.Tensor:
-        """The target of step ``i`` (passed to ``dip.fit`` as ``target``)."""
-        return self.stage_target(self.stage_of(i))
-
-    def __call__(self, i: int, out: torch.Tensor, out_ema: torch.Tensor, hist) -> bool:
-        k, ema = self.stage_of(i), out_ema.detach().cpu()
-        if self._before is None:
-            self._before = ema.clone()
-        tgt = self.stage_target(k)
-        self.rows["psnr_target"].append(psnr(ema, tgt).double().numpy())
-        self.rows["ssim_target"].append(ssim(ema, tgt).double().numpy())
-        self.rows["residual"].append((ema - self.noisy).pow(2).flatten(1).mean(1).double().numpy())
-        if i % self.stage_iterations == 0:
-            self._end_stage(k, i, ema)
-        return all(s is not None for s in self.stops)
-
-    def _end_stage(self, k: int, i: int, ema: torch.Tensor) -> None:
-        self.stage_residual[k] = self.rows["residual"][-1]
-        if k < self.num_stages - 1:
-            self.stage_absorbed[k] = absorbed_fraction(ema, self._before, self.noise[k],
-                                                       self.noise_stds[:, k]).double().numpy()
-        self.stage_outputs[k] = ema
-        self._before = ema.clone()
-        for n, sigma in enumerate(self.sigmas):
-            if self.stops[n] is not None:
-                continue
-            stop = guided_stop(self.stage_residual[:k + 1, n], self.stage_absorbed[:k + 1, n],
-                               sigma, self.stage_iterations)
-            if stop.fired or k == self.num_stages - 1:
-                self.stops[n] = Stop(i, i, stop.fired)
-                self.outputs[n] = ema[n]
-
-
 @dataclass
 class GuidedRun:
     """The guided scheme's fits for every (photograph, σ) pair of one seed."""
@@ -830,6 +726,7 @@ class SeedRuns:
 
     @property
     def seed(self) -> int:
+        """The seed of these runs."""
         return self.reference.seed
 
 
@@ -932,24 +829,6 @@ def sensitivity_table(sensitivity: dict) -> str:
         lines.append(f"| {w} | " + " | ".join(f"{c['mean']:.2f} (worst {c['worst']:.2f})"
                                              for c in cells) + " |")
     return "\n".join(lines)
-
-
-def sensitivity_markdown(sensitivity: dict, summary: dict, setup: StoppingSetup) -> str:
-    """ES-WMV's best grid setting (picked with the clean image: hindsight) against the guided
-    rule, and how its gap moves with the window at the scaled patience, every number read
-    from the results."""
-    best = min(sensitivity.values(), key=lambda v: v["gap_db"]["mean"])
-    g = summary["guided"]["gap_db"]
-    p = setup.patience
-    by_window = sorted((v["window"], v["gap_db"]["mean"]) for v in sensitivity.values()
-                       if v["patience"] == p)
-    verdict = ("still above" if g["mean"] < best["gap_db"]["mean"] else "below or equal to")
-    return (f"**ES-WMV sensitivity.** Its best setting in the grid (W = {best['window']}, "
-            f"P = {best['patience']}, picked with the clean image, i.e. with hindsight) has a mean "
-            f"gap of {best['gap_db']['mean']:.2f} dB (worst {best['gap_db']['worst']:.2f}), "
-            f"{verdict} the guided rule's {g['mean']:.2f} dB (worst {g['worst']:.2f}). At "
-            f"P = {p} its mean gap is " + ", ".join(f"{m:.2f} dB at W = {w}" for w, m in by_window)
-            + ".")
 
 
 def _gap_stats(gaps) -> dict:
@@ -1123,164 +1002,6 @@ def results_table(summary: dict) -> str:
     return head + "\n".join(rows) + "\n\n" + interval_note(summary)
 
 
-def verdict_markdown(summary: dict, bar: dict) -> str:
-    """The chapter's verdict, every number read from the results."""
-    g, e = summary["guided"], summary["es_wmv"]
-    lines = [f"**Guided rule:** mean gap to the oracle {g['gap_db']['mean']:.2f} dB (median "
-             f"{g['gap_db']['median']:.2f}, worst {g['gap_db']['worst']:.2f}) with "
-             f"{100 * g['compute_saved']['mean']:.0f}% of the fixed count's iterations saved; "
-             f"ES-WMV: {e['gap_db']['mean']:.2f} dB (median {e['gap_db']['median']:.2f}, worst "
-             f"{e['gap_db']['worst']:.2f}); discrepancy: "
-             f"{summary['discrepancy']['gap_db']['mean']:.2f} dB."]
-    if bar["guided_within_max_gap"]:
-        lines.append(f"The guided mean gap is within the {bar['max_gap_db']:.1f} dB bar.")
-    else:
-        lines.append(f"The guided mean gap **misses** the {bar['max_gap_db']:.1f} dB bar by "
-                     f"{g['gap_db']['mean'] - bar['max_gap_db']:.2f} dB.")
-    if bar["guided_no_worse_than_es_wmv"]:
-        lines.append(f"It is {-bar['guided_minus_es_wmv_db']:.2f} dB closer to the oracle than "
-                     f"ES-WMV on average.")
-    else:
-        lines.append(f"It is **worse than ES-WMV** by {bar['guided_minus_es_wmv_db']:.2f} dB on "
-                     f"average.")
-    return " ".join(lines)
-
-
-# --------------------------------------------------------------------------- figures
-COLORS = {"guided": "C3", "prior_distance": "C1", "sure": "C4", "sigma_lookup": "C5",
-          "es_wmv": "C0", "es_wmv_raw": "C9", "es_emv": "C8", "discrepancy": "C2",
-          "fixed": "0.4", "ulyanov": "0.7", "oracle": "k", "oracle_raw": "0.2"}
-
-
-def plot_stage_levels(setup: StoppingSetup, sigma: float, ax=None):
-    """Extra noise std (0-255) per stage for the three stage schedules at σ."""
-    ax = ax or plt.subplots(figsize=(4.2, 3))[1]
-    for sched in STAGE_SCHEDULES:
-        _, std = stage_noise_levels(sigma, setup.num_stages, sched, setup.start_ratio,
-                                    setup.beta_schedule)
-        ax.plot(np.arange(setup.num_stages) + 1, 255 * std, "o-", ms=3,
-                label=sched + (" (used)" if sched == setup.stage_schedule else ""))
-    ax.set(xlabel="stage", ylabel="extra noise std (0-255)",
-           title=f"stage targets at σ = {sigma:g}")
-    ax.legend(fontsize=8)
-    return ax
-
-
-def plot_stage_gallery(guided: GuidedRun, noisy: torch.Tensor, n: int, stage_iterations: int,
-                       stages=None):
-    """Stage targets (top) and the EMA output at each stage end (bottom) for image ``n``, for
-    the stages the batched run reached; the guided stop is marked."""
-    reached = len(guided.history["residual"]) // stage_iterations
-    k_all = list(range(reached)) if stages is None else list(stages)
-    ctl = ProgressiveTargets(noisy, np.ones(len(noisy)), guided.noise_stds,
-                             stage_iterations, guided.seed)
-    fig, axes = plt.subplots(2, len(k_all), figsize=(1.3 * len(k_all), 3))
-    for j, k in enumerate(k_all):
-        axes[0, j].imshow(to_hwc(ctl.stage_target(k)[n]), cmap="gray", vmin=0, vmax=1)
-        axes[0, j].set_title(f"stage {k + 1}\n+{255 * guided.noise_stds[n, k]:.0f}/255", fontsize=7)
-        axes[1, j].imshow(to_hwc(guided.stage_outputs[k, n]), cmap="gray", vmin=0, vmax=1)
-        stop = (k + 1) * stage_iterations == guided.stops[n].iteration
-        axes[1, j].set_title(f"it {(k + 1) * stage_iterations}" + (" (stop)" if stop else ""),
-                             fontsize=7, color=COLORS["guided"] if stop else "k")
-    for ax in axes.flat:
-        ax.set_axis_off()
-    fig.suptitle("stage targets (top) and DIP outputs at each stage end (bottom)", fontsize=9,
-                 y=1.04)
-    return fig
-
-
-def plot_stage_monitor(guided: GuidedRun, sigma: float, n: int, stage_iterations: int, axes=None):
-    """PSNR and SSIM of the output against the current stage's target, with each stage's
-    noise floor (the PSNR of the clean image against that target)."""
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(9, 3))
-    it = np.arange(1, len(guided.history["psnr_target"]) + 1)
-    stage = np.minimum((it - 1) // stage_iterations, guided.noise_stds.shape[1] - 1)
-    total = (sigma / 255.0) ** 2 + guided.noise_stds[n, stage] ** 2
-    axes[0].plot(it, guided.history["psnr_target"][:, n], label="output vs stage target")
-    axes[0].plot(it, -10 * np.log10(total), "k--", lw=1, label="stage noise floor")
-    axes[0].set(xlabel="iteration", ylabel="PSNR (dB)")
-    axes[1].plot(it, guided.history["ssim_target"][:, n], color="C1")
-    axes[1].set(xlabel="iteration", ylabel="SSIM vs stage target")
-    for ax in axes:
-        for k in range(1, int(np.ceil(len(it) / stage_iterations))):
-            ax.axvline(k * stage_iterations, color="0.85", lw=0.6, zorder=0)
-        ax.axvline(guided.stops[n].iteration, color=COLORS["guided"], lw=1.2)
-    axes[0].legend(fontsize=7)
-    return axes
-
-
-def plot_rule_evidence(guided: GuidedRun, sigmas, indices, labels, stage_iterations: int):
-    """Both sides of the guided rule per stage — the drop of the fit error to the
-    observation and 2σ² × the absorbed noise share (both ÷ σ²) — with the clean PSNR at each
-    stage end (evaluation only) and the stop marked."""
-    fig, axes = plt.subplots(1, len(indices), figsize=(3.3 * len(indices), 3), squeeze=False)
-    for ax, n, lab in zip(axes[0], indices, labels):
-        s2 = (sigmas[n] / 255.0) ** 2
-        k = np.arange(2, guided.stage_residual.shape[0] + 1)
-        drop = (guided.stage_residual[:-1, n] - guided.stage_residual[1:, n]) / s2
-        ax.semilogy(k, np.clip(drop, 1e-3, None), "o-", ms=3, label="fit-error drop / σ²")
-        ax.semilogy(k, np.clip(2 * guided.stage_absorbed[1:, n], 1e-3, None), "s-", ms=3,
-                    label="2 × absorbed share")
-        ax.axvline(guided.stops[n].iteration / stage_iterations, color=COLORS["guided"], lw=1.2)
-        ax.set(xlabel="stage", title=lab)
-        twin = ax.twinx()
-        ends = np.arange(1, guided.stage_residual.shape[0] + 1) * stage_iterations
-        ends = ends[ends <= len(guided.history["psnr_clean"])]
-        twin.plot(ends / stage_iterations, guided.history["psnr_clean"][ends - 1, n], "k:", lw=1)
-        twin.set_ylabel("clean PSNR (dB, not used)", fontsize=7)
-    axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return fig
-
-
-def plot_stop_curves(reference: ReferenceRun, guided: GuidedRun | None, n: int, title: str,
-                     ax=None, sure: SureRun | None = None):
-    """Clean PSNR of the plain DIP output per iteration (EMA: grey; raw: light grey) with each
-    criterion's stop marked on the curve of the output it returns, the guided (and SURE) runs'
-    own curves and stops, and the ES-WMV variance of the raw outputs (right axis)."""
-    ax = ax or plt.subplots(figsize=(5, 3.2))[1]
-    curves = {"EMA": reference.history["psnr_clean"][:, n],
-              "raw": reference.history.get("psnr_clean_raw", reference.history["psnr_clean"])[:, n]}
-    it = np.arange(1, len(curves["EMA"]) + 1)
-    ax.plot(it, curves["raw"], color="0.8", lw=0.6, label="plain DIP, raw")
-    ax.plot(it, curves["EMA"], color="C7", lw=1.2, label="plain DIP, EMA")
-    runs = [(guided.history["psnr_clean"][:, n], guided.stops[n], "guided")] if guided else []
-    if sure is not None:
-        runs.append((sure.history["psnr_clean_raw"][:, n], sure.stops["sure"][n], "sure"))
-    for g, stop, c in runs:
-        ax.plot(np.arange(1, len(g) + 1), g, color=COLORS[c], lw=1, alpha=0.7,
-                label=f"{LABELS[c].split(' (')[0]} run")
-        ax.plot(stop.iteration, g[stop.iteration - 1], "*", color=COLORS[c], ms=11, label=LABELS[c])
-    for c, stops in reference.stops.items():
-        s = stops[n].iteration
-        curve = curves["raw" if c in RAW else "EMA"]
-        hollow = c in ORACLES
-        ax.plot(s, curve[s - 1], "o", color=COLORS[c], ms=10 if hollow else 5, label=LABELS[c],
-                mfc="none" if hollow else None, zorder=3)
-    ax.set(xlabel="iteration", ylabel="clean PSNR (dB)", title=title)
-    twin = ax.twinx()
-    twin.semilogy(it, reference.history["variance"][:, n], color=COLORS["es_wmv"], lw=0.6, alpha=0.5)
-    twin.set_ylabel("ES-WMV variance", fontsize=7, color=COLORS["es_wmv"])
-    return ax
-
-
-def plot_lookup(lookup: SigmaLookup, sigmas, ax=None):
-    """The σ lookup: the tune photos' oracle peaks (dots) and the fitted line, with the
-    counts it gives at ``sigmas``."""
-    ax = ax or plt.subplots(figsize=(4.2, 3))[1]
-    cal = np.asarray(lookup.calibration, dtype=float)
-    ax.loglog(cal[:, 0], cal[:, 1], "o", color=COLORS["oracle"], mfc="none",
-              label="oracle peaks, tune photos")
-    grid = np.geomspace(min(cal[:, 0].min(), min(sigmas)), max(cal[:, 0].max(), max(sigmas)), 50)
-    ax.loglog(grid, [lookup.predict(g) for g in grid], color=COLORS["sigma_lookup"], label="fit")
-    ax.loglog(sigmas, [lookup.predict(s) for s in sigmas], "s", color=COLORS["sigma_lookup"],
-              label="counts used")
-    ax.set(xlabel="σ (0-255)", ylabel="iterations", title="σ lookup")
-    ax.legend(fontsize=7)
-    return ax
-
-
 def stops_table(records: list[dict]) -> str:
     """A Markdown table with one row per criterion and one column per image of a run: the
     stop iteration, the gap to the plain run's EMA peak and (in brackets) to the peak of the
@@ -1311,22 +1032,6 @@ def paired_gap_difference(records: list[dict], a: str, b: str) -> dict:
     return paired_difference(*zip(*pairs))
 
 
-def plot_gaps(records: list[dict], ax=None):
-    """Gap to the oracle per criterion: every run as a dot, the mean as a bar."""
-    ax = ax or plt.subplots(figsize=(6, 3))[1]
-    shown = [c for c in CRITERIA if c != "oracle" and any(r["criterion"] == c for r in records)]
-    for j, c in enumerate(shown):
-        gaps = np.array([r["gap_db"] for r in records if r["criterion"] == c])
-        ax.bar(j, gaps.mean(), color=COLORS[c], alpha=0.35)
-        jitter = np.random.default_rng(j).uniform(-0.25, 0.25, len(gaps))
-        ax.plot(j + jitter, gaps, ".", color=COLORS[c], ms=4)
-    names = [LABELS[c] for c in shown]
-    ax.set_xticks(range(len(names)), names, rotation=30, fontsize=7, ha="right")
-    ax.axhline(0, color="k", lw=0.6)
-    ax.set_ylabel("gap to oracle PSNR (dB)")
-    return ax
-
-
 def compute_markdown(summary: dict, metrics: dict) -> str:
     """Compute used and saved, in words, every number read from the results."""
     g, e, f = summary["guided"], summary["es_wmv"], summary["fixed"]
@@ -1341,3 +1046,7 @@ def compute_markdown(summary: dict, metrics: dict) -> str:
             f"fits on this machine: plain DIP {c['reference']['wall_s']:.0f} s for "
             f"{c['reference']['dip_iters']} image-iterations, guided {c['guided']['wall_s']:.0f} s "
             f"for {c['guided']['dip_iters']} (a batch runs until its last image stops).")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Plot functions, one module per chapter: every number drawn is passed in."""
