@@ -50,6 +50,18 @@ def test_early_stopping_notebook_smoke(tmp_path, nb_cache):
     assert {"es_wmv_raw", "es_emv", "sigma_lookup", "prior_distance"} <= set(paper["methods"])
     assert "guided" not in paper["methods"] and paper["iterations"] >= 1
     assert bar["best_criterion"] in metrics["methods"] and bar["best_criterion"] not in es.ORACLES
+    # an outside check: every gap recomputed from the stored arrays alone
+    import torch
+
+    from dipddpm_lib.metrics import psnr
+    for photo, sigma in setup.pairs:
+        clean = torch.from_numpy(load_array(tmp_path, f"clean_{photo}")).expand(len(smoke.seeds), -1, -1, -1)
+        peak = psnr(torch.from_numpy(load_array(tmp_path, f"stop_oracle_{photo}_{sigma:g}")), clean)
+        for c in es.CRITERIA:
+            got = peak - psnr(torch.from_numpy(load_array(tmp_path, f"stop_{c}_{photo}_{sigma:g}")), clean)
+            runs = sorted((r for r in metrics["runs"] if r["criterion"] == c and r["photo"] == photo
+                           and r["sigma"] == sigma), key=lambda r: r["seed"])
+            np.testing.assert_allclose(got.numpy(), [r["gap_db"] for r in runs], atol=1e-3)
     for fig in ("stage_levels", "stage_gallery", "stage_monitor", "rule_evidence", "stop_curves",
                 "gaps", "sigma_lookup", "paper_regime_curves"):
         assert (tmp_path / f"{fig}.png").stat().st_size > 0
