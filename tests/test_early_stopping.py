@@ -473,3 +473,22 @@ def test_the_paper_regime_job_fills_the_cache_chapter_04_reads(smoke, cache, mon
         assert r["criterion"] == "sigma_lookup" and r["iteration"] == min(7, len(curve))
         assert r["gap_db"] == pytest.approx(float(np.nanmax(curve[:, n]) - curve[r["iteration"] - 1, n]))
     assert es.paper_fit_kwargs(dataclasses.replace(prof, dip_lr=0.05))["lr"] == es.PAPER_LR
+
+
+def test_a_photograph_given_by_path_runs_and_is_stored_under_its_stem(smoke, cache, tmp_path):
+    from skimage.io import imsave
+
+    from dipddpm_lib.results import load_array
+
+    path = tmp_path / "my_photo.png"
+    imsave(path, (load_photo("chelsea", 64).permute(0, 2, 3, 1)[0].numpy() * 255).astype(np.uint8),
+           check_contrast=False)
+    prof, setup, _ = es.make_setup("smoke", photos=[str(path)], sigmas=[25], seeds=(0,))
+    runs = [es.SeedRuns(es.run_reference(setup, prof, 0, cache, progress=False),
+                        es.run_guided(setup, prof, 0, cache, progress=False))]
+    (tmp_path / "out").mkdir()
+    names = es.save_stop_arrays(tmp_path / "out", setup, runs)
+    assert "clean_my_photo" in names and "stop_guided_my_photo_25" in names
+    assert load_array(tmp_path / "out", "clean_my_photo").shape == (1, 3, 32, 32)
+    records = es.evaluate(setup, runs[0])
+    assert {r["photo"] for r in records} == {str(path)}
