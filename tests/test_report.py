@@ -172,6 +172,7 @@ def test_the_build_runs_in_that_order_and_only_chapters_02_04_read_the_tuned_fil
 
     monkeypatch.setattr(report, "run_chapter", fake_chapter)
     monkeypatch.setattr(report, "_prior_job", lambda profile, log=None, device=None: lambda: note("prior", profile, None))
+    monkeypatch.setattr(report, "_paper_job", lambda profile, log=None, device=None: lambda: note("paper", profile, None))
     monkeypatch.setattr(sweep, "run_pending", fake_point)
     monkeypatch.setattr(sweep, "complete_grids", lambda grids, profile, **k: note("complete", len(k["ran"])))
     monkeypatch.setattr(sweep, "collate_tuned", lambda profile, path=None, log=print: note("collate", str(path)))
@@ -179,9 +180,10 @@ def test_the_build_runs_in_that_order_and_only_chapters_02_04_read_the_tuned_fil
                              tuning, Path("/r/tuned.json"))
     out = report.jobs.run_jobs(pool, 2, log=lambda s: None)
     assert {o.status for o in out.values()} == {"done"}
-    order = [e[0] if e[0] in ("complete", "collate", "prior") else e[1] for e in events]
+    order = [e[0] if e[0] in ("complete", "collate", "prior", "paper") else e[1] for e in events]
     collate = order.index("collate")
     assert order.index("prior") < order.index("03_dip_init_ddpm")
+    assert order.index("prior") < order.index("paper")  # chapter 04's authors'-regime job reads the prior
     tuned_at = {g.name for g in tuning}
     assert all(i < collate for i, e in enumerate(events) if e[0] == "point" and e[1] in tuned_at)
     assert events[order.index("complete")][1] == len(next(j for j in pool if j.name == report.COLLATE_JOB).after)
