@@ -737,7 +737,6 @@ def _chapter_job(nb: Path, profile: str, executed: Path, extra: dict, log: Build
 #: and 04 and chapter 03's task-C ablation points wait for it. Chapter 01 shows it and does not wait: it gets
 #: there last, and the cache's lock makes it wait rather than train a second copy.
 PRIOR_JOB = "photo prior"
-PRIOR_CHAPTERS = ("01_ddpm_baseline", "03_dip_init_ddpm", "04_early_stopping")
 #: The chapters that wait for the prior job (chapter 04's learned-prior rule reads it; its
 #: ablation points run without the peers, ``peers: false``, and do not).
 PRIOR_READERS = ("03_dip_init_ddpm", "04_early_stopping")
