@@ -17,11 +17,18 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+import dataclasses
+
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 _TENSORS = "tensors.safetensors"
 _META = "meta.json"
+
+#: The one version of every cached computation's key. Bump it when code changes what a cached
+#: computation returns: every entry is then recomputed.
+CACHE_VERSION = 1
 
 
 def default_root() -> Path:
@@ -172,3 +179,37 @@ class Cache:
             shutil.rmtree(tmp, ignore_errors=True)
             n += 1
         return n
+
+
+def digest(x) -> str | None:
+    """Short SHA-256 of an array's or tensor's shape, dtype and values (None for None)."""
+    if x is None:
+        return None
+    a = x.detach().cpu().contiguous().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    a = np.ascontiguousarray(a)
+    return hashlib.sha256(f"{a.shape}{a.dtype}".encode() + a.tobytes()).hexdigest()[:16]
+
+
+def keyable(value):
+    """``value`` as plain JSON for a cache key: tensors and arrays by :func:`digest`,
+    dataclasses by their fields, tuples as lists, paths as strings; dict keys as strings."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return digest(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return keyable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): keyable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [keyable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def cached(kind: str, key: dict, compute: Callable[[], tuple[dict[str, torch.Tensor], dict]],
+           cache: Cache | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """The one way this library caches a computation: ``compute()`` → ``(tensors, meta)``,
+    stored under ``kind`` and every setting in ``key`` (made :func:`keyable`, plus
+    :data:`CACHE_VERSION`). A hit returns what was stored, without calling ``compute``."""
+    full_key = {**keyable(key), "cache_version": CACHE_VERSION}
+    return (cache or Cache()).get_or_compute(kind, full_key, compute)

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from dipddpm_lib.cache import atomic_write_json, config_key
+from dipddpm_lib.cache import Cache, atomic_write_json, config_key
 from conftest import cache_files
 
 
@@ -94,3 +94,42 @@ def test_concurrent_misses_compute_once(cache):
         t.join()
     assert len(calls) == 1 and len(out) == 2
     assert all(torch.equal(t["x"], torch.ones(2)) and m["n"] == 1 for t, m in out)
+
+
+def test_cached_computes_once_and_keys_on_every_setting(tmp_path):
+    from dipddpm_lib.cache import cached
+
+    c, calls = Cache(tmp_path), []
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.arange(3.0)}, {"n": len(calls)}
+
+    key = {"data": torch.zeros(2, 2), "arch": (3, 32), "lr": 0.01}
+    t1, m1 = cached("study", key, compute, c)
+    t2, m2 = cached("study", dict(key), compute, c)
+    assert len(calls) == 1 and m2["n"] == 1 and torch.equal(t2["x"], t1["x"])
+    cached("study", {**key, "data": torch.ones(2, 2)}, compute, c)  # other data: a miss
+    cached("study", {**key, "lr": 0.0}, compute, c)  # 0 is a value, not "unset"
+    assert len(calls) == 3
+
+
+def test_digest_tells_shape_and_dtype_apart():
+    from dipddpm_lib.cache import digest
+
+    z = torch.zeros(4)
+    assert digest(z) == digest(torch.zeros(4))
+    assert len({digest(z), digest(z.reshape(2, 2)), digest(z.double())}) == 3
+    assert digest(None) is None
+
+
+def test_cached_writes_nothing_when_compute_fails(tmp_path):
+    from dipddpm_lib.cache import cached
+
+    def boom():
+        raise RuntimeError("bad input")
+
+    with pytest.raises(RuntimeError, match="bad input"):
+        cached("study", {"a": 1}, boom, Cache(tmp_path))
+    assert not any(p.name != ".lock" and p.is_file() for p in tmp_path.rglob("*"))
+    assert not list(tmp_path.glob("study/*/meta.json"))
