@@ -41,6 +41,7 @@ from pathlib import Path
 from . import jobs, sweep
 from .cache import atomic_write_json
 from .errors import check_choice, check_positive_int
+from .results import markdown_table
 from .profiles import PROFILES, check_device, get_profile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -434,7 +435,7 @@ def headline_numbers(results: dict) -> dict:
 def _early_stopping_abstract(s: dict) -> str:
     """Chapter 04's line of the abstract: the guided rule against the bar and, where the
     chapter ran its peers, against the best criterion that does not read the clean image."""
-    from .experiments.early_stopping import LABELS
+    from .experiments.early_stopping_results import LABELS
 
     line = (f"- **Early stopping.** The DDPM-guided rule stops {s['guided_mean_gap_db']:.2f} dB "
             f"below the oracle peak on average, "
@@ -606,19 +607,21 @@ def _integration_section(m: dict) -> str:
 
 
 def _early_stopping_section(m: dict) -> str:
-    from .experiments import early_stopping as es
-    return (es.results_table(m["methods"]) + "\n\n"
+    from .experiments import early_stopping_results as esr
+    return (esr.results_table(m["methods"]) + "\n\n"
             + _early_stopping_abstract(dict(m["quality_bar"])).removeprefix("- ")
-            + "\n\n" + es.compute_markdown(m["methods"], m) + _settings_line(m))
+            + _settings_line(m))
 
 
 def _ablations_section(m: dict) -> str:
-    lines = [g["choice_text"] for g in m["grids"].values() if g.get("choice_text")]
+    rows = [{"grid": name, "parameter": f"`{g['parameter']}`", "chosen": f"`{g['chosen']['value']}`",
+             "reason": g["choice"]["reason"], "metric": g["chosen"]["metric"], "value": g["chosen"]}
+            for name, g in m["grids"].items() if g.get("chosen")]
+    table = markdown_table(rows, {"grid": "grid", "parameter": "parameter", "chosen": "chosen value",
+                                  "reason": "why", "metric": "by", "value": "mean ± 95 % CI"})
     missing = m.get("missing_points", [])
-    if missing:
-        lines.append(f"{len(missing)} point(s) have no results yet: "
-                     + ", ".join(f"`{p}`" for p in missing) + ".")
-    return "\n\n".join(lines) or "_No ablation results._"
+    return (table if rows else "_No setting was chosen._") + (
+        f"\n\nPoints without results: {', '.join(f'`{p}`' for p in missing)}." if missing else "")
 
 
 _SECTIONS = {"01_ddpm_baseline": _ddpm_section, "02_dip_baseline": _dip_section,
@@ -761,7 +764,7 @@ PAPER_JOB = "ES authors' regime"
 def _paper_job(profile: str, log: BuildLog | None = None, device: str | None = None):
     def run():
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dipddpm_lib.experiments.early_stopping", "--profile",
+        subprocess.run([sys.executable, "-m", "dipddpm_lib.experiments.es_authors_regime", "--profile",
                         profile, *(["--device", device] if device else [])], check=True)
         if log is not None:
             log.times[PAPER_JOB] = time.perf_counter() - start

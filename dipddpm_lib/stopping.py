@@ -29,6 +29,22 @@ import numpy as np
 import torch
 
 from .errors import check_positive_int, check_sigma
+from .metrics import psnr
+
+#: Every criterion, in the tables' order. ``es_wmv``, ``discrepancy``, ``fixed``,
+#: ``ulyanov``, ``oracle`` (and, when given, ``sigma_lookup`` and ``prior_distance``) read
+#: the plain DIP run and return its EMA output; ``es_wmv_raw``, ``es_emv`` and
+#: ``oracle_raw`` read the same run in the ES authors' convention (raw outputs);
+#: ``guided`` and ``sure`` run their own fits.
+CRITERIA = ("guided", "prior_distance", "sure", "sigma_lookup", "discrepancy", "es_wmv_raw",
+            "es_emv", "es_wmv", "fixed", "ulyanov", "oracle", "oracle_raw")
+#: The criteria that return a raw (not averaged) output, scored against the raw peak.
+RAW = ("es_wmv_raw", "es_emv", "oracle_raw", "sure")
+#: The criteria that read σ (the oracles read the clean image instead).
+NEEDS_SIGMA = ("guided", "prior_distance", "sure", "sigma_lookup", "discrepancy")
+ORACLES = ("oracle", "oracle_raw")
+#: ES-EMV's smoothing weight (the authors' ``alpha``).
+EMV_ALPHA = 0.1
 
 
 # --------------------------------------------------------------------------- a stop
@@ -297,3 +313,125 @@ class SigmaLookup:
     def stop(self, sigma: float, history_length: int) -> Stop:
         """The looked-up count as a :class:`Stop` on a history of ``history_length``."""
         return fixed_stop(history_length, self.predict(sigma))
+
+
+# --------------------------------------------------------------------------- online recorders
+class ReferenceRecorder:
+    """``dip.fit`` callback on a plain DIP run: records what each criterion reads (fit error
+    to the observation, ES-WMV's and ES-EMV's variances of the raw outputs, the distance to a
+    learned prior's estimate, clean PSNR of the EMA and raw outputs for the two oracles) and
+    keeps each criterion's output (EMA, or raw for :data:`RAW`) at its current candidate
+    stop, so no full trajectory is stored.
+
+    ``lookup`` (a :class:`~dipddpm_lib.stopping.SigmaLookup` fitted on other photographs)
+    adds ``sigma_lookup``; ``prior_x0`` (N×C×H×W, a trained denoiser's estimate of each clean
+    image from its observation) adds ``prior_distance``. ``until_fired`` (criterion names)
+    ends the fit once each of them has fired on every image (the ES authors' runs end there);
+    criteria that have not fired by then report ``fired = False``."""
+
+    def __init__(self, noisy: torch.Tensor, clean: torch.Tensor, sigmas, setup,
+                 lookup: SigmaLookup | None = None, prior_x0: torch.Tensor | None = None,
+                 until_fired: tuple[str, ...] = ()):
+        self.noisy, self.clean, self.sigmas, self.setup = noisy, clean, np.asarray(sigmas), setup
+        self.lookup, self.prior_x0 = lookup, prior_x0
+        if prior_x0 is not None and tuple(prior_x0.shape) != tuple(noisy.shape):
+            raise ValueError(f"prior_x0 {tuple(prior_x0.shape)} must match the observations "
+                             f"{tuple(noisy.shape)}")
+        self.variance_of = {w: MovingVariance(w) for w in setup.wmv_windows}
+        self.emv = ExpMovingVariance(EMV_ALPHA)
+        keys = ["residual", "variance", "emv", "psnr_clean", "psnr_clean_raw"]
+        keys += [f"variance_w{w}" for w in setup.wmv_windows if w != setup.window]
+        keys += ["distance"] if prior_x0 is not None else []
+        self.rows = {k: np.full((setup.budget, len(self.sigmas)), np.nan) for k in keys}
+        self.length = 0
+        self.criteria = self.criteria_for(lookup is not None, prior_x0 is not None)
+        unknown = sorted(set(until_fired) - set(self.criteria))
+        if unknown:
+            raise ValueError(f"until_fired names criteria this run does not have: {unknown}")
+        self.until_fired = tuple(until_fired)
+        self.outputs = {c: torch.zeros_like(clean) for c in self.criteria}
+
+    @staticmethod
+    def criteria_for(lookup: bool, prior: bool) -> list[str]:
+        """The criteria a plain run reports, in :data:`CRITERIA`'s order."""
+        skip = {"guided", "sure"} | ({"sigma_lookup"} if not lookup else set()) | \
+            ({"prior_distance"} if not prior else set())
+        return [c for c in CRITERIA if c not in skip]
+
+    def stops_for(self, n: int) -> dict[str, Stop]:
+        """Each criterion's stop for image ``n`` on the history so far."""
+        h = {k: v[:self.length, n] for k, v in self.rows.items()}
+        wmv = es_wmv_stop(h["variance"], self.setup.patience)
+        out = {"oracle": oracle_stop(h["psnr_clean"]),
+               "oracle_raw": oracle_stop(h["psnr_clean_raw"]),
+               "fixed": fixed_stop(self.length, self.setup.fixed_iterations),
+               "ulyanov": fixed_stop(self.length, self.setup.ulyanov_iterations),
+               "discrepancy": discrepancy_stop(h["residual"], self.sigmas[n]),
+               "es_wmv": wmv, "es_wmv_raw": wmv,
+               "es_emv": es_emv_stop(h["emv"], self.setup.patience)}
+        if self.lookup is not None:
+            out["sigma_lookup"] = self.lookup.stop(self.sigmas[n], self.length)
+        if self.prior_x0 is not None:
+            out["prior_distance"] = prior_distance_stop(h["distance"], self.setup.patience)
+        return out
+
+    def __call__(self, i: int, out: torch.Tensor, out_ema: torch.Tensor, hist) -> bool:
+        ema, raw = out_ema.detach().cpu(), out.detach().cpu()
+        self.rows["residual"][i - 1] = (ema - self.noisy).pow(2).flatten(1).mean(1).double().numpy()
+        for w, mv in self.variance_of.items():
+            key = "variance" if w == self.setup.window else f"variance_w{w}"
+            self.rows[key][i - 1] = mv.push(raw)
+        self.rows["emv"][i - 1] = self.emv.push(raw)
+        if self.prior_x0 is not None:
+            self.rows["distance"][i - 1] = (ema - self.prior_x0).pow(2).flatten(1).mean(1).double().numpy()
+        self.rows["psnr_clean"][i - 1] = psnr(ema, self.clean).double().numpy()
+        self.rows["psnr_clean_raw"][i - 1] = psnr(raw, self.clean).double().numpy()
+        self.length = i
+        done = True
+        for n in range(len(self.sigmas)):
+            stops = self.stops_for(n)
+            for name, stop in stops.items():
+                if stop.iteration == i:
+                    self.outputs[name][n] = (raw if name in RAW else ema)[n]
+            done &= all(stops[c].fired for c in self.until_fired)
+        return bool(self.until_fired) and done
+
+
+SURE_PROBE_EVERY = 5  # a divergence probe every 5 steps: +2 forward passes per probe
+
+
+class SureRecorder:
+    """``dip.fit`` callback on the SURE run (DIP fed the observation itself, as in Jo et al.'s
+    DF-STE): SURE's MSE estimate at each probed step from the fit's logged loss and
+    divergence (:func:`~dipddpm_lib.stopping.sure_mse`), :func:`sure_stop` per image; keeps
+    the raw output at the candidate stop and the run's own raw peak (``oracle_raw``). The fit
+    ends when every image has stopped."""
+
+    def __init__(self, sigmas, patience: int, budget: int):
+        self.sigmas, self.patience = np.asarray(sigmas, dtype=float), patience
+        self.sure = np.full((budget, len(self.sigmas)), np.nan)
+        self.outputs = self.peak = None
+        self.length = 0
+
+    def stops_for(self, n: int, psnr_raw: np.ndarray) -> dict[str, Stop]:
+        """SURE's stop and the run's own raw peak for image ``n`` on the history so far."""
+        return {"sure": sure_stop(self.sure[:self.length, n], self.patience),
+                "oracle_raw": oracle_stop(psnr_raw[:self.length, n])}
+
+    def __call__(self, i: int, out: torch.Tensor, out_ema: torch.Tensor, hist) -> bool:
+        raw = out.detach().cpu()
+        if self.outputs is None:
+            self.outputs = {c: torch.zeros_like(raw) for c in ("sure", "oracle_raw")}
+        loss, div = np.atleast_2d(hist["loss"][i - 1]), np.atleast_2d(hist["divergence"][i - 1])
+        for n, s in enumerate(self.sigmas):
+            self.sure[i - 1, n] = sure_mse(loss[:, n], div[:, n], s)[0]
+        self.length = i
+        psnr_raw = np.asarray(hist["psnr_clean"]).reshape(len(hist["psnr_clean"]), -1)
+        done = True
+        for n in range(len(self.sigmas)):
+            stops = self.stops_for(n, psnr_raw)
+            for name, stop in stops.items():
+                if stop.iteration == i:
+                    self.outputs[name][n] = raw[n]
+            done &= stops["sure"].fired
+        return done

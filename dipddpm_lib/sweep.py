@@ -751,137 +751,6 @@ def _pm(c: dict, digits: int) -> str:
     return f"{c['mean']:.{digits}f} ± {(c['std'] if half is None else half):.{digits}f}"
 
 
-def _on_photos(grid: Grid) -> str:
-    photos = grid_photos(grid)
-    return f" on the tune photo(s) {', '.join(photos)}" if photos else ""
-
-
-def choice_sentence(choice: dict, grid: Grid, digits: int = 2) -> str:
-    """What a setting grid chose and why, as Markdown; every number from ``choice`` (± is the
-    half-width of the 95 % t-interval over seeds)."""
-    b, c, r = choice["best"], choice["chosen"], choice["runner_up"]
-    better = "higher" if choice["higher_is_better"] else "lower"
-    text = (f"**{grid.name}** (`{grid.parameter}`{_on_photos(grid)}): the best "
-            f"{choice['metric']} ({better} is better) is {_pm(b, digits)} at "
-            f"`{format_value(b['value'])}` (n = {b['n']} seeds)")
-    if r is not None:
-        text += (f"; next is `{format_value(r['value'])}` at {_pm(r, digits)}, a margin of "
-                 f"{choice['margin']:.{digits}f} against a 95 % interval of the difference of "
-                 f"± {choice['interval']:.{digits}f}"
-                 + (" — a resolved difference" if choice["separated"] else
-                    " — not resolved at this number of seeds"))
-    chosen = f". **Chosen: `{format_value(c['value'])}`**"
-    if choice["reason"] == "cheapest":
-        cost = choice["cost"]
-        text += (f"{chosen}: inside the 95 % interval of the best ({_pm(c, digits)}) at a lower "
-                 f"{choice['cost_metric']} ({cost[value_slug(c['value'])]:.3g} against "
-                 f"{cost[value_slug(b['value'])]:.3g})")
-    elif choice["reason"] == "default":
-        text += (f"{chosen}, the profile's setting: at {_pm(c, digits)} it lies inside the 95 % "
-                 f"interval of the best, so the grid gives no reason to change it")
-    elif choice["cost"] and len(choice["cost"]) > 1:
-        cheapest = min(choice["cost"].values()) == choice["cost"].get(value_slug(c["value"]))
-        text += chosen + (f", the best, and the cheapest by {choice['cost_metric']}" if cheapest else
-                          f", the best: no cheaper value (by {choice['cost_metric']}) lies inside "
-                          f"its 95 % interval")
-    else:
-        text += chosen + ", the best"
-    if grid.default is not None and choice["reason"] != "default":
-        same = value_slug(grid.default) == value_slug(c["value"])
-        text += (f"; the profile's value is `{format_value(grid.default)}`"
-                 + (", the same" if same else ", a different one"))
-    if grid.tunes:
-        users = sorted({ch for f in grid.tunes for ch in TUNABLE[f][1]})
-        text += (f". {'Chapters' if len(users) > 1 else 'Chapter'} "
-                 f"{' and '.join(f'`{u}`' for u in users)} {'use' if len(users) > 1 else 'uses'} "
-                 f"it ({', '.join(f'`{f}`' for f in grid.tunes)} in `tuned.json`)")
-    return text + "."
-
-
-def trend_sentence(rows: list[dict], grid: Grid, digits: int = 2) -> str:
-    """What a condition grid (σ, t_noise) shows, value by value, for each of its metrics;
-    every number from ``rows``."""
-    parts = []
-    for metric in grid.metrics:
-        curve = grid_curve(rows, grid, metric)
-        if curve:
-            parts.append(f"{metric}: " + "; ".join(
-                f"{format_value(c['value'])} → {_pm(c, digits)}" for c in curve))
-    if not parts:
-        return f"**{grid.name}** (`{grid.parameter}`): no results yet."
-    return (f"**{grid.name}** (`{grid.parameter}`{_on_photos(grid)}; a condition or an "
-            f"observation, nothing is chosen; mean ± half-width of the 95 % t-interval over "
-            f"seeds, averaged over images where there are several): " + ". ".join(parts) + ".")
-
-
-def grid_sentence(rows: list[dict], grid: Grid, digits: int = 2) -> str:
-    """The sentence 05_ablations writes for a grid: the choice for a setting, the trend for a
-    condition, or a note that it has no results."""
-    if not grid.choose:
-        return trend_sentence(rows, grid, digits)
-    choice = choose_value(rows, grid)
-    if choice is None:
-        return f"**{grid.name}** (`{grid.parameter}`): no results yet."
-    return choice_sentence(choice, grid, digits)
-
-
-def plot_grid(rows: list[dict], grid: Grid, metric: str, ax=None):
-    """Plot one metric of one grid: mean ± the 95 % t-interval over seeds per value (per
-    matched key when there are several, e.g. one line per image)."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 3))
-    sel = [r for r in rows if r["grid"] == grid.name and r["metric"] == metric]
-    labels = [format_value(v) for v in grid.values]
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in grid.values)
-    xs_of = {value_slug(v): (v if numeric else i) for i, v in enumerate(grid.values)}
-    for key in dict.fromkeys(r["key"] for r in sel):
-        pts = sorted(((xs_of[value_slug(r["value"])], r) for r in sel if r["key"] == key
-                      and value_slug(r["value"]) in xs_of), key=lambda p: p[0])
-        ax.errorbar([p[0] for p in pts], [p[1]["mean"] for p in pts],
-                    yerr=[(p[1]["ci95"] if p[1].get("ci95") is not None else p[1]["std"]) or 0.0
-                          for p in pts], fmt="-o", ms=4, capsize=2,
-                    label=key or metric, alpha=0.85)
-    if not numeric:
-        ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=15)
-    ax.set_xlabel(grid.parameter)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{grid.name} ({grid.notebook_name})", fontsize=9)
-    ax.grid(alpha=0.3)
-    if len({r['key'] for r in sel}) > 1:
-        ax.legend(fontsize=6)
-    return ax
-
-
-def plot_grids(rows: list[dict], grids: list[Grid], ncols: int = 4):
-    """One panel per grid: its deciding metric (the ``choose`` metric, else the first)."""
-    import matplotlib.pyplot as plt
-
-    nrows = max(1, math.ceil(len(grids) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.2 * nrows), squeeze=False)
-    for ax, grid in zip(axes.flat, grids):
-        plot_grid(rows, grid, headline_metric(grid), ax)
-    for ax in list(axes.flat)[len(grids):]:
-        ax.set_axis_off()
-    fig.tight_layout()
-    return fig
-
-
-def plot_grid_metrics(rows: list[dict], grid: Grid):
-    """Every metric of one grid, one panel each."""
-    import matplotlib.pyplot as plt
-
-    n = len(grid.metrics)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3), squeeze=False)
-    for ax, metric in zip(axes[0], grid.metrics):
-        plot_grid(rows, grid, metric, ax)
-        ax.set_title(metric, fontsize=9)
-    fig.suptitle(f"{grid.name}: {grid.why}", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def headline_metric(grid: Grid) -> str:
     """The metric that speaks for a grid: its ``choose`` metric, else its first."""
     return grid.choose.get("metric") or next(iter(grid.metrics))
@@ -898,17 +767,6 @@ def with_fixed(grids: list[Grid], **params) -> list[Grid]:
     return out
 
 
-def missing_markdown(grids: list[Grid], missing: list[Point]) -> str:
-    """One line on the points without results (a failed point names its kept folder)."""
-    total = sum(len(g.values) for g in grids)
-    if not missing:
-        return f"All {total} points have results."
-    items = [f"`{p.grid.name}/{p.name}`" + (f" (failed: see `{p.failed_folder}`)"
-                                            if p.failed_folder.exists() else " (not run)")
-             for p in missing]
-    return f"{len(missing)} of {total} points have no results: " + ", ".join(items) + "."
-
-
 def grids_markdown(grids: list[Grid]) -> str:
     """A Markdown table of the grids: notebook, parameter, values, what is held fixed."""
     lines = ["| grid | notebook | parameter | values | profile's setting | kind | photos | seeds "
@@ -923,32 +781,6 @@ def grids_markdown(grids: list[Grid]) -> str:
         lines.append(f"| {g.name} | `{g.notebook_name}` | `{g.parameter}` | {values} | {default} "
                      f"| {kind} | {photos} | {seeds} | {g.why} |")
     return "\n".join(lines)
-
-
-def tuning_markdown(grids: list[Grid], profile: str) -> str:
-    """Which grids choose a setting (on which tune photos, for which profile field and
-    chapters) and which are conditions; every name read from the grids and the profile."""
-    prof = PROFILES[profile]
-    parts = [f"**Photo sets of profile `{profile}`.** Eval (the report's numbers): "
-             f"{', '.join(prof.eval_photos)}. Tune (settings are chosen here): "
-             f"{', '.join(prof.tune_photos)}. Prior-train (reserved for a photo prior): "
-             f"{', '.join(prof.prior_train_photos)}. The three sets are disjoint."]
-    tuning = tuning_grids(grids)
-    if tuning:
-        items = [f"- {g.name}: `{g.parameter}` → " + ", ".join(f"`{f}`" for f in g.tunes)
-                 + f", on {', '.join(grid_photos(g)) or 'the notebook defaults'}, by "
-                 f"{g.choose['metric']}; used by "
-                 + " and ".join(f"`{c}`" for c in sorted({c for f in g.tunes for c in TUNABLE[f][1]}))
-                 for g in tuning]
-        parts.append("**Grids that choose a setting** (they run on tune photos only; the report "
-                     "build runs them first and writes the chosen values to "
-                     f"`results/{profile}/tuned.json`, which the chapters named read):\n\n"
-                     + "\n".join(items))
-    rest = [g for g in grids if not g.tunes]
-    if rest:
-        parts.append("**Conditions and observations** (nothing is chosen; each is reported value "
-                     "by value): " + ", ".join(f"{g.name} (`{g.parameter}`)" for g in rest) + ".")
-    return "\n\n".join(parts)
 
 
 def summary_markdown(rows: list[dict], grids: list[Grid], digits: int = 2) -> str:
@@ -981,9 +813,6 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
     seeds = sorted({s for r in rows for s in (r.get("seeds") or [])})
     out["seeds"] = seeds
     out["tune_photos"] = list(PROFILES[profile].tune_photos)
-    out["interval"] = ("± is the half-width of the 95 % t-interval over seeds (per image; "
-                       "averaged over images, the images' intervals combined)")
-    out["rule"] = CHOICE_RULE
     for g in grids:
         choice = choose_value(rows, g)
         walls = {r["point"]: r["wall_s"] for r in rows if r["grid"] == g.name
@@ -1000,7 +829,6 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
                 "value": format_value(choice["chosen"]["value"]), "metric": choice["metric"],
                 "mean": choice["chosen"]["mean"], "std": choice["chosen"]["std"],
                 "ci95": choice["chosen"]["ci95"]},
-            "choice_text": grid_sentence(rows, g),
             "compute": {"point_wall_s": walls, "total_wall_s": sum(walls.values())},
         }
     out["compute"] = {"total_point_wall_s": sum(g["compute"]["total_wall_s"] for g in out["grids"].values()),
@@ -1122,7 +950,7 @@ def tuned_settings(rows: list[dict], grids: list[Grid], missing: list[Point], pr
                 "metric": choice["metric"], "higher_is_better": choice["higher_is_better"],
                 "mean": c["mean"], "ci95": c["ci95"], "n_seeds": c["n"],
                 "seeds": sorted({s for r in rows if r["grid"] == g.name for s in (r.get("seeds") or [])}),
-                "reason": choice["reason"], "why": choice_sentence(choice, g)}
+                "reason": choice["reason"]}
     return out
 
 

@@ -9,6 +9,8 @@ import torch
 from conftest import cache_files
 from dipddpm_lib import dip
 from dipddpm_lib.experiments import early_stopping as es
+from dipddpm_lib.experiments import early_stopping_results as esr
+from dipddpm_lib.experiments import es_authors_regime as authors
 from dipddpm_lib.methods import guided_dip as gd
 from dipddpm_lib import stopping
 from dipddpm_lib.data import load_photo
@@ -164,14 +166,14 @@ def _quick_like():
 def test_online_captures_equal_the_outputs_at_the_offline_stops(smoke, setup):
     clean, noisy, sigmas = es.make_batch(setup, 0)
     cfg = dip.DIPConfig.from_profile(smoke)
-    rec = es.ReferenceRecorder(noisy, clean, sigmas, setup)
+    rec = stopping.ReferenceRecorder(noisy, clean, sigmas, setup)
     res = dip.fit(dip.Degradation("denoise", noisy), cfg, setup.budget, callback=rec,
                   snapshot_every=1, progress=False)
     for n in range(len(sigmas)):
         stops = rec.stops_for(n)
         assert stops["fixed"].iteration == setup.fixed_iterations
         for name, stop in stops.items():
-            if name not in es.RAW:  # EMA snapshots; the raw criteria are checked below
+            if name not in stopping.RAW:  # EMA snapshots; the raw criteria are checked below
                 assert torch.equal(rec.outputs[name][n], res.snapshots[stop.iteration][n]), name
         hist = rec.rows["variance"][:, n]
         full = setup.window - 1
@@ -183,7 +185,7 @@ def test_runs_stop_every_image_cache_and_are_not_refit(smoke, setup, cache, monk
     guided = es.run_guided(setup, smoke, 0, cache, progress=False)
     n = len(setup.pairs)
     assert ref.history["psnr_clean"].shape == (setup.budget, n)
-    plain = es.ReferenceRecorder.criteria_for(False, False)
+    plain = stopping.ReferenceRecorder.criteria_for(False, False)
     assert set(ref.stops) == set(plain) and all(len(ref.stops[c]) == n for c in plain)
     cap = setup.num_stages * setup.stage_iterations
     assert all(1 <= s.iteration <= cap and s.iteration % setup.stage_iterations == 0
@@ -192,19 +194,19 @@ def test_runs_stop_every_image_cache_and_are_not_refit(smoke, setup, cache, monk
     assert guided.stage_outputs.shape[0] == setup.num_stages
     assert np.isnan(guided.stage_absorbed[-1]).all()
     assert guided.history["ssim_target"].shape == guided.history["psnr_target"].shape
-    records = es.evaluate(setup, es.SeedRuns(ref, guided))
+    records = esr.evaluate(setup, es.SeedRuns(ref, guided))
     assert len(records) == n * (len(plain) + 1)
     assert all(r["gap_db"] == 0 for r in records if r["criterion"] == "oracle")
-    assert all(r["own_gap_db"] == 0 for r in records if r["criterion"] in es.ORACLES)
+    assert all(r["own_gap_db"] == 0 for r in records if r["criterion"] in stopping.ORACLES)
     assert all(r["own_gap_db"] >= 0 for r in records)
-    sens = es.es_wmv_sensitivity(setup, [ref])
+    sens = esr.es_wmv_sensitivity(setup, [ref])
     assert len(sens) == len(setup.wmv_windows) * len(setup.wmv_patiences)
     main = sens[f"W={setup.window},P={setup.patience}"]["gap_db"]
     wmv = [r["gap_db"] for r in records if r["criterion"] == "es_wmv"]
     assert main["mean"] == pytest.approx(np.mean(wmv), abs=1e-3)  # same rule, read from history
     assert all(f"variance_w{w}" in ref.history for w in setup.wmv_windows if w != setup.window)
     best = min(sens.values(), key=lambda v: v["gap_db"]["mean"])
-    assert f"{best['gap_db']['mean']:.2f} (worst {best['gap_db']['worst']:.2f})" in es.sensitivity_table(sens)
+    assert f"{best['gap_db']['mean']:.2f} (worst {best['gap_db']['worst']:.2f})" in esr.sensitivity_table(sens)
     written = cache_files(cache)
 
     def no_fit(*a, **k):
@@ -219,20 +221,20 @@ def test_runs_stop_every_image_cache_and_are_not_refit(smoke, setup, cache, monk
 
 def test_summary_and_bar_read_their_numbers_from_the_records(setup):
     records = []
-    for j, c in enumerate(es.CRITERIA):
+    for j, c in enumerate(stopping.CRITERIA):
         for seed, g in enumerate((0.5, 1.5)):
-            gap = 0.0 if c in es.ORACLES else g + (0.4 if c == "guided" else 0.1 * j)
+            gap = 0.0 if c in stopping.ORACLES else g + (0.4 if c == "guided" else 0.1 * j)
             records.append({"photo": "astronaut", "sigma": 25.0, "seed": seed, "criterion": c,
                             "iteration": 100, "iterations_run": 120, "fired": True,
                             "psnr": 30 - gap, "ssim": 0.9, "gap_db": gap, "own_gap_db": gap / 2,
                             "compute_saved": 0.85, "gflops": 1.0})
-    summary = es.summarize(records, dataclasses.replace(setup, sigmas=(25.0,)))
+    summary = esr.summarize(records, dataclasses.replace(setup, sigmas=(25.0,)))
     assert summary["guided"]["gap_db"]["mean"] == pytest.approx(1.4)
     assert summary["guided"]["gap_db"]["worst"] == pytest.approx(1.9)
     assert summary["guided"]["own_gap_db"]["mean"] == pytest.approx(0.7)
     assert summary["sure"]["needs_sigma"] and not summary["es_emv"]["needs_sigma"]
     assert summary["es_emv"]["output"] == "raw" and summary["es_wmv"]["output"] == "EMA"
-    bar = es.quality_bar(summary)
+    bar = esr.quality_bar(summary)
     # guided 1.4; ES-WMV (j = 7) 1.0 + 0.7 = 1.7
     assert not bar["guided_within_max_gap"] and bar["guided_no_worse_than_es_wmv"]
     assert bar["guided_minus_es_wmv_db"] == pytest.approx(-0.3)
@@ -240,14 +242,14 @@ def test_summary_and_bar_read_their_numbers_from_the_records(setup):
     # lowest mean gap of the criteria that do not read the clean image: prior_distance (j = 1)
     assert bar["best_criterion"] == "prior_distance" and not bar["guided_is_best"]
     assert bar["guided_minus_peer_db"]["prior_distance"] == pytest.approx(0.3)
-    d = es.paired_gap_difference(records, "guided", "prior_distance")
+    d = esr.paired_gap_difference(records, "guided", "prior_distance")
     assert d["mean"] == pytest.approx(0.3) and d["n"] == 2
     with pytest.raises(ValueError, match="no runs with both"):
-        es.paired_gap_difference(records, "guided", "nothing")
-    table = es.results_table(summary)
+        esr.paired_gap_difference(records, "guided", "nothing")
+    table = esr.results_table(summary)
     assert "| guided (ours) | σ | EMA |" in table and "| ES-EMV (authors: raw) | – | raw |" in table
     assert "| oracle (upper bound) | clean image |" in table
-    assert "oracle" not in es.sigma_table(summary, dataclasses.replace(setup, sigmas=(25.0,)))
+    assert "oracle" not in esr.sigma_table(summary, dataclasses.replace(setup, sigmas=(25.0,)))
 
 
 # --------------------------------------------------------------------------- bad inputs
@@ -309,13 +311,9 @@ def test_setup_reads_the_tuned_stage_settings_and_says_where_they_came_from(tmp_
     s = settings["settings"]
     assert s["es_num_stages"]["source"] == "tuned" and s["es_start_ratio"]["source"] == "parameter"
     assert s["es_stage_schedule"]["source"] == "profile (fallback)"
-    note = es.stage_settings_note(settings, setup)
-    assert "number of stages = 3: chosen by the ablation grids on the tune photos (rocket)" in note
-    assert "stage schedule = `linear`: the profile's values, because" in note and "point failed" in note
-    assert "**eval** photos" in es.setup_markdown(setup, prof, settings)
+    assert s["es_num_stages"]["photos"] == ["rocket"] and "point failed" in s["es_stage_schedule"]["note"]
     _, plain, rec = es.make_setup("smoke")
     assert plain.num_stages == get_smoke().es_num_stages and rec["tuned_file"] is None
-    assert "no tuned-settings file was given" in es.stage_settings_note(rec, plain)
     doc["settings"]["dip_scales"] = {"value": 6}  # valid alone, too deep for 32-px photographs
     with pytest.raises(ValueError, match="not a multiple of 64"):
         es.make_setup("smoke", tuned=str(sweep.write_tuned(doc, tmp_path / "deep.json")))
@@ -328,26 +326,27 @@ def get_smoke():
     return get_profile("smoke")
 
 
-def test_the_results_table_says_what_the_interval_is(setup):
+def test_the_results_table_gives_the_95_interval_and_the_worst_gap(setup):
     records = [{"photo": "astronaut", "sigma": 25.0, "seed": s, "criterion": c, "iteration": 5 + s,
                 "iterations_run": 10, "fired": True, "psnr": 20.0 + s, "ssim": 0.5, "gap_db": 1.0,
                 "own_gap_db": 0.5, "compute_saved": 0.5, "gflops": 1.0}
-               for s in (0, 1, 2) for c in es.CRITERIA]
-    summary = es.summarize(records, dataclasses.replace(setup, sigmas=(25.0,)))
-    table = es.results_table(summary)
+               for s in (0, 1, 2) for c in stopping.CRITERIA]
+    summary = esr.summarize(records, dataclasses.replace(setup, sigmas=(25.0,)))
+    table = esr.results_table(summary)
     assert "21.00 ± 2.48" in table  # mean 21, std 1, n 3: t(0.975, 2) · 1 / √3
-    assert "95 % t-interval of the mean over the n = 3 runs (photographs × σ × seeds" in table
+    gap = summary["guided"]["gap_db"]
+    assert gap["n"] == 3 and gap["worst"] == gap["max"] == 1.0 and gap["ci95"] == 0.0
 
 
 # --------------------------------------------------------------------------- the peers
 def test_recorder_with_lookup_and_prior_keeps_each_output_at_its_offline_stop(smoke, setup):
     clean, noisy, sigmas = es.make_batch(setup, 0)
     lookup = stopping.SigmaLookup.fit([15.0, 50.0], [12, 6])
-    rec = es.ReferenceRecorder(noisy, clean, sigmas, setup, lookup=lookup,
+    rec = stopping.ReferenceRecorder(noisy, clean, sigmas, setup, lookup=lookup,
                                prior_x0=clean.clone())
     res = dip.fit(dip.Degradation("denoise", noisy), dip.DIPConfig.from_profile(smoke),
                   setup.budget, callback=rec, snapshot_every=1, progress=False)
-    assert set(rec.criteria) == set(es.CRITERIA) - {"guided", "sure"}
+    assert set(rec.criteria) == set(stopping.CRITERIA) - {"guided", "sure"}
     for n in range(len(sigmas)):
         stops = rec.stops_for(n)
         assert stops["sigma_lookup"].iteration == lookup.predict(sigmas[n])
@@ -355,7 +354,7 @@ def test_recorder_with_lookup_and_prior_keeps_each_output_at_its_offline_stop(sm
         assert stops["prior_distance"].iteration == stops["oracle"].iteration
         assert stops["es_wmv_raw"] == stops["es_wmv"]
         for name, stop in stops.items():
-            if name in es.RAW:  # raw output at the stop: its clean PSNR is the raw history's
+            if name in stopping.RAW:  # raw output at the stop: its clean PSNR is the raw history's
                 got = float(stopping_psnr(rec.outputs[name][n], clean[n]))
                 assert got == pytest.approx(rec.rows["psnr_clean_raw"][stop.iteration - 1, n], abs=1e-4)
             else:
@@ -370,7 +369,7 @@ def stopping_psnr(a, b):
 
 def test_prior_distance_to_the_observation_is_the_residual_and_never_fires(smoke, setup):
     clean, noisy, sigmas = es.make_batch(setup, 0)
-    rec = es.ReferenceRecorder(noisy, clean, sigmas, setup, prior_x0=noisy.clone())
+    rec = stopping.ReferenceRecorder(noisy, clean, sigmas, setup, prior_x0=noisy.clone())
     dip.fit(dip.Degradation("denoise", noisy), dip.DIPConfig.from_profile(smoke), setup.budget,
             callback=rec, progress=False)
     np.testing.assert_allclose(rec.rows["distance"], rec.rows["residual"])
@@ -384,13 +383,13 @@ def test_until_fired_ends_the_run_once_the_named_rules_fired(smoke, setup, cache
     assert all(ref.stops[c][n].fired for c in ("es_wmv", "es_emv") for n in range(len(long.pairs)))
     assert max(ref.stops["es_wmv"][n].iterations_run for n in range(len(long.pairs))) <= steps
     with pytest.raises(ValueError, match="does not have"):
-        es.ReferenceRecorder(*es.make_batch(long, 0), long, until_fired=("sure",))
+        stopping.ReferenceRecorder(*es.make_batch(long, 0), long, until_fired=("sure",))
 
 
 def test_bad_prior_estimates_are_refused(setup):
     clean, noisy, sigmas = es.make_batch(setup, 0)
     with pytest.raises(ValueError, match="must match the observations"):
-        es.ReferenceRecorder(noisy, clean, sigmas, setup, prior_x0=clean[:, :1])
+        stopping.ReferenceRecorder(noisy, clean, sigmas, setup, prior_x0=clean[:, :1])
 
 
 def test_sure_run_stops_every_image_and_charges_its_probes(smoke, setup, cache):
@@ -408,10 +407,10 @@ def test_sure_run_stops_every_image_and_charges_its_probes(smoke, setup, cache):
     assert run.flops_per_iteration > step  # the probes' forward passes are charged
     seeds = [es.SeedRuns(es.run_reference(setup, smoke, 0, cache, progress=False),
                          es.run_guided(setup, smoke, 0, cache, progress=False), run)]
-    records = es.evaluate(setup, seeds[0])
+    records = esr.evaluate(setup, seeds[0])
     assert {r["criterion"] for r in records} >= {"sure", "guided"}
     assert es.criteria_of(seeds)[:3] == ["guided", "sure", "discrepancy"]
-    assert set(es.run_compute(setup, seeds)) == {"reference", "guided", "sure"}
+    assert set(esr.run_compute(setup, seeds)) == {"reference", "guided", "sure"}
 
 
 def test_divergence_probe_needs_the_observation_as_input(smoke, setup):
@@ -430,23 +429,23 @@ def test_the_lookup_is_calibrated_on_the_tune_photos_only(smoke, setup, cache):
 
 
 def test_paper_regime_uses_the_authors_window_and_patience(smoke, setup):
-    paper = es.paper_setup(setup, smoke)
+    paper = authors.paper_setup(setup, smoke)
     k = smoke.es_paper_regime_scale
     assert paper.window == max(2, round(es.PAPER_WINDOW * k))
     assert paper.patience == max(1, round(es.PAPER_PATIENCE * k))
     assert paper.budget == max(1, round(es.PAPER_ITERATIONS * k)) and paper.seeds == setup.seeds[:1]
     quick = __import__("dipddpm_lib").get_profile("quick")
-    qp = es.paper_setup(es.StoppingSetup.from_profile(quick), quick)
+    qp = authors.paper_setup(es.StoppingSetup.from_profile(quick), quick)
     assert (qp.window, qp.patience, qp.budget) == (100, 1000, 3000) and qp.photo_size == 128
     with pytest.raises(ValueError, match="es_paper_photos"):
-        es.paper_setup(setup, dataclasses.replace(smoke, es_paper_photos=("lena",)))
+        authors.paper_setup(setup, dataclasses.replace(smoke, es_paper_photos=("lena",)))
 
 
 def test_stops_table_marks_rules_that_never_fired(setup):
     rec = lambda c, fired: {"photo": "astronaut", "sigma": 25.0, "seed": 0, "criterion": c,  # noqa: E731
                             "iteration": 300, "iterations_run": 300, "fired": fired, "psnr": 20.0,
                             "ssim": 0.5, "gap_db": 1.25, "own_gap_db": 0.5}
-    table = es.stops_table([rec("es_wmv_raw", False), rec("oracle", True)])
+    table = esr.stops_table([rec("es_wmv_raw", False), rec("oracle", True)])
     assert "| ES-WMV (authors: raw) | 300: 1.25 (0.50), not fired |" in table
     assert "| oracle (upper bound) | 300: 1.25 (0.50) |" in table
 
@@ -457,22 +456,22 @@ def test_the_paper_regime_job_fills_the_cache_chapter_04_reads(smoke, cache, mon
     settings, finds it in the cache, and the σ lookup is read off its history."""
     from dipddpm_lib import photo_prior
 
-    es.main(["--profile", "smoke"])
+    authors.main(["--profile", "smoke"])
     assert "ES authors' regime (smoke)" in capsys.readouterr().out
     prof, setup, _ = es.make_setup("smoke", num_stages=3, stage_iterations=4)
     prior = photo_prior.train_photo_prior(prof, cache=cache, progress=False)
     monkeypatch.setattr(dip, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("refit")))
-    run = es.run_paper_regime(dataclasses.replace(setup, wmv_window_factors=(1.0, 2.0)), prof,
+    run = authors.run_paper_regime(dataclasses.replace(setup, wmv_window_factors=(1.0, 2.0)), prof,
                               cache, prior=prior, progress=False)
-    paper = es.paper_setup(setup, prof)
+    paper = authors.paper_setup(setup, prof)
     assert run.reference.history["residual"].shape[1] == len(paper.pairs)
     lookup = stopping.SigmaLookup.fit([25.0], [7])
-    recs = es.lookup_records(paper, run, lookup)
+    recs = esr.lookup_records(paper, run, lookup)
     curve = run.reference.history["psnr_clean"]
     for n, r in enumerate(recs):
         assert r["criterion"] == "sigma_lookup" and r["iteration"] == min(7, len(curve))
         assert r["gap_db"] == pytest.approx(float(np.nanmax(curve[:, n]) - curve[r["iteration"] - 1, n]))
-    assert es.paper_fit_kwargs(dataclasses.replace(prof, dip_lr=0.05))["lr"] == es.PAPER_LR
+    assert authors.paper_fit_kwargs(dataclasses.replace(prof, dip_lr=0.05))["lr"] == authors.PAPER_LR
 
 
 def test_a_photograph_given_by_path_runs_and_is_stored_under_its_stem(smoke, cache, tmp_path):
@@ -487,8 +486,8 @@ def test_a_photograph_given_by_path_runs_and_is_stored_under_its_stem(smoke, cac
     runs = [es.SeedRuns(es.run_reference(setup, prof, 0, cache, progress=False),
                         es.run_guided(setup, prof, 0, cache, progress=False))]
     (tmp_path / "out").mkdir()
-    names = es.save_stop_arrays(tmp_path / "out", setup, runs)
+    names = esr.save_stop_arrays(tmp_path / "out", setup, runs)
     assert "clean_my_photo" in names and "stop_guided_my_photo_25" in names
     assert load_array(tmp_path / "out", "clean_my_photo").shape == (1, 3, 32, 32)
-    records = es.evaluate(setup, runs[0])
+    records = esr.evaluate(setup, runs[0])
     assert {r["photo"] for r in records} == {str(path)}

@@ -4,7 +4,7 @@ import pytest
 from nbrun import run_notebook
 
 from dipddpm_lib.experiments import early_stopping as es
-from dipddpm_lib import get_profile
+from dipddpm_lib import get_profile, stopping
 from dipddpm_lib.results import load_array
 
 METHOD_KEYS = {"iteration", "iterations_run", "psnr", "ssim", "gap_db", "gap_db_by_sigma",
@@ -17,7 +17,7 @@ def test_early_stopping_notebook_smoke(tmp_path, nb_cache):
     smoke = get_profile("smoke")
     setup = es.StoppingSetup.from_profile(smoke)
     assert metrics["profile"] == "smoke" and metrics["seeds"] == list(smoke.seeds)
-    assert set(metrics["methods"]) == set(es.CRITERIA)  # the peers run by default
+    assert set(metrics["methods"]) == set(stopping.CRITERIA)  # the peers run by default
     for name, m in metrics["methods"].items():
         assert METHOD_KEYS <= set(m), name
         assert m["gap_db"]["n"] == len(setup.pairs) * len(smoke.seeds)
@@ -32,10 +32,10 @@ def test_early_stopping_notebook_smoke(tmp_path, nb_cache):
     for kind in ("reference", "guided", "sure"):
         assert metrics["compute"][kind]["gflops"] > 0 and metrics["compute"][kind]["wall_s"] > 0
     assert len(metrics["es_wmv_sensitivity"]) == len(setup.wmv_windows) * len(setup.wmv_patiences)
-    assert len(metrics["runs"]) == len(setup.pairs) * len(smoke.seeds) * len(es.CRITERIA)
+    assert len(metrics["runs"]) == len(setup.pairs) * len(smoke.seeds) * len(stopping.CRITERIA)
     size = smoke.es_photo_size
     for photo, sigma in setup.pairs:
-        for c in es.CRITERIA:
+        for c in stopping.CRITERIA:
             arr = load_array(tmp_path, f"stop_{c}_{photo}_{sigma:g}")
             assert arr.shape == (len(smoke.seeds), 3, size, size)
             assert arr.dtype == np.float32 and 0 <= arr.min() and arr.max() <= 1
@@ -49,7 +49,7 @@ def test_early_stopping_notebook_smoke(tmp_path, nb_cache):
     assert paper["network"]["scales"] == smoke.es_paper_dip_scales
     assert {"es_wmv_raw", "es_emv", "sigma_lookup", "prior_distance"} <= set(paper["methods"])
     assert "guided" not in paper["methods"] and paper["iterations"] >= 1
-    assert bar["best_criterion"] in metrics["methods"] and bar["best_criterion"] not in es.ORACLES
+    assert bar["best_criterion"] in metrics["methods"] and bar["best_criterion"] not in stopping.ORACLES
     # an outside check: every gap recomputed from the stored arrays alone
     import torch
 
@@ -57,7 +57,7 @@ def test_early_stopping_notebook_smoke(tmp_path, nb_cache):
     for photo, sigma in setup.pairs:
         clean = torch.from_numpy(load_array(tmp_path, f"clean_{photo}")).expand(len(smoke.seeds), -1, -1, -1)
         peak = psnr(torch.from_numpy(load_array(tmp_path, f"stop_oracle_{photo}_{sigma:g}")), clean)
-        for c in es.CRITERIA:
+        for c in stopping.CRITERIA:
             got = peak - psnr(torch.from_numpy(load_array(tmp_path, f"stop_{c}_{photo}_{sigma:g}")), clean)
             runs = sorted((r for r in metrics["runs"] if r["criterion"] == c and r["photo"] == photo
                            and r["sigma"] == sigma), key=lambda r: r["seed"])

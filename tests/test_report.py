@@ -291,7 +291,7 @@ def synthetic_results() -> dict:
         "05_ablations": {"grids": {"g": {"chosen": {"value": "3", "metric": "psnr", "mean": 27.0,
                                                     "std": 0.25, "ci95": 2.25},
                                          "choice": {"reason": "default"}, "photos": ["rocket"],
-                                         "choice_text": "**g** chose 3."}}},
+                                         "parameter": "x"}}},
     }
 
 
@@ -343,7 +343,8 @@ def test_a_missing_or_changed_chapter_gets_a_note_not_a_crash():
     res = synthetic_results()
     assert "Not available" in report.section_markdown("02_dip_baseline", res)
     assert "do not have the layout" in report.section_markdown("04_early_stopping", res)
-    assert report.section_markdown("05_ablations", res) == "**g** chose 3."
+    table = report.section_markdown("05_ablations", res)
+    assert "| g | `x` | `3` | default | psnr | 27.00 ± 2.25 |" in table
 
 
 def test_copy_figures_copies_what_exists(tmp_path):

@@ -1,13 +1,12 @@
 """Chapter 04's study: when to stop DIP without the clean image, every criterion on the same
 networks, seeds and images.
 
-The criteria are pure functions in :mod:`dipddpm_lib.stopping`; the guided fit (progressive
-targets) is :mod:`dipddpm_lib.methods.guided_dip`; the figures are
-:mod:`dipddpm_lib.figures.early_stopping`. This module holds the set-up read from a profile,
-the cached runs (the plain DIP run every plain-run criterion reads, with its online recorder;
-the guided run; the SURE run; the ES authors' regime; the σ lookup's calibration on the tune
-photos), and the evaluation: one record per (photograph, σ, seed, criterion), summaries with
-95 % intervals, and tables.
+The criteria and their online recorders are :mod:`dipddpm_lib.stopping`; the guided fit
+(progressive targets) is :mod:`dipddpm_lib.methods.guided_dip`; the evaluation and tables are
+:mod:`.early_stopping_results`; the figures :mod:`dipddpm_lib.figures.early_stopping`. This
+module holds the set-up read from a profile and the cached runs: the plain DIP run every
+plain-run criterion reads, the guided run, the SURE run, the ES authors' regime and the σ
+lookup's calibration on the tune photos.
 """
 from __future__ import annotations
 
@@ -19,29 +18,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import dip
-from ..cache import Cache
-from ..compute import Compute
-from ..data import load_photo, photo_name, photo_roles
+from ..cache import Cache, cached, digest
+from ..data import load_photo
 from ..ddpm import BETA_SCHEDULES
 from ..errors import check_choice, check_positive_int, check_sigma
-from ..metrics import psnr, ssim
+from ..methods.guided_dip import ProgressiveTargets, stage_noise_levels
 from ..profiles import check_device, get_profile
-from ..results import paired_difference, save_array, spread
+from ..stopping import (CRITERIA, SURE_PROBE_EVERY, ReferenceRecorder, SigmaLookup, Stop,
+                        SureRecorder)
 
-#: Every criterion, in the tables' order. ``es_wmv``, ``discrepancy``, ``fixed``,
-#: ``ulyanov``, ``oracle`` (and, when given, ``sigma_lookup`` and ``prior_distance``) read
-#: the plain DIP run and return its EMA output; ``es_wmv_raw``, ``es_emv`` and
-#: ``oracle_raw`` read the same run in the ES authors' convention (raw outputs);
-#: ``guided`` and ``sure`` run their own fits.
-CRITERIA = ("guided", "prior_distance", "sure", "sigma_lookup", "discrepancy", "es_wmv_raw",
-            "es_emv", "es_wmv", "fixed", "ulyanov", "oracle", "oracle_raw")
-#: The criteria that return a raw (not averaged) output, scored against the raw peak.
-RAW = ("es_wmv_raw", "es_emv", "oracle_raw", "sure")
-#: The criteria that read σ (the oracles read the clean image instead).
-NEEDS_SIGMA = ("guided", "prior_distance", "sure", "sigma_lookup", "discrepancy")
-ORACLES = ("oracle", "oracle_raw")
-#: ES-EMV's smoothing weight (the authors' ``alpha``).
-EMV_ALPHA = 0.1
 NOTEBOOK = "04_early_stopping"
 #: Notebook knob → profile field.
 KNOBS = {"photos": "photos", "photo_size": "es_photo_size", "sigmas": "es_sigmas",
@@ -53,14 +38,6 @@ KNOBS = {"photos": "photos", "photo_size": "es_photo_size", "sigmas": "es_sigmas
 PAPER_ITERATIONS, PAPER_WINDOW, PAPER_PATIENCE = 3000, 100, 1000
 #: ES-WMV sensitivity check: patience × these (windows come from the profile).
 WMV_PATIENCE_FACTORS = (0.5, 1.0, 2.0)
-_CACHE_VERSION = 1
-
-
-# the criteria (pure functions over histories) live in `stopping`
-from ..stopping import (  # noqa: E402
-    ExpMovingVariance, MovingVariance, SigmaLookup, Stop, discrepancy_stop, es_emv_stop,
-    es_wmv_stop, fixed_stop, oracle_stop, prior_distance_stop, sure_mse, sure_stop)
-from ..methods.guided_dip import ProgressiveTargets, stage_noise_levels  # noqa: E402
 
 
 # --------------------------------------------------------------------------- set-up
@@ -187,65 +164,6 @@ def make_setup(profile: str, seeds=None, tuned=None, device=None, **knobs):
     return prof, setup, settings
 
 
-def stage_settings_note(settings: dict | None, setup: StoppingSetup) -> str:
-    """The "where the stage settings come from" bullet of the chapter's notes: tuned on the
-    tune photos (named from the tuned file), or the profile's values where not tuned."""
-    labels = {"es_num_stages": ("number of stages", setup.num_stages),
-              "es_stage_iterations": ("iterations per stage", setup.stage_iterations),
-              "es_stage_schedule": ("stage schedule", setup.stage_schedule),
-              "es_start_ratio": ("first extra noise (× σ)", setup.start_ratio)}
-    s = (settings or {}).get("settings", {})
-    tuned = [f for f in labels if s.get(f, {}).get("source") == "tuned"]
-    fell = [f for f in labels if s.get(f, {}).get("source") == "profile (fallback)"]
-    other = [f for f in labels if f not in tuned and f not in fell]
-    what = lambda fs: ", ".join(f"{labels[f][0]} = {labels[f][1]:g}" if not isinstance(labels[f][1], str)  # noqa: E731
-                                 else f"{labels[f][0]} = `{labels[f][1]}`" for f in fs)
-    parts = []
-    if tuned:
-        photos = sorted({p for f in tuned for p in s[f].get("photos") or []})
-        parts.append(f"{what(tuned)}: chosen by the ablation grids on the tune photos "
-                     f"({', '.join(photos)}), never on the photographs scored here")
-    if fell:
-        parts.append(f"{what(fell)}: the profile's values, because their tuning grids have no "
-                     f"complete result ({'; '.join(s[f]['note'] for f in fell)})")
-    if other:
-        why = ("no tuned-settings file was given" if not settings or settings.get("tuned_file") is None
-               else "set by this run's parameters or not tuned by any grid")
-        parts.append(f"{what(other)}: the profile's or this run's values, not tuned here ({why})")
-    return "* Stage settings: " + "; ".join(parts) + ". Per-run gaps are in `metrics.json` (`runs`)."
-
-
-def setup_markdown(setup: StoppingSetup, profile, settings: dict | None = None) -> str:
-    """The run's set-up in words, every number read from the set-up; with ``settings``
-    (from :func:`make_setup`), the photo set of the photographs and where each tunable
-    setting came from."""
-    from ..sweep import settings_markdown
-
-    roles = photo_roles(profile, setup.photos)
-    kinds = sorted(set(roles.values()))
-    role = (f" The photographs are **{kinds[0]}** photos"
-            + (" (the report's numbers; settings are chosen on the tune photos "
-               f"{', '.join(profile.tune_photos)})." if kinds == ["eval"] else
-               " (a tuning run: its numbers choose settings, they are not the report's)."
-               if kinds == ["tune"] else ".")) if len(kinds) == 1 else \
-        " Photo sets: " + ", ".join(f"{n}: {r}" for n, r in roles.items()) + "."
-    extra = role + (f" {settings_markdown(settings)}" if settings else "")
-    return (f"**Profile `{profile.name}`**: {len(setup.photos)} photographs "
-            f"({', '.join(setup.photos)}) at {setup.photo_size} px × σ ∈ "
-            f"{{{', '.join(f'{s:g}' for s in setup.sigmas)}}} × {len(setup.seeds)} seeds "
-            f"({', '.join(map(str, setup.seeds))}) = "
-            f"{len(setup.pairs) * len(setup.seeds)} trajectories. DIP: {profile.dip_scales} "
-            f"scales × {profile.dip_channels} channels, Adam lr {profile.dip_lr}, reg-noise "
-            f"{profile.dip_reg_noise_std:.3f}, EMA {profile.dip_ema}. Plain DIP runs "
-            f"{setup.budget} iterations; fixed counts {setup.fixed_iterations} (profile) and "
-            f"{setup.ulyanov_iterations} (Ulyanov's {PAPER_ITERATIONS} × {setup.paper_scale:g}); "
-            f"ES-WMV W = {setup.window}, P = {setup.patience} (the paper's {PAPER_WINDOW}, "
-            f"{PAPER_PATIENCE} × {setup.paper_scale:g}); guided: {setup.num_stages} stages × "
-            f"{setup.stage_iterations} iterations, `{setup.stage_schedule}` stage schedule on "
-            f"the `{setup.beta_schedule}` DDPM noise schedule, first extra noise "
-            f"{setup.start_ratio:g} σ." + extra)
-
-
 def make_batch(setup: StoppingSetup, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """``(clean, noisy, sigmas)`` for every (photograph, σ) pair; the noise of pair ``j``
     under ``seed`` is drawn with seed ``1000·seed + j``."""
@@ -273,91 +191,9 @@ def _cache_config(kind: str, setup: StoppingSetup, cfg: dip.DIPConfig, profile, 
     else:  # nor the plain run the stage settings: points that vary them share one plain run
         for knob in ("num_stages", "stage_iterations", "stage_schedule", "start_ratio"):
             keyed.pop(knob)
-    return {"kind": kind, "version": _CACHE_VERSION, "setup": keyed,
+    return {"kind": kind, "setup": keyed,
             "net": dataclasses.asdict(cfg), "fit": _fit_kwargs(profile),
             "seed": seed}
-
-
-# --------------------------------------------------------------------------- plain DIP run
-class ReferenceRecorder:
-    """``dip.fit`` callback on a plain DIP run: records what each criterion reads (fit error
-    to the observation, ES-WMV's and ES-EMV's variances of the raw outputs, the distance to a
-    learned prior's estimate, clean PSNR of the EMA and raw outputs for the two oracles) and
-    keeps each criterion's output (EMA, or raw for :data:`RAW`) at its current candidate
-    stop, so no full trajectory is stored.
-
-    ``lookup`` (a :class:`~dipddpm_lib.stopping.SigmaLookup` fitted on other photographs)
-    adds ``sigma_lookup``; ``prior_x0`` (N×C×H×W, a trained denoiser's estimate of each clean
-    image from its observation) adds ``prior_distance``. ``until_fired`` (criterion names)
-    ends the fit once each of them has fired on every image (the ES authors' runs end there);
-    criteria that have not fired by then report ``fired = False``."""
-
-    def __init__(self, noisy: torch.Tensor, clean: torch.Tensor, sigmas, setup: StoppingSetup,
-                 lookup: SigmaLookup | None = None, prior_x0: torch.Tensor | None = None,
-                 until_fired: tuple[str, ...] = ()):
-        self.noisy, self.clean, self.sigmas, self.setup = noisy, clean, np.asarray(sigmas), setup
-        self.lookup, self.prior_x0 = lookup, prior_x0
-        if prior_x0 is not None and tuple(prior_x0.shape) != tuple(noisy.shape):
-            raise ValueError(f"prior_x0 {tuple(prior_x0.shape)} must match the observations "
-                             f"{tuple(noisy.shape)}")
-        self.variance_of = {w: MovingVariance(w) for w in setup.wmv_windows}
-        self.emv = ExpMovingVariance(EMV_ALPHA)
-        keys = ["residual", "variance", "emv", "psnr_clean", "psnr_clean_raw"]
-        keys += [f"variance_w{w}" for w in setup.wmv_windows if w != setup.window]
-        keys += ["distance"] if prior_x0 is not None else []
-        self.rows = {k: np.full((setup.budget, len(self.sigmas)), np.nan) for k in keys}
-        self.length = 0
-        self.criteria = self.criteria_for(lookup is not None, prior_x0 is not None)
-        unknown = sorted(set(until_fired) - set(self.criteria))
-        if unknown:
-            raise ValueError(f"until_fired names criteria this run does not have: {unknown}")
-        self.until_fired = tuple(until_fired)
-        self.outputs = {c: torch.zeros_like(clean) for c in self.criteria}
-
-    @staticmethod
-    def criteria_for(lookup: bool, prior: bool) -> list[str]:
-        """The criteria a plain run reports, in :data:`CRITERIA`'s order."""
-        skip = {"guided", "sure"} | ({"sigma_lookup"} if not lookup else set()) | \
-            ({"prior_distance"} if not prior else set())
-        return [c for c in CRITERIA if c not in skip]
-
-    def stops_for(self, n: int) -> dict[str, Stop]:
-        """Each criterion's stop for image ``n`` on the history so far."""
-        h = {k: v[:self.length, n] for k, v in self.rows.items()}
-        wmv = es_wmv_stop(h["variance"], self.setup.patience)
-        out = {"oracle": oracle_stop(h["psnr_clean"]),
-               "oracle_raw": oracle_stop(h["psnr_clean_raw"]),
-               "fixed": fixed_stop(self.length, self.setup.fixed_iterations),
-               "ulyanov": fixed_stop(self.length, self.setup.ulyanov_iterations),
-               "discrepancy": discrepancy_stop(h["residual"], self.sigmas[n]),
-               "es_wmv": wmv, "es_wmv_raw": wmv,
-               "es_emv": es_emv_stop(h["emv"], self.setup.patience)}
-        if self.lookup is not None:
-            out["sigma_lookup"] = self.lookup.stop(self.sigmas[n], self.length)
-        if self.prior_x0 is not None:
-            out["prior_distance"] = prior_distance_stop(h["distance"], self.setup.patience)
-        return out
-
-    def __call__(self, i: int, out: torch.Tensor, out_ema: torch.Tensor, hist) -> bool:
-        ema, raw = out_ema.detach().cpu(), out.detach().cpu()
-        self.rows["residual"][i - 1] = (ema - self.noisy).pow(2).flatten(1).mean(1).double().numpy()
-        for w, mv in self.variance_of.items():
-            key = "variance" if w == self.setup.window else f"variance_w{w}"
-            self.rows[key][i - 1] = mv.push(raw)
-        self.rows["emv"][i - 1] = self.emv.push(raw)
-        if self.prior_x0 is not None:
-            self.rows["distance"][i - 1] = (ema - self.prior_x0).pow(2).flatten(1).mean(1).double().numpy()
-        self.rows["psnr_clean"][i - 1] = psnr(ema, self.clean).double().numpy()
-        self.rows["psnr_clean_raw"][i - 1] = psnr(raw, self.clean).double().numpy()
-        self.length = i
-        done = True
-        for n in range(len(self.sigmas)):
-            stops = self.stops_for(n)
-            for name, stop in stops.items():
-                if stop.iteration == i:
-                    self.outputs[name][n] = (raw if name in RAW else ema)[n]
-            done &= all(stops[c].fired for c in self.until_fired)
-        return bool(self.until_fired) and done
 
 
 @dataclass
@@ -374,11 +210,6 @@ class ReferenceRun:
     flops_per_iteration: float
     wall_s: float
 
-
-def _digest(t: torch.Tensor | None) -> str | None:
-    import hashlib
-
-    return None if t is None else hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None = None,
@@ -413,116 +244,12 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
 
     key = _cache_config("reference", setup, cfg, profile, seed) | {"fit": fit_kwargs}
     key.update(lookup=None if lookup is None else [lookup.predict(s) for s in setup.sigmas],
-               prior_x0=prior_key or _digest(prior_x0), until_fired=list(until_fired))
-    tensors, meta = (cache or Cache()).get_or_compute(f"es_{kind}", key, compute)
+               prior_x0=prior_key or digest(prior_x0), until_fired=list(until_fired))
+    tensors, meta = cached(f"es_{kind}", key, compute, cache)
     return ReferenceRun(seed, clean, noisy, sigmas, _histories(tensors),
                         {c: [Stop(*s) for s in meta["stops"][c]] for c in names},
                         {c: tensors[f"output_{c}"] for c in names},
                         meta["flops_per_iteration"], meta["wall_s"])
-
-
-# --------------------------------------------------------------------------- the ES authors' regime
-def paper_setup(setup: StoppingSetup, profile) -> StoppingSetup:
-    """ES-WMV and ES-EMV as their authors run them: the profile's ``es_paper_*`` photographs,
-    size and σ, the first seed, W = 100 and P = 1000 (× ``es_paper_regime_scale``, 1 in
-    quick and full) and Ulyanov's 3000 iterations as the budget."""
-    from ..data import check_photos
-
-    check_photos(profile.es_paper_photos, f"es_paper_photos of profile {profile.name!r}",
-                 min_size=profile.es_paper_photo_size)
-    k = profile.es_paper_regime_scale
-    if not 0 < k <= 10:
-        raise ValueError(f"es_paper_regime_scale must be in (0, 10], got {k}")
-    paper = dataclasses.replace(
-        setup, photos=tuple(profile.es_paper_photos), photo_size=profile.es_paper_photo_size,
-        sigmas=tuple(float(x) for x in profile.es_paper_sigmas), seeds=setup.seeds[:1],
-        fixed_iterations=max(1, round(PAPER_ITERATIONS * k)), paper_scale=k,
-        wmv_window_factors=(1.0,))
-    paper.check()
-    return paper
-
-
-def paper_net(profile) -> dip.DIPConfig:
-    """The paper-regime run's network: Ulyanov et al.'s skip net (:class:`~dipddpm_lib.dip.DIPConfig`'s
-    defaults) at the profile's ``es_paper_dip_scales`` × ``es_paper_dip_channels`` (the ES
-    authors use 5 × 128); nothing in it is tuned."""
-    return dip.DIPConfig(scales=profile.es_paper_dip_scales, channels=profile.es_paper_dip_channels)
-
-
-#: Ulyanov et al.'s (and the ES authors') Adam learning rate and input perturbation.
-PAPER_LR, PAPER_REG_NOISE = 0.01, 1.0 / 30.0
-
-
-def paper_fit_kwargs(profile) -> dict:
-    """The paper-regime fit's settings: the authors' learning rate and input perturbation
-    (never the tuned ones), the profile's EMA and device."""
-    return _fit_kwargs(profile) | {"lr": PAPER_LR, "reg_noise_std": PAPER_REG_NOISE}
-
-
-def _weights_digest(model) -> str:
-    return _digest(torch.cat([p.detach().flatten().cpu().float() for p in model.unet.parameters()]))
-
-
-def run_paper_regime(setup: StoppingSetup, profile, cache: Cache | None = None, prior=None,
-                     progress: bool = True) -> SeedRuns:
-    """One plain DIP run in the ES authors' regime (:func:`paper_setup`, :func:`paper_net`,
-    :func:`paper_fit_kwargs`), read by every plain-run criterion (the learned-prior rule too
-    when the photo DDPM ``prior`` is given); it ends when ES-WMV and ES-EMV have both fired on
-    every image (the authors' runs end at detection) or at the budget. Nothing in it depends
-    on the tuned settings, so the report build runs it as its own job
-    (``python -m dipddpm_lib.experiments.early_stopping``); the σ lookup is read off its
-    history afterwards (:func:`lookup_records`)."""
-    paper = paper_setup(setup, profile)
-    net = paper_net(profile)
-    if paper.photo_size % net.min_size:
-        raise ValueError(f"es_paper_photo_size {paper.photo_size} is not a multiple of "
-                         f"{net.min_size}, which the paper-regime net needs")
-    x0 = key = None
-    if prior is not None:
-        _, noisy, sig = make_batch(paper, paper.seeds[0])
-        x0, key = prior_estimates(prior, noisy, sig)[0], _weights_digest(prior)
-    return SeedRuns(run_reference(paper, profile, paper.seeds[0], cache, progress, prior_x0=x0,
-                                  cfg=net, until_fired=("es_wmv", "es_emv"), kind="paper",
-                                  fit_kwargs=paper_fit_kwargs(profile), prior_key=key))
-
-
-def lookup_records(setup: StoppingSetup, run: SeedRuns, lookup: SigmaLookup) -> list[dict]:
-    """``sigma_lookup``'s records on a plain run that did not carry the lookup, read off its
-    EMA PSNR history (no output image is kept, so SSIM is NaN): how a count calibrated
-    elsewhere does here."""
-    ref = run.reference
-    curve = ref.history["psnr_clean"]
-    out = []
-    for n, (photo, sigma) in enumerate(setup.pairs):
-        stop = lookup.stop(sigma, len(curve))
-        p, peak = float(curve[stop.iteration - 1, n]), float(np.nanmax(curve[:, n]))
-        out.append({"photo": photo, "sigma": sigma, "seed": ref.seed, "criterion": "sigma_lookup",
-                    "iteration": stop.iteration, "iterations_run": stop.iterations_run,
-                    "fired": stop.fired, "psnr": p, "ssim": float("nan"), "gap_db": peak - p,
-                    "own_gap_db": peak - p,
-                    "compute_saved": (setup.fixed_iterations - stop.iterations_run) / setup.fixed_iterations,
-                    "gflops": stop.iterations_run * ref.flops_per_iteration / 1e9})
-    return out
-
-
-def main(argv=None) -> None:
-    """``python -m dipddpm_lib.experiments.early_stopping --profile quick``: run chapter 04's
-    ES-authors'-regime fit into the cache (a step of the report build, after the photo prior),
-    or say that it is there already."""
-    import argparse
-    import time
-
-    from ..photo_prior import train_photo_prior
-
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--profile", default="quick")
-    ap.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
-    args = ap.parse_args(argv)
-    start = time.perf_counter()
-    prof, setup, _ = make_setup(args.profile, device=args.device)
-    run = run_paper_regime(setup, prof, prior=train_photo_prior(prof, progress=False))
-    print(f"ES authors' regime ({args.profile}): {len(run.reference.history['residual'])} "
-          f"iterations; ready in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 # --------------------------------------------------------------------------- σ lookup
@@ -560,46 +287,6 @@ def prior_estimates(model, noisy: torch.Tensor, sigmas) -> tuple[torch.Tensor, f
 
 
 # --------------------------------------------------------------------------- SURE run
-SURE_PROBE_EVERY = 5  # a divergence probe every 5 steps: +2 forward passes per probe
-
-
-class SureRecorder:
-    """``dip.fit`` callback on the SURE run (DIP fed the observation itself, as in Jo et al.'s
-    DF-STE): SURE's MSE estimate at each probed step from the fit's logged loss and
-    divergence (:func:`~dipddpm_lib.stopping.sure_mse`), :func:`sure_stop` per image; keeps
-    the raw output at the candidate stop and the run's own raw peak (``oracle_raw``). The fit
-    ends when every image has stopped."""
-
-    def __init__(self, sigmas, patience: int, budget: int):
-        self.sigmas, self.patience = np.asarray(sigmas, dtype=float), patience
-        self.sure = np.full((budget, len(self.sigmas)), np.nan)
-        self.outputs = self.peak = None
-        self.length = 0
-
-    def stops_for(self, n: int, psnr_raw: np.ndarray) -> dict[str, Stop]:
-        """SURE's stop and the run's own raw peak for image ``n`` on the history so far."""
-        return {"sure": sure_stop(self.sure[:self.length, n], self.patience),
-                "oracle_raw": oracle_stop(psnr_raw[:self.length, n])}
-
-    def __call__(self, i: int, out: torch.Tensor, out_ema: torch.Tensor, hist) -> bool:
-        raw = out.detach().cpu()
-        if self.outputs is None:
-            self.outputs = {c: torch.zeros_like(raw) for c in ("sure", "oracle_raw")}
-        loss, div = np.atleast_2d(hist["loss"][i - 1]), np.atleast_2d(hist["divergence"][i - 1])
-        for n, s in enumerate(self.sigmas):
-            self.sure[i - 1, n] = sure_mse(loss[:, n], div[:, n], s)[0]
-        self.length = i
-        psnr_raw = np.asarray(hist["psnr_clean"]).reshape(len(hist["psnr_clean"]), -1)
-        done = True
-        for n in range(len(self.sigmas)):
-            stops = self.stops_for(n, psnr_raw)
-            for name, stop in stops.items():
-                if stop.iteration == i:
-                    self.outputs[name][n] = raw[n]
-            done &= stops["sure"].fired
-        return done
-
-
 @dataclass
 class SureRun:
     """The SURE run's fits for every (photograph, σ) pair of one seed."""
@@ -647,7 +334,7 @@ def run_sure(setup: StoppingSetup, profile, seed: int, cache: Cache | None = Non
 
     key = _cache_config("reference", setup, cfg, profile, seed) | {
         "kind": "sure", "probe_every": probe_every}
-    tensors, meta = (cache or Cache()).get_or_compute("es_sure", key, compute)
+    tensors, meta = cached("es_sure", key, compute, cache)
     return SureRun(seed, {c: [Stop(*s) for s in meta["stops"][c]] for c in ("sure", "oracle_raw")},
                    {c: tensors[f"output_{c}"] for c in ("sure", "oracle_raw")},
                    _histories(tensors), meta["flops_per_iteration"], meta["wall_s"])
@@ -706,8 +393,8 @@ def run_guided(setup: StoppingSetup, profile, seed: int, cache: Cache | None = N
                 "wall_s": res.compute.wall_s}
         return tensors, meta
 
-    tensors, meta = (cache or Cache()).get_or_compute(
-        "es_guided", _cache_config("guided", setup, cfg, profile, seed), compute)
+    tensors, meta = cached("es_guided", _cache_config("guided", setup, cfg, profile, seed),
+                           compute, cache)
     return GuidedRun(seed, [Stop(*s) for s in meta["stops"]], tensors["outputs"],
                      tensors["stage_outputs"], tensors["stage_residual"].double().numpy(),
                      tensors["stage_absorbed"].double().numpy(), stds, timesteps,
@@ -750,303 +437,3 @@ def criteria_of(runs: list[SeedRuns]) -> list[str]:
     have = set(runs[0].reference.stops) | ({"guided"} if runs[0].guided else set()) | \
         ({"sure"} if runs[0].sure else set())
     return [c for c in CRITERIA if c in have]
-
-
-def _stop_outputs(run: SeedRuns) -> tuple[dict, dict, dict, dict]:
-    """Per criterion: stops, outputs, FLOPs per iteration, and the own peak's outputs (the
-    best output of the trajectory and convention the criterion reads)."""
-    ref = run.reference
-    stops, outputs = dict(ref.stops), dict(ref.outputs)
-    flops = {c: ref.flops_per_iteration for c in stops}
-    peak = {c: ref.outputs["oracle_raw" if c in RAW else "oracle"] for c in stops}
-    if run.guided is not None:  # its own peak: the best clean PSNR along its own trajectory
-        stops["guided"], outputs["guided"] = run.guided.stops, run.guided.outputs
-        flops["guided"] = run.guided.flops_per_iteration
-        peak["guided"] = torch.from_numpy(np.nanmax(run.guided.history["psnr_clean"], 0))
-    if run.sure is not None:
-        stops["sure"], outputs["sure"] = run.sure.stops["sure"], run.sure.outputs["sure"]
-        flops["sure"], peak["sure"] = run.sure.flops_per_iteration, run.sure.outputs["oracle_raw"]
-    return stops, outputs, flops, peak
-
-
-def evaluate(setup: StoppingSetup, run: SeedRuns) -> list[dict]:
-    """One record per (photograph, σ, criterion) of a seed: the stop, the output's PSNR and
-    SSIM against the clean image, ``gap_db`` (to the plain run's EMA peak, the common
-    yardstick), ``own_gap_db`` (to the peak of the trajectory and output convention the
-    criterion reads: the raw peak for the raw criteria, the guided and SURE runs' own peaks),
-    and the compute saved against the fixed count."""
-    ref = run.reference
-    stops, outputs, flops, peak = _stop_outputs(run)
-    fixed = setup.fixed_iterations
-    quality = {c: (psnr(outputs[c], ref.clean).double().numpy(),
-                   ssim(outputs[c], ref.clean).double().numpy()) for c in stops}
-    own = {c: (peak[c].double().numpy() if c == "guided" and peak[c] is not None else
-               psnr(peak[c], ref.clean).double().numpy()) for c in stops if peak[c] is not None}
-    records = []
-    for n, (photo, sigma) in enumerate(setup.pairs):
-        for c in [c for c in CRITERIA if c in stops]:
-            s = stops[c][n]
-            p = float(quality[c][0][n])
-            records.append({
-                "photo": photo, "sigma": sigma, "seed": ref.seed, "criterion": c,
-                "iteration": s.iteration, "iterations_run": s.iterations_run, "fired": s.fired,
-                "psnr": p, "ssim": float(quality[c][1][n]),
-                "gap_db": float(quality["oracle"][0][n]) - p,
-                "own_gap_db": float(max(own[c][n], p)) - p if c in own else float("nan"),
-                "compute_saved": (fixed - s.iterations_run) / fixed,
-                "gflops": s.iterations_run * flops[c] / 1e9})
-    return records
-
-
-def es_wmv_sensitivity(setup: StoppingSetup, references: list[ReferenceRun]) -> dict:
-    """ES-WMV's gap to the oracle for every recorded window × patience (P × 0.5, 1, 2), read
-    from the plain runs' histories: is its showing an artefact of the scaled W and P?"""
-    references = [getattr(r, "reference", r) for r in references]
-    out = {}
-    for w in setup.wmv_windows:
-        key = "variance" if w == setup.window else f"variance_w{w}"
-        for p in setup.wmv_patiences:
-            gaps, runs = [], []
-            for ref in references:
-                curve = ref.history["psnr_clean"]
-                for n in range(curve.shape[1]):
-                    stop = es_wmv_stop(ref.history[key][:, n], p)
-                    gaps.append(curve[:, n].max() - curve[stop.iteration - 1, n])
-                    runs.append(stop.iterations_run)
-            out[f"W={w},P={p}"] = {"window": w, "patience": p, "gap_db": _gap_stats(gaps),
-                                   "iterations_run": spread(runs)}
-    return out
-
-
-def sensitivity_table(sensitivity: dict) -> str:
-    """A Markdown table of ES-WMV's mean (worst) gap per window (rows) and patience (columns)."""
-    windows = sorted({v["window"] for v in sensitivity.values()})
-    patiences = sorted({v["patience"] for v in sensitivity.values()})
-    lines = ["| window W | " + " | ".join(f"P = {p}" for p in patiences) + " |",
-             "|---|" + "---|" * len(patiences)]
-    for w in windows:
-        cells = [sensitivity[f"W={w},P={p}"]["gap_db"] for p in patiences]
-        lines.append(f"| {w} | " + " | ".join(f"{c['mean']:.2f} (worst {c['worst']:.2f})"
-                                             for c in cells) + " |")
-    return "\n".join(lines)
-
-
-def _gap_stats(gaps) -> dict:
-    g = np.asarray(gaps, dtype=float)
-    return {"mean": float(g.mean()), "median": float(np.median(g)), "worst": float(g.max()),
-            "std": float(g.std(ddof=1)) if len(g) > 1 else 0.0, "n": int(len(g)),
-            "ci95": spread(g)["ci95"]}
-
-
-def summarize(records: list[dict], setup: StoppingSetup) -> dict:
-    """Per criterion: detected iteration, PSNR/SSIM, the gap to the oracle (mean, median,
-    worst, 95 % interval, and per σ), the gap to its own trajectory's peak, compute saved
-    against the fixed count (iterations and GFLOPs), whether it needs σ."""
-    out = {}
-    for c in [c for c in CRITERIA if any(r["criterion"] == c for r in records)]:
-        rows = [r for r in records if r["criterion"] == c]
-        own = [r.get("own_gap_db", float("nan")) for r in rows]
-        out[c] = {
-            "iteration": spread([r["iteration"] for r in rows]),
-            "iterations_run": spread([r["iterations_run"] for r in rows]),
-            "psnr": spread([r["psnr"] for r in rows]), "ssim": spread([r["ssim"] for r in rows]),
-            "gap_db": _gap_stats([r["gap_db"] for r in rows]),
-            "gap_db_by_sigma": {str(s): _gap_stats([r["gap_db"] for r in rows if r["sigma"] == s])
-                                for s in setup.sigmas if any(r["sigma"] == s for r in rows)},
-            "own_gap_db": _gap_stats(own) if np.isfinite(own).all() else None,
-            "compute_saved": spread([r["compute_saved"] for r in rows]),
-            "gflops": spread([r["gflops"] for r in rows]),
-            "fired_fraction": float(np.mean([r["fired"] for r in rows])),
-            "needs_sigma": c in NEEDS_SIGMA, "needs_clean": c in ORACLES,
-            "output": "raw" if c in RAW else "EMA",
-        }
-    return out
-
-
-def quality_bar(summary: dict, max_gap_db: float = 1.0, sigmas=(25.0, 50.0)) -> dict:
-    """The chapter's quality bar: the guided mean gap at σ ∈ ``sigmas`` (those this run has)
-    is ≤ ``max_gap_db``; the best criterion without the clean image (lowest mean gap to the
-    plain run's peak); the guided rule's difference to every peer."""
-    g = summary["guided"]
-    have = [str(float(s)) for s in sigmas if str(float(s)) in g["gap_db_by_sigma"]]
-    gaps = [r for s in have for r in [g["gap_db_by_sigma"][s]["mean"]]]
-    at = float(np.mean(gaps)) if gaps else g["gap_db"]["mean"]
-    peers = [c for c in summary if c not in ORACLES]
-    best = min(peers, key=lambda c: summary[c]["gap_db"]["mean"])
-    return {"guided_mean_gap_db": g["gap_db"]["mean"], "max_gap_db": max_gap_db,
-            "bar_sigmas": [float(s) for s in have] or None,
-            "guided_mean_gap_at_bar_sigmas_db": at,
-            "guided_gap_by_bar_sigma_db": dict(zip(have, gaps)),
-            "guided_within_max_gap": bool(max(gaps or [at]) <= max_gap_db),
-            "best_criterion": best, "best_gap_db": summary[best]["gap_db"]["mean"],
-            "guided_is_best": best == "guided",
-            "guided_minus_peer_db": {c: g["gap_db"]["mean"] - summary[c]["gap_db"]["mean"]
-                                     for c in peers if c != "guided"},
-            "es_wmv_mean_gap_db": summary["es_wmv"]["gap_db"]["mean"],
-            "guided_no_worse_than_es_wmv": bool(g["gap_db"]["mean"] <= summary["es_wmv"]["gap_db"]["mean"]),
-            "guided_minus_es_wmv_db": g["gap_db"]["mean"] - summary["es_wmv"]["gap_db"]["mean"]}
-
-
-def run_compute(setup: StoppingSetup, runs: list[SeedRuns]) -> dict:
-    """Compute each kind of run took: DIP iterations, GFLOPs and wall seconds, summed over
-    seeds and images (a batched fit's wall time covers all its images)."""
-    out = {}
-    for kind in ("reference", "guided", "sure"):
-        total, any_run = Compute(), False
-        for r in runs:
-            run = getattr(r, kind)
-            if run is None:
-                continue
-            any_run = True
-            iters = len(run.history["residual"]) * len(setup.pairs)
-            total = total + Compute(flops=iters * run.flops_per_iteration, dip_iters=iters,
-                                    wall_s=run.wall_s)
-        if any_run:
-            out[kind] = total.to_dict()
-    return out
-
-
-def save_stop_arrays(out_dir, setup: StoppingSetup, runs: list[SeedRuns]) -> list[str]:
-    """``stop_<criterion>_<image>_<sigma>.npy`` (one image per seed; ``<image>`` is the
-    photograph's name or its file's stem), plus ``clean_<image>``
-    and ``noisy_<image>_<sigma>`` (one per seed); returns the names written."""
-    names = []
-    per_seed = [_stop_outputs(r)[1] for r in runs]
-    for n, (photo, sigma) in enumerate(setup.pairs):
-        photo = photo_name(photo)
-        tag = f"{photo}_{sigma:g}"
-        for c in criteria_of(runs):
-            save_array(out_dir, f"stop_{c}_{tag}", torch.stack([o[c][n] for o in per_seed]))
-            names.append(f"stop_{c}_{tag}")
-        save_array(out_dir, f"noisy_{tag}", torch.stack([r.reference.noisy[n] for r in runs]))
-        names.append(f"noisy_{tag}")
-        if f"clean_{photo}" not in names:
-            save_array(out_dir, f"clean_{photo}", runs[0].reference.clean[n:n + 1])
-            names.append(f"clean_{photo}")
-    return names
-
-
-def build_metrics(profile, setup: StoppingSetup, runs: list[SeedRuns], records, summary,
-                  settings: dict | None = None, extra: dict | None = None) -> dict:
-    """Everything the chapter reports, for ``metrics.json``; ``settings`` (from
-    :func:`make_setup`) records where each tunable setting came from (``settings_source``),
-    and ``photo_sets`` the set (eval, tune, prior_train) of each photograph; ``extra`` adds
-    sections (the σ lookup, the learned prior, the paper-regime run)."""
-    return {"profile": profile.name, "notebook": NOTEBOOK, "seeds": list(setup.seeds),
-            "setup": setup.to_dict(), "photo_sets": photo_roles(profile, setup.photos),
-            "settings_source": settings or {},
-            "interval": interval_note(summary),
-            "network": dataclasses.asdict(dip.DIPConfig.from_profile(profile)),
-            "fit": _fit_kwargs(profile), "methods": summary, "quality_bar": quality_bar(summary),
-            "es_wmv_sensitivity": es_wmv_sensitivity(setup, runs),
-            "compute": run_compute(setup, runs),
-            "flops_per_iteration": runs[0].reference.flops_per_iteration, "runs": records,
-            "output": {c: summary[c]["output"] for c in summary}, **(extra or {})}
-
-
-def sigma_table(summary: dict, setup: StoppingSetup) -> str:
-    """A Markdown table of the mean gap to the oracle ± its 95 % t-interval (and the worst)
-    per criterion and σ."""
-    sig = [str(s) for s in setup.sigmas]
-    head = ("| criterion | " + " | ".join(f"σ = {float(s):g}" for s in sig) + " |\n|---|"
-            + "---|" * len(sig) + "\n")
-    cell = "{mean:.2f} ± {ci95:.2f} (worst {worst:.2f})"
-    rows = [f"| {LABELS[c]} | " + " | ".join(cell.format(**summary[c]["gap_db_by_sigma"][s])
-                                            if s in summary[c]["gap_db_by_sigma"] else "–"
-                                            for s in sig) + " |"
-            for c in summary if c not in ORACLES]
-    return head + "\n".join(rows)
-
-
-LABELS = {"guided": "guided (ours)", "prior_distance": "learned prior (ours)",
-          "sure": "SURE (DF-STE set-up)", "sigma_lookup": "σ lookup (tune photos)",
-          "es_wmv": "ES-WMV, EMA output", "es_wmv_raw": "ES-WMV (authors: raw)",
-          "es_emv": "ES-EMV (authors: raw)", "discrepancy": "discrepancy",
-          "fixed": "fixed (profile)", "ulyanov": "fixed (Ulyanov, scaled)",
-          "oracle": "oracle (upper bound)", "oracle_raw": "oracle, raw output"}
-
-
-def _ci(s: dict) -> float:
-    """The 95 % t-interval's half-width of a :func:`spread` dict (its std for an old one)."""
-    return s.get("ci95", s["std"])
-
-
-def interval_note(summary: dict) -> str:
-    """What ± means in the chapter's tables, with n read from the results."""
-    n = summary["guided"]["psnr"]["n"]
-    return (f"± is the half-width of the 95 % t-interval of the mean over the n = {n} runs "
-            f"(photographs × σ × seeds, pooled: it mixes the spread between photographs and "
-            f"noise levels with that between seeds).")
-
-
-def results_table(summary: dict) -> str:
-    """A Markdown table of the summary, one row per criterion (± the 95 % t-interval over
-    photographs × σ × seeds, stated under the table with its n): what it reads (σ, the clean
-    image), its output, its stop, PSNR, gaps to the plain run's peak and to its own
-    trajectory's peak, compute saved."""
-    head = ("| criterion | reads | output | stop iteration | iterations run | PSNR (dB) | SSIM | "
-            "gap mean | gap median | gap worst | own-peak gap | compute saved |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-    rows = []
-    for c, s in summary.items():
-        reads = "clean image" if s.get("needs_clean") else "σ" if s.get("needs_sigma") else "–"
-        own = s.get("own_gap_db")
-        rows.append(f"| {LABELS[c]} | {reads} | {s.get('output', 'EMA')} | "
-                    f"{s['iteration']['mean']:.0f} ± {_ci(s['iteration']):.0f} "
-                    f"| {s['iterations_run']['mean']:.0f} | {s['psnr']['mean']:.2f} ± "
-                    f"{_ci(s['psnr']):.2f} | {s['ssim']['mean']:.3f} | "
-                    f"{s['gap_db']['mean']:.2f} ± {_ci(s['gap_db']):.2f} | "
-                    f"{s['gap_db']['median']:.2f} | {s['gap_db']['worst']:.2f} | "
-                    + (f"{own['mean']:.2f}" if own else "–") +
-                    f" | {100 * s['compute_saved']['mean']:.0f}% |")
-    return head + "\n".join(rows) + "\n\n" + interval_note(summary)
-
-
-def stops_table(records: list[dict]) -> str:
-    """A Markdown table with one row per criterion and one column per image of a run: the
-    stop iteration, the gap to the plain run's EMA peak and (in brackets) to the peak of the
-    criterion's own convention; "not fired" where the rule never triggered."""
-    images = list(dict.fromkeys((r["photo"], r["sigma"]) for r in records))
-    head = ("| criterion | " + " | ".join(f"{photo_name(p)}, σ = {s:g}" for p, s in images)
-            + " |\n|---|" + "---|" * len(images) + "\n")
-    rows = []
-    for c in [c for c in CRITERIA if any(r["criterion"] == c for r in records)]:
-        cells = []
-        for p, s in images:
-            r = next(r for r in records if r["criterion"] == c and (r["photo"], r["sigma"]) == (p, s))
-            cell = f"{r['iteration']}: {r['gap_db']:.2f} ({r['own_gap_db']:.2f})"
-            cells.append(cell + ("" if r["fired"] or c in ORACLES else ", not fired"))
-        rows.append(f"| {LABELS[c]} | " + " | ".join(cells) + " |")
-    return head + "\n".join(rows)
-
-
-def paired_gap_difference(records: list[dict], a: str, b: str) -> dict:
-    """:func:`~dipddpm_lib.results.paired_difference` of two criteria's gaps (``a`` − ``b``,
-    dB) over the runs they share (the same photograph, σ and seed): its 95 % t-interval and
-    ``resolved`` say whether the two differ."""
-    key = lambda r: (r["photo"], r["sigma"], r["seed"])  # noqa: E731
-    gb = {key(r): r["gap_db"] for r in records if r["criterion"] == b}
-    pairs = [(r["gap_db"], gb[key(r)]) for r in records if r["criterion"] == a and key(r) in gb]
-    if not pairs:
-        raise ValueError(f"no runs with both {a!r} and {b!r}")
-    return paired_difference(*zip(*pairs))
-
-
-def compute_markdown(summary: dict, metrics: dict) -> str:
-    """Compute used and saved, in words, every number read from the results."""
-    g, e, f = summary["guided"], summary["es_wmv"], summary["fixed"]
-    c = metrics["compute"]
-    return (f"**Compute.** The guided scheme ran {g['iterations_run']['mean']:.0f} ± "
-            f"{_ci(g['iterations_run']):.0f} (95 % t-interval) DIP iterations per image "
-            f"({100 * g['compute_saved']['mean']:.0f}% fewer than the fixed count of "
-            f"{f['iterations_run']['mean']:.0f}; {g['gflops']['mean']:.2f} vs "
-            f"{f['gflops']['mean']:.2f} GFLOPs); ES-WMV ran {e['iterations_run']['mean']:.0f} "
-            f"({100 * e['compute_saved']['mean']:.0f}% saved), the discrepancy principle "
-            f"{summary['discrepancy']['iterations_run']['mean']:.0f}. Wall time of the batched "
-            f"fits on this machine: plain DIP {c['reference']['wall_s']:.0f} s for "
-            f"{c['reference']['dip_iters']} image-iterations, guided {c['guided']['wall_s']:.0f} s "
-            f"for {c['guided']['dip_iters']} (a batch runs until its last image stops).")
-
-
-if __name__ == "__main__":
-    main()

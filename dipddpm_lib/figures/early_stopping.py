@@ -6,11 +6,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..experiments.early_stopping import (CRITERIA, LABELS, ORACLES, RAW, GuidedRun, ReferenceRun,
-                                          StoppingSetup, SureRun)
+from ..experiments.early_stopping import GuidedRun, ReferenceRun, StoppingSetup, SureRun
+from ..experiments.early_stopping_results import LABELS
 from ..methods.guided_dip import STAGE_SCHEDULES, ProgressiveTargets, stage_noise_levels
 from ..plots import to_hwc
-from ..stopping import SigmaLookup
+from ..stopping import CRITERIA, ORACLES, RAW, SigmaLookup
 
 COLORS = {"guided": "C3", "prior_distance": "C1", "sure": "C4", "sigma_lookup": "C5",
           "es_wmv": "C0", "es_wmv_raw": "C9", "es_emv": "C8", "discrepancy": "C2",
