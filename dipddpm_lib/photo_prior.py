@@ -123,6 +123,17 @@ def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch
     return x0, Compute(flops=flops, nfe=int(t > 0), wall_s=wall)
 
 
+def denoise_x0_each(model: TrainedDDPM, noisy: torch.Tensor, sigmas) -> tuple[torch.Tensor, float]:
+    """:func:`denoise_x0` of each image of a batch at its own σ (one call per image; the
+    learned-prior stopping rule's reference), clipped to [0, 1], and the GFLOPs of the calls."""
+    outs, flops = [], 0.0
+    for n, s in enumerate(np.asarray(sigmas, dtype=float)):
+        x0, c = denoise_x0(model, noisy[n:n + 1], float(s))
+        outs.append(x0.detach().cpu().float().clamp(0, 1))
+        flops += c.flops
+    return torch.cat(outs), flops / 1e9
+
+
 def unet_flops(model: TrainedDDPM, shape: tuple[int, int, int]) -> float:
     """FLOPs of one denoiser call on one C×H×W image."""
     device = next(model.unet.parameters()).device

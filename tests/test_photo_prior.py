@@ -83,3 +83,15 @@ def test_one_step_curve_rows_and_cache(prior, monkeypatch):
     monkeypatch.setattr(photo_prior, "denoise_x0", lambda *a, **k: pytest.fail("recomputed"))
     again = photo_prior.one_step_curve(model, ["camera"], 32, [25], [0, 1], progress=False, cache=cache)
     assert again == rows  # loaded from the cache
+
+
+def test_denoise_each_image_at_its_own_sigma(prior):
+    prior, *_ = prior
+    y = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    sigmas = [15.0, 25.0, 0.0]
+    x0, gflops = photo_prior.denoise_x0_each(prior, y, sigmas)
+    for n, s in enumerate(sigmas):
+        alone, c = photo_prior.denoise_x0(prior, y[n:n + 1], s)
+        assert torch.equal(x0[n:n + 1], alone.clamp(0, 1))
+    assert torch.allclose(x0[2:], y[2:], atol=1e-6)  # σ = 0: the identity, and it costs nothing
+    assert gflops > 0 and x0.min() >= 0 and x0.max() <= 1

@@ -24,8 +24,8 @@ from ..ddpm import BETA_SCHEDULES
 from ..errors import check_choice, check_positive_int, check_sigma
 from ..methods.guided_dip import ProgressiveTargets, stage_noise_levels
 from ..profiles import check_device, get_profile
-from ..stopping import (CRITERIA, SURE_PROBE_EVERY, ReferenceRecorder, SigmaLookup, Stop,
-                        SureRecorder)
+from ..methods.sure_dip import SURE_PROBE_EVERY, fit_sure_dip
+from ..stopping import CRITERIA, ReferenceRecorder, SigmaLookup, Stop
 
 NOTEBOOK = "04_early_stopping"
 #: Notebook knob → profile field.
@@ -271,21 +271,6 @@ def calibrate_lookup(setup: StoppingSetup, profile, cache: Cache | None = None,
     return SigmaLookup.fit([s for _, s in tune.pairs], peaks), ref
 
 
-# --------------------------------------------------------------------------- the learned prior
-def prior_estimates(model, noisy: torch.Tensor, sigmas) -> tuple[torch.Tensor, float]:
-    """The photo DDPM's one-step estimate x̂0 of each clean image from its observation, at
-    that image's t_σ (:func:`dipddpm_lib.photo_prior.denoise_x0`), and the GFLOPs of those
-    calls (one per image); clipped to [0, 1]."""
-    from ..photo_prior import denoise_x0
-
-    outs, flops = [], 0.0
-    for n, s in enumerate(np.asarray(sigmas, dtype=float)):
-        x0, c = denoise_x0(model, noisy[n:n + 1], float(s))
-        outs.append(x0.detach().cpu().float().clamp(0, 1))
-        flops += c.flops
-    return torch.cat(outs), flops / 1e9
-
-
 # --------------------------------------------------------------------------- SURE run
 @dataclass
 class SureRun:
@@ -310,27 +295,8 @@ def run_sure(setup: StoppingSetup, profile, seed: int, cache: Cache | None = Non
     cfg = dip.DIPConfig.from_profile(profile, input_depth=noisy.shape[1])
 
     def compute():
-        rec = SureRecorder(sigmas, setup.patience, setup.budget)
-        kw = _fit_kwargs(profile) | {"reg_noise_std": 0.0}
-        res = dip.fit(dip.Degradation("denoise", noisy), cfg, setup.budget, clean=clean,
-                      seed=seed, callback=rec, net_input=noisy, divergence_every=probe_every,
-                      progress=progress, desc=f"SURE DIP, seed {seed}", **kw)
-        steps = rec.length
-        hist = {"sure": rec.sure[:steps],
-                "residual": np.asarray(res.history["loss"]).reshape(steps, -1),
-                "divergence": np.asarray(res.history["divergence"]).reshape(steps, -1),
-                "psnr_clean_raw": np.asarray(res.history["psnr_clean"]).reshape(steps, -1)}
-        psnr_raw = hist["psnr_clean_raw"]
-        stops = {c: [dataclasses.astuple(rec.stops_for(n, psnr_raw)[c]) for n in range(len(sigmas))]
-                 for c in ("sure", "oracle_raw")}
-        step_flops = res.compute.flops / res.compute.dip_iters / len(sigmas)
-        forward = dip.dip_flops_per_iteration(cfg, noisy.shape[1], *noisy.shape[-2:], backward=False)
-        tensors = {**{f"history_{k}": torch.from_numpy(np.asarray(v, dtype=np.float64)).float()
-                      for k, v in hist.items()},
-                   **{f"output_{c}": rec.outputs[c] for c in ("sure", "oracle_raw")}}
-        meta = {"stops": stops, "flops_per_iteration": step_flops + 2 * forward / probe_every,
-                "wall_s": res.compute.wall_s}
-        return tensors, meta
+        return fit_sure_dip(noisy, clean, sigmas, cfg, setup.patience, setup.budget, seed,
+                            _fit_kwargs(profile), probe_every, progress)
 
     key = _cache_config("reference", setup, cfg, profile, seed) | {
         "kind": "sure", "probe_every": probe_every}

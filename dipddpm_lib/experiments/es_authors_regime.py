@@ -12,8 +12,9 @@ import torch
 
 from .. import dip
 from ..cache import Cache, digest
+from ..photo_prior import denoise_x0_each
 from .early_stopping import (PAPER_ITERATIONS, SeedRuns, StoppingSetup, _fit_kwargs, make_batch,
-                             make_setup, prior_estimates, run_reference)
+                             make_setup, run_reference)
 
 
 def paper_setup(setup: StoppingSetup, profile) -> StoppingSetup:
@@ -74,7 +75,7 @@ def run_paper_regime(setup: StoppingSetup, profile, cache: Cache | None = None, 
     x0 = key = None
     if prior is not None:
         _, noisy, sig = make_batch(paper, paper.seeds[0])
-        x0, key = prior_estimates(prior, noisy, sig)[0], _weights_digest(prior)
+        x0, key = denoise_x0_each(prior, noisy, sig)[0], _weights_digest(prior)
     return SeedRuns(run_reference(paper, profile, paper.seeds[0], cache, progress, prior_x0=x0,
                                   cfg=net, until_fired=("es_wmv", "es_emv"), kind="paper",
                                   fit_kwargs=paper_fit_kwargs(profile), prior_key=key))
