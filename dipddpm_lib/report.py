@@ -432,112 +432,6 @@ def headline_numbers(results: dict) -> dict:
     return out
 
 
-def _early_stopping_abstract(s: dict) -> str:
-    """Chapter 04's line of the abstract: the guided rule against the bar and, where the
-    chapter ran its peers, against the best criterion that does not read the clean image."""
-    from .experiments.early_stopping_results import LABELS
-
-    line = (f"- **Early stopping.** The DDPM-guided rule stops {s['guided_mean_gap_db']:.2f} dB "
-            f"below the oracle peak on average, "
-            f"{'within' if s['guided_within_max_gap'] else 'outside'} the {s['max_gap_db']:.1f} dB bar")
-    best = s.get("best_criterion")
-    if best and s.get("guided_is_best"):
-        line += "; it is the best criterion that does not read the clean image"
-    elif best:
-        line += (f"; the best criterion that does not read the clean image is "
-                 f"{LABELS.get(best, best)} at {s['best_gap_db']:.2f} dB")
-    else:
-        line += (f"; ES-WMV: {s['es_wmv_mean_gap_db']:.2f} dB")
-    if s.get("guided_compute_saved") is not None:
-        line += f"; it saves {100 * s['guided_compute_saved']:.0f}% of the fixed iteration count"
-    return line + "."
-
-
-def _integration_abstract(e: dict, dn: dict) -> str:
-    """Chapter 03's abstract line: equal-FLOPs results for variants that make new samples,
-    kept apart from the near-copies of their test reference (see ``verdict_generation``)."""
-    new, copy = e["new"], e["copy"]
-    text = (f"- **DIP-initialised DDPM, at equal FLOPs.** Of the {new['n']} variant "
-            f"configurations that produce new samples, {new['wins_vs_ddim']} beat DDIM and "
-            f"{new['loses_vs_ddim']} lose to it ({new['wins_vs_dpmpp']} / {new['loses_vs_dpmpp']} "
-            f"against DPM-Solver++); {e['ddpm_chain']} reaches FID {e['ddpm_fid']:.2f}. ")
-    if copy["n"]:
-        text += (f"{copy['n']} more configurations are near-copies of their test reference: their "
-                 f"FID only reflects the test images' ({e['test_refs_fid']:.2f}). ")
-    text += (f"In denoising, the best DIP-based method (`{dn['best_dip_method']}`, "
-             f"{dn['best_dip_psnr']:.2f} dB) {'beats' if dn['beats_ddpm_chain'] else 'does not beat'} "
-             f"the DDPM chain ({dn['ddpm_all_psnr']:.2f} dB)")
-    gain = dn.get("gain_over_ddim_at_equal_flops_db")
-    if gain is None:
-        return text + "."
-    return text + (f"; DDIM started from the noisy image itself at the same FLOPs scores "
-                   f"{dn['best_dip_psnr'] - gain:.2f} dB, and the one-step estimate "
-                   f"(`{dn['best_non_dip_method']}`) reaches {dn['best_non_dip_psnr']:.2f} dB.")
-
-
-def _pm(value: float, half) -> str:
-    """``12.35 ± 1.20`` (95 % t-interval half-width), or the bare value without one."""
-    return f"{value:.2f} ± {half:.2f}" if half is not None else f"{value:.2f}"
-
-
-def _ddpm_abstract(d: dict | None) -> str:
-    """Chapter 01's abstract line: the quality bar (precision and recall, FID ratio), the
-    control margin, and the ± convention."""
-    if not d or d.get("fid") is None:
-        return "- **DDPM baseline.** No results yet."
-    if d.get("precision") is None:
-        return (f"- **DDPM baseline.** {d['label']} samples reach an in-domain FID of "
-                f"{d['fid']:.2f} against {d['reference_fid']:.2f} for real test images of the "
-                f"same number; these results predate the precision/recall bar: rerun chapter 01.")
-    n = d.get("n_seeds")
-    text = (f"- **DDPM baseline.** {d['label']} samples reach precision {d['precision']:.2f} and "
-            f"recall {d['recall']:.2f} (Kynkäänniemi et al.'s measures in the in-domain "
-            f"classifier's features) and an in-domain FID of {_pm(d['fid'], d.get('fid_ci95'))} "
-            f"against {_pm(d['reference_fid'], d.get('reference_fid_ci95'))} for real test images "
-            f"of the same number (ratio {d['fid_ratio']:.2f}"
-            + (f"; ± is the half-width of the 95 % t-interval over {n} seeds" if n else "")
-            + f"). The chapter's quality bar (precision ≥ {d['min_precision']:.2f}, recall ≥ "
-            f"{d['min_recall']:.2f}, FID ratio ≤ {d['max_fid_ratio']:g}) is "
-            f"{'met' if d['passed'] else 'not met'}")
-    if d.get("control_margin") is None:
-        return text + "."
-    return text + (
-        f"; it {'rejects every' if d['controls_fail_reference_passes'] else 'does not reject every'}"
-        f" control set (noise, blank, blurred and repeated images), with a margin of "
-        f"{d['control_margin']:.2f} in min(precision, recall) between the real test images and "
-        f"the closest control.")
-
-
-def abstract_markdown(h: dict) -> str:
-    """The abstract: one sentence per chapter, each number formatted from ``h``
-    (:func:`headline_numbers`); a chapter without results says so."""
-    lines = []
-    lines.append(_ddpm_abstract(h.get("ddpm")))
-    d = h.get("dip")
-    lines.append(
-        f"- **DIP baseline.** Over {d['n_images']} photographs at σ = {d['sigma']:g}, DIP's oracle "
-        f"peak reaches {d['dip_peak_psnr']:.2f} dB and its output after {d['iterations']} "
-        f"iterations {d['dip_final_psnr']:.2f} dB, from {d['observed_psnr']:.2f} dB for the noisy "
-        f"input; NL-means reaches {d['nl_means_psnr']:.2f} dB."
-        if d and d.get("dip_peak_psnr") is not None else "- **DIP baseline.** No results yet.")
-    e, dn = h.get("equal_compute"), h.get("denoising")
-    lines.append(_integration_abstract(e, dn)
-                 if e and "new" in e and dn and dn.get("best_dip_psnr") is not None
-                 else "- **DIP-initialised DDPM.** No results yet.")
-    s = h.get("early_stopping")
-    lines.append(_early_stopping_abstract(s) if s and s.get("guided_mean_gap_db") is not None
-                 else "- **Early stopping.** No results yet.")
-    a = h.get("ablations")
-    kept = {"default": "the profile's value, kept: nothing resolved better", "best": "the best",
-            "cheapest": "the cheapest inside the 95 % interval of the best"}
-    lines.append("- **Ablations, on the tune photographs.** Settings chosen for the chapters: " + "; ".join(
-        f"{name} → `{c['value']}` ({kept.get(c.get('reason'), 'chosen')}; {c['metric']} "
-        f"{c['mean']:.2f} ± {c.get('ci95', c['std']):.2f}"
-        + (f" on {', '.join(c['photos'])}" if c.get("photos") else "") + ")"
-        for name, c in a.items()) + "." if a else "- **Ablations.** No results yet.")
-    return "\n".join(lines)
-
-
 def equal_compute_table(rows: list[dict], metric: str, digits: int = 2) -> str:
     """Chapter 03's equal-FLOPs comparison as a Markdown table: each DIP-based method, its
     metric and FLOPs, and each baseline at the same FLOPs, with the verdict."""
@@ -608,9 +502,7 @@ def _integration_section(m: dict) -> str:
 
 def _early_stopping_section(m: dict) -> str:
     from .experiments import early_stopping_results as esr
-    return (esr.results_table(m["methods"]) + "\n\n"
-            + _early_stopping_abstract(dict(m["quality_bar"])).removeprefix("- ")
-            + _settings_line(m))
+    return esr.results_table(m["methods"]) + _settings_line(m)
 
 
 def _ablations_section(m: dict) -> str:

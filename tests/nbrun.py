@@ -29,3 +29,12 @@ def smoke_cache_env(tmp_root: Path) -> None:
     """Point the library's cache at a test-session folder (inherited by notebook kernels)."""
     os.environ["DIPDDPM_CACHE"] = str(tmp_root)
     os.environ["DIPDDPM_PROFILE"] = "smoke"
+
+
+def markdown_outputs(path) -> str:
+    """Every Markdown text an executed notebook displayed (its ``Markdown(f"…")`` cells)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells
+                     if c.cell_type == "code" for o in c.get("outputs", []))

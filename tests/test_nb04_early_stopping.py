@@ -1,7 +1,7 @@
 """Chapter 04 (early stopping) runs headless under the smoke profile and stores what it reports."""
 import numpy as np
 import pytest
-from nbrun import run_notebook
+from nbrun import markdown_outputs, run_notebook
 
 from dipddpm_lib.experiments import early_stopping as es
 from dipddpm_lib import get_profile, stopping
@@ -99,10 +99,7 @@ def test_early_stopping_notebook_reads_the_tuned_file_and_records_a_fallback(tmp
         "value": "linear", "source": "profile (fallback)", "grid": "es_schedule",
         "note": "not tuned: " + doc["untuned"]["es_stage_schedule"]["reason"]}
     assert metrics["photo_sets"] == {"camera": "eval"}
-    import nbformat
-    executed = nbformat.read(out / "04_early_stopping.executed.ipynb", as_version=4)
-    shown = "".join(o.get("data", {}).get("text/markdown", "") for c in executed.cells
-                    if c.cell_type == "code" for o in c.outputs)
+    shown = markdown_outputs(out / "04_early_stopping.executed.ipynb")
     assert "chosen by the ablation grids on the tune photos (rocket)" in shown
     assert "stage schedule = `linear`: the profile's values, because" in shown
     assert "95 % t-interval" in shown

@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from nbrun import run_notebook
+from nbrun import markdown_outputs, run_notebook
 from test_sweep import write_dummy, write_grids
 
 # Two small grids over a dummy chapter (fast kernels): a setting with a failing point, and a
@@ -30,15 +30,6 @@ grids:
 """
 
 
-def _markdown_outputs(path) -> str:
-    """Every Markdown text an executed notebook displayed."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    return "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells
-                     if c.cell_type == "code" for o in c.get("outputs", []))
-
-
 @pytest.mark.notebook
 def test_nb05_smoke(nb_cache, tmp_path):
     grid_dir = tmp_path / "grids"
@@ -54,7 +45,7 @@ def test_nb05_smoke(nb_cache, tmp_path):
     gx, gy = m["grids"]["gx"], m["grids"]["gy"]
     assert gx["kind"] == "setting" and gy["kind"] == "condition" and gy["chosen"] is None
     assert gx["chosen"]["value"] == "2" and gx["chosen"]["mean"] == pytest.approx(2.0)
-    shown = _markdown_outputs(out / "05_ablations.executed.ipynb")
+    shown = markdown_outputs(out / "05_ablations.executed.ipynb")
     assert "**Chosen: `2`**" in shown and "2.00 ± 0.18" in shown  # 95 % t-interval, two keys
     assert "4 → 6.00 ± 0.25" in shown and "nothing is chosen" in shown
     assert "1 of 5 points have no results: `gx/x=3` (failed: see" in shown

@@ -295,50 +295,6 @@ def synthetic_results() -> dict:
     }
 
 
-def test_the_abstract_is_formatted_from_the_results():
-    h = report.headline_numbers(synthetic_results())
-    text = report.abstract_markdown(h)
-    assert "DDPM-1000 samples reach precision 0.81 and recall 0.66" in text
-    assert ("in-domain FID of 12.35 ± 1.20 against 10.00 ± 0.80 for real test images of the same "
-            "number (ratio 1.23; ± is the half-width of the 95 % t-interval over 3 seeds)") in text
-    assert ("quality bar (precision ≥ 0.50, recall ≥ 0.50, FID ratio ≤ 3) is met; it rejects "
-            "every control set") in text and "margin of 0.78 in min(precision, recall)" in text
-    old = synthetic_results()  # a chapter 01 run from before the precision/recall bar
-    for key in ("precision", "recall", "control_margin"):
-        del old["01_ddpm_baseline"]["quality_bar"][key]
-    assert "predate the precision/recall bar" in report.abstract_markdown(
-        report.headline_numbers(old))
-    assert "0.81 dB below the oracle peak on average, within the 1.0 dB bar; ES-WMV: 1.50 dB" in text
-    assert "g → `3` (the profile's value, kept: nothing resolved better; psnr 27.00 ± 2.25 on rocket)" in text
-    assert "**DIP baseline.** No results yet." in text
-    assert ("Of the 14 variant configurations that produce new samples, 0 beat DDIM and 14 lose "
-            "to it (1 / 13 against DPM-Solver++)") in text
-    assert "16 more configurations are near-copies" in text and "(10.61)" in text
-    assert "(`tdpm_dip`, 11.57 dB) does not beat the DDPM chain (11.61 dB)." in text
-    twin = synthetic_results()
-    twin["03_dip_init_ddpm"]["denoising"]["verdict"].update(
-        beats_ddpm_chain=True, gain_over_ddim_at_equal_flops_db=0.08,
-        best_non_dip_method="ddim_1", best_non_dip_psnr=13.65)
-    text = report.abstract_markdown(report.headline_numbers(twin))
-    assert ("beats the DDPM chain (11.61 dB); DDIM started from the noisy image itself at the same "
-            "FLOPs scores 11.49 dB, and the one-step estimate (`ddim_1`) reaches 13.65 dB") in text
-    worse = synthetic_results()
-    worse["04_early_stopping"]["quality_bar"].update(guided_mean_gap_db=2.0,
-                                                     guided_no_worse_than_es_wmv=False,
-                                                     guided_within_max_gap=False)
-    text = report.abstract_markdown(report.headline_numbers(worse))
-    assert "2.00 dB" in text and "outside the 1.0 dB bar" in text
-    peers = synthetic_results()  # a chapter 04 run with its peers: the best of them is named
-    peers["04_early_stopping"]["quality_bar"].update(best_criterion="sigma_lookup", best_gap_db=0.5,
-                                                     guided_is_best=False)
-    text = report.abstract_markdown(report.headline_numbers(peers))
-    assert ("the best criterion that does not read the clean image is σ lookup (tune photos) at "
-            "0.50 dB") in text
-    peers["04_early_stopping"]["quality_bar"].update(best_criterion="guided", guided_is_best=True)
-    text = report.abstract_markdown(report.headline_numbers(peers))
-    assert "it is the best criterion that does not read the clean image" in text
-
-
 def test_a_missing_or_changed_chapter_gets_a_note_not_a_crash():
     res = synthetic_results()
     assert "Not available" in report.section_markdown("02_dip_baseline", res)
