@@ -20,7 +20,6 @@ from ..metrics import (CONTROLS, PR_K, Classifier, blur_kernel, control_sets, sc
 from ..profiles import Profile, check_device, get_profile
 from ..results import fmt, markdown_table, paired_difference, scaled, spread
 
-SAMPLER_KEYS = {"ddpm": "ddpm", "ddim": "ddim", "dpm-solver++": "dpmpp"}
 SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "dpm-solver++": "DPM-Solver++"}
 KID_SCALE = 1e3  #: KID is in squared feature units; tables and plots show it × KID_SCALE
 #: What every sample set, the real reference and every control is scored on, per seed.
@@ -32,7 +31,6 @@ SCORE_NAMES = {"fid": "FID", "kid": "KID ×10³ (feature units²)", "precision":
                "class_entropy": "class entropy"}
 
 
-# --------------------------------------------------------------------------- methods and plan
 @dataclass(frozen=True)
 class Method:
     """One sampler at one step count, e.g. ``Method("ddim", 20)`` (key ``ddim_20``)."""
@@ -46,13 +44,11 @@ class Method:
             f"{self.sampler} num_steps", self.num_steps))
 
     @property
-    def key(self) -> str:
-        """File- and JSON-friendly name: ``ddpm_1000``, ``ddim_10``, ``dpmpp_20``."""
-        return f"{SAMPLER_KEYS[self.sampler]}_{self.num_steps}"
+    def key(self) -> str:  # file- and JSON-friendly: ddpm_1000, ddim_10, dpmpp_20
+        return f"{self.sampler.replace('-solver++', 'pp')}_{self.num_steps}"
 
     @property
-    def label(self) -> str:
-        """Reader-facing name: ``DDPM, 1000 steps``, ``DPM-Solver++, 20 steps``."""
+    def label(self) -> str:  # reader-facing: "DDPM, 1000 steps", "DPM-Solver++, 20 steps"
         return f"{SAMPLER_NAMES[self.sampler]}, {self.num_steps} steps"
 
 
@@ -98,15 +94,11 @@ class SweepPlan:
     seeds: tuple[int, ...]
     train_seed: int = 0
 
-    @property
-    def baseline(self) -> str:
-        return self.methods[0].key
-
-    @property
-    def beta_schedule(self) -> str:
-        return self.profile.beta_schedule
+    baseline = property(lambda self: self.methods[0].key)
+    beta_schedule = property(lambda self: self.profile.beta_schedule)
 
     def to_dict(self) -> dict:
+        """The run's settings for ``metrics.json``."""
         p = self.profile
         return {"profile": p.name, "beta_schedule": p.beta_schedule, "seeds": list(self.seeds),
                 "train_seed": self.train_seed, "image_size": p.image_size,
@@ -147,7 +139,6 @@ def check_num_samples(num_samples) -> int:
     return int(num_samples)
 
 
-# --------------------------------------------------------------------------- the sweep
 @dataclass
 class Sweep:
     """A sweep's per-seed rows (the tidy table) and its sample sets by method key and seed."""
@@ -156,7 +147,8 @@ class Sweep:
     samples: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
 
     def images(self, key: str) -> torch.Tensor:
-            return torch.cat([self.samples[key][s] for s in sorted(self.samples[key])])
+        """Every seed's samples of one method, in seed order."""
+        return torch.cat([self.samples[key][s] for s in sorted(self.samples[key])])
 
 
 def score(images: torch.Tensor, x_train: torch.Tensor, classifier: Classifier) -> dict:
@@ -168,8 +160,7 @@ def score(images: torch.Tensor, x_train: torch.Tensor, classifier: Classifier) -
 def sweep(model: TrainedDDPM, methods, seeds, num_samples: int, x_train: torch.Tensor,
           classifier: Classifier, batch_size: int = 256, cache: Cache | None = None,
           progress: bool = True) -> Sweep:
-    """Draw (cached) and score ``num_samples`` images for every method × seed: one row each
-    with the method, seed, :data:`SCORES` and the compute recorded when the set was drawn."""
+    """Draw (cached) and score ``num_samples`` images per method × seed: a row each, with compute."""
     methods = check_methods(methods, model.num_train_timesteps)
     seeds = check_seeds(seeds)
     num_samples = check_num_samples(num_samples)
@@ -206,9 +197,8 @@ def _per_seed(sets, seeds, x_train: torch.Tensor, classifier: Classifier) -> dic
 
 def real_reference(x_test: torch.Tensor, x_train: torch.Tensor, classifier: Classifier, seeds,
                    num_samples: int) -> dict:
-    """Real test images scored like a sample set, the floor FID can reach: per seed the seed's
-    :func:`metrics.test_subset` (like-with-like: small-sample FID is biased upwards), and once
-    the whole test split, for information."""
+    """Real test images scored like a sample set (FID's floor): per seed, the seed's same-size
+    :func:`metrics.test_subset` (small-sample FID is biased up); once, the whole split."""
     check_images(x_test, "test images")
     ref = _per_seed(lambda s: {"real": test_subset(x_test, num_samples, s)}, seeds, x_train,
                     classifier)["real"]
@@ -238,8 +228,7 @@ def controls(x_test: torch.Tensor, x_train: torch.Tensor, classifier: Classifier
 
 
 def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
-    """Training's FLOPs (one forward + backward on a batch, counted once, × steps), recorded
-    wall seconds, parameter count and final loss."""
+    """Training's FLOPs (one batch's forward + backward × steps), seconds, parameters, final loss."""
     unet = model.unet
     c, s = unet.config.in_channels, unet.config.sample_size
     x = torch.zeros(profile.batch_size, c, s, s, device=unet.device)
@@ -252,10 +241,8 @@ def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
             "final_loss": model.meta["final_loss"], "flops": flops, "gflops": flops / 1e9}
 
 
-# --------------------------------------------------------------------------- summaries
 def summarize(rows: list[dict]) -> dict:
-    """Per method: its rows, the :func:`results.spread` of every score and of wall seconds, and
-    the (seed-independent) NFE and GFLOPs of one sample set."""
+    """Per method: its rows, the :func:`results.spread` of every score and wall time, its compute."""
     out = {}
     for key in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == key]
@@ -365,7 +352,6 @@ def steps_effect(methods: dict, sampler: str) -> dict:
             "fid": paired(methods[mine[-1]], methods[mine[0]], "fid")}
 
 
-# --------------------------------------------------------------------------- tables
 def _cell(s, digits: int = 2, factor: float = 1.0) -> str:
     if s is None:
         return "–"
@@ -381,10 +367,10 @@ _DIGITS = {"fid": 2, "kid": 2, "precision": 3, "recall": 3, "confident_fraction"
            "class_entropy": 3}
 
 
-def results_rows(methods: dict, reference: dict, controls: dict | None = None) -> list[dict]:
-    """The results table as rows of cells (mean ± 95 % half-width, KID × :data:`KID_SCALE`):
-    every method with its compute, the same-size and whole-split real references, then the
-    controls in :data:`metrics.CONTROLS` order; ``kind`` marks near-copies of test images."""
+def results_table(methods: dict, reference: dict, controls: dict | None = None) -> str:
+    """Markdown table, each cell mean ± 95 % half-width (KID × :data:`KID_SCALE`): every method
+    with its compute, the same-size and whole-split real references, then the controls in
+    :data:`metrics.CONTROLS` order; ``kind`` marks near-copies of test images."""
     def scores(e):
         return {q: _cell(e.get(q), d, KID_SCALE if q == "kid" else 1.0) for q, d in _DIGITS.items()}
 
@@ -398,15 +384,9 @@ def results_rows(methods: dict, reference: dict, controls: dict | None = None) -
     for k in sorted(controls or {}, key=lambda k: (CONTROLS + (k,)).index(k)):
         rows.append({"set": f"control: {controls[k]['label']}", **scores(controls[k]),
                      "kind": "near-copy of test images" if k in NEAR_COPIES else "control"})
-    return rows
-
-
-def results_table(methods: dict, reference: dict, controls: dict | None = None) -> str:
-    """:func:`results_rows` as a Markdown table."""
     cols = {"set": "set", "kind": "kind", "nfe": "NFE", "gflops": "GFLOPs / set",
             "wall_s": "wall s / set", **SCORE_NAMES}
-    return markdown_table([{k: r.get(k, "–") for k in cols} for r in
-                           results_rows(methods, reference, controls)], cols)
+    return markdown_table([{k: r.get(k, "–") for k in cols} for r in rows], cols)
 
 
 def comparison_table(comparisons: dict, baseline_label: str) -> str:
@@ -433,10 +413,6 @@ def scheduler_settings(beta_schedule: str, methods) -> dict:
         ok = isinstance(v, (str, bool, int)) or v is None
         return v if ok else float(v) if np.isfinite(v) else str(float(v))
 
-    out = {}
-    for sampler in dict.fromkeys(m.sampler for m in methods):
-        sched = make_scheduler(beta_schedule, sampler)
-        out[sampler] = {"class": type(sched).__name__,
-                        **{k: plain(sched.config[k]) for k in SCHEDULER_KNOBS
-                           if k in sched.config}}
-    return out
+    made = {s: make_scheduler(beta_schedule, s) for s in dict.fromkeys(m.sampler for m in methods)}
+    return {s: {"class": type(sc).__name__, **{k: plain(sc.config[k]) for k in SCHEDULER_KNOBS
+                                               if k in sc.config}} for s, sc in made.items()}
