@@ -110,7 +110,7 @@ def make_plan(profile: str = "quick", seeds=None, beta_schedule=None, image_size
               train_steps=None, num_samples=None, sampler_steps=None, dpm_steps=None,
               ddpm_steps=None, train_seed: int = 0, device=None, data_dir=None) -> SweepPlan:
     """Chapter 01's parameters checked (a ``ValueError`` names the valid choices before anything
-    is loaded or trained), ``None`` ones from the profile (``ddpm_steps``: ``ddpm_sample_steps``)."""
+    is loaded or trained); ``None`` ones from the profile (``ddpm_steps``: ddpm_sample_steps)."""
     given = dict(beta_schedule=beta_schedule, image_size=image_size, train_steps=train_steps,
                  num_samples=num_samples, sampler_steps=sampler_steps, dpm_steps=dpm_steps,
                  ddpm_sample_steps=ddpm_steps, device=device, data_dir=data_dir)
@@ -160,7 +160,7 @@ def score(images: torch.Tensor, x_train: torch.Tensor, classifier: Classifier) -
 def sweep(model: TrainedDDPM, methods, seeds, num_samples: int, x_train: torch.Tensor,
           classifier: Classifier, batch_size: int = 256, cache: Cache | None = None,
           progress: bool = True) -> Sweep:
-    """Draw (cached) and score ``num_samples`` images per method × seed: a row each, with compute."""
+    """Draw (cached) and score ``num_samples`` images per method × seed: a row each, compute too."""
     methods = check_methods(methods, model.num_train_timesteps)
     seeds = check_seeds(seeds)
     num_samples = check_num_samples(num_samples)
@@ -228,7 +228,7 @@ def controls(x_test: torch.Tensor, x_train: torch.Tensor, classifier: Classifier
 
 
 def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
-    """Training's FLOPs (one batch's forward + backward × steps), seconds, parameters, final loss."""
+    """Training's FLOPs (a batch's forward + backward × steps), seconds, parameters, final loss."""
     unet = model.unet
     c, s = unet.config.in_channels, unet.config.sample_size
     x = torch.zeros(profile.batch_size, c, s, s, device=unet.device)
@@ -242,16 +242,13 @@ def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Per method: its rows, the :func:`results.spread` of every score and wall time, its compute."""
+    """Per method: its rows, the :func:`results.spread` of each score and wall time, its compute."""
     out = {}
     for key in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == key]
-        first = mine[0]
-        out[key] = {"label": first["label"], "sampler": first["sampler"],
-                    "num_steps": first["num_steps"], "num_samples": first["num_samples"],
-                    "features": first["features"], "per_seed": mine, **_spreads(mine),
-                    "nfe": first["nfe"], "gflops": first["gflops"],
-                    "gflops_per_image": first["gflops"] / first["num_samples"],
+        fixed = ("label", "sampler", "num_steps", "num_samples", "features", "nfe", "gflops")
+        out[key] = {**{k: mine[0][k] for k in fixed}, "per_seed": mine, **_spreads(mine),
+                    "gflops_per_image": mine[0]["gflops"] / mine[0]["num_samples"],
                     "wall_s": spread(r["wall_s"] for r in mine)}
     return out
 
@@ -305,10 +302,10 @@ def ordered(methods: dict) -> dict:
 
 def closest_to(methods: dict, baseline: str = "ddpm_1000") -> str:
     """The key of the non-baseline method whose mean FID is nearest the baseline's."""
-    target = methods[baseline]["fid"]["mean"]
     others = [k for k in methods if k != baseline]
     if not others:
         raise ValueError("no method besides the baseline to compare with")
+    target = methods[baseline]["fid"]["mean"]
     return min(others, key=lambda k: abs(methods[k]["fid"]["mean"] - target))
 
 
@@ -408,7 +405,7 @@ SCHEDULER_KNOBS = ("clip_sample", "set_alpha_to_one", "algorithm_type", "solver_
 
 
 def scheduler_settings(beta_schedule: str, methods) -> dict:
-    """The diffusers scheduler class and settings (``SCHEDULER_KNOBS``) of each sampler, JSON-safe."""
+    """Each sampler's diffusers scheduler class and ``SCHEDULER_KNOBS`` settings, JSON-safe."""
     def plain(v):  # floats finite or as text
         ok = isinstance(v, (str, bool, int)) or v is None
         return v if ok else float(v) if np.isfinite(v) else str(float(v))
