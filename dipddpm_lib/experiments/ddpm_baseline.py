@@ -1,7 +1,5 @@
-"""Chapter 01's study: a sampler (DDPM, DDIM, DPM-Solver++) at several step counts × seeds, the
-same prior noise for all (:func:`ddpm.sample_cached`), every set scored in-domain (:data:`SCORES`)
-beside its compute; the same-size real reference and the controls scored the same way; the
-quality bar, paired comparisons and tidy tables. Its sentences are in notebook 01."""
+"""Chapter 01's study: samplers × step counts × seeds from the same prior noise, scored in-domain
+beside their compute, with the real reference, the controls, the quality bar and tidy tables."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,6 +27,9 @@ COMPARED = {"fid": -1, "precision": +1, "recall": +1}
 SCORE_NAMES = {"fid": "FID", "kid": "KID ×10³ (feature units²)", "precision": "precision",
                "recall": "recall", "confident_fraction": "confident fraction",
                "class_entropy": "class entropy"}
+_DIGITS = {q: 2 if q in ("fid", "kid") else 3 for q in SCORES}  # decimals shown in tables
+#: Controls made from real test images: near-copies of the reference, not generators.
+NEAR_COPIES = ("blurred", "repeated")
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,9 @@ def check_methods(methods, num_train_timesteps: int = 1000) -> list[Method]:
                          f"valid samplers: {', '.join(SAMPLERS)}")
     if len({m.key for m in methods}) != len(methods):
         raise ValueError(f"methods repeat: {[m.key for m in methods]}")
-    for m in methods:
-        if m.num_steps > num_train_timesteps:
-            raise ValueError(f"{m.label}: num_steps must be at most T={num_train_timesteps}")
+    too_long = [m.label for m in methods if m.num_steps > num_train_timesteps]
+    if too_long:
+        raise ValueError(f"{too_long[0]}: num_steps must be at most T={num_train_timesteps}")
     return methods
 
 
@@ -161,8 +162,7 @@ def sweep(model: TrainedDDPM, methods, seeds, num_samples: int, x_train: torch.T
           classifier: Classifier, batch_size: int = 256, cache: Cache | None = None,
           progress: bool = True) -> Sweep:
     """Draw (cached) and score ``num_samples`` images per method × seed: a row each, compute too."""
-    methods = check_methods(methods, model.num_train_timesteps)
-    seeds = check_seeds(seeds)
+    methods, seeds = check_methods(methods, model.num_train_timesteps), check_seeds(seeds)
     num_samples = check_num_samples(num_samples)
     batch_size = check_positive_int("batch_size", batch_size)
     check_images(x_train, "train images")
@@ -199,7 +199,6 @@ def real_reference(x_test: torch.Tensor, x_train: torch.Tensor, classifier: Clas
                    num_samples: int) -> dict:
     """Real test images scored like a sample set (FID's floor): per seed, the seed's same-size
     :func:`metrics.test_subset` (small-sample FID is biased up); once, the whole split."""
-    check_images(x_test, "test images")
     ref = _per_seed(lambda s: {"real": test_subset(x_test, num_samples, s)}, seeds, x_train,
                     classifier)["real"]
     return {**ref, "label": f"real test images ({ref['num_samples']} per seed)",
@@ -212,10 +211,6 @@ def control_labels(image_size: int) -> dict[str, str]:
     return {"noise": "uniform noise", "black": "constant black", "white": "constant white",
             "blurred": f"blurred test images ({k}×{k} box)",
             "repeated": "one test image repeated"}
-
-
-#: Controls made from real test images: near-copies of the reference, not generators.
-NEAR_COPIES = ("blurred", "repeated")
 
 
 def controls(x_test: torch.Tensor, x_train: torch.Tensor, classifier: Classifier, seeds,
@@ -268,23 +263,20 @@ def quality_bar(methods: dict, reference: dict, controls: dict | None = None,
     """Does ``baseline`` pass (see ``rule``)? The confident fraction is recorded, not judged.
     With ``controls`` the bar is applied to them and to the reference too; ``control_margin``:
     the reference's min(precision, recall) − the largest of a control's."""
-    b = methods[baseline]
-    checks = _bar_checks(b, reference, min_precision, min_recall, max_fid_ratio)
-    passed = checks.pop("passes")
+    b, limits = methods[baseline], (min_precision, min_recall, max_fid_ratio)
+    checks = _bar_checks(b, reference, *limits)
     out = {"method": baseline, "min_precision": min_precision, "min_recall": min_recall,
            "rule": (f"mean precision ≥ {min_precision:g}, mean recall ≥ {min_recall:g} and mean "
                     f"FID ≤ {max_fid_ratio:g} × the same-size real reference's"),
-           "max_fid_ratio": max_fid_ratio, "fid": b["fid"]["mean"], **checks,
-           "reference_fid": reference["fid"]["mean"], "passed": passed,
+           "max_fid_ratio": max_fid_ratio, "fid": b["fid"]["mean"],
+           "reference_fid": reference["fid"]["mean"], "passed": checks.pop("passes"), **checks,
            "confident_fraction": b["confident_fraction"]["mean"]}
     if controls:
-        ref = _bar_checks(reference, reference, min_precision, min_recall, max_fid_ratio)
-        ctl = {k: _bar_checks(c, reference, min_precision, min_recall, max_fid_ratio)
-               for k, c in controls.items()}
+        ref = _bar_checks(reference, reference, *limits)
+        ctl = {k: _bar_checks(c, reference, *limits) for k, c in controls.items()}
         lowest = {k: min(c["precision"], c["recall"]) for k, c in ctl.items()}
-        worst = max(lowest, key=lowest.get)
-        ref_min, controls_fail = min(ref["precision"], ref["recall"]), not any(
-            c["passes"] for c in ctl.values())
+        worst, ref_min = max(lowest, key=lowest.get), min(ref["precision"], ref["recall"])
+        controls_fail = not any(c["passes"] for c in ctl.values())
         out.update({
             "reference": ref, "controls": ctl, "reference_min_pr": ref_min,
             "worst_control": worst, "worst_control_min_pr": lowest[worst],
@@ -360,17 +352,12 @@ def _signed(d: dict, digits: int) -> str:
     return f"{sign}{abs(d['mean']):.{digits}f} ± {d['ci95']:.{digits}f}"
 
 
-_DIGITS = {"fid": 2, "kid": 2, "precision": 3, "recall": 3, "confident_fraction": 3,
-           "class_entropy": 3}
-
-
 def results_table(methods: dict, reference: dict, controls: dict | None = None) -> str:
     """Markdown table, each cell mean ± 95 % half-width (KID × :data:`KID_SCALE`): every method
     with its compute, the same-size and whole-split real references, then the controls in
     :data:`metrics.CONTROLS` order; ``kind`` marks near-copies of test images."""
     def scores(e):
         return {q: _cell(e.get(q), d, KID_SCALE if q == "kid" else 1.0) for q, d in _DIGITS.items()}
-
     rows = [{"set": m["label"], "kind": "sampler", "nfe": str(m["nfe"]),
              "gflops": f"{m['gflops']:.1f}", "wall_s": _cell(m["wall_s"], 1), **scores(m)}
             for m in ordered(methods).values()]
@@ -388,15 +375,13 @@ def results_table(methods: dict, reference: dict, controls: dict | None = None) 
 
 def comparison_table(comparisons: dict, baseline_label: str) -> str:
     """:func:`paired_comparisons` as a Markdown table: differences method − baseline."""
-    rows = [{"method": c["label"], "fid": _signed(c["fid"], 2),
-             **{q: _signed(c[q], 3) for q in ("precision", "recall")}, "verdict": c["verdict"],
-             "better_on": ", ".join(SCORE_NAMES[q] for q in c["better_on"]) or "–",
-             "worse_on": ", ".join(SCORE_NAMES[q] for q in c["worse_on"]) or "–"}
+    rows = [{"method": c["label"], **{q: _signed(c[q], _DIGITS[q]) for q in COMPARED},
+             "verdict": c["verdict"], **{f"{w}_on": ", ".join(SCORE_NAMES[q] for q in c[f"{w}_on"])
+                                         or "–" for w in ("better", "worse")}}
             for c in comparisons.values()]
     return markdown_table(rows, {"method": "method", "fid": f"ΔFID vs {baseline_label}",
-                                 "precision": "Δprecision", "recall": "Δrecall",
-                                 "verdict": "verdict", "better_on": "better on",
-                                 "worse_on": "worse on"})
+                                 "precision": "Δprecision", "recall": "Δrecall", "verdict":
+                                 "verdict", "better_on": "better on", "worse_on": "worse on"})
 
 
 SCHEDULER_KNOBS = ("clip_sample", "set_alpha_to_one", "algorithm_type", "solver_order",
@@ -409,7 +394,6 @@ def scheduler_settings(beta_schedule: str, methods) -> dict:
     def plain(v):  # floats finite or as text
         ok = isinstance(v, (str, bool, int)) or v is None
         return v if ok else float(v) if np.isfinite(v) else str(float(v))
-
     made = {s: make_scheduler(beta_schedule, s) for s in dict.fromkeys(m.sampler for m in methods)}
     return {s: {"class": type(sc).__name__, **{k: plain(sc.config[k]) for k in SCHEDULER_KNOBS
                                                if k in sc.config}} for s, sc in made.items()}
