@@ -1,5 +1,5 @@
-"""Quality bar for the DDPM: train (or load) the profile's model, draw DDPM-1000 samples and
-print chapter 01's quality bar on them (precision and recall, Kynkäänniemi et al. 2019, and the
+"""Quality bar for the DDPM: train (or load) the profile's model, draw samples of the full DDPM
+chain (1000 steps) and print chapter 01's quality bar on them (precision and recall, Kynkäänniemi et al. 2019, and the
 FID ratio, in the in-domain classifier's features) beside a same-size real test subset and the
 controls (noise, constant images, blurred digits, one repeated digit), one seed.
 
@@ -51,8 +51,7 @@ def main() -> None:
     res = sample(model.unet, model.beta_schedule, "ddpm", 1000, n, seed=args.seed,
                  batch_size=p.sample_batch)
     row = {"method": "ddpm_1000", "label": study.Method("ddpm", 1000).label, "sampler": "ddpm",
-           "num_steps": 1000,
-           "seed": args.seed, "num_samples": n, **study.score(res.images, x_train, clf),
+           "num_steps": 1000, "seed": args.seed, "num_samples": n, **study.score(res.images, x_train, clf),
            "nfe": res.compute.nfe, "flops": res.compute.flops,
            "gflops": res.compute.flops / 1e9, "wall_s": res.compute.wall_s}
     methods = study.summarize([row])

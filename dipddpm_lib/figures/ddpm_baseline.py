@@ -6,7 +6,7 @@ from itertools import product
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..experiments.ddpm_baseline import KID_SCALE, SAMPLER_NAMES, SCORE_NAMES, Sweep, ordered
 from ..plots import image_grid
@@ -67,8 +67,7 @@ def plot_quality_vs_compute(methods: dict, reference: dict, qualities=tuple(BETT
             y = [m[q]["mean"] * f for m in mine]
             ax.errorbar(x, y, yerr=[_err(m[q]) * f for m in mine],
                         xerr=[_err(m[c]) for m in mine], marker="o", ms=4, capsize=2,
-                        color=SAMPLER_COLORS[sampler], label=f"{SAMPLER_NAMES[sampler]} "
-                        "(points: step counts)")
+                        color=SAMPLER_COLORS[sampler], label=SAMPLER_NAMES[sampler])
             for m, xv, yv in zip(mine, x, y):
                 ax.annotate(str(m["num_steps"]), (xv, yv), fontsize=8,
                             xytext=(3, 3), textcoords="offset points")
@@ -80,14 +79,17 @@ def plot_quality_vs_compute(methods: dict, reference: dict, qualities=tuple(BETT
         ax.set_xscale("log")
         if q == "fid":
             ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        for axis in (ax.xaxis, ax.yaxis) if q == "fid" else (ax.xaxis,):  # ticks 1, 2, 5, 10, …
+            axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
         ax.tick_params(labelsize=9)
         ax.set_xlabel(COSTS[c] if i == len(qualities) - 1 else None, fontsize=10)
         ax.set_ylabel(f"{SCORE_NAMES[q]}, {BETTER[q]} is better" if j == 0 else None,
                       fontsize=10)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=10, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=10, frameon=False,
+               title="numbers at the points: step counts; error bars: 95 % t-interval over seeds",
+               title_fontsize=10)
     return fig
