@@ -13,6 +13,7 @@
   gamed (constant images are labelled confidently): report it, do not judge by it alone.
 * Class entropy: the entropy of the mean predicted class distribution / log(classes), 1 when
   every class is used equally, 0 when one class takes everything.
+* Controls (:func:`control_sets`): sets every measure must reject, scored like a sample set.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from tqdm.auto import tqdm
 
-from .cache import Cache
-from .errors import check_images
+from .cache import Cache, digest
+from .errors import check_images, check_positive_int, check_seeds
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -339,9 +340,54 @@ class GenerationScorer:
                 "confident_fraction": _confident(probs), "class_entropy": class_entropy(probs)}
 
 
+_SCORER: dict = {}
+
+
+def scorer_for(reference: torch.Tensor, classifier: Classifier) -> GenerationScorer:
+    """One :class:`GenerationScorer` kept per (reference set, classifier): scoring many sets
+    against the same reference extracts its features and k-NN radii once."""
+    key = (classifier.name, id(classifier), digest(reference))
+    if _SCORER.get("key") != key:
+        _SCORER.clear()
+        _SCORER.update(key=key, scorer=GenerationScorer(reference, classifier),
+                       classifier=classifier)
+    return _SCORER["scorer"]
+
+
 def generation_metrics(samples: torch.Tensor, reference: torch.Tensor, classifier: Classifier,
                        kid_subset: int = 100) -> dict:
     """FID, KID, precision and recall (in-domain classifier features), confident fraction and
     class entropy of ``samples`` against ``reference`` (the train split). The dict names the
     features used."""
     return GenerationScorer(reference, classifier, kid_subset)(samples)
+
+
+# --------------------------------------------------------------------------- controls
+#: Sets a quality measure must reject, in reading order.
+CONTROLS = ("noise", "black", "white", "blurred", "repeated")
+
+
+def blur_kernel(image_size: int) -> int:
+    """The blurred control's box size: ``image_size // 4 + 1`` made odd (5 at 16 px)."""
+    k = check_positive_int("image_size", image_size) // 4 + 1
+    return k + 1 - k % 2
+
+
+def test_subset(x_test: torch.Tensor, num_samples: int, seed: int) -> torch.Tensor:
+    """The seed's random subset of ``num_samples`` test images (all of them if fewer)."""
+    check_images(x_test, "test images")
+    n = min(check_positive_int("num_samples", num_samples), len(x_test))
+    seed = check_seeds([seed])[0]
+    return x_test[torch.randperm(len(x_test), generator=torch.Generator().manual_seed(seed))[:n]]
+
+
+def control_sets(x_test: torch.Tensor, num_samples: int, seed: int) -> dict[str, torch.Tensor]:
+    """:data:`CONTROLS`, each the size of a sample set: uniform noise, constant black, constant
+    white, the seed's :func:`test_subset` blurred with a box of :func:`blur_kernel` pixels, and
+    that subset's first image repeated (mode collapse)."""
+    real = test_subset(x_test, num_samples, seed).float()
+    k = blur_kernel(min(real.shape[-2:]))
+    noise = torch.rand(real.shape, generator=torch.Generator().manual_seed(seed))
+    return {"noise": noise, "black": torch.zeros_like(real), "white": torch.ones_like(real),
+            "blurred": F.avg_pool2d(real, k, 1, k // 2),
+            "repeated": real[:1].repeat(len(real), 1, 1, 1)}

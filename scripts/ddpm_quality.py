@@ -1,5 +1,5 @@
-"""Quality bar for the DDPM: train (or load) the profile's model, draw DDPM-1000 samples and
-print chapter 01's quality bar on them (precision and recall, Kynkäänniemi et al. 2019, and the
+"""Quality bar for the DDPM: train (or load) the profile's model, draw samples of the full DDPM
+chain (1000 steps) and print chapter 01's quality bar on them (precision and recall, Kynkäänniemi et al. 2019, and the
 FID ratio, in the in-domain classifier's features) beside a same-size real test subset and the
 controls (noise, constant images, blurred digits, one repeated digit), one seed.
 
@@ -11,7 +11,8 @@ import argparse
 import json
 
 
-from dipddpm_lib import generation, get_profile
+from dipddpm_lib import get_profile
+from dipddpm_lib.experiments import ddpm_baseline as study
 from dipddpm_lib.compute import Timer
 from dipddpm_lib.data import load_generation_data
 from dipddpm_lib.ddpm import sample, train_ddpm
@@ -49,14 +50,14 @@ def main() -> None:
     n = min(args.samples, len(x_test))  # the real reference and controls are test subsets
     res = sample(model.unet, model.beta_schedule, "ddpm", 1000, n, seed=args.seed,
                  batch_size=p.sample_batch)
-    row = {"method": "ddpm_1000", "label": "DDPM-1000", "sampler": "ddpm", "num_steps": 1000,
-           "seed": args.seed, "num_samples": n, **generation.score(res.images, x_train, clf),
+    row = {"method": "ddpm_1000", "label": study.Method("ddpm", 1000).label, "sampler": "ddpm",
+           "num_steps": 1000, "seed": args.seed, "num_samples": n, **study.score(res.images, x_train, clf),
            "nfe": res.compute.nfe, "flops": res.compute.flops,
            "gflops": res.compute.flops / 1e9, "wall_s": res.compute.wall_s}
-    methods = generation.summarize([row])
-    reference = generation.real_reference(x_test, x_train, clf, [args.seed], n)
-    controls = generation.controls(x_test, x_train, clf, [args.seed], n)
-    bar = generation.quality_bar(methods, reference, controls)
+    methods = study.summarize([row])
+    reference = study.real_reference(x_test, x_train, clf, [args.seed], n)
+    controls = study.controls(x_test, x_train, clf, [args.seed], n)
+    bar = study.quality_bar(methods, reference, controls)
     keys = ("fid", "kid", "precision", "recall", "confident_fraction", "class_entropy")
 
     def scores(entry):

@@ -1,0 +1,399 @@
+"""Chapter 01's study: samplers × step counts × seeds from the same prior noise, scored in-domain
+beside their compute, with the real reference, the controls, the quality bar and tidy tables."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..cache import Cache
+from ..compute import count_flops
+from ..ddpm import BETA_SCHEDULES, SAMPLERS, TrainedDDPM, make_scheduler, sample_cached
+from ..errors import check_choice, check_images, check_positive_int, check_seeds
+from ..metrics import (CONTROLS, PR_K, Classifier, blur_kernel, control_sets, scorer_for,
+                       test_subset)
+from ..profiles import Profile, check_device, get_profile
+from ..results import fmt, markdown_table, paired_difference, scaled, spread
+
+SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "dpm-solver++": "DPM-Solver++"}
+KID_SCALE = 1e3  #: KID is in squared feature units; tables and plots show it × KID_SCALE
+#: What every sample set, the real reference and every control is scored on, per seed.
+SCORES = ("fid", "kid", "precision", "recall", "confident_fraction", "class_entropy")
+#: Scores compared with the baseline, and the sign of a difference that makes a method better.
+COMPARED = {"fid": -1, "precision": +1, "recall": +1}
+SCORE_NAMES = {"fid": "FID", "kid": "KID ×10³ (feature units²)", "precision": "precision",
+               "recall": "recall", "confident_fraction": "confident fraction",
+               "class_entropy": "class entropy"}
+_DIGITS = {q: 2 if q in ("fid", "kid") else 3 for q in SCORES}  # decimals shown in tables
+#: Controls made from real test images: near-copies of the reference, not generators.
+NEAR_COPIES = ("blurred", "repeated")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One sampler at one step count, e.g. ``Method("ddim", 20)`` (key ``ddim_20``)."""
+
+    sampler: str
+    num_steps: int
+
+    def __post_init__(self):
+        check_choice("sampler", self.sampler, SAMPLERS)
+        object.__setattr__(self, "num_steps", check_positive_int(
+            f"{self.sampler} num_steps", self.num_steps))
+
+    @property
+    def key(self) -> str:  # file- and JSON-friendly: ddpm_1000, ddim_10, dpmpp_20
+        return f"{self.sampler.replace('-solver++', 'pp')}_{self.num_steps}"
+
+    @property
+    def label(self) -> str:  # reader-facing: "DDPM, 1000 steps", "DPM-Solver++, 20 steps"
+        return f"{SAMPLER_NAMES[self.sampler]}, {self.num_steps} steps"
+
+
+def check_steps(what: str, steps) -> tuple[int, ...]:
+    """A non-empty list of distinct positive whole step counts (a single int is allowed)."""
+    if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool):
+        steps = (steps,)
+    if isinstance(steps, str) or not hasattr(steps, "__iter__"):
+        raise ValueError(f"{what} must be a list of positive whole numbers, got {steps!r}")
+    steps = tuple(steps)
+    if not steps or len(set(steps)) != len(steps):
+        raise ValueError(f"{what} must be a non-empty list of distinct step counts, got {steps!r}")
+    return tuple(check_positive_int(what, s) for s in steps)
+
+
+def check_methods(methods, num_train_timesteps: int = 1000) -> list[Method]:
+    """A non-empty list of distinct :class:`Method` with at most T steps each."""
+    methods = list(methods)
+    if not methods or not all(isinstance(m, Method) for m in methods):
+        raise ValueError(f"methods must be a non-empty list of Method(sampler, num_steps); "
+                         f"valid samplers: {', '.join(SAMPLERS)}")
+    if len({m.key for m in methods}) != len(methods):
+        raise ValueError(f"methods repeat: {[m.key for m in methods]}")
+    too_long = [m.label for m in methods if m.num_steps > num_train_timesteps]
+    if too_long:
+        raise ValueError(f"{too_long[0]}: num_steps must be at most T={num_train_timesteps}")
+    return methods
+
+
+def baseline_methods(ddim_steps, dpm_steps, ddpm_steps: int = 1000) -> list[Method]:
+    """DDPM at ``ddpm_steps``, DDIM at each ``ddim_steps``, DPM-Solver++ at each ``dpm_steps``."""
+    return ([Method("ddpm", ddpm_steps)]
+            + [Method("ddim", k) for k in check_steps("sampler_steps", ddim_steps)]
+            + [Method("dpm-solver++", k) for k in check_steps("dpm_steps", dpm_steps)])
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """Chapter 01's settings, resolved against the profile; the baseline is the first method."""
+
+    profile: Profile
+    methods: list[Method]
+    seeds: tuple[int, ...]
+    train_seed: int = 0
+
+    baseline = property(lambda self: self.methods[0].key)
+    beta_schedule = property(lambda self: self.profile.beta_schedule)
+
+    def to_dict(self) -> dict:
+        """The run's settings for ``metrics.json``."""
+        p = self.profile
+        return {"profile": p.name, "beta_schedule": p.beta_schedule, "seeds": list(self.seeds),
+                "train_seed": self.train_seed, "image_size": p.image_size,
+                "train_steps": p.train_steps, "num_samples": p.num_samples,
+                "method_keys": [m.key for m in self.methods]}
+
+
+def make_plan(profile: str = "quick", seeds=None, beta_schedule=None, image_size=None,
+              train_steps=None, num_samples=None, sampler_steps=None, dpm_steps=None,
+              ddpm_steps=None, train_seed: int = 0, device=None, data_dir=None) -> SweepPlan:
+    """Chapter 01's parameters checked (a ``ValueError`` names the valid choices before anything
+    is loaded or trained); ``None`` ones from the profile (``ddpm_steps``: ddpm_sample_steps)."""
+    given = dict(beta_schedule=beta_schedule, image_size=image_size, train_steps=train_steps,
+                 num_samples=num_samples, sampler_steps=sampler_steps, dpm_steps=dpm_steps,
+                 ddpm_sample_steps=ddpm_steps, device=device, data_dir=data_dir)
+    for key in ("sampler_steps", "dpm_steps"):
+        if given[key] is not None:
+            given[key] = check_steps(key, given[key])
+    prof = check_device(get_profile(profile, **{k: v for k, v in given.items() if v is not None}))
+    check_choice("beta schedule", prof.beta_schedule, BETA_SCHEDULES)
+    size, levels = check_positive_int("image_size", prof.image_size), len(prof.unet_channels)
+    if size % 2 ** (levels - 1):  # the UNet halves the image once per extra level
+        raise ValueError(f"image_size must be a multiple of {2 ** (levels - 1)} for a "
+                         f"{levels}-level UNet, got {size}")
+    check_positive_int("train_steps", prof.train_steps)
+    check_num_samples(prof.num_samples)
+    methods = check_methods(baseline_methods(prof.sampler_steps, prof.dpm_steps,
+                                             prof.ddpm_sample_steps), prof.num_train_timesteps)
+    return SweepPlan(prof, methods, check_seeds(prof.seeds if seeds is None else seeds),
+                     check_seeds([train_seed])[0])
+
+
+def check_num_samples(num_samples) -> int:
+    """At least ``PR_K + 1`` samples per set (precision and recall need ``PR_K`` neighbours)."""
+    if check_positive_int("num_samples", num_samples) < PR_K + 1:
+        raise ValueError(f"num_samples must be at least {PR_K + 1} (precision and recall use "
+                         f"each sample's {PR_K} nearest neighbours), got {num_samples}")
+    return int(num_samples)
+
+
+@dataclass
+class Sweep:
+    """A sweep's per-seed rows (the tidy table) and its sample sets by method key and seed."""
+
+    rows: list[dict]
+    samples: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+
+    def images(self, key: str) -> torch.Tensor:
+        """Every seed's samples of one method, in seed order."""
+        return torch.cat([self.samples[key][s] for s in sorted(self.samples[key])])
+
+
+def score(images: torch.Tensor, x_train: torch.Tensor, classifier: Classifier) -> dict:
+    """:data:`SCORES` (and KID's std over subsets) of ``images`` against the train split."""
+    m = scorer_for(x_train, classifier)(images)
+    return {k: m[k] for k in (*SCORES, "kid_std", "features")}
+
+
+def sweep(model: TrainedDDPM, methods, seeds, num_samples: int, x_train: torch.Tensor,
+          classifier: Classifier, batch_size: int = 256, cache: Cache | None = None,
+          progress: bool = True) -> Sweep:
+    """Draw (cached) and score ``num_samples`` images per method × seed: a row each, compute too."""
+    methods, seeds = check_methods(methods, model.num_train_timesteps), check_seeds(seeds)
+    num_samples = check_num_samples(num_samples)
+    batch_size = check_positive_int("batch_size", batch_size)
+    check_images(x_train, "train images")
+    out = Sweep([])
+    for method, seed in tqdm(list(product(methods, seeds)), desc="sampler sweep",
+                             disable=not progress):
+        res = sample_cached(model, method.sampler, method.num_steps, num_samples, seed,
+                            batch_size, cache=cache, progress=progress)
+        out.samples.setdefault(method.key, {})[seed] = res.images
+        c = res.compute
+        out.rows.append({"method": method.key, "label": method.label, "sampler": method.sampler,
+                         "num_steps": method.num_steps, "seed": seed, "num_samples": num_samples,
+                         **score(res.images, x_train, classifier), "nfe": c.nfe,
+                         "flops": c.flops, "gflops": c.flops / 1e9, "wall_s": c.wall_s})
+    return out
+
+
+def _spreads(rows: list[dict]) -> dict:
+    return {k: spread(r[k] for r in rows) for k in SCORES if k in rows[0]}
+
+
+def _per_seed(sets, seeds, x_train: torch.Tensor, classifier: Classifier) -> dict:
+    """``sets(seed)`` → {name: images}, scored per seed: {name: (per-seed rows, spreads)}."""
+    rows: dict[str, list] = {}
+    for seed in check_seeds(seeds):
+        for name, images in sets(seed).items():
+            rows.setdefault(name, []).append({"seed": seed, "num_samples": len(images),
+                                              **score(images, x_train, classifier)})
+    return {name: {"num_samples": r[0]["num_samples"], **_spreads(r), "per_seed": r}
+            for name, r in rows.items()}
+
+
+def real_reference(x_test: torch.Tensor, x_train: torch.Tensor, classifier: Classifier, seeds,
+                   num_samples: int) -> dict:
+    """Real test images scored like a sample set (FID's floor): per seed, the seed's same-size
+    :func:`metrics.test_subset` (small-sample FID is biased up); once, the whole split."""
+    ref = _per_seed(lambda s: {"real": test_subset(x_test, num_samples, s)}, seeds, x_train,
+                    classifier)["real"]
+    return {**ref, "label": f"real test images ({ref['num_samples']} per seed)",
+            "full_test": {"num_samples": len(x_test), **score(x_test, x_train, classifier)}}
+
+
+def control_labels(image_size: int) -> dict[str, str]:
+    """Reader-facing names of :data:`metrics.CONTROLS`."""
+    k = blur_kernel(image_size)
+    return {"noise": "uniform noise", "black": "constant black", "white": "constant white",
+            "blurred": f"blurred test images ({k}×{k} box)",
+            "repeated": "one test image repeated"}
+
+
+def controls(x_test: torch.Tensor, x_train: torch.Tensor, classifier: Classifier, seeds,
+             num_samples: int) -> dict:
+    """Every control of :func:`metrics.control_sets` scored like a sample set, per seed."""
+    check_images(x_test, "test images")
+    labels = control_labels(min(x_test.shape[-2:]))
+    scored = _per_seed(lambda s: control_sets(x_test, num_samples, s), seeds, x_train, classifier)
+    return {name: {"label": labels[name], **c} for name, c in scored.items()}
+
+
+def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
+    """Training's FLOPs (a batch's forward + backward × steps), seconds, parameters, final loss."""
+    unet = model.unet
+    c, s = unet.config.in_channels, unet.config.sample_size
+    x = torch.zeros(profile.batch_size, c, s, s, device=unet.device)
+    t = torch.zeros(profile.batch_size, dtype=torch.long, device=unet.device)
+    flops_per_step, _ = count_flops(lambda: unet(x, t).sample.square().mean().backward())
+    unet.zero_grad(set_to_none=True)
+    flops = flops_per_step * profile.train_steps
+    return {"steps": profile.train_steps, "batch_size": profile.batch_size,
+            "seconds": model.meta["train_seconds"], "n_params": model.meta["n_params"],
+            "final_loss": model.meta["final_loss"], "flops": flops, "gflops": flops / 1e9}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per method: its rows, the :func:`results.spread` of each score and wall time, its compute."""
+    out = {}
+    for key in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == key]
+        fixed = ("label", "sampler", "num_steps", "num_samples", "features", "nfe", "gflops")
+        out[key] = {**{k: mine[0][k] for k in fixed}, "per_seed": mine, **_spreads(mine),
+                    "gflops_per_image": mine[0]["gflops"] / mine[0]["num_samples"],
+                    "wall_s": spread(r["wall_s"] for r in mine)}
+    return out
+
+
+def _bar_checks(entry: dict, reference: dict, min_precision: float, min_recall: float,
+                max_fid_ratio: float) -> dict:
+    p, r = entry["precision"]["mean"], entry["recall"]["mean"]
+    ratio = entry["fid"]["mean"] / reference["fid"]["mean"]
+    ok = {"precision_ok": p >= min_precision, "recall_ok": r >= min_recall,
+          "fid_ok": ratio <= max_fid_ratio}
+    return {"precision": p, "recall": r, "fid_ratio": ratio, **ok, "passes": all(ok.values())}
+
+
+def quality_bar(methods: dict, reference: dict, controls: dict | None = None,
+                baseline: str = "ddpm_1000", min_precision: float = 0.5, min_recall: float = 0.5,
+                max_fid_ratio: float = 3.0) -> dict:
+    """Does ``baseline`` pass (see ``rule``)? The confident fraction is recorded, not judged.
+    With ``controls`` the bar is applied to them and to the reference too; ``control_margin``:
+    the reference's min(precision, recall) − the largest of a control's."""
+    b, limits = methods[baseline], (min_precision, min_recall, max_fid_ratio)
+    checks = _bar_checks(b, reference, *limits)
+    out = {"method": baseline, "min_precision": min_precision, "min_recall": min_recall,
+           "rule": (f"mean precision ≥ {min_precision:g}, mean recall ≥ {min_recall:g} and mean "
+                    f"FID ≤ {max_fid_ratio:g} × the same-size real reference's"),
+           "max_fid_ratio": max_fid_ratio, "fid": b["fid"]["mean"],
+           "reference_fid": reference["fid"]["mean"], "passed": checks.pop("passes"), **checks,
+           "confident_fraction": b["confident_fraction"]["mean"]}
+    if controls:
+        ref = _bar_checks(reference, reference, *limits)
+        ctl = {k: _bar_checks(c, reference, *limits) for k, c in controls.items()}
+        lowest = {k: min(c["precision"], c["recall"]) for k, c in ctl.items()}
+        worst, ref_min = max(lowest, key=lowest.get), min(ref["precision"], ref["recall"])
+        controls_fail = not any(c["passes"] for c in ctl.values())
+        out.update({
+            "reference": ref, "controls": ctl, "reference_min_pr": ref_min,
+            "worst_control": worst, "worst_control_min_pr": lowest[worst],
+            "control_margin": ref_min - lowest[worst], "controls_fail": controls_fail,
+            "reference_passes": ref["passes"],
+            "controls_fail_reference_passes": bool(ref["passes"] and controls_fail)})
+    return out
+
+
+def ordered(methods: dict) -> dict:
+    """Method summaries by sampler, then step count (a JSON round trip sorts keys)."""
+    return dict(sorted(methods.items(), key=lambda kv: (SAMPLERS.index(kv[1]["sampler"]),
+                                                        kv[1]["num_steps"])))
+
+
+def closest_to(methods: dict, baseline: str = "ddpm_1000") -> str:
+    """The key of the non-baseline method whose mean FID is nearest the baseline's."""
+    others = [k for k in methods if k != baseline]
+    if not others:
+        raise ValueError("no method besides the baseline to compare with")
+    target = methods[baseline]["fid"]["mean"]
+    return min(others, key=lambda k: abs(methods[k]["fid"]["mean"] - target))
+
+
+def failed(methods: dict, reference: dict, fail_ratio: float = 10.0) -> list[str]:
+    """Keys of the methods whose mean FID exceeds ``fail_ratio`` × the real reference's."""
+    return [k for k, m in ordered(methods).items()
+            if m["fid"]["mean"] > fail_ratio * reference["fid"]["mean"]]
+
+
+def paired(a: dict, b: dict, q: str) -> dict:
+    """:func:`results.paired_difference` ``a − b`` of score ``q`` over the seeds both have."""
+    av, bv = ({r["seed"]: r[q] for r in e["per_seed"]} for e in (a, b))
+    seeds = [s for s in av if s in bv]
+    return paired_difference([av[s] for s in seeds], [bv[s] for s in seeds])
+
+
+def paired_comparisons(methods: dict, baseline: str = "ddpm_1000") -> dict:
+    """Every other method − ``baseline``, paired, on :data:`COMPARED`; verdict ``better``
+    (``worse``): resolved for (against) it and none the other way, ``mixed``, ``not resolved``."""
+    b, out = methods[baseline], {}
+    for key, m in ordered(methods).items():
+        if key == baseline:
+            continue
+        diffs = {q: paired(m, b, q) for q in COMPARED}
+        good = [q for q, d in diffs.items() if d["resolved"] and d["mean"] * COMPARED[q] > 0]
+        bad = [q for q, d in diffs.items() if d["resolved"] and d["mean"] * COMPARED[q] < 0]
+        verdict = ("mixed" if good and bad else "better" if good else "worse" if bad
+                   else "not resolved")
+        out[key] = {"label": m["label"], **diffs, "better_on": good, "worse_on": bad,
+                    "verdict": verdict}
+    return out
+
+
+def steps_effect(methods: dict, sampler: str) -> dict:
+    """A sampler's fewest- and most-step methods and their paired FID difference (most − fewest)."""
+    mine = sorted((k for k, m in methods.items() if m["sampler"] == sampler),
+                  key=lambda k: methods[k]["num_steps"])
+    if len(mine) < 2:
+        raise ValueError(f"{sampler} runs at fewer than two step counts: {mine}")
+    return {"fewest": mine[0], "most": mine[-1], "steps": [methods[k]["num_steps"] for k in mine],
+            "fid": paired(methods[mine[-1]], methods[mine[0]], "fid")}
+
+
+def _cell(s, digits: int = 2, factor: float = 1.0) -> str:
+    if s is None:
+        return "–"
+    return fmt(scaled(s, factor), digits) if isinstance(s, dict) else f"{s * factor:.{digits}f}"
+
+
+def _signed(d: dict, digits: int) -> str:
+    sign = "+" if round(d["mean"], digits) >= 0 else "−"
+    return f"{sign}{abs(d['mean']):.{digits}f} ± {d['ci95']:.{digits}f}"
+
+
+def results_table(methods: dict, reference: dict, controls: dict | None = None) -> str:
+    """Markdown table, each cell mean ± 95 % half-width (KID × :data:`KID_SCALE`): every method
+    with its compute, the same-size and whole-split real references, then the controls in
+    :data:`metrics.CONTROLS` order; ``kind`` marks near-copies of test images."""
+    def scores(e):
+        return {q: _cell(e.get(q), d, KID_SCALE if q == "kid" else 1.0) for q, d in _DIGITS.items()}
+    rows = [{"set": m["label"], "kind": "sampler", "nfe": str(m["nfe"]),
+             "gflops": f"{m['gflops']:.1f}", "wall_s": _cell(m["wall_s"], 1), **scores(m)}
+            for m in ordered(methods).values()]
+    full = reference["full_test"]
+    rows.append({"set": reference["label"], "kind": "real images", **scores(reference)})
+    rows.append({"set": f"real test images (all {full['num_samples']}, for information)",
+                 "kind": "real images", **scores(full)})
+    for k in sorted(controls or {}, key=lambda k: (CONTROLS + (k,)).index(k)):
+        rows.append({"set": f"control: {controls[k]['label']}", **scores(controls[k]),
+                     "kind": "near-copy of test images" if k in NEAR_COPIES else "control"})
+    cols = {"set": "set", "kind": "kind", "nfe": "NFE", "gflops": "GFLOPs / set",
+            "wall_s": "wall s / set", **SCORE_NAMES}
+    return markdown_table([{k: r.get(k, "–") for k in cols} for r in rows], cols)
+
+
+def comparison_table(comparisons: dict, baseline_label: str) -> str:
+    """:func:`paired_comparisons` as a Markdown table: differences method − baseline."""
+    rows = [{"method": c["label"], **{q: _signed(c[q], _DIGITS[q]) for q in COMPARED},
+             "verdict": c["verdict"], **{f"{w}_on": ", ".join(SCORE_NAMES[q] for q in c[f"{w}_on"])
+                                         or "–" for w in ("better", "worse")}}
+            for c in comparisons.values()]
+    return markdown_table(rows, {"method": "method", "fid": f"ΔFID vs {baseline_label}",
+                                 "precision": "Δprecision", "recall": "Δrecall", "verdict":
+                                 "verdict", "better_on": "better on", "worse_on": "worse on"})
+
+
+SCHEDULER_KNOBS = ("clip_sample", "set_alpha_to_one", "algorithm_type", "solver_order",
+                   "thresholding", "sample_max_value", "lambda_min_clipped", "final_sigmas_type",
+                   "timestep_spacing", "prediction_type")
+
+
+def scheduler_settings(beta_schedule: str, methods) -> dict:
+    """Each sampler's diffusers scheduler class and ``SCHEDULER_KNOBS`` settings, JSON-safe."""
+    def plain(v):  # floats finite or as text
+        ok = isinstance(v, (str, bool, int)) or v is None
+        return v if ok else float(v) if np.isfinite(v) else str(float(v))
+    made = {s: make_scheduler(beta_schedule, s) for s in dict.fromkeys(m.sampler for m in methods)}
+    return {s: {"class": type(sc).__name__, **{k: plain(sc.config[k]) for k in SCHEDULER_KNOBS
+                                               if k in sc.config}} for s, sc in made.items()}
