@@ -470,9 +470,12 @@ def section_markdown(chapter: str, results: dict) -> str:
 
 
 def _ddpm_section(m: dict) -> str:
-    from . import generation
-    return generation.results_table(m["methods"], m["reference_real_test"], m.get("controls")) \
-        + "\n\n" + generation.findings(m)
+    from .experiments import ddpm_baseline as ch01
+    label = m["methods"][m["quality_bar"]["method"]]["label"]
+    paired = {k: m["paired_vs_baseline"][k] for k in ch01.ordered(m["methods"])
+              if k in m.get("paired_vs_baseline", {})}
+    return (ch01.results_table(m["methods"], m["reference_real_test"], m.get("controls"))
+            + ("\n\n" + ch01.comparison_table(paired, label) if paired else ""))
 
 
 def _settings_line(m: dict) -> str:

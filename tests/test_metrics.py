@@ -111,7 +111,7 @@ def test_precision_recall_bad_inputs(real, fake, kwargs, match):
 
 def test_precision_recall_in_pixel_space_rejects_every_control():
     """No trained network: raw pixels as features, so the margins do not depend on training."""
-    from dipddpm_lib.generation import control_sets
+    from dipddpm_lib.metrics import control_sets
 
     xtr, _ = load_digits(16, "train")
     xte, _ = load_digits(16, "test")
