@@ -102,8 +102,8 @@ def test_a_device_this_machine_lacks_is_one_clear_error_unless_the_cpu_is_asked_
 def test_chapter_plans_check_the_device_before_any_work(monkeypatch, tmp_path):
     import torch
 
-    from dipddpm_lib import generation, restoration
-    from dipddpm_lib.experiments import early_stopping
+    from dipddpm_lib import generation
+    from dipddpm_lib.experiments import dip_baseline as restoration, early_stopping
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for plan in (lambda **k: generation.make_plan("full", **k),

@@ -1,0 +1,469 @@
+"""Chapter 02: DIP over images × seeds, beside the classical restorers of the task.
+
+Every image is degraded once (noise seed fixed), so seeds vary DIP's initialisation only
+(network weights, input noise, reg-noise). For every seed, one grouped, cached
+:func:`dipddpm_lib.dip.fit` holds one independent network per image. Per image: final and
+peak PSNR, the peak's iteration, SSIM, wall seconds and FLOPs as :func:`results.spread` over
+seeds, and each classical method (:mod:`dipddpm_lib.methods.classical`) on the same observation.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .. import dip
+from ..cache import Cache, cached
+from ..compute import Compute, Timer
+from ..data import check_photos, load_photo, photo_name, photo_roles
+from ..errors import check_choice, check_positive_float, check_positive_int, check_seeds, check_sigma
+from ..methods import classical
+from ..metrics import psnr, ssim
+from ..profiles import Profile, check_device, get_profile
+from ..results import fmt, markdown_table, save_array, spread
+
+NOTEBOOK = "02_dip_baseline"
+#: Classical restorers per task, in table order.
+CLASSICAL = classical.BY_TASK
+#: Tasks shown once each beside the main task (noiseless, on one image each).
+SHOWCASE_TASKS = ("inpaint", "sr4")
+#: Network knobs the ``arch`` parameter may set.
+ARCH_KEYS = ("scales", "channels", "skip_channels", "input_depth", "upsample")
+FLOPS_NOT_COUNTED = "not counted: scikit-image code, outside torch's FLOP counter"
+#: Human names of the methods, for tables, labels and sentences.
+METHOD_NAMES = {**classical.NAMES, "observed": "observed", "dip_final": "DIP (final)",
+                "dip_peak": "DIP (peak, oracle)"}
+
+
+def observed_image(degradation: dip.Degradation, size: tuple[int, int]) -> torch.Tensor:
+    """The observation at the clean image's size (×4 nearest-neighbour for ``sr4``), clipped:
+    what the reader sees as the input, and what ``observed_psnr`` scores."""
+    y = degradation.observation
+    if tuple(y.shape[-2:]) != tuple(size):
+        y = F.interpolate(y, size=size, mode="nearest")
+    return y.clamp(0, 1)
+
+
+@dataclass
+class ClassicalResult:
+    """One classical restoration: its output, scores against the clean image, wall seconds."""
+
+    method: str
+    output: torch.Tensor
+    psnr: float
+    ssim: float
+    wall_s: float
+    settings: dict
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (no FLOP count: see ``FLOPS_NOT_COUNTED``)."""
+        return {"psnr": self.psnr, "ssim": self.ssim, "wall_s": self.wall_s, "flops": None,
+                "flops_note": FLOPS_NOT_COUNTED, "settings": self.settings}
+
+
+def classical_restore(method: str, degradation: dip.Degradation,
+                      clean: torch.Tensor) -> ClassicalResult:
+    """Restore one observation with a classical method of its task, scored against ``clean``."""
+    with Timer() as timer:
+        x, settings = classical.restore(method, degradation, tuple(clean.shape[-2:]))
+    return ClassicalResult(method, x, float(psnr(x, clean)), float(ssim(x, clean)),
+                           timer.seconds, settings)
+
+
+# --------------------------------------------------------------------------- cached DIP fits
+@dataclass
+class DIPImageFit:
+    """One image's DIP fit under one seed (one network of a grouped fit); ``flops`` and
+    ``wall_s`` are the grouped fit's divided evenly among its networks."""
+
+    seed: int
+    history: dict[str, np.ndarray]
+    output: torch.Tensor
+    output_ema: torch.Tensor
+    best_output: torch.Tensor
+    best_iteration: int
+    flops: float
+    wall_s: float
+    from_cache: bool
+
+
+def _columns(v) -> np.ndarray:
+    """A history array as iterations × N (``dip.fit`` drops the N axis for one image)."""
+    a = np.asarray(v, dtype=np.float32)
+    return a.reshape(len(a), -1)
+
+
+def fit_cached(degradation: dip.Degradation, clean: torch.Tensor, cfg: dip.DIPConfig,
+               iterations: int, seed: int = 0, lr: float = 0.01,
+               reg_noise_std: float = 1.0 / 30.0, ema: float = 0.99,
+               cache: Cache | None = None, device: str = "cpu",
+               callback=None) -> list[DIPImageFit]:
+    """``dip.fit`` of the N images in ``degradation`` under ``seed`` (one network each),
+    through :func:`cache.cached`; one :class:`DIPImageFit` per image. ``callback`` is
+    ``dip.fit``'s per-step callback (it must not stop the fit). A cached fit keeps the wall
+    seconds measured when it was computed (``from_cache`` says so)."""
+    computed = []
+
+    def compute():
+        r = dip.fit(degradation, cfg, iterations, clean=clean, lr=lr, reg_noise_std=reg_noise_std,
+                    ema=ema, seed=seed, device=device, progress=False, callback=callback)
+        computed.append(True)
+        best = np.atleast_1d(np.asarray(r.best_iteration, dtype=np.int64))
+        return ({"output": r.output, "output_ema": r.output_ema, "best_output": r.best_output,
+                 "best_iteration": torch.from_numpy(best),
+                 **{f"history.{k}": torch.from_numpy(_columns(v)) for k, v in r.history.items()}},
+                {"compute": asdict(r.compute), "stopped_at": r.stopped_at})
+
+    key = {"task": degradation.task, "observation": degradation.observation,
+           "mask": degradation.mask, "clean": clean, "arch": cfg, "iterations": iterations,
+           "seed": seed, "lr": lr, "reg_noise_std": reg_noise_std, "ema": ema, "device": device}
+    t, meta = cached("dip_fit", key, compute, cache)
+    hist = {k.split(".", 1)[1]: v.numpy() for k, v in t.items() if k.startswith("history.")}
+    c, n = Compute(**meta["compute"]), len(t["best_iteration"])
+    return [DIPImageFit(seed, {k: v[:, i] for k, v in hist.items()}, t["output"][i:i + 1],
+                        t["output_ema"][i:i + 1], t["best_output"][i:i + 1],
+                        int(t["best_iteration"][i]), c.flops / n, c.wall_s / n, not computed)
+            for i in range(n)]
+
+
+# --------------------------------------------------------------------------- one image
+def peak(curve: np.ndarray) -> tuple[float, int]:
+    """Peak value and its 1-based iteration."""
+    j = int(np.nanargmax(curve))
+    return float(curve[j]), j + 1
+
+
+@dataclass
+class ImageRestoration:
+    """One image's restoration: observation, DIP fits over seeds, classical baselines."""
+
+    name: str
+    clean: torch.Tensor
+    degradation: dip.Degradation
+    fits: list[DIPImageFit]
+    classical: dict[str, ClassicalResult]
+
+    @property
+    def task(self) -> str:
+        return self.degradation.task
+
+    @property
+    def observed(self) -> torch.Tensor:
+        """The observation at the clean size (see :func:`observed_image`)."""
+        return observed_image(self.degradation, tuple(self.clean.shape[-2:]))
+
+    def observed_psnr(self) -> float:
+        """PSNR of the observation (as shown) against the clean image."""
+        return float(psnr(self.observed, self.clean))
+
+    def curves(self) -> dict[str, np.ndarray]:
+        """Each logged PSNR curve as seeds × iterations."""
+        return {k: np.stack([f.history[k] for f in self.fits]) for k in self.fits[0].history}
+
+    def final_outputs(self) -> torch.Tensor:
+        """DIP's final (EMA) outputs, one per seed: S×C×H×W."""
+        return torch.cat([f.output_ema for f in self.fits])
+
+    def peak_outputs(self) -> torch.Tensor:
+        """DIP's peak (best clean PSNR, raw or EMA) outputs, one per seed: S×C×H×W."""
+        return torch.cat([f.best_output for f in self.fits])
+
+    def dip_summary(self) -> dict:
+        """Final, peak, the peak's iteration, SSIM, wall seconds and GFLOPs, each a
+        :func:`spread` over seeds. Final = the EMA output after the last iteration
+        (``final_psnr_raw``: the raw one); peak = the best clean-PSNR output, raw or EMA (an
+        oracle: it needs the clean image)."""
+        per_seed = []
+        for f in self.fits:
+            (raw, at_raw), (avg, at_avg) = peak(f.history["psnr_clean"]), peak(f.history["psnr_clean_ema"])
+            per_seed.append({
+                "final_psnr": f.history["psnr_clean_ema"][-1], "final_psnr_raw": f.history["psnr_clean"][-1],
+                "peak_psnr": max(raw, avg), "peak_iteration": f.best_iteration,
+                "peak_psnr_raw": raw, "peak_iteration_raw": at_raw,
+                "peak_psnr_ema": avg, "peak_iteration_ema": at_avg,
+                "final_ssim": ssim(f.output_ema, self.clean), "peak_ssim": ssim(f.best_output, self.clean),
+                "wall_s": f.wall_s, "gflops": f.flops / 1e9})
+        out = {k: spread([float(s[k]) for s in per_seed]) for k in per_seed[0]}
+        return {**out, "iterations": len(self.fits[0].history["psnr_clean"]),
+                "seeds": [f.seed for f in self.fits], "from_cache": [f.from_cache for f in self.fits],
+                "final": "EMA output after the last iteration",
+                "peak": "best clean-PSNR output, raw or EMA (oracle: needs the clean image)",
+                "wall_s_note": "a seed's grouped fit of all images, divided by the number of images"}
+
+    def metrics(self) -> dict:
+        """Everything reported for this image: observation, DIP, each classical method."""
+        out = {"observed_psnr": self.observed_psnr(),
+               "observed_ssim": float(ssim(self.observed, self.clean)), "dip": self.dip_summary(),
+               **{m: c.to_dict() for m, c in self.classical.items()}}
+        return {**out, "comparison": compare(out, list(self.classical))}
+
+
+def compare(image_metrics: dict, methods: list[str]) -> dict:
+    """Where the classical methods stand against DIP's final and peak (mean over seeds)."""
+    d, observed = image_metrics["dip"], image_metrics["observed_psnr"]
+    scores = {m: image_metrics[m]["psnr"] for m in methods}
+    best = max(scores, key=scores.get)
+    return {"best_classical": best, "best_classical_psnr": scores[best],
+            "classical_at_least_dip_final": [m for m in methods if scores[m] >= d["final_psnr"]["mean"]],
+            "classical_at_least_dip_peak": [m for m in methods if scores[m] >= d["peak_psnr"]["mean"]],
+            "dip_peak_gain_db_worst_seed": d["peak_psnr"]["min"] - observed,
+            "dip_peak_gain_db_mean": d["peak_psnr"]["mean"] - observed,
+            "dip_final_below_peak_db": d["peak_psnr"]["mean"] - d["final_psnr"]["mean"],
+            "peak_before_last_iteration": d["peak_iteration"]["max"] < d["iterations"]}
+
+
+def restore(images: dict[str, torch.Tensor], task: str, sigma: float, cfg: dip.DIPConfig,
+            iterations: int, seeds, noise_seed: int = 0, lr: float = 0.01,
+            reg_noise_std: float = 1.0 / 30.0, ema: float = 0.99, cache: Cache | None = None,
+            device: str = "cpu", progress: bool = True) -> list[ImageRestoration]:
+    """Degrade every image (noise seed fixed), run the task's classical restorers, then DIP
+    under every seed: one grouped, cached fit per seed holds one network per image."""
+    check_choice("task", task, dip.TASKS)
+    sigma, iterations, seeds = check_sigma(sigma), check_positive_int("iterations", iterations), check_seeds(seeds)
+    if not images:
+        raise ValueError("no images given; name at least one photograph")
+    shapes = {tuple(x.shape) for x in images.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"images must share one shape (load them at one size), got {sorted(shapes)}")
+    check_image_size(cfg, shapes.pop()[-1])
+    degs = {name: dip.degrade(x, task, sigma, seed=noise_seed) for name, x in images.items()}
+    done = {name: {m: classical_restore(m, degs[name], x) for m in CLASSICAL[task]}
+            for name, x in images.items()}
+    stacked, clean = dip.stack_degradations(list(degs.values())), torch.cat(list(images.values()))
+    fits = []
+    with tqdm(total=len(seeds) * iterations, disable=not progress, mininterval=5,
+              desc=f"DIP {task}: {len(images)} image(s) × {len(seeds)} seed(s), steps") as bar:
+        for s in seeds:
+            fits.append(fit_cached(stacked, clean, cfg, iterations, s, lr, reg_noise_std, ema,
+                                   cache, device, callback=lambda *_: bar.update(1)))
+            bar.update(iterations if fits[-1][0].from_cache else 0)
+    return [ImageRestoration(name, x, degs[name], [f[i] for f in fits], done[name])
+            for i, (name, x) in enumerate(images.items())]
+
+
+def check_image_size(cfg: dip.DIPConfig, size: int) -> int:
+    """``size`` must be a positive multiple of 32 (photo loader) and of 2**scales (network)."""
+    size = check_positive_int("image_size", size)
+    step = max(32, cfg.min_size)
+    if size % step:
+        raise ValueError(f"image_size must be a multiple of {step} (photographs load at multiples "
+                         f"of 32; a {cfg.scales}-scale DIP halves the image {cfg.scales} times), "
+                         f"got {size}")
+    return size
+
+
+# --------------------------------------------------------------------------- the chapter's plan
+@dataclass(frozen=True)
+class BaselinePlan:
+    """Chapter 02's parameters, resolved against the profile and validated."""
+
+    profile: Profile
+    seeds: tuple[int, ...]
+    images: tuple[str, ...]
+    image_size: int
+    sigma: float
+    task: str
+    iterations: int
+    arch: dip.DIPConfig
+    showcase_iterations: int
+    showcases: dict = field(default_factory=dict)  # task -> image name
+    noise_seed: int = 0
+    settings: dict = field(default_factory=dict)  # where the tunable settings came from
+
+    def to_dict(self) -> dict:
+        """The run's settings for ``metrics.json``, with where each tunable one came from
+        (``settings_source``) and the photo set of each image (``photo_sets``)."""
+        p = self.profile
+        return {"profile": p.name, "seeds": list(self.seeds), "images": list(self.images),
+                "photo_sets": photo_roles(p, [*self.images, *self.showcases.values()]),
+                "settings_source": self.settings,
+                "image_size": self.image_size, "sigma": self.sigma, "task": self.task,
+                "iterations": self.iterations, "arch": asdict(self.arch),
+                "optimiser": {"name": "Adam", "lr": p.dip_lr, "reg_noise_std": p.dip_reg_noise_std,
+                              "ema": p.dip_ema},
+                "noise_seed": self.noise_seed, "showcases": dict(self.showcases),
+                "showcase_iterations": self.showcase_iterations, "showcase_sigma": 0.0}
+
+    def _restore(self, names, task, sigma, iterations, cache, progress) -> list[ImageRestoration]:
+        p = self.profile
+        images = {n: load_photo(n, self.image_size) for n in names}
+        return restore(images, task, sigma, self.arch, iterations, self.seeds, self.noise_seed,
+                       p.dip_lr, p.dip_reg_noise_std, p.dip_ema, cache, p.device, progress)
+
+    def run_main(self, cache: Cache | None = None, progress: bool = True) -> list[ImageRestoration]:
+        """The main task on every image."""
+        return self._restore(self.images, self.task, self.sigma, self.iterations, cache, progress)
+
+    def run_showcases(self, cache: Cache | None = None,
+                      progress: bool = True) -> dict[str, ImageRestoration]:
+        """Each showcase task (noiseless) on its one image."""
+        return {task: self._restore([name], task, 0.0, self.showcase_iterations, cache, progress)[0]
+                for task, name in self.showcases.items()}
+
+
+def make_arch(profile: Profile, arch: dict | None) -> dip.DIPConfig:
+    """The profile's DIP network with the knobs in ``arch`` (keys: ``ARCH_KEYS``) overridden."""
+    arch = dict(arch or {})
+    unknown = sorted(set(arch) - set(ARCH_KEYS))
+    if unknown:
+        raise ValueError(f"unknown arch key(s) {unknown}; valid keys: {', '.join(ARCH_KEYS)}")
+    cfg = dip.DIPConfig.from_profile(profile, **arch)
+    for key in ("scales", "channels", "input_depth"):
+        check_positive_int(f"arch {key}", getattr(cfg, key))
+    if isinstance(cfg.skip_channels, bool) or not isinstance(cfg.skip_channels, int) \
+            or cfg.skip_channels < 0:
+        raise ValueError(f"arch skip_channels must be a whole number >= 0, got {cfg.skip_channels!r}")
+    check_choice("arch upsample", cfg.upsample, dip.UPSAMPLE_MODES)
+    return cfg
+
+
+def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
+              sigma=25.0, task: str = "denoise", iterations=None, arch: dict | None = None,
+              showcase_iterations=None, inpaint_image: str | None = None,
+              sr4_image: str | None = None, lr=None, tuned=None, device=None) -> BaselinePlan:
+    """Validate the notebook's parameters and fill the ``None`` ones from the profile.
+
+    Raises ``ValueError`` naming the valid choices before anything is loaded or fitted.
+    Showcases: every task of ``SHOWCASE_TASKS`` other than ``task``, on ``inpaint_image``
+    (default: the first image) and ``sr4_image`` (default: the last image). ``lr``: DIP's
+    Adam step size. ``tuned``: a ``tuned.json`` from the ablation grids' collate step, whose
+    DIP depth, width and learning rate replace the profile's (an explicit ``arch`` key or
+    ``lr`` wins over both); a bad file or value raises here, as does a ``device`` this
+    machine lacks.
+    """
+    from ..sweep import tuned_overrides
+
+    given = dict(arch or {}) if isinstance(arch, dict) else {}
+    overrides, record = tuned_overrides(profile, tuned, NOTEBOOK, {
+        "dip_scales": given.get("scales"), "dip_channels": given.get("channels"), "dip_lr": lr})
+    if device is not None:
+        overrides = {**overrides, "device": device}
+    prof = check_device(get_profile(profile, **overrides))
+    if lr is not None:
+        prof = get_profile(profile, **{**overrides, "dip_lr": check_positive_float("lr", lr)})
+    check_choice("task", task, dip.TASKS)
+    cfg = make_arch(prof, arch)
+    size = prof.photo_size if image_size is None else image_size
+    min_size = size if isinstance(size, int) else None
+    names = check_photos(prof.dip_baseline_photos if images is None else images, "images", min_size)
+    chosen = {"inpaint": inpaint_image or names[0], "sr4": sr4_image or names[-1]}
+    showcases = {t: check_photos(chosen[t], f"{t}_image", min_size)[0]
+                 for t in SHOWCASE_TASKS if t != task}
+    return BaselinePlan(
+        profile=prof, seeds=check_seeds(prof.seeds if seeds is None else seeds), images=names,
+        image_size=check_image_size(cfg, size), sigma=check_sigma(sigma), task=task,
+        iterations=check_positive_int("iterations", prof.dip_baseline_iterations
+                                      if iterations is None else iterations),
+        arch=cfg,
+        showcase_iterations=check_positive_int("showcase_iterations", prof.dip_showcase_iterations
+                                               if showcase_iterations is None else showcase_iterations),
+        showcases=showcases, settings=record)
+
+
+# --------------------------------------------------------------------------- results
+def chapter_metrics(plan: BaselinePlan, main: list[ImageRestoration],
+                    showcases: dict[str, ImageRestoration], min_gain_db: float = 5.0) -> dict:
+    """Everything chapter 02 reports, as one JSON-able dict for ``metrics.json``."""
+    per_image = {r.name: r.metrics() for r in main}
+    return {**plan.to_dict(), "per_image": per_image,
+            "summary": summarise(per_image, list(CLASSICAL[plan.task]), min_gain_db),
+            **{task: {"image": r.name, "sigma": 0.0, "iterations": plan.showcase_iterations,
+                      "seeds": list(plan.seeds), **r.metrics()} for task, r in showcases.items()},
+            "compute": compute_totals([*main, *showcases.values()])}
+
+
+def summarise(per_image: dict, methods: list[str], min_gain_db: float = 5.0) -> dict:
+    """Means over images, the quality bar (DIP's worst-seed peak beats the observation by
+    ``min_gain_db`` on every image) and where each classical method matches DIP."""
+    def mean(f):
+        return float(np.mean([f(m) for m in per_image.values()]))
+
+    def where(k, m):  # images on which classical method m scores at least DIP's k
+        return [n for n, im in per_image.items() if m in im["comparison"][f"classical_at_least_dip_{k}"]]
+
+    gains = {n: m["comparison"]["dip_peak_gain_db_worst_seed"] for n, m in per_image.items()}
+    dip_means = {f"dip_{w}_{q}": mean(lambda m, w=w, q=q: m["dip"][f"{w}_{q}"]["mean"])
+                 for q in ("psnr", "ssim") for w in ("final", "peak")}
+    return {
+        "mean_over_images": {"observed_psnr": mean(lambda m: m["observed_psnr"]), **dip_means,
+                             **{f"{k}_{q}": mean(lambda m, k=k, q=q: m[k][q])
+                                for q in ("psnr", "ssim") for k in methods}},
+        "quality_bar": {"rule": f"DIP peak PSNR (worst seed) - observed PSNR >= {min_gain_db} dB "
+                                "on every image", "threshold_db": min_gain_db, "gain_db": gains,
+                        "passed": bool(all(g >= min_gain_db for g in gains.values()))},
+        "classical_at_least_dip_final": {m: where("final", m) for m in methods},
+        "classical_at_least_dip_peak": {m: where("peak", m) for m in methods},
+        "peak_before_last_iteration": {n: m["comparison"]["peak_before_last_iteration"]
+                                       for n, m in per_image.items()},
+    }
+
+
+def compute_totals(restorations: list[ImageRestoration]) -> dict:
+    """Total DIP compute (iterations, GFLOPs, wall seconds) and classical wall seconds."""
+    fits = [f for r in restorations for f in r.fits]
+    return {"dip": {"networks_fitted": len(fits),
+                    "iterations": int(sum(len(f.history["psnr_clean"]) for f in fits)),
+                    "gflops": float(sum(f.flops for f in fits) / 1e9),
+                    "wall_s": float(sum(f.wall_s for f in fits)),
+                    "all_from_cache": bool(all(f.from_cache for f in fits)),
+                    "wall_s_note": "measured when each fit was computed (cached fits keep it)"},
+            "classical": {"runs": sum(len(r.classical) for r in restorations),
+                          "wall_s": float(sum(c.wall_s for r in restorations
+                                              for c in r.classical.values())),
+                          "flops": None, "flops_note": FLOPS_NOT_COUNTED}}
+
+
+def save_arrays(out_dir, r: ImageRestoration, prefix: str = "") -> list[str]:
+    """Save ``clean_``, ``observed_``, ``dip_final_``, ``dip_peak_`` (S×C×H×W, one per seed),
+    each classical output and, for inpainting, the mask, as ``<prefix><kind>_<image>.npy``
+    (``<image>``: the photograph's name, or its file's stem)."""
+    arrays = {"clean": r.clean, "observed": r.degradation.observation,
+              "dip_final": r.final_outputs(), "dip_peak": r.peak_outputs(),
+              **{m: c.output for m, c in r.classical.items()}}
+    if r.degradation.mask is not None:
+        arrays["mask"] = r.degradation.mask
+    return [save_array(out_dir, f"{prefix}{kind}_{photo_name(r.name)}", x).name
+            for kind, x in arrays.items()]
+
+
+# --------------------------------------------------------------------------- tables
+def _table(per_image: dict, cells: dict) -> str:
+    """A Markdown table, one row per image: ``cells`` maps a column's title to a function of
+    the image's metrics giving the cell's text."""
+    rows = [{"image": name, **{title: cell(m) for title, cell in cells.items()}}
+            for name, m in per_image.items()]
+    return markdown_table(rows, {"image": "image", **{t: t for t in cells}})
+
+
+def _classical_in(per_image: dict) -> list[str]:
+    first = next(iter(per_image.values()))
+    return [k for k in classical.NAMES if k in first]
+
+
+def quality_table(per_image: dict) -> str:
+    """PSNR in dB (SSIM) of the observation, DIP's final and peak output and each classical
+    method; DIP's cells are mean ± the 95 % t-interval's half-width over seeds."""
+    def both(p, s):
+        return f"{p} ({s:.3f})"
+
+    n = METHOD_NAMES
+    return _table(per_image, {
+        n["observed"]: lambda m: both(f"{m['observed_psnr']:.2f}", m["observed_ssim"]),
+        n["dip_final"]: lambda m: both(fmt(m["dip"]["final_psnr"]), m["dip"]["final_ssim"]["mean"]),
+        n["dip_peak"]: lambda m: both(fmt(m["dip"]["peak_psnr"]), m["dip"]["peak_ssim"]["mean"]),
+        "peak iteration": lambda m: fmt(m["dip"]["peak_iteration"], 0),
+        **{n[k]: lambda m, k=k: both(f"{m[k]['psnr']:.2f}", m[k]["ssim"])
+           for k in _classical_in(per_image)}})
+
+
+def compute_table(per_image: dict) -> str:
+    """DIP's iterations, wall seconds and GFLOPs per network; each classical method's wall s."""
+    return _table(per_image, {
+        "DIP iterations": lambda m: m["dip"]["iterations"],
+        "DIP wall s (per network)": lambda m: fmt(m["dip"]["wall_s"], 1),
+        "DIP GFLOPs": lambda m: f"{m['dip']['gflops']['mean']:.4g}",
+        **{f"{METHOD_NAMES[k]} wall s": lambda m, k=k: f"{m[k]['wall_s']:.3f}"
+           for k in _classical_in(per_image)}})
