@@ -587,7 +587,7 @@ def _settings_line(m: dict) -> str:
 
 
 def _dip_section(m: dict) -> str:
-    from .experiments import dip_baseline as restoration
+    from .figures import dip_baseline as restoration
     return restoration.quality_table(m["per_image"]) + "\n\n" + restoration.findings(m) \
         + _settings_line(m)
 

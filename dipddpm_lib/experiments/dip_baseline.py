@@ -1,10 +1,6 @@
-"""Chapter 02: DIP over images × seeds, beside the classical restorers of the task.
-
-Every image is degraded once (noise seed fixed), so seeds vary DIP's initialisation only
-(network weights, input noise, reg-noise). For every seed, one grouped, cached
-:func:`dipddpm_lib.dip.fit` holds one independent network per image. Per image: final and
-peak PSNR, the peak's iteration, SSIM, wall seconds and FLOPs as :func:`results.spread` over
-seeds, and each classical method (:mod:`dipddpm_lib.methods.classical`) on the same observation.
+"""Chapter 02: DIP over images × seeds, beside the task's classical restorers
+(:mod:`dipddpm_lib.methods.classical`). Each image is degraded once (noise seed fixed): seeds vary
+DIP's initialisation only. Per seed, one grouped, cached ``dip.fit`` holds one network per image.
 """
 from __future__ import annotations
 
@@ -23,7 +19,7 @@ from ..errors import check_choice, check_positive_float, check_positive_int, che
 from ..methods import classical
 from ..metrics import psnr, ssim
 from ..profiles import Profile, check_device, get_profile
-from ..results import fmt, markdown_table, save_array, spread
+from ..results import save_array, spread
 
 NOTEBOOK = "02_dip_baseline"
 #: Classical restorers per task, in table order.
@@ -33,9 +29,6 @@ SHOWCASE_TASKS = ("inpaint", "sr4")
 #: Network knobs the ``arch`` parameter may set.
 ARCH_KEYS = ("scales", "channels", "skip_channels", "input_depth", "upsample")
 FLOPS_NOT_COUNTED = "not counted: scikit-image code, outside torch's FLOP counter"
-#: Human names of the methods, for tables, labels and sentences.
-METHOD_NAMES = {**classical.NAMES, "observed": "observed", "dip_final": "DIP (final)",
-                "dip_peak": "DIP (peak, oracle)"}
 
 
 def observed_image(degradation: dip.Degradation, size: tuple[int, int]) -> torch.Tensor:
@@ -69,19 +62,18 @@ def classical_restore(method: str, degradation: dip.Degradation,
     """Restore one observation with a classical method of its task, scored against ``clean``."""
     with Timer() as timer:
         x, settings = classical.restore(method, degradation, tuple(clean.shape[-2:]))
-    return ClassicalResult(method, x, float(psnr(x, clean)), float(ssim(x, clean)),
-                           timer.seconds, settings)
+    return ClassicalResult(method, x, float(psnr(x, clean)), float(ssim(x, clean)), timer.seconds,
+                           settings)
 
 
 # --------------------------------------------------------------------------- cached DIP fits
 @dataclass
 class DIPImageFit:
-    """One image's DIP fit under one seed (one network of a grouped fit); ``flops`` and
-    ``wall_s`` are the grouped fit's divided evenly among its networks."""
+    """One image's DIP fit under one seed: one network of a grouped fit, whose FLOPs and wall
+    seconds are shared evenly among its networks."""
 
     seed: int
     history: dict[str, np.ndarray]
-    output: torch.Tensor
     output_ema: torch.Tensor
     best_output: torch.Tensor
     best_iteration: int
@@ -90,21 +82,14 @@ class DIPImageFit:
     from_cache: bool
 
 
-def _columns(v) -> np.ndarray:
-    """A history array as iterations × N (``dip.fit`` drops the N axis for one image)."""
-    a = np.asarray(v, dtype=np.float32)
-    return a.reshape(len(a), -1)
-
-
 def fit_cached(degradation: dip.Degradation, clean: torch.Tensor, cfg: dip.DIPConfig,
                iterations: int, seed: int = 0, lr: float = 0.01,
                reg_noise_std: float = 1.0 / 30.0, ema: float = 0.99,
                cache: Cache | None = None, device: str = "cpu",
                callback=None) -> list[DIPImageFit]:
-    """``dip.fit`` of the N images in ``degradation`` under ``seed`` (one network each),
-    through :func:`cache.cached`; one :class:`DIPImageFit` per image. ``callback`` is
-    ``dip.fit``'s per-step callback (it must not stop the fit). A cached fit keeps the wall
-    seconds measured when it was computed (``from_cache`` says so)."""
+    """``dip.fit`` of the N images in ``degradation`` (one network each) under ``seed``, through
+    :func:`cache.cached`: one :class:`DIPImageFit` per image. ``callback``: ``dip.fit``'s, per
+    step (it must not stop the fit). A cached fit keeps the wall seconds it was computed in."""
     computed = []
 
     def compute():
@@ -112,9 +97,10 @@ def fit_cached(degradation: dip.Degradation, clean: torch.Tensor, cfg: dip.DIPCo
                     ema=ema, seed=seed, device=device, progress=False, callback=callback)
         computed.append(True)
         best = np.atleast_1d(np.asarray(r.best_iteration, dtype=np.int64))
-        return ({"output": r.output, "output_ema": r.output_ema, "best_output": r.best_output,
+        columns = {k: np.asarray(v, np.float32).reshape(len(v), -1) for k, v in r.history.items()}
+        return ({"output_ema": r.output_ema, "best_output": r.best_output,  # histories: steps × N
                  "best_iteration": torch.from_numpy(best),
-                 **{f"history.{k}": torch.from_numpy(_columns(v)) for k, v in r.history.items()}},
+                 **{f"history.{k}": torch.from_numpy(v) for k, v in columns.items()}},
                 {"compute": asdict(r.compute), "stopped_at": r.stopped_at})
 
     key = {"task": degradation.task, "observation": degradation.observation,
@@ -123,8 +109,7 @@ def fit_cached(degradation: dip.Degradation, clean: torch.Tensor, cfg: dip.DIPCo
     t, meta = cached("dip_fit", key, compute, cache)
     hist = {k.split(".", 1)[1]: v.numpy() for k, v in t.items() if k.startswith("history.")}
     c, n = Compute(**meta["compute"]), len(t["best_iteration"])
-    return [DIPImageFit(seed, {k: v[:, i] for k, v in hist.items()}, t["output"][i:i + 1],
-                        t["output_ema"][i:i + 1], t["best_output"][i:i + 1],
+    return [DIPImageFit(seed, {k: v[:, i] for k, v in hist.items()}, t["output_ema"][i:i + 1], t["best_output"][i:i + 1],
                         int(t["best_iteration"][i]), c.flops / n, c.wall_s / n, not computed)
             for i in range(n)]
 
@@ -147,10 +132,6 @@ class ImageRestoration:
     classical: dict[str, ClassicalResult]
 
     @property
-    def task(self) -> str:
-        return self.degradation.task
-
-    @property
     def observed(self) -> torch.Tensor:
         """The observation at the clean size (see :func:`observed_image`)."""
         return observed_image(self.degradation, tuple(self.clean.shape[-2:]))
@@ -162,14 +143,6 @@ class ImageRestoration:
     def curves(self) -> dict[str, np.ndarray]:
         """Each logged PSNR curve as seeds × iterations."""
         return {k: np.stack([f.history[k] for f in self.fits]) for k in self.fits[0].history}
-
-    def final_outputs(self) -> torch.Tensor:
-        """DIP's final (EMA) outputs, one per seed: S×C×H×W."""
-        return torch.cat([f.output_ema for f in self.fits])
-
-    def peak_outputs(self) -> torch.Tensor:
-        """DIP's peak (best clean PSNR, raw or EMA) outputs, one per seed: S×C×H×W."""
-        return torch.cat([f.best_output for f in self.fits])
 
     def dip_summary(self) -> dict:
         """Final, peak, the peak's iteration, SSIM, wall seconds and GFLOPs, each a
@@ -313,8 +286,7 @@ def make_arch(profile: Profile, arch: dict | None) -> dip.DIPConfig:
     cfg = dip.DIPConfig.from_profile(profile, **arch)
     for key in ("scales", "channels", "input_depth"):
         check_positive_int(f"arch {key}", getattr(cfg, key))
-    if isinstance(cfg.skip_channels, bool) or not isinstance(cfg.skip_channels, int) \
-            or cfg.skip_channels < 0:
+    if type(cfg.skip_channels) is not int or cfg.skip_channels < 0:  # bool is no width
         raise ValueError(f"arch skip_channels must be a whole number >= 0, got {cfg.skip_channels!r}")
     check_choice("arch upsample", cfg.upsample, dip.UPSAMPLE_MODES)
     return cfg
@@ -324,16 +296,11 @@ def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
               sigma=25.0, task: str = "denoise", iterations=None, arch: dict | None = None,
               showcase_iterations=None, inpaint_image: str | None = None,
               sr4_image: str | None = None, lr=None, tuned=None, device=None) -> BaselinePlan:
-    """Validate the notebook's parameters and fill the ``None`` ones from the profile.
-
-    Raises ``ValueError`` naming the valid choices before anything is loaded or fitted.
-    Showcases: every task of ``SHOWCASE_TASKS`` other than ``task``, on ``inpaint_image``
-    (default: the first image) and ``sr4_image`` (default: the last image). ``lr``: DIP's
-    Adam step size. ``tuned``: a ``tuned.json`` from the ablation grids' collate step, whose
-    DIP depth, width and learning rate replace the profile's (an explicit ``arch`` key or
-    ``lr`` wins over both); a bad file or value raises here, as does a ``device`` this
-    machine lacks.
-    """
+    """The notebook's parameters, validated (``ValueError`` naming the valid choices before any
+    work), ``None`` ones from the profile. Showcases: each of ``SHOWCASE_TASKS`` but ``task``, on
+    ``inpaint_image`` (default: the first image) / ``sr4_image`` (the last). ``tuned``: the
+    grids' ``tuned.json``, whose DIP depth, width and lr replace the profile's (an ``arch`` key
+    or ``lr`` given here wins over both)."""
     from ..sweep import tuned_overrides
 
     given = dict(arch or {}) if isinstance(arch, dict) else {}
@@ -404,15 +371,14 @@ def summarise(per_image: dict, methods: list[str], min_gain_db: float = 5.0) -> 
 def compute_totals(restorations: list[ImageRestoration]) -> dict:
     """Total DIP compute (iterations, GFLOPs, wall seconds) and classical wall seconds."""
     fits = [f for r in restorations for f in r.fits]
+    runs = [c for r in restorations for c in r.classical.values()]
     return {"dip": {"networks_fitted": len(fits),
                     "iterations": int(sum(len(f.history["psnr_clean"]) for f in fits)),
                     "gflops": float(sum(f.flops for f in fits) / 1e9),
                     "wall_s": float(sum(f.wall_s for f in fits)),
                     "all_from_cache": bool(all(f.from_cache for f in fits)),
                     "wall_s_note": "measured when each fit was computed (cached fits keep it)"},
-            "classical": {"runs": sum(len(r.classical) for r in restorations),
-                          "wall_s": float(sum(c.wall_s for r in restorations
-                                              for c in r.classical.values())),
+            "classical": {"runs": len(runs), "wall_s": float(sum(c.wall_s for c in runs)),
                           "flops": None, "flops_note": FLOPS_NOT_COUNTED}}
 
 
@@ -421,49 +387,10 @@ def save_arrays(out_dir, r: ImageRestoration, prefix: str = "") -> list[str]:
     each classical output and, for inpainting, the mask, as ``<prefix><kind>_<image>.npy``
     (``<image>``: the photograph's name, or its file's stem)."""
     arrays = {"clean": r.clean, "observed": r.degradation.observation,
-              "dip_final": r.final_outputs(), "dip_peak": r.peak_outputs(),
+              "dip_final": torch.cat([f.output_ema for f in r.fits]),
+              "dip_peak": torch.cat([f.best_output for f in r.fits]),
               **{m: c.output for m, c in r.classical.items()}}
     if r.degradation.mask is not None:
         arrays["mask"] = r.degradation.mask
     return [save_array(out_dir, f"{prefix}{kind}_{photo_name(r.name)}", x).name
             for kind, x in arrays.items()]
-
-
-# --------------------------------------------------------------------------- tables
-def _table(per_image: dict, cells: dict) -> str:
-    """A Markdown table, one row per image: ``cells`` maps a column's title to a function of
-    the image's metrics giving the cell's text."""
-    rows = [{"image": name, **{title: cell(m) for title, cell in cells.items()}}
-            for name, m in per_image.items()]
-    return markdown_table(rows, {"image": "image", **{t: t for t in cells}})
-
-
-def _classical_in(per_image: dict) -> list[str]:
-    first = next(iter(per_image.values()))
-    return [k for k in classical.NAMES if k in first]
-
-
-def quality_table(per_image: dict) -> str:
-    """PSNR in dB (SSIM) of the observation, DIP's final and peak output and each classical
-    method; DIP's cells are mean ± the 95 % t-interval's half-width over seeds."""
-    def both(p, s):
-        return f"{p} ({s:.3f})"
-
-    n = METHOD_NAMES
-    return _table(per_image, {
-        n["observed"]: lambda m: both(f"{m['observed_psnr']:.2f}", m["observed_ssim"]),
-        n["dip_final"]: lambda m: both(fmt(m["dip"]["final_psnr"]), m["dip"]["final_ssim"]["mean"]),
-        n["dip_peak"]: lambda m: both(fmt(m["dip"]["peak_psnr"]), m["dip"]["peak_ssim"]["mean"]),
-        "peak iteration": lambda m: fmt(m["dip"]["peak_iteration"], 0),
-        **{n[k]: lambda m, k=k: both(f"{m[k]['psnr']:.2f}", m[k]["ssim"])
-           for k in _classical_in(per_image)}})
-
-
-def compute_table(per_image: dict) -> str:
-    """DIP's iterations, wall seconds and GFLOPs per network; each classical method's wall s."""
-    return _table(per_image, {
-        "DIP iterations": lambda m: m["dip"]["iterations"],
-        "DIP wall s (per network)": lambda m: fmt(m["dip"]["wall_s"], 1),
-        "DIP GFLOPs": lambda m: f"{m['dip']['gflops']['mean']:.4g}",
-        **{f"{METHOD_NAMES[k]} wall s": lambda m, k=k: f"{m[k]['wall_s']:.3f}"
-           for k in _classical_in(per_image)}})

@@ -1,13 +1,22 @@
-"""Chapter 02's figures: PSNR against DIP iteration, and the restored images side by side."""
+"""Chapter 02's figures and tables: PSNR against DIP iteration, the restored images side by side,
+the quality and compute tables (Markdown, methods by their human names)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..experiments.dip_baseline import METHOD_NAMES, ImageRestoration, peak
+from ..experiments.dip_baseline import ImageRestoration, peak
+from ..methods import classical
 from ..metrics import psnr
 from ..plots import to_hwc
+from ..results import fmt, markdown_table
+
+#: Human names of the methods, for tables, labels and sentences.
+METHOD_NAMES = {**classical.NAMES, "observed": "observed", "dip_final": "DIP (final)",
+                "dip_peak": "DIP (peak, oracle)"}
+#: Human names of the tasks.
+TASK_NAMES = {"denoise": "denoising", "inpaint": "inpainting", "sr4": "×4 super-resolution"}
 
 #: Logged curve → (label, colour, line style): blue against the observation, red against the
 #: clean image; dashed the raw output, solid its EMA.
@@ -44,7 +53,7 @@ def plot_psnr_curve(r: ImageRestoration, ax) -> None:
                     color="tab:green")
     low = min(r.observed_psnr(), float(np.nanmin(curves["psnr_clean"][:, len(it) // 10:])))
     ax.set_ylim(bottom=low - 2)
-    ax.set(xlabel="DIP iteration", ylabel="PSNR (dB)", title=f"{r.name}: {r.task}")
+    ax.set(xlabel="DIP iteration", ylabel="PSNR (dB)", title=f"{r.name}: {TASK_NAMES[r.degradation.task]}")
 
 
 def plot_psnr_curves(restorations: list[ImageRestoration], ncols: int = 3):
@@ -85,7 +94,7 @@ def plot_restorations(restorations: list[ImageRestoration], seed_index: int = 0)
         for ax, (title, img) in zip(ax_row, row):
             ax.imshow(to_hwc(img[0]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_title(title, fontsize=7.5)
-        ax_row[0].set_ylabel(f"{r.name} ({r.task})", fontsize=8)
+        ax_row[0].set_ylabel(f"{r.name} ({TASK_NAMES[r.degradation.task]})", fontsize=8)
         for ax in ax_row:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -93,3 +102,43 @@ def plot_restorations(restorations: list[ImageRestoration], seed_index: int = 0)
                 ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- tables
+def _table(per_image: dict, cells: dict) -> str:
+    """A Markdown table, one row per image: ``cells`` maps a column's title to a function of
+    the image's metrics giving the cell's text."""
+    rows = [{"image": name, **{title: cell(m) for title, cell in cells.items()}}
+            for name, m in per_image.items()]
+    return markdown_table(rows, {"image": "image", **{t: t for t in cells}})
+
+
+def _classical_in(per_image: dict) -> list[str]:
+    first = next(iter(per_image.values()))
+    return [k for k in classical.NAMES if k in first]
+
+
+def quality_table(per_image: dict) -> str:
+    """PSNR in dB (SSIM) of the observation, DIP's final and peak output and each classical
+    method; DIP's cells are mean ± the 95 % t-interval's half-width over seeds."""
+    def both(p, s):
+        return f"{p} ({s:.3f})"
+
+    n = METHOD_NAMES
+    return _table(per_image, {
+        n["observed"]: lambda m: both(f"{m['observed_psnr']:.2f}", m["observed_ssim"]),
+        n["dip_final"]: lambda m: both(fmt(m["dip"]["final_psnr"]), m["dip"]["final_ssim"]["mean"]),
+        n["dip_peak"]: lambda m: both(fmt(m["dip"]["peak_psnr"]), m["dip"]["peak_ssim"]["mean"]),
+        "peak iteration": lambda m: fmt(m["dip"]["peak_iteration"], 0),
+        **{n[k]: lambda m, k=k: both(f"{m[k]['psnr']:.2f}", m[k]["ssim"])
+           for k in _classical_in(per_image)}})
+
+
+def compute_table(per_image: dict) -> str:
+    """DIP's iterations, wall seconds and GFLOPs per network; each classical method's wall s."""
+    return _table(per_image, {
+        "DIP iterations": lambda m: m["dip"]["iterations"],
+        "DIP wall s (per network)": lambda m: fmt(m["dip"]["wall_s"], 1),
+        "DIP GFLOPs": lambda m: f"{m['dip']['gflops']['mean']:.4g}",
+        **{f"{METHOD_NAMES[k]} wall s": lambda m, k=k: f"{m[k]['wall_s']:.3f}"
+           for k in _classical_in(per_image)}})
