@@ -16,6 +16,7 @@ from dipddpm_lib.metrics import psnr
 SMALL = dip.DIPConfig(scales=2, channels=8, skip_channels=4, input_depth=8)
 SEEDS = (0, 1)
 ITERS = 8
+NAMES = ("astronaut", "camera")
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +25,19 @@ def photo():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def plan():
+    """Smoke settings with the small net, 32 px, 2 seeds, 8 iterations."""
+    return restoration.make_plan("smoke", seeds=list(SEEDS), images=list(NAMES), image_size=32,
+                                 iterations=ITERS, arch={"scales": 2, "channels": 8,
+                                                         "skip_channels": 4, "input_depth": 8})
+
+
+@pytest.fixture(scope="module")
+def run(plan, tmp_path_factory):
     """A tiny denoising run: 2 images × 2 seeds × 8 iterations, and its cache."""
     cache = Cache(tmp_path_factory.mktemp("restoration_cache"))
-    images = {n: load_photo(n, 32) for n in ("astronaut", "camera")}
-    out = restoration.restore(images, "denoise", 25, SMALL, ITERS, SEEDS, cache=cache,
-                              progress=False)
-    return out, cache, images
+    out = plan.restore(NAMES, "denoise", 25, ITERS, cache=cache, progress=False)
+    return out, cache, {n: load_photo(n, 32) for n in NAMES}
 
 
 # --------------------------------------------------------------------------- classical
@@ -114,7 +121,7 @@ def test_fit_is_cached_and_reused(photo, cache, monkeypatch):
     assert not other[0].from_cache  # another setting, another entry (cache.cached's key)
 
 
-def test_grouped_fit_splits_per_image(run):
+def test_grouped_fit_splits_per_image(run, plan):
     restorations, _, images = run
     assert [r.name for r in restorations] == list(images)
     for r in restorations:
@@ -122,14 +129,14 @@ def test_grouped_fit_splits_per_image(run):
         assert r.curves()["psnr_clean_ema"].shape == (len(SEEDS), ITERS)
         assert all(f.output_ema.shape == f.best_output.shape == (1, 3, 32, 32) for f in r.fits)
     one = restorations[0].fits[0]
-    per_net = dip.dip_flops_per_iteration(SMALL, 3, 32, 32) * ITERS
+    assert restorations[0].clean.shape == (1, 3, 32, 32)
+    per_net = dip.dip_flops_per_iteration(plan.arch, 3, 32, 32) * ITERS
     assert one.flops == pytest.approx(per_net, rel=1e-6)
 
 
-def test_rerun_reads_every_fit_from_the_cache(run):
+def test_rerun_reads_every_fit_from_the_cache(run, plan):
     restorations, cache, images = run
-    again = restoration.restore(images, "denoise", 25, SMALL, ITERS, SEEDS, cache=cache,
-                                progress=False)
+    again = plan.restore(NAMES, "denoise", 25, ITERS, cache=cache, progress=False)
     assert all(f.from_cache for r in again for f in r.fits)
     assert all(torch.equal(a.output_ema, b.output_ema) for a, b in zip(again[1].fits, restorations[1].fits))
 
@@ -233,15 +240,15 @@ def test_bad_parameters_fail_before_any_work(kwargs, match, cache):
     assert cache_files(cache) == []
 
 
-def test_restore_checks_inputs_before_writing(photo, cache, tmp_path):
-    images = {"astronaut": photo}
+def test_restore_checks_inputs_before_writing(plan, cache):
     with pytest.raises(ValueError, match="valid choices: denoise, inpaint, sr4"):
-        restoration.restore(images, "deblur", 25, SMALL, 4, SEEDS, progress=False)
-    with pytest.raises(ValueError, match="share one shape"):
-        restoration.restore({"a": photo, "b": load_photo("camera", 64)}, "denoise", 25, SMALL, 4,
-                            SEEDS, progress=False)
-    with pytest.raises(ValueError, match="non-empty list"):
-        restoration.restore(images, "denoise", 25, SMALL, 4, [], progress=False)
+        plan.restore(["astronaut"], "deblur", 25, 4, progress=False)
+    with pytest.raises(ValueError, match="valid choices: astronaut"):
+        plan.restore(["lena"], "denoise", 25, 4, progress=False)
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        plan.restore(["astronaut"], "denoise", 300, 4, progress=False)
+    with pytest.raises(ValueError, match="positive whole number"):
+        plan.restore(["astronaut"], "denoise", 25, 0, progress=False)
     assert cache_files(cache) == []
 
 

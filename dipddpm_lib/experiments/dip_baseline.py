@@ -109,7 +109,8 @@ def fit_cached(degradation: dip.Degradation, clean: torch.Tensor, cfg: dip.DIPCo
     t, meta = cached("dip_fit", key, compute, cache)
     hist = {k.split(".", 1)[1]: v.numpy() for k, v in t.items() if k.startswith("history.")}
     c, n = Compute(**meta["compute"]), len(t["best_iteration"])
-    return [DIPImageFit(seed, {k: v[:, i] for k, v in hist.items()}, t["output_ema"][i:i + 1], t["best_output"][i:i + 1],
+    return [DIPImageFit(seed, {k: v[:, i] for k, v in hist.items()}, t["output_ema"][i:i + 1],
+                        t["best_output"][i:i + 1],
                         int(t["best_iteration"][i]), c.flops / n, c.wall_s / n, not computed)
             for i in range(n)]
 
@@ -151,14 +152,16 @@ class ImageRestoration:
         oracle: it needs the clean image)."""
         per_seed = []
         for f in self.fits:
-            (raw, at_raw), (avg, at_avg) = peak(f.history["psnr_clean"]), peak(f.history["psnr_clean_ema"])
+            raw, avg = f.history["psnr_clean"], f.history["psnr_clean_ema"]
+            (peak_raw, at_raw), (peak_avg, at_avg) = peak(raw), peak(avg)
             per_seed.append({
-                "final_psnr": f.history["psnr_clean_ema"][-1], "final_psnr_raw": f.history["psnr_clean"][-1],
-                "peak_psnr": max(raw, avg), "peak_iteration": f.best_iteration,
-                "peak_psnr_raw": raw, "peak_iteration_raw": at_raw,
-                "peak_psnr_ema": avg, "peak_iteration_ema": at_avg,
-                "final_ssim": ssim(f.output_ema, self.clean), "peak_ssim": ssim(f.best_output, self.clean),
-                "wall_s": f.wall_s, "gflops": f.flops / 1e9})
+                "final_psnr": avg[-1], "final_psnr_raw": raw[-1],
+                "peak_psnr": max(peak_raw, peak_avg), "peak_iteration": f.best_iteration,
+                "peak_psnr_raw": peak_raw, "peak_iteration_raw": at_raw,
+                "peak_psnr_ema": peak_avg, "peak_iteration_ema": at_avg,
+                "final_ssim": ssim(f.output_ema, self.clean),
+                "peak_ssim": ssim(f.best_output, self.clean), "wall_s": f.wall_s,
+                "gflops": f.flops / 1e9})
         out = {k: spread([float(s[k]) for s in per_seed]) for k in per_seed[0]}
         return {**out, "iterations": len(self.fits[0].history["psnr_clean"]),
                 "seeds": [f.seed for f in self.fits], "from_cache": [f.from_cache for f in self.fits],
@@ -186,35 +189,6 @@ def compare(image_metrics: dict, methods: list[str]) -> dict:
             "dip_peak_gain_db_mean": d["peak_psnr"]["mean"] - observed,
             "dip_final_below_peak_db": d["peak_psnr"]["mean"] - d["final_psnr"]["mean"],
             "peak_before_last_iteration": d["peak_iteration"]["max"] < d["iterations"]}
-
-
-def restore(images: dict[str, torch.Tensor], task: str, sigma: float, cfg: dip.DIPConfig,
-            iterations: int, seeds, noise_seed: int = 0, lr: float = 0.01,
-            reg_noise_std: float = 1.0 / 30.0, ema: float = 0.99, cache: Cache | None = None,
-            device: str = "cpu", progress: bool = True) -> list[ImageRestoration]:
-    """Degrade every image (noise seed fixed), run the task's classical restorers, then DIP
-    under every seed: one grouped, cached fit per seed holds one network per image."""
-    check_choice("task", task, dip.TASKS)
-    sigma, iterations, seeds = check_sigma(sigma), check_positive_int("iterations", iterations), check_seeds(seeds)
-    if not images:
-        raise ValueError("no images given; name at least one photograph")
-    shapes = {tuple(x.shape) for x in images.values()}
-    if len(shapes) != 1:
-        raise ValueError(f"images must share one shape (load them at one size), got {sorted(shapes)}")
-    check_image_size(cfg, shapes.pop()[-1])
-    degs = {name: dip.degrade(x, task, sigma, seed=noise_seed) for name, x in images.items()}
-    done = {name: {m: classical_restore(m, degs[name], x) for m in CLASSICAL[task]}
-            for name, x in images.items()}
-    stacked, clean = dip.stack_degradations(list(degs.values())), torch.cat(list(images.values()))
-    fits = []
-    with tqdm(total=len(seeds) * iterations, disable=not progress, mininterval=5,
-              desc=f"DIP {task}: {len(images)} image(s) × {len(seeds)} seed(s), steps") as bar:
-        for s in seeds:
-            fits.append(fit_cached(stacked, clean, cfg, iterations, s, lr, reg_noise_std, ema,
-                                   cache, device, callback=lambda *_: bar.update(1)))
-            bar.update(iterations if fits[-1][0].from_cache else 0)
-    return [ImageRestoration(name, x, degs[name], [f[i] for f in fits], done[name])
-            for i, (name, x) in enumerate(images.items())]
 
 
 def check_image_size(cfg: dip.DIPConfig, size: int) -> int:
@@ -260,20 +234,36 @@ class BaselinePlan:
                 "noise_seed": self.noise_seed, "showcases": dict(self.showcases),
                 "showcase_iterations": self.showcase_iterations, "showcase_sigma": 0.0}
 
-    def _restore(self, names, task, sigma, iterations, cache, progress) -> list[ImageRestoration]:
-        p = self.profile
+    def restore(self, names, task: str, sigma: float, iterations: int, cache: Cache | None = None,
+                progress: bool = True) -> list[ImageRestoration]:
+        """The study loop: degrade each named photograph once (noise seed fixed), run the task's
+        classical restorers, then DIP under every seed, one grouped, cached fit per seed holding
+        one network per image."""
+        p, steps = self.profile, check_positive_int("iterations", iterations)
         images = {n: load_photo(n, self.image_size) for n in names}
-        return restore(images, task, sigma, self.arch, iterations, self.seeds, self.noise_seed,
-                       p.dip_lr, p.dip_reg_noise_std, p.dip_ema, cache, p.device, progress)
+        degs = {n: dip.degrade(x, task, sigma, seed=self.noise_seed) for n, x in images.items()}
+        done = {n: {m: classical_restore(m, degs[n], x) for m in CLASSICAL[task]}
+                for n, x in images.items()}
+        stacked, clean = dip.stack_degradations(list(degs.values())), torch.cat(list(images.values()))
+        fits = []
+        with tqdm(total=len(self.seeds) * steps, disable=not progress, mininterval=5,
+                  desc=f"DIP {task}: {len(names)} image(s) × {len(self.seeds)} seed(s), steps") as bar:
+            for s in self.seeds:
+                fits.append(fit_cached(stacked, clean, self.arch, steps, s, p.dip_lr,
+                                       p.dip_reg_noise_std, p.dip_ema, cache, p.device,
+                                       callback=lambda *_: bar.update(1)))
+                bar.update(steps if fits[-1][0].from_cache else 0)
+        return [ImageRestoration(n, x, degs[n], [f[i] for f in fits], done[n])
+                for i, (n, x) in enumerate(images.items())]
 
     def run_main(self, cache: Cache | None = None, progress: bool = True) -> list[ImageRestoration]:
         """The main task on every image."""
-        return self._restore(self.images, self.task, self.sigma, self.iterations, cache, progress)
+        return self.restore(self.images, self.task, self.sigma, self.iterations, cache, progress)
 
     def run_showcases(self, cache: Cache | None = None,
                       progress: bool = True) -> dict[str, ImageRestoration]:
         """Each showcase task (noiseless) on its one image."""
-        return {task: self._restore([name], task, 0.0, self.showcase_iterations, cache, progress)[0]
+        return {task: self.restore([name], task, 0.0, self.showcase_iterations, cache, progress)[0]
                 for task, name in self.showcases.items()}
 
 
