@@ -151,6 +151,19 @@ class Degradation:
         return (self.apply(x) - self.observation).pow(2).flatten(1).mean(1)
 
 
+def stack_degradations(degradations: list[Degradation]) -> Degradation:
+    """One degradation of N images from N single-image ones of the same task and shape (what a
+    grouped :func:`fit` of N networks takes)."""
+    tasks = {d.task for d in degradations}
+    if len(tasks) != 1:
+        raise ValueError(f"cannot stack degradations of different tasks: {sorted(tasks)}")
+    shapes = {tuple(d.observation.shape[1:]) for d in degradations}
+    if len(shapes) != 1:
+        raise ValueError(f"cannot stack observations of different shapes: {sorted(shapes)}")
+    mask = None if degradations[0].mask is None else torch.cat([d.mask for d in degradations])
+    return Degradation(tasks.pop(), torch.cat([d.observation for d in degradations]), mask)
+
+
 def degrade(clean: torch.Tensor, task: str = "denoise", sigma: float = 25.0, seed: int = 0,
             keep: float = 0.5) -> Degradation:
     """Make the observation of ``clean`` (1×C×H×W in [0,1]) for ``task``.

@@ -485,9 +485,8 @@ def _settings_line(m: dict) -> str:
 
 
 def _dip_section(m: dict) -> str:
-    from . import restoration
-    return restoration.quality_table(m["per_image"]) + "\n\n" + restoration.findings(m) \
-        + _settings_line(m)
+    from .figures import dip_baseline as ch02
+    return ch02.quality_table(m["per_image"]) + _settings_line(m)
 
 
 def _integration_section(m: dict) -> str:

@@ -102,17 +102,15 @@ def test_a_device_this_machine_lacks_is_one_clear_error_unless_the_cpu_is_asked_
 def test_chapter_plans_check_the_device_before_any_work(monkeypatch, tmp_path):
     import torch
 
-    from dipddpm_lib import restoration
-    from dipddpm_lib.experiments import ddpm_baseline
-    from dipddpm_lib.experiments import early_stopping
+    from dipddpm_lib.experiments import ddpm_baseline, dip_baseline, early_stopping
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for plan in (lambda **k: ddpm_baseline.make_plan("full", **k),
-                 lambda **k: restoration.make_plan("full", **k),
+                 lambda **k: dip_baseline.make_plan("full", **k),
                  lambda **k: early_stopping.make_setup("full", **k)):
         with pytest.raises(ValueError, match="no CUDA device"):
             plan()
     p = ddpm_baseline.make_plan("full", device="cpu", data_dir=str(tmp_path)).profile
     assert p.device == "cpu" and p.data_dir == str(tmp_path)  # DATA reaches chapter 01
-    assert restoration.make_plan("full", device="cpu").profile.device == "cpu"
+    assert dip_baseline.make_plan("full", device="cpu").profile.device == "cpu"
     assert early_stopping.make_setup("full", device="cpu")[0].device == "cpu"

@@ -1,10 +1,14 @@
-"""Chapter 02's library: classical baselines, cached grouped DIP fits, summaries, plan checks."""
+"""Chapter 02's library (``experiments/dip_baseline``, ``figures/dip_baseline``, the classical
+restorers of ``methods/classical``): cached grouped DIP fits, summaries, tables, plan checks."""
 import numpy as np
 import pytest
 import torch
 from conftest import cache_files
 
-from dipddpm_lib import dip, get_profile, restoration
+from dipddpm_lib import dip, get_profile
+from dipddpm_lib.experiments import dip_baseline as restoration
+from dipddpm_lib.figures import dip_baseline as figures
+from dipddpm_lib.methods import classical
 from dipddpm_lib.cache import Cache
 from dipddpm_lib.data import load_photo
 from dipddpm_lib.metrics import psnr
@@ -12,6 +16,7 @@ from dipddpm_lib.metrics import psnr
 SMALL = dip.DIPConfig(scales=2, channels=8, skip_channels=4, input_depth=8)
 SEEDS = (0, 1)
 ITERS = 8
+NAMES = ("astronaut", "camera")
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +25,19 @@ def photo():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def plan():
+    """Smoke settings with the small net, 32 px, 2 seeds, 8 iterations."""
+    return restoration.make_plan("smoke", seeds=list(SEEDS), images=list(NAMES), image_size=32,
+                                 iterations=ITERS, arch={"scales": 2, "channels": 8,
+                                                         "skip_channels": 4, "input_depth": 8})
+
+
+@pytest.fixture(scope="module")
+def run(plan, tmp_path_factory):
     """A tiny denoising run: 2 images × 2 seeds × 8 iterations, and its cache."""
     cache = Cache(tmp_path_factory.mktemp("restoration_cache"))
-    images = {n: load_photo(n, 32) for n in ("astronaut", "camera")}
-    out = restoration.restore(images, "denoise", 25, SMALL, ITERS, SEEDS, cache=cache,
-                              progress=False)
-    return out, cache, images
+    out = plan.restore(NAMES, "denoise", 25, ITERS, cache=cache, progress=False)
+    return out, cache, {n: load_photo(n, 32) for n in NAMES}
 
 
 # --------------------------------------------------------------------------- classical
@@ -42,7 +53,7 @@ def test_classical_denoisers_beat_the_noisy_input(photo, method):
 
 def test_blind_sigma_estimate_is_close_to_the_truth(photo):
     d = dip.degrade(load_photo("camera", 64), "denoise", 25, seed=0)
-    assert restoration.estimate_noise_sigma(d.observation) * 255 == pytest.approx(25, abs=3)
+    assert classical.estimate_noise_sigma(d.observation) * 255 == pytest.approx(25, abs=3)
 
 
 def test_inpainting_and_sr_baselines(photo):
@@ -54,7 +65,25 @@ def test_inpainting_and_sr_baselines(photo):
     b = restoration.classical_restore("bicubic", sr, photo)
     assert b.output.shape == photo.shape
     assert restoration.observed_image(sr, (32, 32)).shape == photo.shape
-    assert set(restoration.run_classical(sr, photo)) == {"bicubic"}
+    with pytest.raises(ValueError, match="valid choices: bicubic"):
+        classical.restore("tv", sr, (32, 32))
+
+
+def test_classical_restore_clips_and_batch_nl_means_agrees(photo):
+    d = dip.degrade(photo, "denoise", 50, seed=1)
+    x, settings = classical.restore("nl_means", d, (32, 32))
+    assert x.shape == photo.shape and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert settings["h_255"] == pytest.approx(0.8 * settings["sigma_est_255"])
+    batch, compute = classical.nl_means_denoise(torch.cat([d.observation, d.observation]))
+    assert torch.equal(batch[1:], x) and compute.wall_s >= 0
+    assert classical.estimate_noise_sigma(d.observation) == classical.estimate_noise_sigma(
+        d.observation[0].permute(1, 2, 0).double().numpy())
+    assert set(classical.NAMES) >= {m for ms in classical.BY_TASK.values() for m in ms}
+
+
+def test_peak_is_the_first_maximum_one_based():
+    assert restoration.peak(np.array([1.0, 3.0, 2.0, 3.0])) == (3.0, 2)
+    assert restoration.peak(np.array([np.nan, 0.5])) == (0.5, 2)
 
 
 def test_classical_method_must_fit_the_task(photo):
@@ -65,46 +94,51 @@ def test_classical_method_must_fit_the_task(photo):
 # --------------------------------------------------------------------------- cached fits
 def test_stack_degradations(photo):
     ds = [dip.degrade(photo, "inpaint", 0, seed=s) for s in (0, 1)]
-    st = restoration.stack_degradations(ds)
+    st = dip.stack_degradations(ds)
     assert st.observation.shape == (2, 3, 32, 32) and st.mask.shape == (2, 1, 32, 32)
     with pytest.raises(ValueError, match="different tasks"):
-        restoration.stack_degradations([ds[0], dip.degrade(photo, "denoise")])
+        dip.stack_degradations([ds[0], dip.degrade(photo, "denoise")])
+    with pytest.raises(ValueError, match="different shapes"):
+        dip.stack_degradations([ds[0], dip.degrade(load_photo("camera", 64), "inpaint")])
 
 
 def test_fit_is_cached_and_reused(photo, cache, monkeypatch):
     d = dip.degrade(photo, "denoise", 25, seed=0)
-    first = restoration.fit_cached(d, photo, SMALL, 4, seed=3, cache=cache, progress=False)
+    (first,) = restoration.fit_cached(d, photo, SMALL, 4, seed=3, cache=cache)
     assert not first.from_cache and cache_files(cache)
 
     def no_refit(*args, **kwargs):
         raise AssertionError("fitted again despite a cached fit")
 
     monkeypatch.setattr(dip, "fit", no_refit)
-    again = restoration.fit_cached(d, photo, SMALL, 4, seed=3, cache=cache, progress=False)
-    assert again.from_cache and again.compute == first.compute
+    (again,) = restoration.fit_cached(d, photo, SMALL, 4, seed=3, cache=cache)
+    assert again.from_cache and (again.flops, again.wall_s) == (first.flops, first.wall_s)
     assert torch.equal(again.output_ema, first.output_ema)
     np.testing.assert_array_equal(again.history["psnr_clean"], first.history["psnr_clean"])
-    assert again.history["psnr_clean"].shape == (4, 1) and again.best_iteration.shape == (1,)
+    assert again.history["psnr_clean"].shape == (4,) and 1 <= again.best_iteration <= 4
+    monkeypatch.undo()
+    other = restoration.fit_cached(d, photo, SMALL, 4, seed=3, lr=0.02, cache=cache)
+    assert not other[0].from_cache  # another setting, another entry (cache.cached's key)
 
 
-def test_grouped_fit_splits_per_image(run):
+def test_grouped_fit_splits_per_image(run, plan):
     restorations, _, images = run
     assert [r.name for r in restorations] == list(images)
     for r in restorations:
         assert [f.seed for f in r.fits] == list(SEEDS)
         assert r.curves()["psnr_clean_ema"].shape == (len(SEEDS), ITERS)
-        assert r.final_outputs().shape == r.peak_outputs().shape == (len(SEEDS), 3, 32, 32)
+        assert all(f.output_ema.shape == f.best_output.shape == (1, 3, 32, 32) for f in r.fits)
     one = restorations[0].fits[0]
-    per_net = dip.dip_flops_per_iteration(SMALL, 3, 32, 32) * ITERS
+    assert restorations[0].clean.shape == (1, 3, 32, 32)
+    per_net = dip.dip_flops_per_iteration(plan.arch, 3, 32, 32) * ITERS
     assert one.flops == pytest.approx(per_net, rel=1e-6)
 
 
-def test_rerun_reads_every_fit_from_the_cache(run):
+def test_rerun_reads_every_fit_from_the_cache(run, plan):
     restorations, cache, images = run
-    again = restoration.restore(images, "denoise", 25, SMALL, ITERS, SEEDS, cache=cache,
-                                progress=False)
+    again = plan.restore(NAMES, "denoise", 25, ITERS, cache=cache, progress=False)
     assert all(f.from_cache for r in again for f in r.fits)
-    assert torch.equal(again[1].final_outputs(), restorations[1].final_outputs())
+    assert all(torch.equal(a.output_ema, b.output_ema) for a, b in zip(again[1].fits, restorations[1].fits))
 
 
 # --------------------------------------------------------------------------- summaries
@@ -140,10 +174,8 @@ def test_summary_quality_bar_and_where_classical_matches_dip():
     assert s["classical_at_least_dip_peak"] == {"nl_means": [], "wavelet": ["b"], "tv": ["a"]}
     assert s["mean_over_images"]["dip_peak_psnr"] == pytest.approx(25.75)
     assert restoration.summarise(per_image, ["nl_means"], min_gain_db=4)["quality_bar"]["passed"]
-    text = restoration.findings({"summary": s, "per_image": per_image, "task": "denoise",
-                                 "sigma": 25.0, "iterations": 1000})
-    assert "4.50 to 7.00 dB" in text and "**not met**: it fails on b" in text
-    assert "on 1 of 2 image(s) (a)" in text
+    assert s["mean_over_images"]["tv_psnr"] == pytest.approx(24.25)
+    assert s["peak_before_last_iteration"] == {"a": True, "b": True}
 
 
 def test_chapter_metrics_arrays_tables_and_figures(run, tmp_path):
@@ -155,11 +187,14 @@ def test_chapter_metrics_arrays_tables_and_figures(run, tmp_path):
     assert m["compute"]["dip"]["networks_fitted"] == 2 * len(SEEDS) + len(SEEDS)
     names = restoration.save_arrays(tmp_path, restorations[0], prefix="x_")
     assert "x_dip_peak_astronaut.npy" in names and "x_nl_means_astronaut.npy" in names
-    assert "| astronaut |" in restoration.quality_table(m["per_image"])
-    assert "NL-means wall s" in restoration.compute_table(m["per_image"])
-    fig = restoration.plot_psnr_curves(restorations)
+    table = figures.quality_table(m["per_image"])
+    assert "| astronaut |" in table and "| NL-means |" in table and "DIP (peak, oracle)" in table
+    assert "nl_means" not in table  # human names, never identifiers
+    assert "NL-means wall s" in figures.compute_table(m["per_image"])
+    fig = figures.plot_psnr_curves(restorations)
     assert len([ax for ax in fig.axes if ax.lines]) == len(restorations)
-    fig = restoration.plot_restorations(restorations)
+    assert fig.axes[0].get_title() == "astronaut: denoising"  # human task names
+    fig = figures.plot_restorations(restorations)
     assert sum(bool(ax.images) for ax in fig.axes) == 2 * 7
 
 
@@ -173,8 +208,7 @@ def test_plan_fills_defaults_from_the_profile():
     assert plan.showcases == {"inpaint": "astronaut", "sr4": "coffee"}
     other = restoration.make_plan("smoke", task="sr4", images="camera", seeds=[4])
     assert other.showcases == {"inpaint": "camera"} and other.seeds == (4,)
-    assert "3 scales × 32 channels" in restoration.plan_text(plan)
-    assert plan.profile.dip_lr == 0.01 and "lr 0.01" in restoration.plan_text(plan)
+    assert plan.profile.dip_lr == 0.01 and plan.to_dict()["optimiser"]["lr"] == 0.01
     faster = restoration.make_plan("quick", lr=0.03)
     assert faster.profile.dip_lr == 0.03 and faster.to_dict()["optimiser"]["lr"] == 0.03
 
@@ -206,15 +240,15 @@ def test_bad_parameters_fail_before_any_work(kwargs, match, cache):
     assert cache_files(cache) == []
 
 
-def test_restore_checks_inputs_before_writing(photo, cache, tmp_path):
-    images = {"astronaut": photo}
+def test_restore_checks_inputs_before_writing(plan, cache):
     with pytest.raises(ValueError, match="valid choices: denoise, inpaint, sr4"):
-        restoration.restore(images, "deblur", 25, SMALL, 4, SEEDS, progress=False)
-    with pytest.raises(ValueError, match="share one shape"):
-        restoration.restore({"a": photo, "b": load_photo("camera", 64)}, "denoise", 25, SMALL, 4,
-                            SEEDS, progress=False)
-    with pytest.raises(ValueError, match="non-empty list"):
-        restoration.restore(images, "denoise", 25, SMALL, 4, [], progress=False)
+        plan.restore(["astronaut"], "deblur", 25, 4, progress=False)
+    with pytest.raises(ValueError, match="valid choices: astronaut"):
+        plan.restore(["lena"], "denoise", 25, 4, progress=False)
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        plan.restore(["astronaut"], "denoise", 300, 4, progress=False)
+    with pytest.raises(ValueError, match="positive whole number"):
+        plan.restore(["astronaut"], "denoise", 25, 0, progress=False)
     assert cache_files(cache) == []
 
 
@@ -239,15 +273,14 @@ def test_plan_reads_the_tuned_net_and_records_where_each_setting_came_from(tmp_p
     assert src["dip_lr"]["source"] == "profile (fallback)" and m["settings_source"]["fallback"] == ["dip_lr"]
     assert m["settings_source"]["tuned_file"] == str(path)
     assert m["photo_sets"] == {"astronaut": "eval", "camera": "eval"}
-    text = restoration.plan_text(plan)
-    assert "**eval** photos" in text and "`dip_scales` = 1" in text and "point lr=0.03" in text
+    assert "point lr=0.03" in src["dip_lr"]["note"]
     given = restoration.make_plan("smoke", tuned=str(path), arch={"scales": 2}, lr=0.005)
     assert (given.arch.scales, given.arch.channels, given.profile.dip_lr) == (2, 4, 0.005)
     assert given.settings["settings"]["dip_scales"]["source"] == "parameter"
     untuned = restoration.make_plan("smoke").to_dict()["settings_source"]
     assert untuned["tuned_file"] is None and {e["source"] for e in untuned["settings"].values()} == {"profile"}
     point = restoration.make_plan("smoke", images=["rocket"])  # an ablation point
-    assert "**tune** photos" in restoration.plan_text(point)
+    assert point.to_dict()["photo_sets"]["rocket"] == "tune"
     assert cache_files(cache) == []
 
 
@@ -264,13 +297,13 @@ def test_a_bad_tuned_file_or_value_fails_before_any_work(tmp_path, cache):
     assert cache_files(cache) == []
 
 
-def test_tables_say_what_the_interval_is():
+def test_tables_show_mean_and_interval_half_width():
     d = {"final_psnr": {"mean": 20.0, "std": 0.1, "n": 3, "ci95": 0.25, "min": 19.9, "max": 20.1},
          "peak_psnr": {"mean": 21.0, "std": 0.1, "n": 3, "ci95": 0.25},
          "peak_iteration": {"mean": 5.0, "std": 1.0, "n": 3, "ci95": 2.5},
          "final_ssim": {"mean": 0.5}, "peak_ssim": {"mean": 0.6}, "iterations": 10,
          "wall_s": {"mean": 1.0, "std": 0.0, "n": 3, "ci95": 0.0}, "gflops": {"mean": 1.0}}
     per_image = {"a": {"observed_psnr": 10.0, "observed_ssim": 0.1, "dip": d}}
-    table = restoration.quality_table(per_image)
-    assert "20.00 ± 0.25" in table and "95 % t-interval over the n = 3 seeds" in table
-    assert "95 % t-interval" in restoration.compute_table(per_image)
+    table = figures.quality_table(per_image)
+    assert "20.00 ± 0.25 (0.500)" in table and "5 ± 2" in table  # mean ± 95 % half-width
+    assert "| 10 | 1.0 ± 0.0 | 1 |" in figures.compute_table(per_image)

@@ -1,0 +1,386 @@
+"""Chapter 02: DIP over images × seeds, beside the task's classical restorers
+(:mod:`dipddpm_lib.methods.classical`). Each image is degraded once (noise seed fixed): seeds vary
+DIP's initialisation only. Per seed, one grouped, cached ``dip.fit`` holds one network per image.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .. import dip
+from ..cache import Cache, cached
+from ..compute import Compute, Timer
+from ..data import check_photos, load_photo, photo_name, photo_roles
+from ..errors import check_choice, check_positive_float, check_positive_int, check_seeds, check_sigma
+from ..methods import classical
+from ..metrics import psnr, ssim
+from ..profiles import Profile, check_device, get_profile
+from ..results import save_array, spread
+
+NOTEBOOK = "02_dip_baseline"
+#: Classical restorers per task, in table order.
+CLASSICAL = classical.BY_TASK
+#: Tasks shown once each beside the main task (noiseless, on one image each).
+SHOWCASE_TASKS = ("inpaint", "sr4")
+#: Network knobs the ``arch`` parameter may set.
+ARCH_KEYS = ("scales", "channels", "skip_channels", "input_depth", "upsample")
+FLOPS_NOT_COUNTED = "not counted: scikit-image code, outside torch's FLOP counter"
+
+
+def observed_image(degradation: dip.Degradation, size: tuple[int, int]) -> torch.Tensor:
+    """The observation at the clean image's size (×4 nearest-neighbour for ``sr4``), clipped:
+    what the reader sees as the input, and what ``observed_psnr`` scores."""
+    y = degradation.observation
+    if tuple(y.shape[-2:]) != tuple(size):
+        y = F.interpolate(y, size=size, mode="nearest")
+    return y.clamp(0, 1)
+
+
+@dataclass
+class ClassicalResult:
+    """One classical restoration: its output, scores against the clean image, wall seconds."""
+
+    method: str
+    output: torch.Tensor
+    psnr: float
+    ssim: float
+    wall_s: float
+    settings: dict
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (no FLOP count: see ``FLOPS_NOT_COUNTED``)."""
+        return {"psnr": self.psnr, "ssim": self.ssim, "wall_s": self.wall_s, "flops": None,
+                "flops_note": FLOPS_NOT_COUNTED, "settings": self.settings}
+
+
+def classical_restore(method: str, degradation: dip.Degradation,
+                      clean: torch.Tensor) -> ClassicalResult:
+    """Restore one observation with a classical method of its task, scored against ``clean``."""
+    with Timer() as timer:
+        x, settings = classical.restore(method, degradation, tuple(clean.shape[-2:]))
+    return ClassicalResult(method, x, float(psnr(x, clean)), float(ssim(x, clean)), timer.seconds,
+                           settings)
+
+
+# --------------------------------------------------------------------------- cached DIP fits
+@dataclass
+class DIPImageFit:
+    """One image's DIP fit under one seed: one network of a grouped fit, whose FLOPs and wall
+    seconds are shared evenly among its networks."""
+
+    seed: int
+    history: dict[str, np.ndarray]
+    output_ema: torch.Tensor
+    best_output: torch.Tensor
+    best_iteration: int
+    flops: float
+    wall_s: float
+    from_cache: bool
+
+
+def fit_cached(degradation: dip.Degradation, clean: torch.Tensor, cfg: dip.DIPConfig,
+               iterations: int, seed: int = 0, lr: float = 0.01,
+               reg_noise_std: float = 1.0 / 30.0, ema: float = 0.99,
+               cache: Cache | None = None, device: str = "cpu",
+               callback=None) -> list[DIPImageFit]:
+    """``dip.fit`` of the N images in ``degradation`` (one network each) under ``seed``, through
+    :func:`cache.cached`: one :class:`DIPImageFit` per image. ``callback``: ``dip.fit``'s, per
+    step (it must not stop the fit). A cached fit keeps the wall seconds it was computed in."""
+    computed = []
+
+    def compute():
+        r = dip.fit(degradation, cfg, iterations, clean=clean, lr=lr, reg_noise_std=reg_noise_std,
+                    ema=ema, seed=seed, device=device, progress=False, callback=callback)
+        computed.append(True)
+        best = np.atleast_1d(np.asarray(r.best_iteration, dtype=np.int64))
+        columns = {k: np.asarray(v, np.float32).reshape(len(v), -1) for k, v in r.history.items()}
+        return ({"output_ema": r.output_ema, "best_output": r.best_output,  # histories: steps × N
+                 "best_iteration": torch.from_numpy(best),
+                 **{f"history.{k}": torch.from_numpy(v) for k, v in columns.items()}},
+                {"compute": asdict(r.compute), "stopped_at": r.stopped_at})
+
+    key = {"task": degradation.task, "observation": degradation.observation,
+           "mask": degradation.mask, "clean": clean, "arch": cfg, "iterations": iterations,
+           "seed": seed, "lr": lr, "reg_noise_std": reg_noise_std, "ema": ema, "device": device}
+    t, meta = cached("dip_fit", key, compute, cache)
+    hist = {k.split(".", 1)[1]: v.numpy() for k, v in t.items() if k.startswith("history.")}
+    c, n = Compute(**meta["compute"]), len(t["best_iteration"])
+    return [DIPImageFit(seed, {k: v[:, i] for k, v in hist.items()}, t["output_ema"][i:i + 1],
+                        t["best_output"][i:i + 1],
+                        int(t["best_iteration"][i]), c.flops / n, c.wall_s / n, not computed)
+            for i in range(n)]
+
+
+# --------------------------------------------------------------------------- one image
+def peak(curve: np.ndarray) -> tuple[float, int]:
+    """Peak value and its 1-based iteration."""
+    j = int(np.nanargmax(curve))
+    return float(curve[j]), j + 1
+
+
+@dataclass
+class ImageRestoration:
+    """One image's restoration: observation, DIP fits over seeds, classical baselines."""
+
+    name: str
+    clean: torch.Tensor
+    degradation: dip.Degradation
+    fits: list[DIPImageFit]
+    classical: dict[str, ClassicalResult]
+
+    @property
+    def observed(self) -> torch.Tensor:
+        """The observation at the clean size (see :func:`observed_image`)."""
+        return observed_image(self.degradation, tuple(self.clean.shape[-2:]))
+
+    def observed_psnr(self) -> float:
+        """PSNR of the observation (as shown) against the clean image."""
+        return float(psnr(self.observed, self.clean))
+
+    def curves(self) -> dict[str, np.ndarray]:
+        """Each logged PSNR curve as seeds × iterations."""
+        return {k: np.stack([f.history[k] for f in self.fits]) for k in self.fits[0].history}
+
+    def dip_summary(self) -> dict:
+        """Final, peak, the peak's iteration, SSIM, wall seconds and GFLOPs, each a
+        :func:`spread` over seeds. Final = the EMA output after the last iteration
+        (``final_psnr_raw``: the raw one); peak = the best clean-PSNR output, raw or EMA (an
+        oracle: it needs the clean image)."""
+        per_seed = []
+        for f in self.fits:
+            raw, avg = f.history["psnr_clean"], f.history["psnr_clean_ema"]
+            (peak_raw, at_raw), (peak_avg, at_avg) = peak(raw), peak(avg)
+            per_seed.append({
+                "final_psnr": avg[-1], "final_psnr_raw": raw[-1],
+                "peak_psnr": max(peak_raw, peak_avg), "peak_iteration": f.best_iteration,
+                "peak_psnr_raw": peak_raw, "peak_iteration_raw": at_raw,
+                "peak_psnr_ema": peak_avg, "peak_iteration_ema": at_avg,
+                "final_ssim": ssim(f.output_ema, self.clean),
+                "peak_ssim": ssim(f.best_output, self.clean), "wall_s": f.wall_s,
+                "gflops": f.flops / 1e9})
+        out = {k: spread([float(s[k]) for s in per_seed]) for k in per_seed[0]}
+        return {**out, "iterations": len(self.fits[0].history["psnr_clean"]),
+                "seeds": [f.seed for f in self.fits], "from_cache": [f.from_cache for f in self.fits],
+                "final": "EMA output after the last iteration",
+                "peak": "best clean-PSNR output, raw or EMA (oracle: needs the clean image)",
+                "wall_s_note": "a seed's grouped fit of all images, divided by the number of images"}
+
+    def metrics(self) -> dict:
+        """Everything reported for this image: observation, DIP, each classical method."""
+        out = {"observed_psnr": self.observed_psnr(),
+               "observed_ssim": float(ssim(self.observed, self.clean)), "dip": self.dip_summary(),
+               **{m: c.to_dict() for m, c in self.classical.items()}}
+        return {**out, "comparison": compare(out, list(self.classical))}
+
+
+def compare(image_metrics: dict, methods: list[str]) -> dict:
+    """Where the classical methods stand against DIP's final and peak (mean over seeds)."""
+    d, observed = image_metrics["dip"], image_metrics["observed_psnr"]
+    scores = {m: image_metrics[m]["psnr"] for m in methods}
+    best = max(scores, key=scores.get)
+    return {"best_classical": best, "best_classical_psnr": scores[best],
+            "classical_at_least_dip_final": [m for m in methods if scores[m] >= d["final_psnr"]["mean"]],
+            "classical_at_least_dip_peak": [m for m in methods if scores[m] >= d["peak_psnr"]["mean"]],
+            "dip_peak_gain_db_worst_seed": d["peak_psnr"]["min"] - observed,
+            "dip_peak_gain_db_mean": d["peak_psnr"]["mean"] - observed,
+            "dip_final_below_peak_db": d["peak_psnr"]["mean"] - d["final_psnr"]["mean"],
+            "peak_before_last_iteration": d["peak_iteration"]["max"] < d["iterations"]}
+
+
+def check_image_size(cfg: dip.DIPConfig, size: int) -> int:
+    """``size`` must be a positive multiple of 32 (photo loader) and of 2**scales (network)."""
+    size = check_positive_int("image_size", size)
+    step = max(32, cfg.min_size)
+    if size % step:
+        raise ValueError(f"image_size must be a multiple of {step} (photographs load at multiples "
+                         f"of 32; a {cfg.scales}-scale DIP halves the image {cfg.scales} times), "
+                         f"got {size}")
+    return size
+
+
+# --------------------------------------------------------------------------- the chapter's plan
+@dataclass(frozen=True)
+class BaselinePlan:
+    """Chapter 02's parameters, resolved against the profile and validated."""
+
+    profile: Profile
+    seeds: tuple[int, ...]
+    images: tuple[str, ...]
+    image_size: int
+    sigma: float
+    task: str
+    iterations: int
+    arch: dip.DIPConfig
+    showcase_iterations: int
+    showcases: dict = field(default_factory=dict)  # task -> image name
+    noise_seed: int = 0
+    settings: dict = field(default_factory=dict)  # where the tunable settings came from
+
+    def to_dict(self) -> dict:
+        """The run's settings for ``metrics.json``, with where each tunable one came from
+        (``settings_source``) and the photo set of each image (``photo_sets``)."""
+        p = self.profile
+        return {"profile": p.name, "seeds": list(self.seeds), "images": list(self.images),
+                "photo_sets": photo_roles(p, [*self.images, *self.showcases.values()]),
+                "settings_source": self.settings,
+                "image_size": self.image_size, "sigma": self.sigma, "task": self.task,
+                "iterations": self.iterations, "arch": asdict(self.arch),
+                "optimiser": {"name": "Adam", "lr": p.dip_lr, "reg_noise_std": p.dip_reg_noise_std,
+                              "ema": p.dip_ema},
+                "noise_seed": self.noise_seed, "showcases": dict(self.showcases),
+                "showcase_iterations": self.showcase_iterations, "showcase_sigma": 0.0}
+
+    def restore(self, names, task: str, sigma: float, iterations: int, cache: Cache | None = None,
+                progress: bool = True) -> list[ImageRestoration]:
+        """The study loop: degrade each named photograph once (noise seed fixed), run the task's
+        classical restorers, then DIP under every seed, one grouped, cached fit per seed holding
+        one network per image."""
+        p, steps = self.profile, check_positive_int("iterations", iterations)
+        images = {n: load_photo(n, self.image_size) for n in names}
+        degs = {n: dip.degrade(x, task, sigma, seed=self.noise_seed) for n, x in images.items()}
+        done = {n: {m: classical_restore(m, degs[n], x) for m in CLASSICAL[task]}
+                for n, x in images.items()}
+        stacked, clean = dip.stack_degradations(list(degs.values())), torch.cat(list(images.values()))
+        fits = []
+        with tqdm(total=len(self.seeds) * steps, disable=not progress, mininterval=5,
+                  desc=f"DIP {task}: {len(names)} image(s) × {len(self.seeds)} seed(s), steps") as bar:
+            for s in self.seeds:
+                fits.append(fit_cached(stacked, clean, self.arch, steps, s, p.dip_lr,
+                                       p.dip_reg_noise_std, p.dip_ema, cache, p.device,
+                                       callback=lambda *_: bar.update(1)))
+                bar.update(steps if fits[-1][0].from_cache else 0)
+        return [ImageRestoration(n, x, degs[n], [f[i] for f in fits], done[n])
+                for i, (n, x) in enumerate(images.items())]
+
+    def run_main(self, cache: Cache | None = None, progress: bool = True) -> list[ImageRestoration]:
+        """The main task on every image."""
+        return self.restore(self.images, self.task, self.sigma, self.iterations, cache, progress)
+
+    def run_showcases(self, cache: Cache | None = None,
+                      progress: bool = True) -> dict[str, ImageRestoration]:
+        """Each showcase task (noiseless) on its one image."""
+        return {task: self.restore([name], task, 0.0, self.showcase_iterations, cache, progress)[0]
+                for task, name in self.showcases.items()}
+
+
+def make_arch(profile: Profile, arch: dict | None) -> dip.DIPConfig:
+    """The profile's DIP network with the knobs in ``arch`` (keys: ``ARCH_KEYS``) overridden."""
+    arch = dict(arch or {})
+    unknown = sorted(set(arch) - set(ARCH_KEYS))
+    if unknown:
+        raise ValueError(f"unknown arch key(s) {unknown}; valid keys: {', '.join(ARCH_KEYS)}")
+    cfg = dip.DIPConfig.from_profile(profile, **arch)
+    for key in ("scales", "channels", "input_depth"):
+        check_positive_int(f"arch {key}", getattr(cfg, key))
+    if type(cfg.skip_channels) is not int or cfg.skip_channels < 0:  # bool is no width
+        raise ValueError(f"arch skip_channels must be a whole number >= 0, got {cfg.skip_channels!r}")
+    check_choice("arch upsample", cfg.upsample, dip.UPSAMPLE_MODES)
+    return cfg
+
+
+def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
+              sigma=25.0, task: str = "denoise", iterations=None, arch: dict | None = None,
+              showcase_iterations=None, inpaint_image: str | None = None,
+              sr4_image: str | None = None, lr=None, tuned=None, device=None) -> BaselinePlan:
+    """The notebook's parameters, validated (``ValueError`` naming the valid choices before any
+    work), ``None`` ones from the profile. Showcases: each of ``SHOWCASE_TASKS`` but ``task``, on
+    ``inpaint_image`` (default: the first image) / ``sr4_image`` (the last). ``tuned``: the
+    grids' ``tuned.json``, whose DIP depth, width and lr replace the profile's (an ``arch`` key
+    or ``lr`` given here wins over both)."""
+    from ..sweep import tuned_overrides
+
+    given = dict(arch or {}) if isinstance(arch, dict) else {}
+    overrides, record = tuned_overrides(profile, tuned, NOTEBOOK, {
+        "dip_scales": given.get("scales"), "dip_channels": given.get("channels"), "dip_lr": lr})
+    if device is not None:
+        overrides = {**overrides, "device": device}
+    prof = check_device(get_profile(profile, **overrides))
+    if lr is not None:
+        prof = get_profile(profile, **{**overrides, "dip_lr": check_positive_float("lr", lr)})
+    check_choice("task", task, dip.TASKS)
+    cfg = make_arch(prof, arch)
+    size = prof.photo_size if image_size is None else image_size
+    min_size = size if isinstance(size, int) else None
+    names = check_photos(prof.dip_baseline_photos if images is None else images, "images", min_size)
+    chosen = {"inpaint": inpaint_image or names[0], "sr4": sr4_image or names[-1]}
+    showcases = {t: check_photos(chosen[t], f"{t}_image", min_size)[0]
+                 for t in SHOWCASE_TASKS if t != task}
+    return BaselinePlan(
+        profile=prof, seeds=check_seeds(prof.seeds if seeds is None else seeds), images=names,
+        image_size=check_image_size(cfg, size), sigma=check_sigma(sigma), task=task,
+        iterations=check_positive_int("iterations", prof.dip_baseline_iterations
+                                      if iterations is None else iterations),
+        arch=cfg,
+        showcase_iterations=check_positive_int("showcase_iterations", prof.dip_showcase_iterations
+                                               if showcase_iterations is None else showcase_iterations),
+        showcases=showcases, settings=record)
+
+
+# --------------------------------------------------------------------------- results
+def chapter_metrics(plan: BaselinePlan, main: list[ImageRestoration],
+                    showcases: dict[str, ImageRestoration], min_gain_db: float = 5.0) -> dict:
+    """Everything chapter 02 reports, as one JSON-able dict for ``metrics.json``."""
+    per_image = {r.name: r.metrics() for r in main}
+    return {**plan.to_dict(), "per_image": per_image,
+            "summary": summarise(per_image, list(CLASSICAL[plan.task]), min_gain_db),
+            **{task: {"image": r.name, "sigma": 0.0, "iterations": plan.showcase_iterations,
+                      "seeds": list(plan.seeds), **r.metrics()} for task, r in showcases.items()},
+            "compute": compute_totals([*main, *showcases.values()])}
+
+
+def summarise(per_image: dict, methods: list[str], min_gain_db: float = 5.0) -> dict:
+    """Means over images, the quality bar (DIP's worst-seed peak beats the observation by
+    ``min_gain_db`` on every image) and where each classical method matches DIP."""
+    def mean(f):
+        return float(np.mean([f(m) for m in per_image.values()]))
+
+    def where(k, m):  # images on which classical method m scores at least DIP's k
+        return [n for n, im in per_image.items() if m in im["comparison"][f"classical_at_least_dip_{k}"]]
+
+    gains = {n: m["comparison"]["dip_peak_gain_db_worst_seed"] for n, m in per_image.items()}
+    dip_means = {f"dip_{w}_{q}": mean(lambda m, w=w, q=q: m["dip"][f"{w}_{q}"]["mean"])
+                 for q in ("psnr", "ssim") for w in ("final", "peak")}
+    return {
+        "mean_over_images": {"observed_psnr": mean(lambda m: m["observed_psnr"]), **dip_means,
+                             **{f"{k}_{q}": mean(lambda m, k=k, q=q: m[k][q])
+                                for q in ("psnr", "ssim") for k in methods}},
+        "quality_bar": {"rule": f"DIP peak PSNR (worst seed) - observed PSNR >= {min_gain_db} dB "
+                                "on every image", "threshold_db": min_gain_db, "gain_db": gains,
+                        "passed": bool(all(g >= min_gain_db for g in gains.values()))},
+        "classical_at_least_dip_final": {m: where("final", m) for m in methods},
+        "classical_at_least_dip_peak": {m: where("peak", m) for m in methods},
+        "peak_before_last_iteration": {n: m["comparison"]["peak_before_last_iteration"]
+                                       for n, m in per_image.items()},
+    }
+
+
+def compute_totals(restorations: list[ImageRestoration]) -> dict:
+    """Total DIP compute (iterations, GFLOPs, wall seconds) and classical wall seconds."""
+    fits = [f for r in restorations for f in r.fits]
+    runs = [c for r in restorations for c in r.classical.values()]
+    return {"dip": {"networks_fitted": len(fits),
+                    "iterations": int(sum(len(f.history["psnr_clean"]) for f in fits)),
+                    "gflops": float(sum(f.flops for f in fits) / 1e9),
+                    "wall_s": float(sum(f.wall_s for f in fits)),
+                    "all_from_cache": bool(all(f.from_cache for f in fits)),
+                    "wall_s_note": "measured when each fit was computed (cached fits keep it)"},
+            "classical": {"runs": len(runs), "wall_s": float(sum(c.wall_s for c in runs)),
+                          "flops": None, "flops_note": FLOPS_NOT_COUNTED}}
+
+
+def save_arrays(out_dir, r: ImageRestoration, prefix: str = "") -> list[str]:
+    """Save ``clean_``, ``observed_``, ``dip_final_``, ``dip_peak_`` (S×C×H×W, one per seed),
+    each classical output and, for inpainting, the mask, as ``<prefix><kind>_<image>.npy``
+    (``<image>``: the photograph's name, or its file's stem)."""
+    arrays = {"clean": r.clean, "observed": r.degradation.observation,
+              "dip_final": torch.cat([f.output_ema for f in r.fits]),
+              "dip_peak": torch.cat([f.best_output for f in r.fits]),
+              **{m: c.output for m, c in r.classical.items()}}
+    if r.degradation.mask is not None:
+        arrays["mask"] = r.degradation.mask
+    return [save_array(out_dir, f"{prefix}{kind}_{photo_name(r.name)}", x).name
+            for kind, x in arrays.items()]
