@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from ..experiments import photo_denoising as task_c
 from ..experiments.dip_init_ddpm import ddpm_chain_key, method_label
@@ -25,6 +26,15 @@ def generation_groups(summary: dict) -> dict[str, list[str]]:
             f"{method_label(key)} from noise": [key],
             "DIP→t0": [m for m in summary if m.startswith("dip_t0_")],
             "TDPM-DIP": [m for m in summary if m.startswith("tdpm_")]}
+
+
+def _plain_log_ticks(*axes):
+    """Log axes labelled 0.2, 1, 60 (no overlapping minor labels on x)."""
+    for ax in axes:
+        for axis, minor in ((ax.xaxis, NullFormatter()), (ax.yaxis, FormatStrFormatter("%g"))):
+            if axis.get_scale() == "log":
+                axis.set_major_formatter(FormatStrFormatter("%g"))
+                axis.set_minor_formatter(minor)
 
 
 def _ring(ax, summary, copies, metric, x="gflops_per_image"):
@@ -51,6 +61,7 @@ def plot_generation_quality(summary: dict, copies=(), threshold: float | None = 
     if threshold is not None:
         axes[2].axhline(threshold, color="k", ls="--", lw=1, label="near-copy threshold")
         axes[2].legend(fontsize=7)
+    _plain_log_ticks(*axes)
     fig.tight_layout()
     return fig
 
@@ -72,6 +83,7 @@ def plot_generation_wall_and_novelty(summary: dict, copies=()):
                   label="the references")
     ax[1].set(xlabel="distance to own reference", ylabel="distance to nearest train image")
     ax[1].legend(fontsize=7); ax[1].grid(alpha=0.3)
+    _plain_log_ticks(ax[0])
     fig.tight_layout()
     return fig
 
@@ -96,6 +108,7 @@ def plot_denoising_quality(summary: dict):
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
     for a, metric, label in ((ax[0], "psnr", "PSNR (dB)"), (ax[1], "ssim", "SSIM")):
         metric_vs_compute(summary, metric, groups, a, ylabel=label, connect=("DDIM from y",))
+    _plain_log_ticks(*ax)
     fig.tight_layout()
     return fig
 
@@ -117,6 +130,7 @@ def plot_photo_psnr_vs_wall(summary_c: dict):
         ax.set(xlabel="wall seconds per image (log)", ylabel="PSNR (dB)", title=f"σ = {sig}")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="lower right")
+    _plain_log_ticks(*axes[0])
     fig.tight_layout()
     return fig
 
