@@ -98,6 +98,13 @@ def test_prior_channels_repeat_grey_only_for_an_rgb_prior(setup):
     assert dt.prior_channels(model, refs) is refs  # the digit prior is grey
 
 
+def test_unet_flops_per_image_is_one_call_at_the_models_size(setup):
+    from dipddpm_lib.photo_prior import unet_flops
+
+    model, refs = setup
+    assert exp.unet_flops_per_image(model) == unet_flops(model, tuple(refs.shape[1:])) > 0
+
+
 def test_equal_flops_steps():
     assert exp.equal_flops_steps(10e9, 1e9) == 10
     assert exp.equal_flops_steps(0.2e9, 1e9) == 1

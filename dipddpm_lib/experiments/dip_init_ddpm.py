@@ -1,13 +1,7 @@
-"""Chapter 03, tasks A and B: a DIP start for the digit DDPM's reverse chain.
-
-Task A (generation): DIP→t0 and TDPM-DIP from test references, against the DDPM chain from
-noise and DDIM / DPM-Solver++ from noise at the same FLOPs per image. Task B (denoising at a
-diffusion noise level ``t_noise``): the DDPM chain and DDIM from ``y``, DIP alone (and its oracle
-peak), DIP→t0 and TDPM-DIP, each DIP-based method matched by DDIM from ``y`` at its FLOPs.
-
-Rows are tidy: one per (method, seed), with the quality, FLOPs / NFE / DIP iterations per image
-and the wall seconds of the whole set. Numbers only; the notebook says what they mean.
-"""
+"""Chapter 03, tasks A and B: a DIP start for the digit DDPM's reverse chain, in generation (A)
+and in denoising at a diffusion noise level (B), every DIP-based method matched by plain samplers
+at its FLOPs. Tidy rows, one per (method, seed): quality, FLOPs / NFE / DIP iterations per image,
+wall seconds of the whole set. Numbers only; the notebook says what they mean."""
 from __future__ import annotations
 
 import re
@@ -15,49 +9,41 @@ import re
 import torch
 
 from ..cache import Cache, cached
-from ..compute import Compute, count_flops
+from ..compute import Compute
 from ..ddpm import BETA_SCHEDULES, SAMPLERS, TrainedDDPM, alphas_cumprod, prior_noise, q_sample
 from ..dip import Degradation, DIPConfig, fit
 from ..errors import check_choice, check_images, check_positive_int, check_timestep
 from ..methods.ddpm_denoise import chain_from
 from ..methods.dip_t0 import check_iterations, dip_t0, fit_dip_snapshots
 from ..methods.tdpm_dip import tdpm_fit, tdpm_generate
+from ..photo_prior import unet_flops
 from ..results import paired_difference, spread
 
 SAMPLER_TAG = {"ddpm": "ddpm", "ddim": "ddim", "dpm-solver++": "dpmpp"}
-SAMPLER_NAME = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp": "DPM-Solver++"}
+LABELS = {"test_refs": "test images (the references)", "noisy_rescaled": "noisy input",
+          "clean": "clean images", "noisy": "noisy input (rescaled, clipped)",
+          "ddpm_all": "DDPM chain from y (all steps)", "dip_fixed": "DIP (fixed count)",
+          "dip_oracle_peak": "DIP oracle peak (upper bound)", "tdpm_dip": "TDPM-DIP",
+          r"dip_t0_k(\d+)_t(\d+)": "DIP→t0, {} DIP iterations, t0 = {}",
+          r"tdpm_k(\d+)_t(\d+)": "TDPM-DIP, {} DIP iterations, T′ = {}", r"dip_t0_(\d+)": "DIP→t0, t0 = {}",
+          r"ddpm_(\d+)": "DDPM-{}", r"ddim_(\d+)": "DDIM-{}", r"dpmpp_(\d+)": "DPM-Solver++-{}"}
 
 
 def method_label(method: str) -> str:
     """A reader's name for a task A / B method identifier (tables, legends, sentences)."""
-    fixed = {"test_refs": "test images (the references)", "noisy_rescaled": "noisy input",
-             "clean": "clean images", "noisy": "noisy input (rescaled, clipped)",
-             "ddpm_all": "DDPM chain from y (all steps)", "dip_fixed": "DIP (fixed count)",
-             "dip_oracle_peak": "DIP oracle peak (upper bound)", "tdpm_dip": "TDPM-DIP"}
-    if method in fixed:
-        return fixed[method]
-    if m := re.fullmatch(r"dip_t0_k(\d+)_t(\d+)", method):
-        return f"DIP→t0, {m[1]} DIP iterations, t0 = {m[2]}"
-    if m := re.fullmatch(r"tdpm_k(\d+)_t(\d+)", method):
-        return f"TDPM-DIP, {m[1]} DIP iterations, T′ = {m[2]}"
-    if m := re.fullmatch(r"dip_t0_(\d+)", method):
-        return f"DIP→t0, t0 = {m[1]}"
     if method.startswith("ddim_eq_"):
         return f"DDIM at the FLOPs of {method_label(method[len('ddim_eq_'):])}"
-    if m := re.fullmatch(r"(ddpm|ddim|dpmpp)_(\d+)", method):
-        return f"{SAMPLER_NAME[m[1]]}-{m[2]}"
+    for pattern, label in LABELS.items():
+        if m := re.fullmatch(pattern, method):
+            return label.format(*m.groups())
     return method
 
 
 # --------------------------------------------------------------------------- set-up
 def unet_flops_per_image(model: TrainedDDPM) -> float:
-    """FLOPs of one denoiser evaluation on one image."""
+    """FLOPs of one denoiser evaluation on one image of the model's own size."""
     cfg = model.unet.config
-    x = torch.zeros(1, cfg.in_channels, cfg.sample_size, cfg.sample_size,
-                    device=next(model.unet.parameters()).device)
-    with torch.no_grad():
-        flops, _ = count_flops(model.unet, x, torch.zeros(1, dtype=torch.long, device=x.device))
-    return flops
+    return unet_flops(model, (cfg.in_channels, cfg.sample_size, cfg.sample_size))
 
 
 def equal_flops_steps(flops_per_image: float, unet_flops: float, max_steps: int = 1000) -> int:
@@ -113,13 +99,13 @@ def cached_study(kind: str, key: dict, run, cache: Cache | None):
     return meta["rows"], {m: tensors[f"img.{m}"] for m in meta["order"]}
 
 
-def _study_key(args: dict, data: tuple[str, ...]) -> dict:
-    """Every setting in a study's arguments; the model by its training config, the features by
-    name, the data by digest."""
+def _cached_call(kind: str, study, args: dict, data: tuple[str, ...]):
+    """``study(**args)`` through :func:`cached_study`, keyed by every setting in ``args``, the
+    model's training config, the feature network's name and the ``data`` tensors' digests."""
     skip = ("model", "classifier", "progress", "cache") + data
-    return {**{k: v for k, v in args.items() if k not in skip}, "model": args["model"].meta["config"],
-            "features": getattr(args.get("classifier"), "name", None),
-            "data": {k: args[k] for k in data}}
+    key = {**{k: v for k, v in args.items() if k not in skip}, "model": args["model"].meta["config"],
+           "features": getattr(args.get("classifier"), "name", None), "data": {k: args[k] for k in data}}
+    return cached_study(kind, key, lambda: study(**{**args, "cache": None}), args["cache"])
 
 
 def _row(method: str, seed: int, c: Compute, n: int, **extra) -> dict:
@@ -134,17 +120,14 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
                      baselines=("ddim", "dpm-solver++"), sample_batch: int = 256,
                      ddpm_steps: int = 1000, progress: bool = True, keep_images: bool = True,
                      ddpm_pool: int | None = None, device: str = "cpu", cache: Cache | None = None):
-    """Task A. Per seed, ``num_refs`` test references; DIP→t0 over ``dip_iterations`` ×
-    ``t0_list`` and TDPM-DIP over ``dip_iterations`` × ``t_trunc_list`` (chains of
-    ``chain_sampler``, at most ``chain_steps`` calls); the DDPM chain of ``ddpm_steps`` from
-    noise (``ddpm_<steps>``: the first ``num_refs`` of chapter 01's cached set of ``ddpm_pool``
-    when it is that large, charged per image); every baseline sampler from noise at each
-    variant's FLOPs. Rows carry FID/KID/confident fraction, distance to the own reference and
-    to the nearest training image. Returns ``(rows, images)`` (the first seed's images)."""
+    """Task A, per seed from ``num_refs`` test references: DIP→t0 (``dip_iterations`` ×
+    ``t0_list``) and TDPM-DIP (× ``t_trunc_list``), chains of at most ``chain_steps`` calls; the
+    DDPM chain from noise (``ddpm_<steps>``, the first ``num_refs`` of chapter 01's cached set of
+    ``ddpm_pool``); each baseline from noise at each variant's FLOPs. Rows carry FID/KID/confident
+    fraction and distances to the own reference and to the nearest training image. Returns
+    ``(rows, images)`` (the first seed's)."""
     if cache is not None:
-        args = dict(locals())
-        return cached_study("int_generation", _study_key(args, ("x_train", "x_test")), lambda: generation_study(
-            **{k: v for k, v in args.items() if k != "cache"}), cache)
+        return _cached_call("int_generation", generation_study, dict(locals()), ("x_train", "x_test"))
     from .. import ddpm
     from ..metrics import GenerationScorer, nearest_distance
 
@@ -199,16 +182,13 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
                     tdpm_iterations: int | None = None, chain_sampler: str = "ddim",
                     chain_steps: int = 20, progress: bool = True, device: str = "cpu",
                     cache: Cache | None = None):
-    """Task B. Per seed, ``y`` is ``x_clean`` noised to ``t_noise``; the DDPM chain from
-    ``t_noise`` (all steps), DDIM from it at each of ``ddim_steps``, DIP alone on the rescaled
-    ``y`` (fixed count, and its oracle peak), DIP→t0 per ``t0`` and TDPM-DIP (chains of
-    ``chain_sampler``, at most ``chain_steps`` calls), and DDIM from ``y`` at each DIP-based
-    method's FLOPs (``ddim_eq_<method>``). Returns ``(rows, images)``: PSNR/SSIM rows, the
-    first seed's images (with ``clean`` and ``noisy``)."""
+    """Task B, per seed on ``y`` = ``x_clean`` noised to ``t_noise``: the DDPM chain (all steps)
+    and DDIM (``ddim_steps``) from ``y``, DIP alone on the rescaled ``y`` (and its oracle peak),
+    DIP→t0 per ``t0`` and TDPM-DIP (chains of at most ``chain_steps`` calls), and DDIM from ``y``
+    at each DIP-based method's FLOPs (``ddim_eq_<method>``). Returns ``(rows, images)`` (the
+    first seed's, with ``clean`` and ``noisy``)."""
     if cache is not None:
-        args = dict(locals())
-        return cached_study("int_denoising", _study_key(args, ("x_clean",)), lambda: denoising_study(
-            **{k: v for k, v in args.items() if k != "cache"}), cache)
+        return _cached_call("int_denoising", denoising_study, dict(locals()), ("x_clean",))
     from ..metrics import psnr, ssim
 
     check_images(x_clean, "clean images")
