@@ -109,7 +109,9 @@ def test_dip_t0_and_tdpm_dip_degenerate_cases(prior, noisy):
     out, c = dip_t0(prior, x, 0)
     assert torch.equal(out, x) and c.nfe == 0  # t0 = 0: the DIP estimate itself
     out, c = tdpm_dip(prior, x, 0)
-    assert torch.equal(out, x) and c.nfe == 0  # σ = 0: nothing to remove
+    assert torch.equal(out, x) and c.nfe == 0  # t_σ = 0 (σ = 0): nothing to remove
+    out, c = tdpm_dip(prior, x[:, :1], 10, steps=2)
+    assert out.shape == x[:, :1].shape and c.nfe == 2  # a grey estimate through the RGB prior, and back
     out, c = dip_t0(prior, x, 20, steps=4)
     assert out.shape == x.shape and 1 <= c.nfe <= 4
     with pytest.raises(ValueError, match="t0"):

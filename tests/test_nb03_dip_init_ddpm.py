@@ -28,7 +28,9 @@ def test_nb03_smoke(nb_cache, tmp_path):
     for name in ("denoise_clean", "denoise_noisy", "denoise_ddpm_all", "denoise_tdpm_dip"):
         a = np.load(tmp_path / f"{name}.npy")
         assert a.dtype == np.float32 and a.ndim == 4 and 0 <= a.min() and a.max() <= 1
-    assert (tmp_path / "gen_quality_vs_flops.png").exists()
+    for fig in ("gen_quality_vs_flops", "gen_wall_and_novelty", "gen_samples", "denoise_quality_vs_flops",
+                "denoise_examples", "photo_psnr_vs_iteration"):  # figures/dip_init_ddpm.py
+        assert (tmp_path / f"{fig}.png").exists(), fig
     # task C: photographs, every method, arrays an outside check can recompute PSNR from
     ph = m["photographs"]
     assert ph["photos"] == ["astronaut", "camera"] and ph["sigmas"] == [25.0, 50.0]

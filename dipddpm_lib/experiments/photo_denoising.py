@@ -11,7 +11,6 @@ call; wall seconds, a grouped fit's divided evenly among its images).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,9 +33,7 @@ from ..methods.fuse import fuse_avg
 from ..methods.hybrid_red import REDTarget
 from ..methods.hybrid_target import BlendTarget
 from ..methods.tdpm_dip import tdpm_dip
-
-#: Bump when the study computes something different: cached studies are then redone.
-CACHE_VERSION = 1
+from .dip_init_ddpm import cached_study
 
 #: Method families, in table order. ``ddim_<k>`` and ``dip_t0_<t0>`` expand per setting.
 SINGLE = ("noisy", "bm3d", "nl_means", "dip", "dip_oracle", "ddpm_x0", "ddpm_chain", "ddim")
@@ -125,10 +122,6 @@ def family(method: str) -> str:
     return "ddim" if method.startswith("ddim_") else method
 
 
-def _digest(x: torch.Tensor) -> str:
-    return hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()[:16]
-
-
 def run_study(model: TrainedDDPM, photos: dict[str, torch.Tensor], config: PhotoConfig,
               cache: Cache | None = None, progress: bool = True):
     """Task C on ``photos`` (name → 1×C×H×W clean image in [0, 1]) for every σ of ``config``.
@@ -139,15 +132,9 @@ def run_study(model: TrainedDDPM, photos: dict[str, torch.Tensor], config: Photo
     if not photos:
         raise ValueError("task C needs at least one photograph")
     if cache is not None:
-        key = {"config": dataclasses.asdict(config), "model": model.meta["config"],
-               "photos": {n: _digest(x) for n, x in photos.items()}, "v": CACHE_VERSION}
-
-        def compute():
-            rows, images = run_study(model, photos, config, None, progress)
-            return images, {"rows": rows}
-
-        tensors, meta = cache.get_or_compute("photo_denoising", key, compute)
-        return meta["rows"], dict(tensors)
+        key = {"config": config, "model": model.meta["config"], "photos": photos}
+        return cached_study("photo_denoising", key,
+                            lambda: run_study(model, photos, config, None, progress), cache)
     rows, images = [], {}
     for sigma in tqdm(config.sigmas, desc="task C: σ", disable=not progress):
         r, im = _one_sigma(model, photos, config, float(sigma), progress)
@@ -200,7 +187,7 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
         curves["dip"] = res.history["psnr_clean_ema"]
         x_dip = res.output_ema
         if config.wants("tdpm_dip"):
-            xc, cc = tdpm_dip(model, x_dip, sigma, int(sigma), config.chain_sampler,
+            xc, cc = tdpm_dip(model, x_dip, t_sigma, int(sigma), config.chain_sampler,
                               config.chain_steps)
             add("tdpm_dip", xc, c + cc)
         if config.wants("dip_t0"):

@@ -1,27 +1,81 @@
-"""TDPM-DIP on a photograph (truncated diffusion, as in chapter 03's task B): the DIP
-estimate *replaces* the observation as the state at ``t_σ``, without fresh noise, and the
-reverse chain runs from ``t_σ``. It differs from DIP→t0 (which adds noise at ``t0``) in
-trusting the DIP output to carry the remaining noise of ``x_t``."""
+"""TDPM-DIP (truncated diffusion): a DIP output *is* the state at step ``t``, without fresh
+noise, and the reverse chain runs from ``t``. It differs from DIP→t0 (which adds noise at
+``t0``) in trusting the DIP output to carry the remaining noise of ``x_t``.
+
+Two code paths, named by ``space`` in :func:`tdpm_dip`: on photographs (chapter 03, task C) DIP
+estimates the clean image in [0, 1] and the state is ``sqrt(abar_t) (2x̂ − 1)`` (``"image"``);
+on digits (tasks A and B) DIP fits the noisy state itself in model units (``"state"``,
+:func:`tdpm_fit`): the truncated start ``x_T'`` of a reference (task A, DIP fed the noise ``z``
+itself, so at ``T' = T`` with no DIP this is the plain DDPM chain), or the observation ``y``
+(task B). Every compute is per image."""
 from __future__ import annotations
 
 import torch
 
 from ..compute import Compute
-from ..ddpm import TrainedDDPM, alphas_cumprod, to_model
-from ..errors import check_images, check_sigma
-from ..physics import sigma_to_t
+from ..ddpm import TrainedDDPM, alphas_cumprod, from_model, prior_noise, q_sample, to_model
+from ..dip import DIPConfig
+from ..errors import check_images, check_timestep
 from .ddpm_denoise import chain_from
+from .dip_t0 import check_iterations, fit_dip_snapshots, prior_channels
 
 
-def tdpm_dip(model: TrainedDDPM, x_dip: torch.Tensor, sigma: float, seed: int = 0,
-             sampler: str = "ddim", steps: int = 20) -> tuple[torch.Tensor, Compute]:
-    """``x_tσ = sqrt(abar_tσ) (2 x̂_DIP − 1)``, then at most ``steps`` denoiser calls from
-    ``t_σ``. Returns the estimate and the chain's compute per image."""
+def tdpm_dip(model: TrainedDDPM, x_dip: torch.Tensor, t: int, seed: int = 0, sampler: str = "ddim",
+             steps: int = 20, space: str = "image") -> tuple[torch.Tensor, Compute]:
+    """The chain from DIP's output taken as the state at ``t``, at most ``steps`` calls: an
+    estimate in [0, 1] (``space="image"``) or a state in model units (``"state"``). Returns
+    the estimate in [0, 1] and the chain's compute per image."""
     check_images(x_dip, "DIP estimate")
-    t = sigma_to_t(check_sigma(sigma), model.beta_schedule, model.num_train_timesteps)
+    check_timestep("t", t, model.num_train_timesteps)
+    if space not in ("image", "state"):
+        raise ValueError(f"space must be 'image' or 'state', got {space!r}")
     if t == 0:
-        return x_dip.clone(), Compute()
-    rgb = x_dip.expand(-1, 3, -1, -1) if x_dip.shape[1] == 1 else x_dip
-    abar = float(alphas_cumprod(model.beta_schedule, model.num_train_timesteps)[t])
-    return chain_from(model, abar ** 0.5 * to_model(rgb), t, sampler, steps, seed,
-                      x_dip.shape[1])
+        return (x_dip.clone() if space == "image" else from_model(x_dip)), Compute()
+    x_t = x_dip
+    if space == "image":
+        abar = float(alphas_cumprod(model.beta_schedule, model.num_train_timesteps)[t])
+        x_t = abar ** 0.5 * to_model(prior_channels(model, x_dip))
+    return chain_from(model, x_t, t, sampler, steps, seed, x_dip.shape[1])
+
+
+def tdpm_fit(model: TrainedDDPM, x_t: torch.Tensor, t: int, cfg: DIPConfig, iterations,
+             seed: int = 0, sampler: str = "ddim", steps: int = 20, lr: float = 0.01,
+             net_input: torch.Tensor | None = None, progress: bool = True,
+             device: str = "cpu") -> dict[int, tuple[torch.Tensor, Compute]]:
+    """DIP (linear output) fits the state ``x_t`` for each count of ``iterations`` (0: no DIP,
+    the state itself), then the chain from ``t``: ``{i: (estimate, compute per image)}``. With
+    ``net_input`` DIP is fed that tensor, without input noise, instead of its own code."""
+    check_images(x_t, "state")
+    its = check_iterations(iterations)
+    extra = {} if net_input is None else {"input_depth": x_t.shape[1]}
+    cfg = DIPConfig(**{**cfg.__dict__, **extra, "output": "linear"})
+    starts = {0: (x_t, Compute())} if 0 in its else {}
+    starts.update(fit_dip_snapshots(x_t, cfg, its, seed, lr=lr, net_input=net_input,
+                                    reg_noise_std=1.0 / 30.0 if net_input is None else 0.0,
+                                    progress=progress, desc=f"TDPM-DIP t={t}", device=device))
+    out = {}
+    for i, (x, c_dip) in starts.items():
+        x0, c_chain = tdpm_dip(model, x, t, seed, sampler, steps, "state")
+        out[i] = (x0, c_dip + c_chain)
+    return out
+
+
+def truncated_start(x_ref: torch.Tensor, t_trunc: int, z: torch.Tensor, beta_schedule: str,
+                    num_train_timesteps: int = 1000) -> torch.Tensor:
+    """``x_T' = sqrt(abar_T') x_ref + sqrt(1 − abar_T') z`` in model space; at ``T' = T`` the
+    start is ``z`` itself (the prior the sampler draws; abar_T ≈ 0 is taken as 0)."""
+    check_timestep("T_trunc", t_trunc, num_train_timesteps)
+    if t_trunc == num_train_timesteps:
+        return z.clone()
+    return q_sample(x_ref, t_trunc, z, beta_schedule, num_train_timesteps)
+
+
+def tdpm_generate(model: TrainedDDPM, x_ref: torch.Tensor, t_trunc: int, cfg: DIPConfig,
+                  iterations, seed: int = 0, **kwargs) -> dict[int, tuple[torch.Tensor, Compute]]:
+    """Task A: ``z`` is the sampler's prior draw for ``seed``; DIP, fed ``z``, fits the
+    truncated start of the references (:func:`tdpm_fit`'s ``kwargs``)."""
+    check_images(x_ref, "reference images")
+    check_timestep("T_trunc", t_trunc, model.num_train_timesteps)
+    z = prior_noise(len(x_ref), tuple(x_ref.shape[1:]), seed)
+    target = truncated_start(x_ref, t_trunc, z, model.beta_schedule, model.num_train_timesteps)
+    return tdpm_fit(model, target, t_trunc, cfg, iterations, seed, net_input=z, **kwargs)

@@ -1,0 +1,370 @@
+"""Chapter 03, tasks A and B: a DIP start for the digit DDPM's reverse chain, in generation (A)
+and in denoising at a diffusion noise level (B), every DIP-based method matched by plain samplers
+at its FLOPs. Tidy rows, one per (method, seed): quality, FLOPs / NFE / DIP iterations per image,
+wall seconds of the whole set. Numbers only; the notebook says what they mean."""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from ..cache import Cache, cached
+from ..compute import Compute
+from ..ddpm import BETA_SCHEDULES, SAMPLERS, TrainedDDPM, alphas_cumprod, prior_noise, q_sample
+from ..dip import Degradation, DIPConfig, fit
+from ..errors import check_choice, check_images, check_positive_int, check_timestep
+from ..methods.ddpm_denoise import chain_from
+from ..methods.dip_t0 import check_iterations, dip_t0, fit_dip_snapshots
+from ..methods.tdpm_dip import tdpm_fit, tdpm_generate
+from ..photo_prior import unet_flops
+from ..results import paired_difference, spread
+
+SAMPLER_TAG = {"ddpm": "ddpm", "ddim": "ddim", "dpm-solver++": "dpmpp"}
+LABELS = {"test_refs": "test images (the references)", "noisy_rescaled": "noisy input",
+          "clean": "clean images", "noisy": "noisy input (rescaled, clipped)",
+          "ddpm_all": "DDPM chain from y (all steps)", "dip_fixed": "DIP (fixed count)",
+          "dip_oracle_peak": "DIP oracle peak (upper bound)", "tdpm_dip": "TDPM-DIP",
+          r"dip_t0_k(\d+)_t(\d+)": "DIP→t0, {} DIP iterations, t0 = {}",
+          r"tdpm_k(\d+)_t(\d+)": "TDPM-DIP, {} DIP iterations, T′ = {}", r"dip_t0_(\d+)": "DIP→t0, t0 = {}",
+          r"ddpm_(\d+)": "DDPM-{}", r"ddim_(\d+)": "DDIM-{}", r"dpmpp_(\d+)": "DPM-Solver++-{}"}
+
+
+def method_label(method: str) -> str:
+    """A reader's name for a task A / B method identifier (tables, legends, sentences)."""
+    if method.startswith("ddim_eq_"):
+        return f"DDIM at the FLOPs of {method_label(method[len('ddim_eq_'):])}"
+    for pattern, label in LABELS.items():
+        if m := re.fullmatch(pattern, method):
+            return label.format(*m.groups())
+    return method
+
+
+# --------------------------------------------------------------------------- set-up
+def unet_flops_per_image(model: TrainedDDPM) -> float:
+    """FLOPs of one denoiser evaluation on one image of the model's own size."""
+    cfg = model.unet.config
+    return unet_flops(model, (cfg.in_channels, cfg.sample_size, cfg.sample_size))
+
+
+def equal_flops_steps(flops_per_image: float, unet_flops: float, max_steps: int = 1000) -> int:
+    """The number of denoiser evaluations that costs the same FLOPs (at least 1)."""
+    return int(min(max_steps, max(1, round(flops_per_image / unet_flops))))
+
+
+def diffusion_noisy(x0: torch.Tensor, t_noise: int, seed: int, beta_schedule: str,
+                    num_train_timesteps: int = 1000) -> torch.Tensor:
+    """``y = sqrt(abar_t) x0 + sqrt(1 − abar_t) ε`` (model space) for clean ``x0`` in [0, 1]."""
+    check_images(x0, "clean images")
+    check_timestep("t_noise", t_noise, num_train_timesteps)
+    eps = prior_noise(len(x0), tuple(x0.shape[1:]), seed + 20_000)
+    return q_sample(x0, t_noise, eps, beta_schedule, num_train_timesteps)
+
+
+def rescale_to_x0(y: torch.Tensor, t_noise: int, beta_schedule: str,
+                  num_train_timesteps: int = 1000) -> tuple[torch.Tensor, float]:
+    """``(y / sqrt(abar_t) + 1) / 2``: an unbiased, unclipped estimate of x0 in [0, 1], and its
+    noise std ``sqrt((1 − abar) / abar) / 2``."""
+    abar = float(alphas_cumprod(beta_schedule, num_train_timesteps)[t_noise])
+    return (y / abar ** 0.5 + 1.0) / 2.0, ((1 - abar) / abar) ** 0.5 / 2.0
+
+
+def check_study_params(t0_list, t_trunc_list, dip_iterations, chain_sampler: str,
+                       chain_steps: int, t_noise: int, num_refs: int, denoise_images: int,
+                       beta_schedule: str, num_train_timesteps: int = 1000) -> None:
+    """Validate tasks A and B's parameters at once, before anything is trained or written."""
+    check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
+    check_choice("chain sampler", chain_sampler, SAMPLERS)
+    for name, v in (("chain_steps", chain_steps), ("num_refs", num_refs),
+                    ("denoise_images", denoise_images)):
+        check_positive_int(name, v)
+    for name, ts in (("t0", t0_list), ("T_trunc", t_trunc_list), ("t_noise", [t_noise])):
+        for t in ts:
+            check_timestep(name, t, num_train_timesteps)
+    check_iterations(dip_iterations)
+
+
+# --------------------------------------------------------------------------- studies
+def cached_study(kind: str, key: dict, run, cache: Cache | None):
+    """``run()`` → ``(rows, images)``, stored whole under ``key`` (:func:`~dipddpm_lib.cache.cached`);
+    a hit returns the stored rows (their ``wall_s`` are the first run's) and the images in
+    their original order. Without a ``cache``, ``run()`` itself."""
+    if cache is None:
+        return run()
+
+    def compute():
+        rows, images = run()
+        return {f"img.{m}": x for m, x in images.items()}, {"rows": rows, "order": list(images)}
+
+    tensors, meta = cached(kind, key, compute, cache)
+    return meta["rows"], {m: tensors[f"img.{m}"] for m in meta["order"]}
+
+
+def _cached_call(kind: str, study, args: dict, data: tuple[str, ...]):
+    """``study(**args)`` through :func:`cached_study`, keyed by every setting in ``args``, the
+    model's training config, the feature network's name and the ``data`` tensors' digests."""
+    skip = ("model", "classifier", "progress", "cache") + data
+    key = {**{k: v for k, v in args.items() if k not in skip}, "model": args["model"].meta["config"],
+           "features": getattr(args.get("classifier"), "name", None), "data": {k: args[k] for k in data}}
+    return cached_study(kind, key, lambda: study(**{**args, "cache": None}), args["cache"])
+
+
+def _row(method: str, seed: int, c: Compute, n: int, **extra) -> dict:
+    """A tidy row: compute per image, wall seconds of the whole set of ``n`` images."""
+    return {"method": method, "seed": seed, "gflops_per_image": c.flops / 1e9, "nfe": c.nfe,
+            "dip_iters": c.dip_iters, "wall_s": c.wall_s * n, **extra}
+
+
+def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_test: torch.Tensor,
+                     seeds, num_refs: int, dip_cfg: DIPConfig, dip_iterations, t0_list,
+                     t_trunc_list, chain_sampler: str = "ddim", chain_steps: int = 20,
+                     baselines=("ddim", "dpm-solver++"), sample_batch: int = 256,
+                     ddpm_steps: int = 1000, progress: bool = True, keep_images: bool = True,
+                     ddpm_pool: int | None = None, device: str = "cpu", cache: Cache | None = None):
+    """Task A, per seed from ``num_refs`` test references: DIP→t0 (``dip_iterations`` ×
+    ``t0_list``) and TDPM-DIP (× ``t_trunc_list``), chains of at most ``chain_steps`` calls; the
+    DDPM chain from noise (``ddpm_<steps>``, the first ``num_refs`` of chapter 01's cached set of
+    ``ddpm_pool``); each baseline from noise at each variant's FLOPs. Rows carry FID/KID/confident
+    fraction and distances to the own reference and to the nearest training image. Returns
+    ``(rows, images)`` (the first seed's)."""
+    if cache is not None:
+        return _cached_call("int_generation", generation_study, dict(locals()), ("x_train", "x_test"))
+    from .. import ddpm
+    from ..metrics import GenerationScorer, nearest_distance
+
+    num_refs = check_positive_int("num_refs", num_refs)
+    for t in list(t0_list) + list(t_trunc_list):
+        check_timestep("t0 / T_trunc", t, model.num_train_timesteps)
+    its = check_iterations(dip_iterations)
+    unet_flops = unet_flops_per_image(model)
+    scorer = GenerationScorer(x_train, classifier, kid_subset=min(50, num_refs))
+    rows, images = [], {}
+
+    def add(method, seed, x, c, refs, **extra):
+        q = scorer(x)
+        q["dist_to_ref"] = float(((x - refs).flatten(1).pow(2).mean(1).sqrt()).mean())
+        q["nn_train_dist"] = float(nearest_distance(x, x_train).mean())
+        rows.append(_row(method, seed, c, num_refs, **q, **extra))
+        if keep_images and seed == seeds[0]:
+            images[method] = x
+
+    for seed in seeds:
+        perm = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(seed))
+        refs = x_test[perm[:num_refs]]
+        pool = ddpm_pool if ddpm_pool is not None and ddpm_pool >= num_refs else num_refs
+        plain = ddpm.sample_cached(model, "ddpm", ddpm_steps, pool, seed, sample_batch, progress=progress)
+        add(f"ddpm_{ddpm_steps}", seed, plain.images[:num_refs],
+            Compute(plain.compute.flops / pool, plain.compute.nfe, wall_s=plain.compute.wall_s / pool), refs)
+        add("test_refs", seed, refs, Compute(), refs)
+        variants = {}
+        for k, (x_dip, c_dip) in fit_dip_snapshots(refs, dip_cfg, its, seed, progress=progress).items():
+            for t0 in t0_list:
+                x, c = dip_t0(model, x_dip, t0, seed, chain_sampler, chain_steps)
+                variants[f"dip_t0_k{k}_t{t0}"] = (dict(variant="dip_t0", dip_iterations=k, t=t0), x, c_dip + c)
+        for tt in t_trunc_list:
+            for k, (x, c) in tdpm_generate(model, refs, tt, dip_cfg, its, seed, sampler=chain_sampler,
+                                           steps=chain_steps, progress=progress).items():
+                variants[f"tdpm_k{k}_t{tt}"] = (dict(variant="tdpm_dip", dip_iterations=k, t=tt), x, c)
+        for name, (params, x, c) in variants.items():
+            k_eq = equal_flops_steps(c.flops, unet_flops)
+            add(name, seed, x, c, refs, **params, equal_flops_steps=k_eq)
+            for sampler in baselines:
+                name_b = f"{SAMPLER_TAG[sampler]}_{k_eq}"
+                base = ddpm.sample_cached(model, sampler, k_eq, num_refs, seed, sample_batch, progress=False)
+                if not any(r["method"] == name_b and r["seed"] == seed for r in rows):
+                    add(name_b, seed, base.images, Compute(base.compute.flops / num_refs, base.compute.nfe,
+                                                           wall_s=base.compute.wall_s / num_refs),
+                        refs, variant=sampler, steps=k_eq)
+    return rows, images
+
+
+def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: int,
+                    dip_cfg: DIPConfig, dip_iterations: int, t0_list, ddim_steps,
+                    tdpm_iterations: int | None = None, chain_sampler: str = "ddim",
+                    chain_steps: int = 20, progress: bool = True, device: str = "cpu",
+                    cache: Cache | None = None):
+    """Task B, per seed on ``y`` = ``x_clean`` noised to ``t_noise``: the DDPM chain (all steps)
+    and DDIM (``ddim_steps``) from ``y``, DIP alone on the rescaled ``y`` (and its oracle peak),
+    DIP→t0 per ``t0`` and TDPM-DIP (chains of at most ``chain_steps`` calls), and DDIM from ``y``
+    at each DIP-based method's FLOPs (``ddim_eq_<method>``). Returns ``(rows, images)`` (the
+    first seed's, with ``clean`` and ``noisy``)."""
+    if cache is not None:
+        return _cached_call("int_denoising", denoising_study, dict(locals()), ("x_clean",))
+    from ..metrics import psnr, ssim
+
+    check_images(x_clean, "clean images")
+    T = model.num_train_timesteps
+    check_timestep("t_noise", t_noise, T)
+    for t in t0_list:
+        check_timestep("t0", t, T)
+    n, rows, images = len(x_clean), [], {}
+    unet_flops = unet_flops_per_image(model)
+    tdpm_iterations = dip_iterations if tdpm_iterations is None else tdpm_iterations
+
+    def add(method, seed, x, c, **extra):
+        rows.append(_row(method, seed, c, n, psnr=float(psnr(x, x_clean).mean()),
+                         ssim=float(ssim(x, x_clean).mean()), **extra))
+        if seed == seeds[0]:
+            images[method] = x
+
+    def from_y(sampler, steps):  # a chain from the observation itself
+        return chain_from(model, y, t_noise, sampler, steps, seed, y.shape[1])
+
+    for seed in seeds:
+        y = diffusion_noisy(x_clean, t_noise, seed, model.beta_schedule, T)
+        y01, _ = rescale_to_x0(y, t_noise, model.beta_schedule, T)
+        if seed == seeds[0]:
+            images["clean"], images["noisy"] = x_clean, y01.clamp(0, 1)
+        add("noisy_rescaled", seed, y01.clamp(0, 1), Compute())
+        add("ddpm_all", seed, *from_y("ddpm", t_noise))
+        for k in ddim_steps:
+            add(f"ddim_{k}", seed, *from_y("ddim", k))
+        dip = fit(Degradation("denoise", y01), dip_cfg, check_positive_int("iterations", dip_iterations),
+                  clean=x_clean, seed=seed, progress=progress, desc="DIP on y", device=device)
+        c_dip = Compute(dip.compute.flops / n, dip_iters=dip.compute.dip_iters, wall_s=dip.compute.wall_s / n)
+        add("dip_fixed", seed, dip.output_ema, c_dip)
+        add("dip_oracle_peak", seed, dip.best_output, c_dip, oracle=True,
+            peak_iteration=torch.as_tensor(dip.best_iteration).float().mean().item())
+        dip_based = {"dip_fixed": (dip.output_ema, c_dip)}
+        for t0 in t0_list:
+            x, c = dip_t0(model, dip.output_ema, t0, seed, chain_sampler, chain_steps)
+            dip_based[f"dip_t0_{t0}"] = (x, c_dip + c)
+        dip_based["tdpm_dip"] = tdpm_fit(model, y, t_noise, dip_cfg, [tdpm_iterations], seed, chain_sampler,
+                                         chain_steps, progress=progress, device=device)[tdpm_iterations]
+        for name, (x, c) in dip_based.items():
+            if name != "dip_fixed":
+                add(name, seed, x, c, chain=f"{chain_sampler}, <= {chain_steps} calls")
+            k_eq = equal_flops_steps(c.flops, unet_flops, t_noise)
+            add(f"ddim_eq_{name}", seed, *from_y("ddim", k_eq), steps=k_eq, matches=name)
+    return rows, images
+
+
+# --------------------------------------------------------------------------- summaries and verdicts
+SUMMARY_KEYS = ("fid", "kid", "confident_fraction", "psnr", "ssim", "dist_to_ref", "nn_train_dist",
+                "gflops_per_image", "nfe", "dip_iters", "wall_s")
+
+
+def summarise(rows: list[dict], keys=SUMMARY_KEYS) -> dict:
+    """Per method: the :func:`~dipddpm_lib.results.spread` over seeds of each numeric key, the
+    per-seed values (``values``, in seed order, for paired comparisons), the seeds, and the
+    method's non-numeric parameters."""
+    out: dict[str, dict] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        group = [r for r in rows if r["method"] == method]
+        present = [k for k in keys if k in group[0]]
+        entry = {k: spread([r[k] for r in group]) for k in present}
+        entry["values"] = {k: [r[k] for r in group] for k in present}
+        entry.update({k: v for k, v in group[0].items()
+                      if k not in keys and k not in ("seed", "method") and not isinstance(v, float)})
+        entry["seeds"] = [r["seed"] for r in group]
+        out[method] = entry
+    return out
+
+
+def paired(a: dict, b: dict, metric: str) -> dict:
+    """:func:`~dipddpm_lib.results.paired_difference` ``a − b`` of ``metric`` between two
+    summary entries, over their shared seeds (same references and prior noise)."""
+    va, vb = (dict(zip(e["seeds"], e["values"][metric])) for e in (a, b))
+    seeds = [s for s in a["seeds"] if s in vb]
+    return paired_difference([va[s] for s in seeds], [vb[s] for s in seeds])
+
+
+def equal_compute_comparison(summary: dict, metric: str, higher_is_better: bool,
+                             baselines: dict[str, str]) -> list[dict]:
+    """Per DIP-based method: its ``metric`` beside each baseline's at the same FLOPs per image,
+    and whether it wins or loses (the paired per-seed difference's 95 % interval excludes 0).
+    ``baselines``: a label → a key template filled with the method's ``equal_flops_steps``
+    (``{"DDIM": "ddim_{k}"}``) or its name (``"ddim_eq_{name}"``)."""
+    out, sign = [], 1 if higher_is_better else -1
+    for name, entry in summary.items():
+        k = entry.get("equal_flops_steps")
+        if k is None and f"ddim_eq_{name}" not in summary:
+            continue
+        row = {"method": name, metric: entry[metric], "gflops_per_image": entry["gflops_per_image"]}
+        for label, template in baselines.items():
+            key = template.format(k=k, name=name)
+            if key not in summary:
+                continue
+            d = paired(entry, summary[key], metric)
+            row[f"{label} ({key})"] = summary[key][metric]
+            row[f"wins vs {label}"] = bool(d["resolved"] and sign * d["mean"] > 0)
+            row[f"loses vs {label}"] = bool(d["resolved"] and sign * d["mean"] < 0)
+        out.append(row)
+    return out
+
+
+def ddpm_chain_key(summary: dict) -> str:
+    """Task A's plain DDPM chain from noise in ``summary``: ``ddpm_<steps>``."""
+    keys = [m for m in summary if re.fullmatch(r"ddpm_\d+", m)]
+    if len(keys) != 1:
+        raise ValueError(f"expected one DDPM chain (ddpm_<steps>) in the summary, got {keys}")
+    return keys[0]
+
+
+def _count(cmp: list[dict], key: str) -> int:
+    return sum(bool(r.get(key)) for r in cmp)
+
+
+def near_copies(summary: dict, cmp: list[dict]) -> tuple[float, set[str]]:
+    """``(threshold, methods)``: the DIP-based methods of ``cmp`` whose samples end closer to
+    their own reference than half of the DDPM chain's distance (the threshold)."""
+    limit = 0.5 * summary[ddpm_chain_key(summary)]["dist_to_ref"]["mean"]
+    return limit, {r["method"] for r in cmp if summary[r["method"]]["dist_to_ref"]["mean"] < limit}
+
+
+def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
+    """Task A's numbers. A variant closer than half the DDPM chain's distance to its own
+    reference is a *near-copy* (``copy``): its FID inherits the test images'. Equal-FLOPs wins
+    and losses per group; the largest speed-up over the DDPM chain at matched-or-better FID, in
+    FLOPs and wall time, for plain samplers and for variants that make ``new`` samples only."""
+    key = ddpm_chain_key(summary)
+    ddpm, refs = summary[key], summary["test_refs"]
+    fid, gfl, wall = ({m: summary[m][k]["mean"] for m in summary} for k in ("fid", "gflops_per_image", "wall_s"))
+    limit, copies = near_copies(summary, cmp)
+
+    def speedup(methods):
+        good = [m for m in methods if fid[m] <= ddpm["fid"]["mean"]]
+        if not good:
+            return None, None
+        m = max(good, key=lambda k: gfl[key] / gfl[k])
+        return gfl[key] / gfl[m], wall[key] / wall[m] if wall[m] > 0 else None
+
+    b_flops, b_wall = speedup([m for m in summary if m.startswith(("ddim_", "dpmpp_"))])
+    out = {"ddpm_chain": "DDPM-" + key.split("_")[1], "ddpm_fid": ddpm["fid"]["mean"],
+           "test_refs_fid": refs["fid"]["mean"], "near_copy_threshold": limit,
+           "baseline_speedup_vs_ddpm_at_matched_fid": b_flops,
+           "baseline_wall_speedup_vs_ddpm_at_matched_fid": b_wall}
+    for g, rows in (("new", [r for r in cmp if r["method"] not in copies]),
+                    ("copy", [r for r in cmp if r["method"] in copies])):
+        names = [r["method"] for r in rows]
+        out[g] = {"n": len(rows), **{f"{w}_vs_{tag}": _count(rows, f"{w} vs {label}")
+                                     for tag, label in (("ddim", "DDIM"), ("dpmpp", "DPM-Solver++"))
+                                     for w in ("wins", "loses")},
+                  "best": min(names, key=fid.get) if names else None}
+        if g == "new":  # a near-copy's lower cost is not a generation speed-up: none is given
+            sp, sp_wall = speedup(names)
+            out[g]["speedup_vs_ddpm_at_matched_fid"] = sp
+            out[g]["wall_speedup_vs_ddpm_at_matched_fid"] = sp_wall
+    return out
+
+
+def verdict_denoising(summary: dict, cmp: list[dict]) -> dict:
+    """Task B's numbers: the best DIP-based method against the DDPM chain from ``t_noise``
+    (paired over seeds), the best method without DIP, DIP's oracle peak, the equal-FLOPs wins
+    and losses against DDIM from ``y``, and the best method's gain over its own equal-FLOPs
+    DDIM twin (``gain_over_ddim_at_equal_flops_db``, when it ran)."""
+    psnr = {m: summary[m]["psnr"]["mean"] for m in summary}
+    dip_based = [m for m in psnr if m.startswith(("dip_", "tdpm")) and m != "dip_oracle_peak"]
+    best = max(dip_based, key=psnr.get)
+    others = [m for m in psnr if m not in dip_based and m not in ("dip_oracle_peak", "noisy_rescaled")]
+    best_other = max(others, key=psnr.get)
+    d = paired(summary[best], summary["ddpm_all"], "psnr")
+    out = {"best_dip_method": best, "best_dip_psnr": psnr[best], "ddpm_all_psnr": psnr["ddpm_all"],
+           "margin_db": d["mean"], "margin_ci95_db": d["ci95"], "margin_n_seeds": d["n"],
+           "beats_ddpm_chain": bool(d["resolved"] and d["mean"] > 0),
+           "best_non_dip_method": best_other, "best_non_dip_psnr": psnr[best_other],
+           "oracle_peak_psnr": psnr["dip_oracle_peak"],
+           "wins_vs_ddim_equal_flops": _count(cmp, "wins vs DDIM"),
+           "loses_vs_ddim_equal_flops": _count(cmp, "loses vs DDIM"), "n_dip_methods": len(cmp)}
+    if f"ddim_eq_{best}" in psnr:  # what the DIP start adds over DDIM's budget from y itself
+        out["gain_over_ddim_at_equal_flops_db"] = paired(summary[best], summary[f"ddim_eq_{best}"], "psnr")["mean"]
+    return out
