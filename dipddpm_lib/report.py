@@ -432,29 +432,6 @@ def headline_numbers(results: dict) -> dict:
     return out
 
 
-def equal_compute_table(rows: list[dict], metric: str, digits: int = 2) -> str:
-    """Chapter 03's equal-FLOPs comparison as a Markdown table: each DIP-based method, its
-    metric and FLOPs, and each baseline at the same FLOPs, with the verdict."""
-    from .results import fmt
-
-    if not rows:
-        return "_No equal-compute rows._"
-    baselines = sorted({k for r in rows for k in r if isinstance(r[k], dict) and "(" in k})
-    labels = sorted({k.split(" (")[0] for k in baselines})
-    head = ["method", metric, "GFLOPs / image", *labels, *(f"vs {b}" for b in labels)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [f"`{r['method']}`", fmt(r[metric], digits), f"{r['gflops_per_image']['mean']:.3g}"]
-        for b in labels:
-            key = next((k for k in r if k.startswith(f"{b} (")), None)
-            cells.append(f"{fmt(r[key], digits)} ({key[len(b) + 2:-1]})" if key else "–")
-        for b in labels:
-            verdict = "win" if r.get(f"wins vs {b}") else "loss" if r.get(f"loses vs {b}") else "tie"
-            cells.append(verdict if f"wins vs {b}" in r else "–")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def section_markdown(chapter: str, results: dict) -> str:
     """A chapter's findings for the report, formatted by the chapter's own library code from
     its stored results; a missing chapter, or one whose results do not have the expected
@@ -490,16 +467,16 @@ def _dip_section(m: dict) -> str:
 
 
 def _integration_section(m: dict) -> str:
-    """Chapter 03's tables and verdicts, the verdicts recomputed from the stored summaries."""
-    from . import integration
+    """Chapter 03's equal-FLOPs tables (tasks A and B)."""
+    from .experiments import dip_init_ddpm as ch03
 
     gen, den = m["generation"], m["denoising"]
-    gen_text = integration.verdict_generation(gen["summary"], gen["equal_compute"])["text"]
-    den_text = integration.verdict_denoising(den["summary"], den["equal_compute"])["text"]
+    columns = {"method": "method", "gflops": "GFLOPs/img", "DDIM": "DDIM, equal FLOPs",
+               "DPM-Solver++": "DPM-Solver++, equal FLOPs"}
     return ("**Generation (task A), in-domain FID at equal FLOPs per image.**\n\n"
-            + equal_compute_table(gen["equal_compute"], "fid") + "\n\n" + gen_text
+            + markdown_table(ch03.equal_flops_rows(gen["equal_compute"], "fid"), {**columns, "fid": "FID"})
             + f"\n\n**Denoising (task B) at t_noise = {den['t_noise']}, PSNR (dB) at equal FLOPs.**\n\n"
-            + equal_compute_table(den["equal_compute"], "psnr") + "\n\n" + den_text)
+            + markdown_table(ch03.equal_flops_rows(den["equal_compute"], "psnr"), {**columns, "psnr": "PSNR (dB)"}))
 
 
 def _early_stopping_section(m: dict) -> str:

@@ -184,10 +184,9 @@ def test_bf16_training_is_its_own_cache_entry_and_learns(trained):
 
 def test_a_model_carries_its_own_T(tmp_path):
     """Chains, noise levels and checks use the T a model was trained with, not 1000."""
-    from dipddpm_lib import get_profile, integration
+    from dipddpm_lib import get_profile
     from dipddpm_lib.cache import Cache
-    from dipddpm_lib.compute import Compute
-    from dipddpm_lib.integration import Result
+    from dipddpm_lib.methods.dip_t0 import dip_t0
 
     x, _ = load_digits(16, "train")
     p = get_profile("smoke", train_steps=2, num_train_timesteps=50)
@@ -195,7 +194,6 @@ def test_a_model_carries_its_own_T(tmp_path):
     assert model.num_train_timesteps == 50
     res = ddpm.sample_cached(model, "ddpm", 50, 2, cache=Cache(tmp_path), progress=False)
     assert res.compute.nfe == 50 and res.timesteps[0] == 49
-    prior = Result(x[:2], Compute())
-    assert integration.dip_to_t0(model, prior, 50, num_steps=2).images.shape == (2, 1, 16, 16)
+    assert dip_t0(model, x[:2], 50, steps=2)[0].shape == (2, 1, 16, 16)
     with pytest.raises(ValueError, match=r"\[0, T=50\]"):
-        integration.dip_to_t0(model, prior, 51)
+        dip_t0(model, x[:2], 51)

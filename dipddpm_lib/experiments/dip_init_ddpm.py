@@ -17,7 +17,7 @@ from ..methods.ddpm_denoise import chain_from
 from ..methods.dip_t0 import check_iterations, dip_t0, fit_dip_snapshots
 from ..methods.tdpm_dip import tdpm_fit, tdpm_generate
 from ..photo_prior import unet_flops
-from ..results import paired_difference, spread
+from ..results import fmt, paired_difference, spread
 
 SAMPLER_TAG = {"ddpm": "ddpm", "ddim": "ddim", "dpm-solver++": "dpmpp"}
 LABELS = {"test_refs": "test images (the references)", "noisy_rescaled": "noisy input",
@@ -156,13 +156,15 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
             Compute(plain.compute.flops / pool, plain.compute.nfe, wall_s=plain.compute.wall_s / pool), refs)
         add("test_refs", seed, refs, Compute(), refs)
         variants = {}
-        for k, (x_dip, c_dip) in fit_dip_snapshots(refs, dip_cfg, its, seed, progress=progress).items():
+        for k, (x_dip, c_dip) in fit_dip_snapshots(refs, dip_cfg, its, seed, progress=progress,
+                                                   device=device).items():
             for t0 in t0_list:
                 x, c = dip_t0(model, x_dip, t0, seed, chain_sampler, chain_steps)
                 variants[f"dip_t0_k{k}_t{t0}"] = (dict(variant="dip_t0", dip_iterations=k, t=t0), x, c_dip + c)
         for tt in t_trunc_list:
             for k, (x, c) in tdpm_generate(model, refs, tt, dip_cfg, its, seed, sampler=chain_sampler,
-                                           steps=chain_steps, progress=progress).items():
+                                           steps=chain_steps, progress=progress,
+                                           device=device).items():
                 variants[f"tdpm_k{k}_t{tt}"] = (dict(variant="tdpm_dip", dip_iterations=k, t=tt), x, c)
         for name, (params, x, c) in variants.items():
             k_eq = equal_flops_steps(c.flops, unet_flops)
@@ -290,6 +292,21 @@ def equal_compute_comparison(summary: dict, metric: str, higher_is_better: bool,
             row[f"loses vs {label}"] = bool(d["resolved"] and sign * d["mean"] < 0)
         out.append(row)
     return out
+
+
+def equal_flops_rows(cmp: list[dict], metric: str) -> list[dict]:
+    """The equal-FLOPs comparison (:func:`equal_compute_comparison`) as tidy rows with readers'
+    names: each method's metric and GFLOPs, and per baseline its value at the same FLOPs and the
+    outcome (wins, loses, not resolved)."""
+    rows = []
+    for r in cmp:
+        row = {"method": method_label(r["method"]), metric: r[metric], "gflops": r["gflops_per_image"]}
+        for k in [k for k in r if k.endswith(")")]:
+            name, key = k[:-1].split(" (")
+            row[name] = f"{method_label(key)}: {fmt(r[k])}; " + (
+                "wins" if r[f"wins vs {name}"] else "loses" if r[f"loses vs {name}"] else "not resolved")
+        rows.append(row)
+    return rows
 
 
 def ddpm_chain_key(summary: dict) -> str:

@@ -185,6 +185,9 @@ def test_equal_flops_wins_are_paired_over_seeds():
     assert not cmp["b"]["wins vs DDIM"] and not cmp["b"]["loses vs DDIM"]
     lower = exp.equal_compute_comparison(summary, "psnr", False, {"DDIM": "ddim_eq_{name}"})
     assert {r["method"]: r["loses vs DDIM"] for r in lower} == {"a": True, "b": False}
+    rows = {r["method"]: r for r in exp.equal_flops_rows(list(cmp.values()), "psnr")}
+    assert rows["a"]["DDIM"].endswith("; wins") and rows["b"]["DDIM"].endswith("; not resolved")
+    assert rows["a"]["psnr"]["mean"] == pytest.approx(12.1)
 
 
 def test_generation_speedup_in_flops_and_wall_and_never_for_near_copies():
