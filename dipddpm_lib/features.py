@@ -78,7 +78,7 @@ class _Wrapped(nn.Module):
         x = (x * 255).round()  # uint8 levels, as an image file holds them
         x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
                           align_corners=False)
-        return (x - 128) / 128  # TF's range: [-1, 0.9921875]
+        return ((x - 128) / 128).clamp(-1.0, 127 / 128)  # TF's range, as fid-helper clamps it
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:

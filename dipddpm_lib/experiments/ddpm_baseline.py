@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..cache import Cache
 from ..compute import count_flops
+from ..data import check_folder
 from ..ddpm import BETA_SCHEDULES, SAMPLERS, TrainedDDPM, make_scheduler, sample_cached
 from ..errors import check_choice, check_images, check_positive_int, check_seeds
 from ..features import check_fid_features
@@ -126,9 +127,11 @@ def make_plan(profile: str = "quick", seeds=None, beta_schedule=None, image_size
     prof = check_device(get_profile(profile, **{k: v for k, v in given.items() if v is not None}))
     check_choice("beta schedule", prof.beta_schedule, BETA_SCHEDULES)
     check_fid_features(prof.fid_features)
-    if prof.dataset == "folder" and prof.fid_features == "classifier":
-        raise ValueError("fid_features 'classifier' needs labelled data (the digits); an image "
-                         "folder has none: use 'inception' or a path to a TorchScript feature net")
+    if prof.dataset == "folder":
+        check_folder(prof.data_dir)
+        if prof.fid_features == "classifier":
+            raise ValueError("fid_features 'classifier' needs labelled data (the digits); an "
+                             "image folder has none: use 'inception' or a TorchScript file")
     size, levels = check_positive_int("image_size", prof.image_size), len(prof.unet_channels)
     if size % 2 ** (levels - 1):  # the UNet halves the image once per extra level
         raise ValueError(f"image_size must be a multiple of {2 ** (levels - 1)} for a "
