@@ -207,6 +207,21 @@ def check_fid_features(value) -> str:
                         ("/" in str(value) or Path(str(value)).suffix) else ""))
 
 
+def check_scoring(profile):
+    """The profile, if its data and ``fid_features`` can be scored (before any work): a known
+    choice (:func:`check_fid_features`); an image folder that holds images; no classifier
+    features for a folder, which has no labels. One clear error otherwise."""
+    from .data import check_folder
+
+    check_fid_features(profile.fid_features)
+    if profile.dataset == "folder":
+        check_folder(profile.data_dir)
+        if profile.fid_features == "classifier":
+            raise ValueError("fid_features 'classifier' needs labelled data (the digits); an "
+                             "image folder has none: use 'inception' or a TorchScript file")
+    return profile
+
+
 def feature_source(profile, x_train: torch.Tensor, y_train, x_test: torch.Tensor, y_test,
                    device: str | None = None, cache=None, progress: bool = True):
     """The profile's ``fid_features`` made ready: a :class:`metrics.Classifier` (digits, with

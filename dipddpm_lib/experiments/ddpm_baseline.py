@@ -11,10 +11,9 @@ from tqdm.auto import tqdm
 
 from ..cache import Cache
 from ..compute import count_flops
-from ..data import check_folder
 from ..ddpm import BETA_SCHEDULES, SAMPLERS, TrainedDDPM, make_scheduler, sample_cached
 from ..errors import check_choice, check_images, check_positive_int, check_seeds
-from ..features import check_fid_features
+from ..features import check_scoring
 from ..metrics import CONTROLS, PR_K, blur_kernel, control_sets, scorer_for, test_subset
 from ..profiles import Profile, check_device, get_profile
 from ..results import fmt, markdown_table, paired_difference, scaled, spread
@@ -126,12 +125,7 @@ def make_plan(profile: str = "quick", seeds=None, beta_schedule=None, image_size
             given[key] = check_steps(key, given[key])
     prof = check_device(get_profile(profile, **{k: v for k, v in given.items() if v is not None}))
     check_choice("beta schedule", prof.beta_schedule, BETA_SCHEDULES)
-    check_fid_features(prof.fid_features)
-    if prof.dataset == "folder":
-        check_folder(prof.data_dir)
-        if prof.fid_features == "classifier":
-            raise ValueError("fid_features 'classifier' needs labelled data (the digits); an "
-                             "image folder has none: use 'inception' or a TorchScript file")
+    check_scoring(prof)
     size, levels = check_positive_int("image_size", prof.image_size), len(prof.unet_channels)
     if size % 2 ** (levels - 1):  # the UNet halves the image once per extra level
         raise ValueError(f"image_size must be a multiple of {2 ** (levels - 1)} for a "
