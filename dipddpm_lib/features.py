@@ -112,6 +112,7 @@ def inception_path() -> Path | None:
 
 
 def sha1(path: Path) -> str:
+    """The SHA1 hex digest of a file, read in 1 MiB chunks."""
     h = hashlib.sha1()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
