@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 DRY=0
 if [[ "${1:-}" == "--dry-run" ]]; then DRY=1; shift; fi
 WORK="$(realpath -m "${1:-gpu_check}")"
-PY=.venv/bin/python
+PY="${PY:-.venv/bin/python}"  # the environment's Python (make venv builds .venv)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
 
 run() {  # echo a command; run it unless --dry-run

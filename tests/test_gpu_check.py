@@ -1,4 +1,5 @@
 """The CPU-runnable parts of scripts/gpu_check.sh: the image-folder generator and the dry run."""
+import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,7 @@ def test_the_generated_folder_is_read_as_unlabelled_rgb_images(tmp_path):
 def test_gpu_check_dry_run_prints_every_run_and_runs_none(tmp_path):
     out = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--dry-run",
                           str(tmp_path / "work")], capture_output=True, text=True, check=True,
-                         cwd=REPO)
+                         cwd=REPO, env={**os.environ, "PY": sys.executable})
     lines = [l for l in out.stdout.splitlines() if l.startswith("+ ")]
     assert lines[0] == "+ make venv"
     runs = [l for l in lines if "papermill" in l]

