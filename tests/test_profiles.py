@@ -110,6 +110,7 @@ def test_chapter_plans_check_the_device_before_any_work(monkeypatch, tmp_path):
                  lambda **k: early_stopping.make_setup("full", **k)):
         with pytest.raises(ValueError, match="no CUDA device"):
             plan()
+    (tmp_path / "a.png").write_bytes(b"")  # the plan checks that the folder holds images
     p = ddpm_baseline.make_plan("full", device="cpu", data_dir=str(tmp_path)).profile
     assert p.device == "cpu" and p.data_dir == str(tmp_path)  # DATA reaches chapter 01
     assert dip_baseline.make_plan("full", device="cpu").profile.device == "cpu"

@@ -13,8 +13,8 @@ from ..cache import Cache
 from ..compute import count_flops
 from ..ddpm import BETA_SCHEDULES, SAMPLERS, TrainedDDPM, make_scheduler, sample_cached
 from ..errors import check_choice, check_images, check_positive_int, check_seeds
-from ..metrics import (CONTROLS, PR_K, Classifier, blur_kernel, control_sets, scorer_for,
-                       test_subset)
+from ..features import check_scoring
+from ..metrics import CONTROLS, PR_K, blur_kernel, control_sets, scorer_for, test_subset
 from ..profiles import Profile, check_device, get_profile
 from ..results import fmt, markdown_table, paired_difference, scaled, spread
 
@@ -28,6 +28,9 @@ SCORE_NAMES = {"fid": "FID", "kid": "KID ×10³ (feature units²)", "precision":
                "recall": "recall", "confident_fraction": "confident fraction",
                "class_entropy": "class entropy"}
 _DIGITS = {q: 2 if q in ("fid", "kid") else 3 for q in SCORES}  # decimals shown in tables
+#: Scores that need a classifier's class probabilities: None (and "n/a") without labels.
+CLASS_SCORES = ("confident_fraction", "class_entropy")
+NO_LABELS = "n/a (no labels)"
 #: Controls made from real test images: near-copies of the reference, not generators.
 NEAR_COPIES = ("blurred", "repeated")
 
@@ -109,22 +112,26 @@ class SweepPlan:
 
 def make_plan(profile: str = "quick", seeds=None, beta_schedule=None, image_size=None,
               train_steps=None, num_samples=None, sampler_steps=None, dpm_steps=None,
-              ddpm_steps=None, train_seed: int = 0, device=None, data_dir=None) -> SweepPlan:
+              ddpm_steps=None, train_seed: int = 0, device=None, data_dir=None,
+              fid_features=None, batch_size=None) -> SweepPlan:
     """Chapter 01's parameters checked (a ``ValueError`` names the valid choices before anything
     is loaded or trained); ``None`` ones from the profile (``ddpm_steps``: ddpm_sample_steps)."""
     given = dict(beta_schedule=beta_schedule, image_size=image_size, train_steps=train_steps,
                  num_samples=num_samples, sampler_steps=sampler_steps, dpm_steps=dpm_steps,
-                 ddpm_sample_steps=ddpm_steps, device=device, data_dir=data_dir)
+                 ddpm_sample_steps=ddpm_steps, device=device, data_dir=data_dir,
+                 fid_features=fid_features, batch_size=batch_size)
     for key in ("sampler_steps", "dpm_steps"):
         if given[key] is not None:
             given[key] = check_steps(key, given[key])
     prof = check_device(get_profile(profile, **{k: v for k, v in given.items() if v is not None}))
     check_choice("beta schedule", prof.beta_schedule, BETA_SCHEDULES)
+    check_scoring(prof)
     size, levels = check_positive_int("image_size", prof.image_size), len(prof.unet_channels)
     if size % 2 ** (levels - 1):  # the UNet halves the image once per extra level
         raise ValueError(f"image_size must be a multiple of {2 ** (levels - 1)} for a "
                          f"{levels}-level UNet, got {size}")
     check_positive_int("train_steps", prof.train_steps)
+    check_positive_int("batch_size", prof.batch_size)
     check_num_samples(prof.num_samples)
     methods = check_methods(baseline_methods(prof.sampler_steps, prof.dpm_steps,
                                              prof.ddpm_sample_steps), prof.num_train_timesteps)
@@ -152,14 +159,16 @@ class Sweep:
         return torch.cat([self.samples[key][s] for s in sorted(self.samples[key])])
 
 
-def score(images: torch.Tensor, x_train: torch.Tensor, classifier: Classifier) -> dict:
-    """:data:`SCORES` (and KID's std over subsets) of ``images`` against the train split."""
+def score(images: torch.Tensor, x_train: torch.Tensor, classifier) -> dict:
+    """:data:`SCORES` (and KID's std over subsets) of ``images`` against the train split, in
+    the features of ``classifier`` (a :class:`metrics.Classifier` or ``features.FeatureSource``;
+    the :data:`CLASS_SCORES` are None without a classifier)."""
     m = scorer_for(x_train, classifier)(images)
     return {k: m[k] for k in (*SCORES, "kid_std", "features")}
 
 
 def sweep(model: TrainedDDPM, methods, seeds, num_samples: int, x_train: torch.Tensor,
-          classifier: Classifier, batch_size: int = 256, cache: Cache | None = None,
+          classifier, batch_size: int = 256, cache: Cache | None = None,
           progress: bool = True) -> Sweep:
     """Draw (cached) and score ``num_samples`` images per method × seed: a row each, compute too."""
     methods, seeds = check_methods(methods, model.num_train_timesteps), check_seeds(seeds)
@@ -181,10 +190,10 @@ def sweep(model: TrainedDDPM, methods, seeds, num_samples: int, x_train: torch.T
 
 
 def _spreads(rows: list[dict]) -> dict:
-    return {k: spread(r[k] for r in rows) for k in SCORES if k in rows[0]}
+    return {k: spread(r[k] for r in rows) for k in SCORES if rows[0].get(k) is not None}
 
 
-def _per_seed(sets, seeds, x_train: torch.Tensor, classifier: Classifier) -> dict:
+def _per_seed(sets, seeds, x_train: torch.Tensor, classifier) -> dict:
     """``sets(seed)`` → {name: images}, scored per seed: {name: (per-seed rows, spreads)}."""
     rows: dict[str, list] = {}
     for seed in check_seeds(seeds):
@@ -195,7 +204,7 @@ def _per_seed(sets, seeds, x_train: torch.Tensor, classifier: Classifier) -> dic
             for name, r in rows.items()}
 
 
-def real_reference(x_test: torch.Tensor, x_train: torch.Tensor, classifier: Classifier, seeds,
+def real_reference(x_test: torch.Tensor, x_train: torch.Tensor, classifier, seeds,
                    num_samples: int) -> dict:
     """Real test images scored like a sample set (FID's floor): per seed, the seed's same-size
     :func:`metrics.test_subset` (small-sample FID is biased up); once, the whole split."""
@@ -213,7 +222,7 @@ def control_labels(image_size: int) -> dict[str, str]:
             "repeated": "one test image repeated"}
 
 
-def controls(x_test: torch.Tensor, x_train: torch.Tensor, classifier: Classifier, seeds,
+def controls(x_test: torch.Tensor, x_train: torch.Tensor, classifier, seeds,
              num_samples: int) -> dict:
     """Every control of :func:`metrics.control_sets` scored like a sample set, per seed."""
     check_images(x_test, "test images")
@@ -270,7 +279,7 @@ def quality_bar(methods: dict, reference: dict, controls: dict | None = None,
                     f"FID ≤ {max_fid_ratio:g} × the same-size real reference's"),
            "max_fid_ratio": max_fid_ratio, "fid": b["fid"]["mean"],
            "reference_fid": reference["fid"]["mean"], "passed": checks.pop("passes"), **checks,
-           "confident_fraction": b["confident_fraction"]["mean"]}
+           "confident_fraction": (b.get("confident_fraction") or {}).get("mean")}
     if controls:
         ref = _bar_checks(reference, reference, *limits)
         ctl = {k: _bar_checks(c, reference, *limits) for k, c in controls.items()}
@@ -341,9 +350,9 @@ def steps_effect(methods: dict, sampler: str) -> dict:
             "fid": paired(methods[mine[-1]], methods[mine[0]], "fid")}
 
 
-def _cell(s, digits: int = 2, factor: float = 1.0) -> str:
+def _cell(s, digits: int = 2, factor: float = 1.0, missing: str = "–") -> str:
     if s is None:
-        return "–"
+        return missing
     return fmt(scaled(s, factor), digits) if isinstance(s, dict) else f"{s * factor:.{digits}f}"
 
 
@@ -357,7 +366,8 @@ def results_table(methods: dict, reference: dict, controls: dict | None = None) 
     with its compute, the same-size and whole-split real references, then the controls in
     :data:`metrics.CONTROLS` order; ``kind`` marks near-copies of test images."""
     def scores(e):
-        return {q: _cell(e.get(q), d, KID_SCALE if q == "kid" else 1.0) for q, d in _DIGITS.items()}
+        return {q: _cell(e.get(q), d, KID_SCALE if q == "kid" else 1.0,
+                         NO_LABELS if q in CLASS_SCORES else "–") for q, d in _DIGITS.items()}
     rows = [{"set": m["label"], "kind": "sampler", "nfe": str(m["nfe"]),
              "gflops": f"{m['gflops']:.1f}", "wall_s": _cell(m["wall_s"], 1), **scores(m)}
             for m in ordered(methods).values()]
@@ -389,11 +399,11 @@ SCHEDULER_KNOBS = ("clip_sample", "set_alpha_to_one", "algorithm_type", "solver_
                    "timestep_spacing", "prediction_type")
 
 
-def scheduler_settings(beta_schedule: str, methods) -> dict:
+def scheduler_settings(beta_schedule: str, methods, num_train_timesteps: int = 1000) -> dict:
     """Each sampler's diffusers scheduler class and ``SCHEDULER_KNOBS`` settings, JSON-safe."""
     def plain(v):  # floats finite or as text
         ok = isinstance(v, (str, bool, int)) or v is None
         return v if ok else float(v) if np.isfinite(v) else str(float(v))
-    made = {s: make_scheduler(beta_schedule, s) for s in dict.fromkeys(m.sampler for m in methods)}
+    made = {s: make_scheduler(beta_schedule, s, num_train_timesteps) for s in dict.fromkeys(m.sampler for m in methods)}
     return {s: {"class": type(sc).__name__, **{k: plain(sc.config[k]) for k in SCHEDULER_KNOBS
                                                if k in sc.config}} for s, sc in made.items()}

@@ -252,7 +252,7 @@ def summarise(rows: list[dict], keys=SUMMARY_KEYS) -> dict:
     out: dict[str, dict] = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         group = [r for r in rows if r["method"] == method]
-        present = [k for k in keys if k in group[0]]
+        present = [k for k in keys if group[0].get(k) is not None]  # class scores need labels
         entry = {k: spread([r[k] for r in group]) for k in present}
         entry["values"] = {k: [r[k] for r in group] for k in present}
         entry.update({k: v for k, v in group[0].items()

@@ -55,8 +55,10 @@ def plot_quality_vs_compute(methods: dict, reference: dict, qualities=tuple(BETT
     """Quality (rows) against compute (columns): one line per sampler, each point a step count
     (annotated), error bars the 95 % t-interval over seeds; the real-image reference a dashed
     line with its interval as a band. FID on a log axis (a poor sampler's FID can be a hundred
-    times the real images'), KID × ``KID_SCALE`` on a linear one (it can be negative)."""
+    times the real images'), KID × ``KID_SCALE`` on a linear one (it can be negative). A
+    quality the methods lack (the confident fraction without labels) is left out."""
     methods = ordered(methods)
+    qualities = [q for q in qualities if q in next(iter(methods.values()))]
     fig, axes = plt.subplots(len(qualities), len(costs), squeeze=False,
                              figsize=(4 * len(costs), 3 * len(qualities)))
     for (i, q), (j, c) in product(enumerate(qualities), enumerate(costs)):

@@ -51,8 +51,11 @@ def plot_generation_quality(summary: dict, copies=(), threshold: float | None = 
     the test images' FID dotted, the near-copy threshold dashed."""
     groups = generation_groups(summary)
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-    for ax, metric, label in zip(axes, ["fid", "confident_fraction", "dist_to_ref"],
-                                 ["in-domain FID (lower is better, log)", "confident fraction",
+    labelled = "confident_fraction" in summary["test_refs"]  # without labels: novelty instead
+    for ax, metric, label in zip(axes, ["fid", "confident_fraction" if labelled else "nn_train_dist",
+                                        "dist_to_ref"],
+                                 ["FID (lower is better, log)", "confident fraction" if labelled
+                                  else "RMS distance to nearest train image",
                                   "RMS distance to own reference"]):
         metric_vs_compute(summary, metric, groups, ax, ylabel=label, connect=FROM_NOISE, logy=metric == "fid")
         _ring(ax, summary, copies, metric)
