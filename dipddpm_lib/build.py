@@ -179,7 +179,8 @@ def copy_point(pt: sweep.Point, source: sweep.Point, profile: str) -> None:
 
 def stamp(path: str | Path, **fields) -> Path:
     """A rule's ``done.json``, written atomically (a killed rule leaves none)."""
-    return atomic_write_json(Path(path), {"done": time.strftime("%Y-%m-%dT%H:%M:%S"), **fields})
+    atomic_write_json(Path(path), {"done": time.strftime("%Y-%m-%dT%H:%M:%S"), **fields})
+    return Path(path)
 
 
 def benchmark_seconds(path: Path) -> float | None:
@@ -200,12 +201,13 @@ def write_timings(profile: str, benchmarks: str | Path, path: str | Path) -> Pat
         s = benchmark_seconds(f)
         if s is not None:
             seconds[str(f.relative_to(benchmarks).with_suffix(""))] = s
-    return atomic_write_json(Path(path), {"profile": profile, "seconds": seconds,
-                                          "total_job_s": sum(seconds.values())})
+    atomic_write_json(Path(path), {"profile": profile, "seconds": seconds,
+                                   "total_job_s": sum(seconds.values())})
+    return Path(path)
 
 
 def _find_point(args) -> tuple[dict, PlannedPoint]:
-    points = plan(args.profile, args.root, args.grid_file)
+    points = plan(args.profile, Path(args.root).resolve(), args.grid_file)
     key = (args.grid, args.point)
     check_choice("ablation point", f"{args.grid}/{args.point}", [f"{g}/{p}" for g, p in points])
     return points, points[key]
