@@ -419,7 +419,7 @@ def _ddpm_section(m: dict) -> str:
 def _settings_line(m: dict) -> str:
     """Where a chapter's tunable settings came from (tuned file or profile), if recorded."""
     rec = m.get("settings_source")
-    return ("\n\n" + sweep.settings_markdown(rec)) if rec and rec.get("settings") else ""
+    return ("\n\n" + sweep.settings_table(rec)) if rec and rec.get("settings") else ""
 
 
 def _dip_section(m: dict) -> str:

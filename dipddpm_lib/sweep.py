@@ -868,32 +868,23 @@ def tuned_overrides(profile: str, tuned, chapter: str, explicit: dict | None = N
     return overrides, record
 
 
-def settings_markdown(record: dict) -> str:
-    """Where a chapter's tunable settings came from, in one Markdown paragraph (every value
-    and photo name read from ``record``, see :func:`tuned_overrides`)."""
-    s = record["settings"]
-    tuned = {f: e for f, e in s.items() if e["source"] == "tuned"}
-    parts = []
-    if tuned:
-        photos = sorted({p for e in tuned.values() for p in (e.get("photos") or [])})
-        parts.append("**Tuned settings** (chosen by the ablation grids on the tune photos "
-                     f"{', '.join(photos) or '–'}, never on this chapter's photos; file "
-                     f"`{record['tuned_file']}`): "
-                     + ", ".join(f"`{f}` = {format_value(e['value'])} (grid {e['grid']}, "
-                                 f"{e['metric']}; profile value {format_value(e['profile_value'])})"
-                                 for f, e in tuned.items()) + ".")
-    fell = {f: e for f, e in s.items() if e["source"] == "profile (fallback)"}
-    if fell:
-        parts.append("**Not tuned, profile values used instead:** " + "; ".join(
-            f"`{f}` = {format_value(e['value'])} ({e['note']})" for f, e in fell.items()) + ".")
-    rest = {f: e for f, e in s.items() if e["source"] in ("profile", "parameter")}
-    if rest:
-        what = ("the profile's values (no tuned-settings file was given)"
-                if record["tuned_file"] is None else "the profile's or this run's own values")
-        parts.append(f"**Set by {what}:** " + ", ".join(
-            f"`{f}` = {format_value(e['value'])}" + (" (parameter)" if e["source"] == "parameter" else "")
-            for f, e in rest.items()) + ".")
-    return " ".join(parts)
+def settings_table(record: dict) -> str:
+    """Where a chapter's tunable settings came from (:func:`tuned_overrides`' record), as a
+    Markdown table: each setting, its value, its source (tuned on which photos by which grid
+    and metric, the profile's, a parameter, or the profile's as a fallback, and why)."""
+    rows = []
+    for f, e in record["settings"].items():
+        if e["source"] == "tuned":
+            how = (f"grid {e['grid']} by {e['metric']} on {', '.join(e.get('photos') or []) or '–'}"
+                   f" (profile value {format_value(e['profile_value'])})")
+        else:
+            how = e.get("note", "")
+        rows.append({"setting": f"`{f}`", "value": format_value(e["value"]), "source": e["source"],
+                     "how": how})
+    from .results import markdown_table
+
+    return markdown_table(rows, {"setting": "setting", "value": "value", "source": "source",
+                                 "how": "how"})
 
 
 def collate_tuned(profile: str, root: str | Path | None = None, path: str | Path | None = None,

@@ -496,11 +496,11 @@ def test_tuned_overrides_precedence_and_fallback(tmp_path):
     assert s["es_stage_schedule"]["source"] == "profile (fallback)" and rec["fallback"] == ["es_stage_schedule"]
     assert "point x failed" in s["es_stage_schedule"]["note"]
     assert s["dip_lr"]["source"] == "profile" and s["dip_lr"]["value"] == 0.01
-    text = sweep.settings_markdown(rec)
-    assert "`dip_scales` = 1" in text and "Not tuned, profile values used instead" in text
+    table = sweep.settings_table(rec)
+    assert "| `dip_scales` | 1 | tuned | grid " in table and "| profile (fallback) | not tuned: point x failed |" in table
     over, rec = sweep.tuned_overrides("smoke", path, "02_dip_baseline")
     assert over == {"dip_scales": 1} and set(rec["settings"]) == {"dip_scales", "dip_channels", "dip_lr"}
     over, rec = sweep.tuned_overrides("smoke", None, "02_dip_baseline")
     assert over == {} and rec["tuned_file"] is None
     assert all(e["source"] == "profile" for e in rec["settings"].values())
-    assert "no tuned-settings file was given" in sweep.settings_markdown(rec)
+    assert "| profile | no tuned-settings file given |" in sweep.settings_table(rec)
