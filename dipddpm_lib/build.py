@@ -192,17 +192,19 @@ def benchmark_seconds(path: Path) -> float | None:
         return None
 
 
-def write_timings(profile: str, benchmarks: str | Path, path: str | Path) -> Path:
+def write_timings(profile: str, benchmarks: str | Path, path: str | Path,
+                  build_wall_s: float | None = None) -> Path:
     """``timings.json``: wall seconds per step, from the benchmark files under ``benchmarks``
-    (one per job, ``<rule>/<name>.tsv``); ``total`` is their sum (CPU-seconds of the build's
-    jobs, not the wall time of the whole build when jobs ran side by side)."""
+    (one per job, ``<rule>/<name>.tsv``, the latest run of each); ``total_job_s`` is their sum
+    (more than the build's wall time when jobs ran side by side), ``build_wall_s`` the wall
+    time of the Snakemake run that ended with this export (``None`` if not given)."""
     seconds = {}
     for f in sorted(Path(benchmarks).rglob("*.tsv")):
         s = benchmark_seconds(f)
         if s is not None:
             seconds[str(f.relative_to(benchmarks).with_suffix(""))] = s
     atomic_write_json(Path(path), {"profile": profile, "seconds": seconds,
-                                   "total_job_s": sum(seconds.values())})
+                                   "total_job_s": sum(seconds.values()), "build_wall_s": build_wall_s})
     return Path(path)
 
 
