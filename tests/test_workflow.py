@@ -178,7 +178,8 @@ grids:
 
 
 def point_targets(grid_file: Path, root: Path) -> list[str]:
-    return [str(root / "results" / "smoke" / "ablations" / g / p / "metrics.json")
+    """Every point's ``metrics.json``, relative to ``root`` (the build's working directory)."""
+    return [f"results/smoke/ablations/{g}/{p}/metrics.json"
             for g, p in build.plan("smoke", root / "results" / "smoke", grid_file)]
 
 
@@ -218,7 +219,7 @@ def test_a_failing_point_does_not_stop_the_others_and_is_named(tmp_path):
 
 @pytest.mark.notebook
 def test_a_killed_build_reruns_only_what_is_missing_or_incomplete(tmp_path):
-    grid_file, root = dummy_grid(tmp_path, FAILING.replace("fail_at: 3", "fail_at: 9"))
+    grid_file = dummy_grid(tmp_path, FAILING.replace("fail_at: 3", "fail_at: 9"))
     book = nbformat.read(grid_file.parent / "99_dummy.ipynb", as_version=4)
     book.cells[1].source = "import time; time.sleep(4)\n" + book.cells[1].source  # slow points
     nbformat.write(book, grid_file.parent / "99_dummy.ipynb")
@@ -228,7 +229,8 @@ def test_a_killed_build_reruns_only_what_is_missing_or_incomplete(tmp_path):
     abl = root / "results" / "smoke" / "ablations" / "gx"
     proc = snakemake("--cores", "1", *targets, root=root, config=config, start_new_session=True)
     start = time.time()
-    while not any((p / "point.json").exists() for p in abl.glob("x=*")):
+    # one point done and the next started (so Snakemake has recorded the first as finished)
+    while not (any((p / "point.json").exists() for p in abl.glob("x=*")) and len(list(abl.glob("x=*"))) > 1):
         assert proc.poll() is None, proc.stdout.read()[-2000:]
         assert time.time() - start < 240, "timed out waiting for a first point"
         time.sleep(0.2)
@@ -238,11 +240,17 @@ def test_a_killed_build_reruns_only_what_is_missing_or_incomplete(tmp_path):
                    if (p / "point.json").exists()}
     assert 1 <= len(done_before) < 3
 
+    assert snakemake("--unlock", root=root, config=config).returncode == 0  # kill -9 may leave a lock
+    pending = snakemake("--dry-run", "--cores", "1", "--rerun-incomplete", *targets, root=root, config=config)
+    made = lambda name: (abl.parent / name / "point.json").exists()  # noqa: E731
+    runs = sum(made(n) for n in ("gx/x=1", "gx/x=2", "gx/x=3", "gy/y=4"))
+    counts = job_counts(pending.stdout)  # only what is missing or incomplete
+    assert counts.get("ablation_point", 0) == 4 - runs and counts.get("copy_point", 0) == 1 - made("gy/y=0")
     again = snakemake("--cores", "1", "--rerun-incomplete", *targets, root=root, config=config)
     assert again.returncode == 0, again.stdout + again.stderr
     for name, mtime in done_before.items():  # finished points were not recomputed
         assert (abl / name / "point.json").stat().st_mtime_ns == mtime
-    assert all(Path(t).exists() for t in targets)
+    assert all((root / t).exists() for t in targets)
 
 
 # --------------------------------------------------------------------------- the whole report
