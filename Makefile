@@ -13,6 +13,7 @@ CORES    ?= $(shell nproc 2>/dev/null || echo 2)
 THREADS  := $(shell t=$$(( $(CORES) / $(JOBS) )); [ $$t -ge 1 ] && echo $$t || echo 1)
 # more Snakemake flags, e.g. SNAKEFLAGS=--dry-run, or SNAKEFLAGS="--profile workflow/profiles/slurm"
 SNAKEFLAGS ?=
+LAB_PORT ?= 8888
 STAMP    := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: venv report test lab clean-results help
@@ -21,7 +22,7 @@ help:
 	@echo "make report [PROFILE=quick|smoke|full] [DATA=/path/to/images] [DEVICE=cpu|cuda] [JOBS=2] [SNAKEFLAGS=--dry-run]"
 	@echo "                                                             build the report (Snakemake, workflow/Snakefile)"
 	@echo "make test                                                     unit tests + notebook smoke runs"
-	@echo "make lab                                                      JupyterLab with the project kernel"
+	@echo "make lab [LAB_PORT=8888]                                      JupyterLab with the project kernel; prints its URL"
 
 $(STAMP): pyproject.toml
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -43,8 +44,13 @@ report: venv
 test: venv
 	$(PYTHON) -m pytest
 
+# a fresh token per start, passed to jupyter in its environment (not on the command line)
 lab: venv
-	$(VENV)/bin/jupyter lab notebooks/
+	@token=$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(16))'); \
+	echo; echo "JupyterLab (kernel \"dipddpm (.venv)\"), Ctrl-C to stop. Open:"; \
+	echo "    http://localhost:$(LAB_PORT)/lab?token=$$token"; echo; \
+	JUPYTER_TOKEN=$$token exec $(VENV)/bin/jupyter lab --port $(LAB_PORT) --ServerApp.port_retries=0 \
+	    $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 clean-results:
 	rm -rf results/$(PROFILE)

@@ -18,7 +18,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from .cache import Cache
+from .cache import Cache, cached
 from .compute import Compute, Timer, count_flops
 from .errors import check_choice, check_images, check_positive_int, check_timestep
 from .profiles import run_device
@@ -117,7 +117,7 @@ def _train_config(profile, beta_schedule: str, seed: int, n_train: int,
         cfg["train_precision"] = profile.train_precision
     if data_key:
         cfg["data"] = data_key
-    return {**cfg, "beta_schedule": beta_schedule, "seed": seed, "n_train": n_train, "v": 1}
+    return {**cfg, "beta_schedule": beta_schedule, "seed": seed, "n_train": n_train}
 
 
 def _draw_t(n: int, profile, gen: torch.Generator) -> torch.Tensor:
@@ -192,7 +192,7 @@ def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, 
         return tensors, {"train_seconds": timer.seconds, "n_params": n_params,
                          "final_loss": float(losses[-100:].mean())}
 
-    tensors, meta = cache.get_or_compute("ddpm", cfg, _train)
+    tensors, meta = cached("ddpm", cfg, _train, cache)
     unet = make_unet(profile, images.shape[1])
     unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")})
     unet.to(device).eval()
@@ -342,7 +342,7 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
     cfg = {"model": model.meta["config"], "sampler": sampler, "num_steps": num_steps,
            "num_samples": num_samples, "seed": seed,
            "scheduler": scheduler_key(make_scheduler(model.beta_schedule, sampler,
-                                                     model.num_train_timesteps)), "v": 3}
+                                                     model.num_train_timesteps))}
 
     def _run():
         res = sample(model.unet, model.beta_schedule, sampler, num_steps, num_samples, seed,
@@ -351,7 +351,7 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
         return {"images": res.images}, {"compute": res.compute.to_dict(),
                                         "timesteps": res.timesteps}
 
-    tensors, meta = cache.get_or_compute("samples", cfg, _run)
+    tensors, meta = cached("samples", cfg, _run, cache)
     c = meta["compute"]
     compute = Compute(c["flops"], c["nfe"], c["dip_iters"], c["wall_s"])
     return SampleResult(tensors["images"], compute, meta["timesteps"])

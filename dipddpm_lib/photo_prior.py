@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cache import Cache
+from .cache import Cache, cached
 from .compute import Compute, count_flops
 from .data import _photo_array, check_photos
 from .ddpm import TrainedDDPM, alphas_cumprod, predict_x0, to_model, train_ddpm
@@ -157,14 +157,11 @@ def one_step_curve(model: TrainedDDPM, names, size: int, sigmas, seeds,
 
     names = check_photos(names, "photographs", min_size=size)
     if cache is not None:
-        import hashlib
-
-        pixels = {photo_name(n): hashlib.sha256(load_photo(n, size).numpy().tobytes()).hexdigest()[:16]
-                  for n in names}
-        key = {"model": model.meta["config"], "photos": pixels, "size": size,
-               "sigmas": [float(s) for s in sigmas], "seeds": [int(s) for s in seeds], "v": 1}
-        _, meta = cache.get_or_compute("photo_prior_curve", key, lambda: (
-            {}, {"rows": one_step_curve(model, names, size, sigmas, seeds, progress)}))
+        key = {"model": model.meta["config"], "size": size, "sigmas": [float(s) for s in sigmas],
+               "photos": {photo_name(n): load_photo(n, size) for n in names},
+               "seeds": [int(s) for s in seeds]}
+        _, meta = cached("photo_prior_curve", key, lambda: (
+            {}, {"rows": one_step_curve(model, names, size, sigmas, seeds, progress)}), cache)
         return meta["rows"]
     rows = []
     for name in tqdm(names, desc="one-step x̂0 vs σ", disable=not progress):
