@@ -8,13 +8,19 @@ PROFILE  ?= quick
 DATA     ?=
 DEVICE   ?=
 JOBS     ?= 2
+CORES    ?= $(shell nproc 2>/dev/null || echo 2)
+# threads per job: the cores shared out between JOBS side-by-side jobs (OMP_NUM_THREADS), at least 1
+THREADS  := $(shell t=$$(( $(CORES) / $(JOBS) )); [ $$t -ge 1 ] && echo $$t || echo 1)
+# more Snakemake flags, e.g. SNAKEFLAGS=--dry-run, or SNAKEFLAGS="--profile workflow/profiles/slurm"
+SNAKEFLAGS ?=
 LAB_PORT ?= 8888
 STAMP    := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: venv report test lab clean-results help
 
 help:
-	@echo "make report [PROFILE=quick|smoke|full] [DATA=/path/to/images] [DEVICE=cpu|cuda] [JOBS=2]  build the report"
+	@echo "make report [PROFILE=quick|smoke|full] [DATA=/path/to/images] [DEVICE=cpu|cuda] [JOBS=2] [SNAKEFLAGS=--dry-run]"
+	@echo "                                                             build the report (Snakemake, workflow/Snakefile)"
 	@echo "make test                                                     unit tests + notebook smoke runs"
 	@echo "make lab [LAB_PORT=8888]                                      JupyterLab with the project kernel; prints its URL"
 
@@ -30,8 +36,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# A bad profile, a device this machine lacks or a bad grid file stops here, before any work;
+# then Snakemake runs what is missing or incomplete, JOBS jobs at once (CORES / JOBS threads each).
 report: venv
-	$(PYTHON) -m dipddpm_lib.report --profile $(PROFILE) --jobs $(JOBS) $(if $(DATA),--data $(DATA)) $(if $(DEVICE),--device $(DEVICE))
+	$(PYTHON) -m dipddpm_lib.build check --profile $(PROFILE) $(if $(DEVICE),--device $(DEVICE))
+	$(VENV)/bin/snakemake -s workflow/Snakefile --cores $(CORES) --keep-going --rerun-incomplete \
+	    --config profile=$(PROFILE) threads=$(THREADS) $(if $(DATA),data_dir=$(abspath $(DATA))) \
+	    $(if $(DEVICE),device=$(DEVICE)) $(SNAKEFLAGS)
 
 test: venv
 	$(PYTHON) -m pytest

@@ -1,51 +1,31 @@
-"""Build the report: run every numbered notebook with papermill for a profile, then export.
+"""The report's export and its notebook's helpers.
 
-    python -m dipddpm_lib.report --profile quick [--data /path/to/images] [--jobs 2]
+The build itself is the Snakemake workflow ``workflow/Snakefile`` (``make report``; see
+:mod:`dipddpm_lib.build`): it runs the chapters and the ablation points, then the report
+chapter, then calls :func:`export_report`:
 
-Steps, each printing its progress:
-
-1. the chapters ``notebooks/NN_*.ipynb`` and every pending point of
-   ``notebooks/ablations.yaml`` (:mod:`dipddpm_lib.sweep`; done points are skipped), two
-   notebooks at a time by default (:mod:`dipddpm_lib.jobs`; whatever loads chapter 01's DDPM
-   waits for it; the tuning points, on the tune photos, run beside chapter 01, then a collate
-   step writes ``results/<profile>/tuned.json``, then chapters 02 and 04 run with it: see
-   :func:`build_jobs`), each kernel with the CPUs shared out between them; then the ablations
-   chapter and the report chapter, which read what the others wrote;
-2. the export: ``report/<profile>/report.html`` (the report notebook, code hidden, images
-   embedded, maths by a local MathJax copied to ``report/<profile>/mathjax/``, nothing fetched
-   from the network), ``report/<profile>/chapters/<chapter>.html`` (every chapter with its
-   code) and ``report/<profile>/report.pdf`` (headless Chromium printing the HTML).
-
-Executed notebooks go to ``results/<profile>/executed/``; each chapter's own outputs go to
-``results/<profile>/<notebook name>/`` (its ``output_dir``). The run prints the wall time of
-each step at the end and exits non-zero naming the chapter that failed (its partial executed
-notebook is kept for inspection). A failed ablation point does not stop the build: the
-ablations chapter notes it, and the run exits non-zero at the end listing it.
+* ``report/<profile>/report.html``: the report notebook, code hidden, images embedded, maths by
+  a local MathJax copied to ``report/<profile>/mathjax/``, nothing fetched from the network;
+* ``report/<profile>/chapters/<chapter>.html``: every chapter with its code;
+* ``report/<profile>/report.pdf``: headless Chromium printing the HTML.
 
 Chromium and MathJax come from Debian (``chromium``, ``libjs-mathjax``): when they are missing
-the build installs them with apt-get where it can (root); where it cannot it says in one line
+the export installs them with apt-get where it can (root); where it cannot it says in one line
 what to install, and still writes the HTML (with maths left as TeX if MathJax is missing).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import jobs, sweep
-from .cache import atomic_write_json
-from .errors import check_choice, check_positive_int
+from . import sweep
 from .results import markdown_table
-from .profiles import PROFILES, check_device, get_profile
 
 REPO = Path(__file__).resolve().parents[1]
-ABLATIONS_CHAPTER = "05_ablations"
 REPORT_CHAPTER = "06_report"
 APT_PACKAGES = {"chromium": "chromium", "mathjax": "libjs-mathjax"}
 MATHJAX_DIRS = ("/usr/share/javascript/mathjax", "/usr/share/mathjax")
@@ -57,29 +37,10 @@ MATHJAX_FILES = ("MathJax.js", f"config/{MATHJAX_CONFIG}.js", "config/local", "e
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
-# --------------------------------------------------------------------------- running chapters
+# --------------------------------------------------------------------------- chapters
 def chapters(notebook_dir: Path = REPO / "notebooks") -> list[Path]:
     """The report's notebooks, in order: ``notebooks/NN_*.ipynb``."""
     return sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb"))
-
-
-def declared_parameters(nb: Path) -> set[str]:
-    """The names a notebook declares in its ``parameters`` cell."""
-    return set(sweep.notebook_parameters(nb))
-
-
-def run_chapter(nb: Path, profile: str, out_dir: Path, extra: dict | None = None) -> float:
-    """Execute one notebook with papermill; return its wall seconds. ``extra`` parameters are
-    passed only where the notebook declares them."""
-    import papermill as pm
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    declared = declared_parameters(nb)
-    params = {"profile": profile, **{k: v for k, v in (extra or {}).items() if k in declared}}
-    start = time.perf_counter()
-    pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(nb.parent),
-                        progress_bar=False, kernel_name="python3")
-    return time.perf_counter() - start
 
 
 # --------------------------------------------------------------------------- export tools
@@ -574,281 +535,3 @@ def compute_markdown(rows: list[dict]) -> str:
         gfl = "not counted" if r["gflops"] is None else f"{r['gflops']:.3g}"
         lines.append(f"| {r['chapter']} | {r['work']} | {wall} | {gfl} |")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- the build
-@dataclass
-class BuildLog:
-    """What a build did: wall seconds per step, and the ablation points that failed."""
-
-    times: dict = field(default_factory=dict)
-    failed_points: list = field(default_factory=list)
-
-    def to_dict(self, profile: str) -> dict:
-        """JSON-able, for ``report/<profile>/timings.json``."""
-        return {"profile": profile, "seconds": self.times,
-                "failed_points": [f"{r.point.grid.name}/{r.point.name}" for r in self.failed_points]}
-
-
-#: Chapter 01 trains the DDPM and the feature classifier that these notebooks then load from
-#: the cache; started side by side with it, each would train its own copy.
-DDPM_CHAPTER = "01_ddpm_baseline"
-NEEDS_DDPM = ("01_ddpm_baseline", "03_dip_init_ddpm")
-
-
-def _chapter_job(nb: Path, profile: str, executed: Path, extra: dict, log: BuildLog):
-    def run():
-        try:
-            log.times[nb.name] = run_chapter(nb, profile, executed, extra)
-        except Exception as err:  # papermill names the failing cell; add the chapter
-            print(f"\nFAILED: chapter {nb.name}: {err}\npartial notebook kept at "
-                  f"{executed / nb.name}", file=sys.stderr, flush=True)
-            raise
-    return run
-
-
-#: The photo DDPM prior is trained once, by its own first job (beside chapter 01); chapters 03
-#: and 04 and chapter 03's task-C ablation points wait for it. Chapter 01 shows it and does not wait: it gets
-#: there last, and the cache's lock makes it wait rather than train a second copy.
-PRIOR_JOB = "photo prior"
-#: The chapters that wait for the prior job (chapter 04's learned-prior rule reads it; its
-#: ablation points run without the peers, ``peers: false``, and do not).
-PRIOR_READERS = ("03_dip_init_ddpm", "04_early_stopping")
-
-
-def _prior_job(profile: str, log: BuildLog | None = None, device: str | None = None):
-    def run():
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dipddpm_lib.photo_prior", "--profile", profile,
-                        *(["--device", device] if device else [])], check=True)
-        if log is not None:
-            log.times[PRIOR_JOB] = time.perf_counter() - start
-    return run
-
-
-#: Chapter 04's fit in the ES authors' regime reads the photo prior and no tuned setting: its own
-#: job runs it into the cache as soon as a worker is free after the tuning points, so chapter 04
-#: (which finds it there, or waits on the cache's lock) does not carry it alone at the end.
-PAPER_JOB = "ES authors' regime"
-
-
-def _paper_job(profile: str, log: BuildLog | None = None, device: str | None = None):
-    def run():
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dipddpm_lib.experiments.es_authors_regime", "--profile",
-                        profile, *(["--device", device] if device else [])], check=True)
-        if log is not None:
-            log.times[PAPER_JOB] = time.perf_counter() - start
-    return run
-
-
-def _photo_only(pt) -> bool:
-    """An ablation point of chapter 03 that runs task C alone (it needs the photo prior, not
-    chapter 01's digit DDPM)."""
-    return pt.grid.notebook_name == "03_dip_init_ddpm" and list(pt.grid.fixed.get("tasks") or []) == ["C"]
-
-
-#: The chapters that read the tuned settings (``tuned`` parameter), and the collate job's name.
-TUNED_CHAPTERS = ("02_dip_baseline", "03_dip_init_ddpm", "04_early_stopping")
-COLLATE_JOB = "collate tuned settings"
-
-
-def _point_job(pt, profile: str, extra: dict, sink: list | None = None, log: BuildLog | None = None):
-    def run():
-        start = time.perf_counter()
-        r = sweep.run_pending(pt, profile, "python3", extra, lambda line: print(line, flush=True))
-        if log is not None:
-            log.times[f"{pt.grid.name}/{pt.name}"] = time.perf_counter() - start
-        if sink is not None:
-            sink.append(r)
-        return r
-    return run
-
-
-def _collate_job(grids, profile: str, extra: dict, ran: list, path: Path):
-    """Complete the tuning grids (copy identical runs), then write ``tuned.json``."""
-    def run():
-        log = lambda line: print(line, flush=True)  # noqa: E731
-        sweep.complete_grids(grids, profile, ran=list(ran), extra=extra, log=log, run_missing=False)
-        return sweep.collate_tuned(profile, path=path, log=log)
-    return run
-
-
-def build_jobs(nbs, profile: str, executed: Path, extra: dict, log: BuildLog,
-               points=(), tuning=(), tuned: Path | None = None) -> list[jobs.Job]:
-    """The chapters (but the ablations and report chapters, which read everything) and the
-    pending ablation ``points`` as jobs, in this order: chapter 01, then chapter 03 (it loads
-    chapter 01's DDPM, so it waits for it; whatever loads the DDPM waits for chapter 01 when
-    it is part of the build); the points of the ``tuning`` grids (those that choose a setting)
-    beside chapter 01; the collate step, once every tuning point has finished (done or
-    failed), which writes the chosen settings to ``tuned`` (default
-    ``results/<profile>/tuned.json``); chapters 02 and 04, after it, reading that file
-    (their ``tuned`` parameter; points never get it); then the other points (those that load
-    chapter 01's DDPM first, as they are the longest)."""
-    names = {nb.stem for nb in nbs}
-    tuning = list(tuning)
-    tuned = Path(tuned) if tuned is not None else sweep.tuned_path(profile)
-    # a tuning point is any pending run a tuning grid needs, even one listed under another grid
-    # (pending runs are deduplicated: the σ grid's middle point is the depth grid's default)
-    tuning_keys = {pt.run_key(profile) for g in tuning for pt in sweep.grid_points(g, profile)}
-    is_tuning = lambda pt: pt.run_key(profile) in tuning_keys  # noqa: E731
-
-    prior = bool(names & set(PRIOR_READERS))
-
-    def after(notebook: str) -> tuple[str, ...]:
-        wait = notebook in NEEDS_DDPM and notebook != DDPM_CHAPTER and DDPM_CHAPTER in names
-        return ((f"{DDPM_CHAPTER}.ipynb",) if wait else ()) + \
-            ((PRIOR_JOB,) if prior and notebook in PRIOR_READERS else ())
-
-    def chapter(nb: Path) -> jobs.Job:
-        if tuning and nb.stem in TUNED_CHAPTERS:
-            return jobs.Job(nb.name, _chapter_job(nb, profile, executed, {**extra, "tuned": str(tuned)}, log),
-                            after(nb.stem) + (COLLATE_JOB,))
-        return jobs.Job(nb.name, _chapter_job(nb, profile, executed, extra, log), after(nb.stem))
-
-    def point(pt, sink=None) -> jobs.Job:
-        nb = pt.grid.notebook_name
-        if _photo_only(pt):
-            wait = (PRIOR_JOB,) if prior else ()
-        else:
-            wait = (f"{DDPM_CHAPTER}.ipynb",) if nb in NEEDS_DDPM and DDPM_CHAPTER in names else ()
-        return jobs.Job(f"{pt.grid.name}/{pt.name}", _point_job(pt, profile, extra, sink, log), wait,
-                        stops_build=False)
-
-    first = [nb for nb in nbs if nb.stem == DDPM_CHAPTER or (tuning and nb.stem in NEEDS_DDPM)]
-    rest = [nb for nb in nbs if nb not in first]
-    out = [chapter(nb) for nb in first]
-    if prior:  # second in the list (after chapter 01, if any): it starts beside chapter 01
-        out.insert(min(1, len(out)), jobs.Job(PRIOR_JOB, _prior_job(profile, log, extra.get("device"))))
-    # chapter 04's run in the ES authors' regime: after the tuning points (it must not delay
-    # them), before the chapters that read the tuned settings; nothing waits for it
-    paper = "04_early_stopping" in names
-    paper_job = jobs.Job(PAPER_JOB, _paper_job(profile, log, extra.get("device")),
-                         (PRIOR_JOB,) if prior else ())
-    if paper and not tuning:
-        out.append(paper_job)
-    if tuning:
-        ran: list = []
-        # early-stopping points first: the first one fits the plain DIP run that the others
-        # share (its cache key leaves out the stage settings) before a second worker is free
-        tune_points = sorted((pt for pt in points if is_tuning(pt)),
-                             key=lambda p: (p.grid.notebook_name != "04_early_stopping", _photo_only(p)))
-        out += [point(pt, ran) for pt in tune_points]
-        if paper:
-            out.append(paper_job)
-        out.append(jobs.Job(COLLATE_JOB, _collate_job(tuning, profile, extra, ran, tuned),
-                            tuple(f"{pt.grid.name}/{pt.name}" for pt in tune_points),
-                            after_failure=True))
-    out += [chapter(nb) for nb in rest]
-    others = [pt for pt in points if not (tuning and is_tuning(pt))]
-    out += [point(pt) for pt in sorted(others, key=lambda p: p.grid.notebook_name not in NEEDS_DDPM)]
-    return out
-
-
-def _run_chapters(nbs, profile: str, executed: Path, extra: dict, log: BuildLog,
-                  workers: int = 1) -> bool:
-    """Run the chapters and every pending ablation point on ``workers`` workers (the tuning
-    points and their collate step before chapters 02 and 04, see :func:`build_jobs`), then
-    (in order) the ablations and report chapters, which read what the others wrote. A failed
-    chapter stops the build (nothing new starts; what runs finishes); a failed point does
-    not (a failed tuning point leaves its setting at the profile's value, and chapters 02 and
-    04 say so). Returns whether every chapter ran."""
-    tail = [nb for nb in nbs if nb.stem in (ABLATIONS_CHAPTER, REPORT_CHAPTER)]
-    grids = sweep.load_grids(profile) if sweep.GRID_FILE.exists() else []
-    todo = sweep.pending_runs(grids, profile) if grids else []
-    tuning = sweep.tuning_grids(grids)
-    pool = build_jobs([nb for nb in nbs if nb not in tail], profile, executed, extra, log, todo,
-                      tuning)
-    n_tune = sum(len(j.after) for j in pool if j.name == COLLATE_JOB)
-    print(f"[build] {sum(j.stops_build for j in pool)} chapter(s) and step(s), {len(todo)} ablation "
-          f"point(s) ({n_tune} tuning) to run on {workers} worker(s)", flush=True)
-    start = time.perf_counter()
-    outcomes = jobs.run_jobs(pool, workers, log=lambda s: print(s, flush=True))
-    log.times[f"chapters 01-04 + ablation points ({workers} workers)"] = time.perf_counter() - start
-    if any(o.status != "done" for j, o in zip(pool, outcomes.values()) if j.stops_build):
-        return False
-    if grids:
-        # a point whose job raised before its run has no run: it is retried below
-        ran = [o.value for j, o in zip(pool, outcomes.values())
-               if not j.stops_build and isinstance(o.value, sweep.PointRun)]
-        runs = sweep.complete_grids(grids, profile, ran=ran, extra=extra,
-                                    log=lambda s: print(s, flush=True))
-        log.failed_points = [r for r in runs if r.status == "failed"]
-        counts = {k: sum(r.status == k for r in runs) for k in ("ran", "skipped", "reused")}
-        print(f"[ablations] {counts['ran']} run, {counts['skipped']} skipped (done before), "
-              f"{counts['reused']} copied from an identical point, {len(log.failed_points)} "
-              f"failed", flush=True)
-    for nb in tail:
-        print(f"[start] {nb.name}", flush=True)
-        if jobs.run_jobs([jobs.Job(nb.name, _chapter_job(nb, profile, executed, extra, log))],
-                         1, log=lambda s: None)[nb.name].status != "done":
-            return False
-        print(f"[done] {nb.name} in {log.times[nb.name]:.1f} s", flush=True)
-    return True
-
-
-def _print_summary(log: BuildLog, profile: str, written: dict) -> None:
-    for key in ("html", "pdf"):
-        print(f"    {key.upper()}: {written[key] or 'not written'}")
-    print(f"    chapters: {len(written['chapters'])} HTML files in {report_dir(profile) / 'chapters'}")
-    print("\nwall time per step:")
-    for name, seconds in log.times.items():
-        print(f"  {name:40s} {seconds:8.1f} s")
-    if log.failed_points:
-        print("\nFAILED ablation points (partial runs kept; a rerun retries them):", file=sys.stderr)
-        for r in log.failed_points:
-            print(f"  {r.point.grid.name}: {r.point.name}: {r.error.splitlines()[0] if r.error else ''}",
-                  file=sys.stderr)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    ap = argparse.ArgumentParser(description="Run every chapter notebook and export the report.")
-    ap.add_argument("--profile", default="quick")
-    ap.add_argument("--data", default=None, help="image folder for the `full` profile")
-    ap.add_argument("--device", default=None,
-                    help="cpu or cuda (default: the profile's; `full` asks for cuda)")
-    ap.add_argument("--export-only", action="store_true",
-                    help="export the notebooks executed by an earlier build; run nothing")
-    ap.add_argument("--no-install", action="store_true",
-                    help="never apt-get install the export tools (chromium, libjs-mathjax)")
-    ap.add_argument("--jobs", type=int, default=2,
-                    help="notebooks run side by side (default 2), each kernel with the CPUs "
-                         "shared out (OMP_NUM_THREADS, unless set)")
-    args = ap.parse_args(argv)
-    check_choice("profile", args.profile, PROFILES)
-    workers = check_positive_int("--jobs", args.jobs)
-    try:  # a device this machine lacks stops the build here, before any work
-        check_device(get_profile(args.profile, **({"device": args.device} if args.device else {})))
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    start = time.perf_counter()
-    if sweep.GRID_FILE.exists():  # a bad grid file stops the build before any work
-        sweep.load_grids(args.profile)
-    nbs = chapters()
-    if not nbs:
-        print("no chapter notebooks yet (notebooks/NN_*.ipynb); nothing to build")
-        return 0
-    ensure_export_tools(install=not args.no_install)  # early: its one-line note, if any
-    executed = REPO / "results" / args.profile / "executed"
-    log = BuildLog()
-    threads = jobs.set_thread_variables(jobs.threads_per_job(workers))
-    print(f"[build] profile {args.profile}: up to {workers} notebook(s) at once, "
-          f"OMP_NUM_THREADS={threads['OMP_NUM_THREADS']} each", flush=True)
-    extra = {**({"data_dir": args.data} if args.data else {}),
-             **({"device": args.device} if args.device else {})}
-    if not args.export_only and not _run_chapters(nbs, args.profile, executed, extra, log, workers):
-        return 1
-    print("[export] HTML and PDF …", flush=True)
-    t0 = time.perf_counter()
-    written = export_report(args.profile, executed, install=False, log=lambda s: None)
-    log.times["export (HTML + PDF)"] = time.perf_counter() - t0
-    log.times["total"] = time.perf_counter() - start
-    atomic_write_json(report_dir(args.profile) / "timings.json", log.to_dict(args.profile))
-    _print_summary(log, args.profile, written)
-    return 1 if log.failed_points else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,12 +17,12 @@ from each point's ``metrics.json``::
 
 Every point runs into its own folder, ``results/<profile>/ablations/<grid>/<parameter>=<value>/``,
 which holds the executed notebook next to its ``metrics.json`` and a ``point.json`` with the
-parameters it ran with. A point runs into a temporary folder that is renamed into place only
-when the notebook finished, so a folder that exists is complete; a point whose folder exists
-with the same parameters is skipped, and a point identical to another grid's (the shared
-default setting) is copied from it. A failed point's partial folder is kept as
+parameters it ran with (written last). The report build (Snakemake, ``workflow/Snakefile``, with
+:mod:`dipddpm_lib.build`) runs each distinct point once and copies a point identical to another
+grid's (the shared default setting); a failed point's partial folder is kept as
 ``<parameter>=<value>.failed/`` (with ``error.txt``) for inspection, and is retried next time.
-The file is checked as a whole (notebooks, parameters, values) before any point runs.
+This module reads the file and collates the points; it runs none. The file is checked as a
+whole (notebooks, parameters, values) before any point runs.
 
 **Tune, then evaluate.** Only a grid whose chosen value a chapter then uses may ``choose``, and
 it names the profile field it sets (``tunes``, one of :data:`TUNABLE`); its points run on the
@@ -34,19 +34,13 @@ grid has no complete result. Points never read it.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import fnmatch
 import json
 import math
-import os
 import re
-import shlex
-import shutil
 import tempfile
-import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,17 +124,6 @@ class Point:
                 "parameter": self.grid.parameter, "value": self.value, "parameters": params}
 
 
-@dataclass
-class PointRun:
-    """What happened to one point: ``ran``, ``skipped`` (done before), ``reused`` (an
-    identical run of another grid, copied) or ``failed``."""
-
-    point: Point
-    status: str
-    wall_s: float = 0.0
-    error: str = ""
-
-
 def value_slug(value) -> str:
     """A folder-safe, readable name for a parameter value: ``25``, ``cosine``, ``10-50``,
     ``channels-16``."""
@@ -163,10 +146,24 @@ def _per_profile(spec, profile: str):
 
 
 def notebook_parameters(notebook: Path) -> dict:
-    """The parameters a notebook declares in its ``parameters`` cell (papermill's parser)."""
-    import papermill as pm
+    """The parameters a notebook declares in its ``parameters`` cell: each name assigned at the
+    cell's top level, with the source of its default value, in order. (Python's own parser:
+    papermill's skips a line whose comment it cannot read, e.g. one with backquotes.)"""
+    import ast
 
-    return pm.inspect_notebook(str(notebook))
+    nb = json.loads(Path(notebook).read_text())
+    cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        return {}
+    src = "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
+    out = {}
+    for node in ast.parse(src).body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else []
+        for t in targets:
+            if isinstance(t, ast.Name):
+                out[t.id] = {"name": t.id, "default": ast.get_source_segment(src, node.value)}
+    return out
 
 
 def _check_grid_spec(name: str, spec, notebook_dir: Path) -> Path:
@@ -335,7 +332,7 @@ def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[
     return grids
 
 
-# --------------------------------------------------------------------------- running points
+# --------------------------------------------------------------------------- points
 def ablations_dir(profile: str, root: str | Path | None = None) -> Path:
     """Where a profile's points live: ``results/<profile>/ablations`` unless ``root`` is given."""
     return Path(root) if root is not None else REPO / "results" / profile / "ablations"
@@ -365,15 +362,6 @@ def is_done(point: Point, profile: str) -> bool:
         json.dumps(point.record(profile)))
 
 
-def _execute(point: Point, profile: str, work: Path, kernel_name: str, extra: dict) -> None:
-    import papermill as pm
-
-    params = {**point.parameters(profile, work), **extra}
-    pm.execute_notebook(str(point.grid.notebook), str(work / point.grid.notebook.name),
-                        parameters=params, cwd=str(point.grid.notebook.parent),
-                        progress_bar=False, kernel_name=kernel_name)
-
-
 def error_summary(err: Exception) -> str:
     """One readable line for a failed point: the notebook's own exception where papermill
     reports one (``RuntimeError: …``), else the error itself."""
@@ -381,163 +369,6 @@ def error_summary(err: Exception) -> str:
     value = str(getattr(err, "evalue", None) or err)
     first = next((line.strip() for line in value.splitlines() if line.strip()), "")
     return f"{name}: {first}"[:300]
-
-
-def clean_partial(grids: list[Grid], profile: str, root: str | Path | None = None) -> int:
-    """Remove the temporary folders of points whose run was killed; returns how many."""
-    n = 0
-    for grid in grids:
-        for tmp in (ablations_dir(profile, root) / grid.name).glob(".*.tmp-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
-            n += 1
-    return n
-
-
-def _install(work: Path, target: Path) -> None:
-    """Replace ``target`` by the finished folder ``work`` (the old copy is removed first)."""
-    if target.exists():
-        shutil.rmtree(target)
-    work.rename(target)
-
-
-def _finish(point: Point, profile: str, work: Path, wall: float, copied_from: str = "") -> None:
-    """Record the point's parameters in the finished folder and move it into place."""
-    atomic_write_json(work / "point.json", {**point.record(profile), "profile": profile,
-                                            "wall_s": wall, "copied_from": copied_from})
-    _install(work, point.folder)
-    shutil.rmtree(point.failed_folder, ignore_errors=True)
-
-
-def reuse_point(point: Point, profile: str, source: Path) -> PointRun:
-    """Copy the folder of an identical, done run (another grid's point) as this point's."""
-    point.folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=point.folder.parent, prefix=f".{point.name}.tmp-"))
-    try:
-        shutil.copytree(source, work, dirs_exist_ok=True)
-        wall = (read_json(source / "point.json") or {}).get("wall_s", 0.0)
-        _finish(point, profile, work, wall, f"{source.parent.name}/{source.name}")
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return PointRun(point, "reused")
-
-
-def run_point(point: Point, profile: str, kernel_name: str = "python3",
-              extra: dict | None = None) -> PointRun:
-    """Run one point with papermill unless it is done; never leaves a half-written folder.
-
-    ``extra``: more papermill parameters (e.g. ``data_dir``), given only where the notebook
-    declares them."""
-    if is_done(point, profile):
-        return PointRun(point, "skipped")
-    point.folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=point.folder.parent, prefix=f".{point.name}.tmp-"))
-    start = time.perf_counter()
-    try:
-        _execute(point, profile, work, kernel_name, extra or {})
-        if not (work / "metrics.json").exists():
-            raise RuntimeError(f"{point.grid.notebook.name} finished without writing metrics.json")
-    except Exception as err:  # noqa: BLE001 — any failure of the notebook fails the point
-        wall = time.perf_counter() - start
-        (work / "error.txt").write_text(f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}")
-        _install(work, point.failed_folder)
-        return PointRun(point, "failed", wall, error_summary(err))
-    except BaseException:  # interrupted: leave nothing behind
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    wall = time.perf_counter() - start
-    _finish(point, profile, work, wall)
-    return PointRun(point, "ran", wall)
-
-
-def pending_runs(grids: list[Grid], profile: str, root: str | Path | None = None) -> list[Point]:
-    """The points to run, in grid order: the first point of each distinct run (notebook and
-    parameters) that is not done yet. Identical points of other grids are copied from it
-    afterwards (:func:`complete_grids`). Removes the temporary folders of killed runs first."""
-    clean_partial(grids, profile, root)
-    points = [pt for g in grids for pt in grid_points(g, profile, root)]
-    seen = {pt.run_key(profile) for pt in points if is_done(pt, profile)}
-    todo = []
-    for pt in points:
-        key = pt.run_key(profile)
-        if key not in seen:
-            seen.add(key)
-            todo.append(pt)
-    return todo
-
-
-def run_pending(point: Point, profile: str, kernel_name: str = "python3",
-                extra: dict | None = None, log=print) -> PointRun:
-    """Run one point of :func:`pending_runs` (``extra`` parameters only where its notebook
-    declares them) and print one line on how it went."""
-    declared = notebook_parameters(point.grid.notebook)
-    run = run_point(point, profile, kernel_name,
-                    {k: v for k, v in (extra or {}).items() if k in declared})
-    log(f"      {point.grid.name}: {point.name}: {_note(run, point.folder)}")
-    return run
-
-
-def complete_grids(grids: list[Grid], profile: str, root: str | Path | None = None,
-                   ran: list[PointRun] = (), kernel_name: str = "python3",
-                   extra: dict | None = None, log=print, run_missing: bool = True) -> list[PointRun]:
-    """Every point's outcome in grid order, once the pending runs are ``ran``: ``ran`` or
-    ``failed`` as they went, ``skipped`` if done before, ``reused`` (copied) where an
-    identical run is done. A point whose identical run failed is run itself, unless
-    ``run_missing`` is false (the collate step only copies: it is then ``failed``)."""
-    by_folder = {r.point.folder: r for r in ran}
-    points = [pt for g in grids for pt in grid_points(g, profile, root)]
-    done = {r.point.run_key(profile): r.point.folder for r in ran if r.status == "ran"}
-    for pt in points:
-        if pt.folder not in by_folder and is_done(pt, profile):
-            done.setdefault(pt.run_key(profile), pt.folder)
-    runs = []
-    for pt in points:
-        key = pt.run_key(profile)
-        if pt.folder in by_folder:
-            run = by_folder[pt.folder]
-        elif is_done(pt, profile):
-            run = PointRun(pt, "skipped")
-        elif key in done:
-            run = reuse_point(pt, profile, done[key])
-            log(f"      {pt.grid.name}: {pt.name}: {_note(run, done[key])}")
-        elif not run_missing:
-            run = PointRun(pt, "failed", 0.0, "no result: its run failed or did not run (not "
-                                              "retried here)")
-        else:
-            run = run_pending(pt, profile, kernel_name, extra, log)
-            if run.status == "ran":
-                done[key] = pt.folder
-        runs.append(run)
-    return runs
-
-
-def run_grids(grids: list[Grid], profile: str, root: str | Path | None = None,
-              kernel_name: str = "python3", extra: dict | None = None,
-              log=print) -> list[PointRun]:
-    """Run every point of every grid, one after another, printing one line per point. Done
-    points are skipped; a point identical to another (same notebook and parameters, e.g. the
-    default setting shared by several grids) runs once and is copied to the others.
-
-    A failed point is reported and the sweep goes on; the caller decides what a failure means.
-    (The report build runs :func:`pending_runs` side by side with the chapters instead.)"""
-    todo = pending_runs(grids, profile, root)
-    ran = []
-    for i, pt in enumerate(todo, 1):
-        log(f"  [{i}/{len(todo)}] {pt.grid.name}: {pt.name} ({pt.grid.notebook_name}) …")
-        ran.append(run_pending(pt, profile, kernel_name, extra, log))
-    return complete_grids(grids, profile, root, ran, kernel_name, extra, log)
-
-
-def _note(run: PointRun, source: Path | None) -> str:
-    """One line on what happened to a point."""
-    if run.status == "ran":
-        return f"done in {run.wall_s:.1f} s"
-    if run.status == "skipped":
-        return "already done, skipped"
-    if run.status == "reused":
-        return f"identical to {source.parent.name}/{source.name}: copied, not run again"
-    first = run.error.splitlines()[0] if run.error else ""
-    return f"FAILED after {run.wall_s:.1f} s: {first} (partial run kept in {run.point.failed_folder})"
 
 
 # --------------------------------------------------------------------------- collation
@@ -801,13 +632,12 @@ def summary_markdown(rows: list[dict], grids: list[Grid], digits: int = 2) -> st
     return "\n".join(lines)
 
 
-def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing: list[Point],
-                     runs: list[PointRun] = ()) -> dict:
+def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing: list[Point]) -> dict:
     """Everything 05_ablations reports, for its ``metrics.json``: per grid its values, the
     chosen value with its numbers and the sentence that says why; the points missing; the
     compute (the points' wall seconds)."""
     out = {"profile": profile, "grids": {}, "missing_points": [f"{p.grid.name}/{p.name}" for p in missing],
-           "failed_points": [f"{r.point.grid.name}/{r.point.name}" for r in runs if r.status == "failed"],
+           "failed_points": [f"{p.grid.name}/{p.name}" for p in missing if p.failed_folder.exists()],
            "n_rows": len(rows), "n_points": sum(len(g.values) for g in grids)}
     out["n_done"] = out["n_points"] - len(missing)
     seeds = sorted({s for r in rows for s in (r.get("seeds") or [])})
@@ -832,7 +662,6 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
             "compute": {"point_wall_s": walls, "total_wall_s": sum(walls.values())},
         }
     out["compute"] = {"total_point_wall_s": sum(g["compute"]["total_wall_s"] for g in out["grids"].values()),
-                      "points_run_now": sum(r.status == "ran" for r in runs),
                       "note": "wall seconds of each point's papermill run when it was made; "
                               "points copied from an identical run are not counted twice"}
     return out
@@ -1080,57 +909,3 @@ def collate_tuned(profile: str, root: str | Path | None = None, path: str | Path
 def tuning_grids(grids: list[Grid]) -> list[Grid]:
     """The grids whose chosen value a chapter uses (they ``choose`` and ``tune`` a field)."""
     return [g for g in grids if g.tunes]
-
-
-# --------------------------------------------------------------------------- command line
-def papermill_command(point: Point, profile: str) -> str:
-    """The one papermill command that runs this point by hand, with every setting it uses."""
-    params = point.parameters(profile)
-    rel = lambda p: os.path.relpath(p, REPO)  # noqa: E731
-    executed = Path(params.pop("output_dir")) / point.grid.notebook.name
-    return (f"papermill {rel(point.grid.notebook)} {rel(executed)} -p profile {profile} "
-            f"-p output_dir {rel(point.folder)} "
-            f"-y {shlex.quote(json.dumps({k: v for k, v in params.items() if k != 'profile'}))}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m dipddpm_lib.sweep --profile quick [--grid NAME [--value V]] [--print]``:
-    run the points of the grid file (done points are skipped), or print their commands.
-    ``--tune`` runs the tuning grids' points (those that choose) and writes ``tuned.json``;
-    ``--collate`` only writes ``tuned.json`` from the points done."""
-    ap = argparse.ArgumentParser(description="Run ablation points (one papermill run each).")
-    ap.add_argument("--profile", default="quick")
-    ap.add_argument("--grid", action="append", help="run only this grid (repeatable)")
-    ap.add_argument("--value", help="run only the point with this value (its folder name after '=')")
-    ap.add_argument("--print", action="store_true", help="print each point's papermill command; run nothing")
-    ap.add_argument("--tune", action="store_true",
-                    help="run the tuning grids' points, then write results/<profile>/tuned.json")
-    ap.add_argument("--collate", action="store_true",
-                    help="only write results/<profile>/tuned.json from the tuning points done")
-    args = ap.parse_args(argv)
-    if args.collate:
-        print(f"wrote {collate_tuned(args.profile)}")
-        return 0
-    grids = load_grids(args.profile, only=args.grid)
-    if args.tune:
-        grids = tuning_grids(grids)
-    if args.value is not None:
-        wanted = value_slug(yaml.safe_load(args.value))
-        valid = sorted({value_slug(v) for g in grids for v in g.values})
-        grids = [dataclasses.replace(g, values=tuple(v for v in g.values if value_slug(v) == wanted))
-                 for g in grids]
-        grids = [g for g in grids if g.values]
-        if not grids:
-            raise ValueError(f"no point with value {args.value!r}; valid values: {', '.join(valid)}")
-    if args.print:
-        for pt in (pt for g in grids for pt in grid_points(g, args.profile)):
-            print(f"# {pt.grid.name}: {pt.name}\n{papermill_command(pt, args.profile)}")
-        return 0
-    runs = run_grids(grids, args.profile)
-    if args.tune:
-        print(f"wrote {collate_tuned(args.profile)}")
-    return int(any(r.status == "failed" for r in runs))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

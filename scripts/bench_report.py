@@ -4,8 +4,9 @@ with a cold cache and then a warm one.
     .venv/bin/python scripts/bench_report.py --profile quick [--workdir DIR] [--keep] [--cache DIR]
 
 The cold build runs in a fresh copy of the project's sources (no `.cache`, no `results/`), so
-nothing is reused; the warm build runs the same command again in that copy. Each build is
-``python -m dipddpm_lib.report``; the script reads the per-step wall seconds it records in
+nothing is reused; the warm build runs every job again in that copy (``--forceall``), its models
+and fits then in the cache. Each build is the Snakemake workflow (``workflow/Snakefile``, as
+``make report`` runs it, 2 jobs at once); the script reads the per-step wall seconds it records in
 ``report/<profile>/timings.json`` and prints them side by side. The copy is imported through
 ``PYTHONPATH``, so the checkout's own cache and results are never touched. ``--cache DIR``
 uses an existing cache instead (e.g. ``.cache``, to time builds whose models and fits are
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("dipddpm_lib", "notebooks", "scripts", "pyproject.toml", "README.md")
+SOURCES = ("dipddpm_lib", "notebooks", "scripts", "workflow", "pyproject.toml", "README.md")
 
 
 def copy_project(dest: Path) -> Path:
@@ -41,8 +42,8 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def build(project: Path, profile: str, extra: list[str], cache: Path | None = None
-          ) -> tuple[dict, float, int]:
+def build(project: Path, profile: str, extra: list[str], cache: Path | None = None,
+          force: bool = False) -> tuple[dict, float, int]:
     """Run one report build in ``project``; returns its per-step seconds, its wall seconds
     and its exit status. Without ``cache`` the copy's own ``.cache`` is used."""
     env = {**os.environ, "PYTHONPATH": str(project)}
@@ -50,8 +51,11 @@ def build(project: Path, profile: str, extra: list[str], cache: Path | None = No
     if cache is not None:
         env["DIPDDPM_CACHE"] = str(cache)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "dipddpm_lib.report", "--profile", profile, *extra],
-                          cwd=project, env=env)
+    cores = os.cpu_count() or 2
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(project / "workflow" / "Snakefile"),
+           "--cores", str(cores), "--keep-going", "--rerun-incomplete", *(["--forceall"] if force else []),
+           "--config", f"profile={profile}", f"threads={max(1, cores // 2)}", *extra]
+    done = subprocess.run(cmd, cwd=project, env=env)
     wall = time.perf_counter() - start
     timings = project / "report" / profile / "timings.json"
     steps = json.loads(timings.read_text())["seconds"] if timings.exists() else {}
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cache = Path(args.cache).resolve() if args.cache else None
     first = "first" if cache else "cold"
-    extra = ["--data", args.data] if args.data else []
+    extra = [f"data_dir={Path(args.data).resolve()}"] if args.data else []
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="dipddpm-bench-"))
     project = copy_project(root / "project")
     print(f"bench: fresh copy in {project}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n=== {first} build ({cache or 'empty cache'}) ===", flush=True)
         cold, cold_wall, rc_cold = build(project, args.profile, extra, cache)
         print("\n=== warm build ===", flush=True)
-        warm, warm_wall, rc_warm = build(project, args.profile, extra, cache)
+        warm, warm_wall, rc_warm = build(project, args.profile, extra, cache, force=True)
         print(f"\n=== {args.profile}: per-step wall seconds ===\n" + table(cold, warm, first))
         print(f"{'whole command (incl. start-up)':42s} {cold_wall:9.1f} {warm_wall:9.1f}")
         pdf = project / "report" / args.profile / "report.pdf"

@@ -1,11 +1,13 @@
-"""Chapter 05 runs headless under the smoke profile: it runs a grid file's points with papermill,
-collates them into one table and says what it chose, reading every number from the table."""
+"""Chapter 05 runs headless under the smoke profile: the build (Snakemake) runs a grid file's
+points, then the notebook collates them into one table and says what it chose, reading every
+number from the table."""
 import csv
 
 import pytest
 
 from nbrun import markdown_outputs, run_notebook
 from test_sweep import write_dummy, write_grids
+from test_workflow import point_targets, snakemake
 
 # Two small grids over a dummy chapter (fast kernels): a setting with a failing point, and a
 # condition whose middle point is the setting grid's default (copied, not run again).
@@ -36,7 +38,11 @@ def test_nb05_smoke(nb_cache, tmp_path):
     grid_dir.mkdir()
     write_dummy(grid_dir)
     grid_file = write_grids(grid_dir, GRIDS)
-    out, points = tmp_path / "out", tmp_path / "points"
+    out, root = tmp_path / "out", tmp_path / "root"
+    built = snakemake("--cores", "2", "--keep-going", *point_targets(grid_file, root), root=root,
+                      config=["profile=smoke", f"grid_file={grid_file}"])
+    assert built.returncode != 0 and "gx/x=3" in built.stdout + built.stderr  # the failing point
+    points = root / "results" / "smoke" / "ablations"
     m = run_notebook("05_ablations", out, grid_file=str(grid_file), ablations_root=str(points))
 
     assert m["profile"] == "smoke" and m["seeds"] == [0, 1, 2]

@@ -1,5 +1,5 @@
-"""Killed runs resume: SIGKILL a DDPM training and an ablation sweep part-way, rerun, and check
-that the run completes, finished steps are not recomputed and no cache entry is corrupt."""
+"""Killed runs resume: SIGKILL a DDPM training part-way, rerun, and check that the run completes
+and no cache entry is corrupt (a killed report build: tests/test_workflow.py)."""
 import json
 import os
 import signal
@@ -8,8 +8,6 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-
-import pytest
 
 from dipddpm_lib.cache import Cache
 
@@ -66,54 +64,3 @@ def test_killed_training_leaves_no_entry_and_reruns(tmp_path):
     done = _spawn(TRAIN.format(steps=5, marker=str(marker)), env)
     assert done.wait(timeout=300) == 0, done.stdout.read().decode()[-2000:]
     assert _all_entries_valid(cache) == 1
-
-
-@pytest.mark.notebook
-def test_killed_sweep_resumes_without_redoing_finished_points(tmp_path):
-    from test_sweep import write_dummy, write_grids
-
-    nbdir = tmp_path / "nbs"
-    nbdir.mkdir()
-    nb = write_dummy(nbdir)
-    # make each point slow enough to kill the sweep between points
-    import nbformat
-
-    book = nbformat.read(nb, as_version=4)
-    book.cells[1].source = "import time; time.sleep(4)\n" + book.cells[1].source
-    nbformat.write(book, nb)
-    grid_file = write_grids(nbdir, """\
-        grids:
-          gx:
-            notebook: 99_dummy
-            parameter: x
-            values: [1, 2, 3]
-            fixed: {y: 0, x: 2}
-            metrics: {score: score.*}
-        """)
-    root = tmp_path / "results"
-    code = f"""
-        from dipddpm_lib import sweep
-        grids = sweep.load_grids("smoke", path={str(grid_file)!r})
-        sweep.run_grids(grids, "smoke", root={str(root)!r})
-    """
-    proc = _spawn(code, {"OMP_NUM_THREADS": "1"})
-    first = root / "gx"  # run_grids(root=...) puts each grid's points under root/<grid>
-    _wait_for(lambda: any((p / "metrics.json").exists() for p in first.glob("x=*")), proc)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = {p.name: (p / "point.json").stat().st_mtime_ns for p in first.glob("x=*")
-                   if (p / "point.json").exists()}
-    assert 1 <= len(done_before) < 3
-
-    from dipddpm_lib import sweep
-
-    grids = sweep.load_grids("smoke", path=grid_file)
-    runs = sweep.run_grids(grids, "smoke", root=root)
-    status = {r.point.name: r.status for r in runs}
-    assert all(status[name] == "skipped" for name in done_before), status
-    assert all(r.status in ("ran", "skipped") for r in runs), status
-    for name, mtime in done_before.items():  # finished points were not recomputed
-        assert (first / name / "point.json").stat().st_mtime_ns == mtime
-    assert sorted(p.name for p in first.iterdir() if not p.name.startswith(".")) == \
-        ["x=1", "x=2", "x=3"]
-    assert not list(first.glob(".*tmp-*")), "a killed point's temporary folder was left behind"

@@ -1,12 +1,14 @@
-"""Ablation sweeps: the grid file's checks, the point runner (skip, fail, copy), collation."""
+"""Ablation sweeps: the grid file's checks, the points as the build writes them, collation."""
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from dipddpm_lib import sweep
+from dipddpm_lib import build, sweep
+from dipddpm_lib.cache import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,11 +125,10 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
-def test_bad_grid_file_is_a_clear_error_before_anything_runs(nbdir, case, monkeypatch):
+def test_bad_grid_file_is_a_clear_error_before_anything_runs(nbdir, case):
     old, new, message = BAD_FILES[case]
     assert old in GRIDS
     path = write_grids(nbdir, GRIDS.replace(old, new, 1))
-    monkeypatch.setattr(sweep, "_execute", lambda *a: pytest.fail("ran a point"))
     with pytest.raises(ValueError, match=None) as err:
         sweep.load_grids("full", path)
     assert message in str(err.value)
@@ -196,25 +197,37 @@ def test_lookup_wildcards_and_patterns():
     assert sweep.lookup(m, "methods.nope.fid") == []
 
 
-# --------------------------------------------------------------------------- running points
-def test_points_run_once_then_skip_and_collect(nbdir, monkeypatch):
-    monkeypatch.setattr(sweep, "_execute", fake_execute)
+# --------------------------------------------------------------------------- points (as the build writes them)
+def fake_points(grids, profile, root) -> list:
+    """Each point's folder as the report build leaves it (the fake run above; a point identical
+    to an earlier one copied by :func:`build.copy_point`); returns the points that failed."""
+    done, failed = {}, []
+    for g in grids:
+        for pt in sweep.grid_points(g, profile, root):
+            key = pt.run_key(profile)
+            if key in done:
+                build.copy_point(pt, done[key], profile)
+                continue
+            pt.folder.mkdir(parents=True)
+            try:
+                fake_execute(pt, profile, pt.folder, "python3", {})
+            except RuntimeError:
+                shutil.rmtree(pt.folder)
+                failed.append(pt)
+                continue
+            atomic_write_json(pt.folder / "point.json", {**pt.record(profile), "profile": profile,
+                                                         "wall_s": 1.5, "copied_from": ""})
+            done[key] = pt
+    return failed
+
+
+def test_points_are_collected_into_the_tidy_table(nbdir):
     grids = sweep.load_grids("quick", write_grids(nbdir, GRIDS))
     root = nbdir.parent / "results"
-    logged = []
-    runs = sweep.run_grids(grids, "quick", root, log=logged.append)
-    status = {(r.point.grid.name, r.point.name): r.status for r in runs}
-    assert status == {("gx", "x=1"): "ran", ("gx", "x=2"): "ran", ("gx", "x=3"): "ran",
-                      ("gy", "y=0"): "reused", ("gy", "y=5"): "ran"}  # gy's y=0 is gx's x=2
-    assert any("copied, not run again" in line for line in logged)
-    for r in runs:
-        folder = r.point.folder
-        assert (folder / "metrics.json").exists() and (folder / "99_dummy.ipynb").exists()
-        assert json.loads((folder / "point.json").read_text())["parameters"][r.point.grid.parameter] \
-            == r.point.value
-    assert not [p for p in files_under(root) if ".tmp-" in p.name]
-    again = sweep.run_grids(grids, "quick", root, log=lambda s: None)
-    assert {r.status for r in again} == {"skipped"}
+    assert fake_points(grids, "quick", root) == []
+    copied = json.loads((root / "gy" / "y=0" / "point.json").read_text())
+    assert copied["copied_from"] == "gx/x=2" and copied["wall_s"] == 1.5  # gy's y=0 is gx's x=2
+    assert all(sweep.is_done(pt, "quick") for g in grids for pt in sweep.grid_points(g, "quick", root))
 
     rows, missing = sweep.collect(grids, "quick", root)
     assert not missing
@@ -230,58 +243,15 @@ def test_points_run_once_then_skip_and_collect(nbdir, monkeypatch):
     assert [c["value"] for c in sweep.grid_curve(table, grids[1], "score")] == [0, 5]
 
 
-def test_changed_parameters_run_the_point_again(nbdir, monkeypatch):
-    monkeypatch.setattr(sweep, "_execute", fake_execute)
+def test_a_point_with_changed_parameters_is_not_done(nbdir):
     root = nbdir.parent / "results"
     grids = sweep.load_grids("quick", write_grids(nbdir, GRIDS), only=["gx"])
-    sweep.run_grids(grids, "quick", root, log=lambda s: None)
+    fake_points(grids, "quick", root)
     changed = sweep.load_grids("quick", write_grids(nbdir, GRIDS.replace("{y: 0, x: 2}", "{y: 1}")),
                                only=["gx"])
-    assert {r.status for r in sweep.run_grids(changed, "quick", root, log=lambda s: None)} == {"ran"}
-
-
-def test_a_failed_point_is_reported_kept_aside_and_retried(nbdir, monkeypatch):
-    monkeypatch.setattr(sweep, "_execute", fake_execute)
-    root = nbdir.parent / "results"
-    failing = GRIDS.replace("{y: 0, x: 2}", "{y: 0, fail_at: 2}")
-    grids = sweep.load_grids("quick", write_grids(nbdir, failing), only=["gx"])
-    runs = sweep.run_grids(grids, "quick", root, log=lambda s: None)
-    assert [r.status for r in runs] == ["ran", "failed", "ran"]
-    bad = runs[1].point
-    assert "fails on purpose" in runs[1].error
-    assert not bad.folder.exists()  # nothing half-written where a done point would be
-    assert (bad.failed_folder / "error.txt").exists() and (bad.failed_folder / "99_dummy.ipynb").exists()
-    assert not [p for p in files_under(root) if ".tmp-" in p.name]
-    rows, missing = sweep.collect(grids, "quick", root)
-    assert [p.name for p in missing] == ["x=2"]
-    assert [r.status for r in sweep.run_grids(grids, "quick", root, log=lambda s: None)] == \
-        ["skipped", "failed", "skipped"]  # retried, not skipped
-    fixed = sweep.load_grids("quick", write_grids(nbdir, GRIDS), only=["gx"])
-    assert [r.status for r in sweep.run_grids(fixed, "quick", root, log=lambda s: None)][1] == "ran"
-    assert not bad.failed_folder.exists() and (bad.folder / "metrics.json").exists()
-
-
-def test_a_killed_run_s_temporary_folder_is_cleaned_up(nbdir, monkeypatch):
-    monkeypatch.setattr(sweep, "_execute", fake_execute)
-    root = nbdir.parent / "results"
-    stale = root / "gx" / ".x=1.tmp-killed"
-    stale.mkdir(parents=True)
-    (stale / "metrics.json").write_text("{")
-    grids = sweep.load_grids("quick", write_grids(nbdir, GRIDS), only=["gx"])
-    assert {r.status for r in sweep.run_grids(grids, "quick", root, log=lambda s: None)} == {"ran"}
-    assert not stale.exists()
-
-
-def test_an_interrupted_point_leaves_nothing(nbdir, monkeypatch):
-    def interrupted(*args):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(sweep, "_execute", interrupted)
-    root = nbdir.parent / "results"
-    grids = sweep.load_grids("quick", write_grids(nbdir, GRIDS), only=["gx"])
-    with pytest.raises(KeyboardInterrupt):
-        sweep.run_grids(grids, "quick", root, log=lambda s: None)
-    assert [p for p in files_under(root) if p.is_file()] == []
+    assert not any(sweep.is_done(pt, "quick") for pt in sweep.grid_points(changed[0], "quick", root))
+    rows, missing = sweep.collect(changed, "quick", root)
+    assert rows == [] and len(missing) == 3
 
 
 def _cost_grid(nbdir, default):
@@ -331,33 +301,23 @@ def test_choose_keeps_the_chapters_setting_unless_the_tune_photos_resolve_a_bett
 # --------------------------------------------------------------------------- real papermill
 @pytest.mark.notebook
 def test_real_papermill_points(nbdir):
-    """The runner drives papermill for real: a point that works and one that raises."""
+    """The build's point step drives papermill for real: a point that works and one that raises
+    (kept aside with its error, nothing where a done point would be)."""
     root = nbdir.parent / "results"
     text = GRIDS.replace("values: [1, 2, 3]", "values: [1, 2]").replace("{y: 0, x: 2}", "{fail_at: 2}")
     grids = sweep.load_grids("smoke", write_grids(nbdir, text), only=["gx"])
-    runs = sweep.run_grids(grids, "smoke", root, log=lambda s: None)
-    assert [r.status for r in runs] == ["ran", "failed"]
-    ok, bad = runs[0].point, runs[1].point
+    ok, bad = sweep.grid_points(grids[0], "smoke", root)
+    assert build.run_point(ok, "smoke", {"data_dir": "/nowhere"}) > 0  # not declared: not passed
     executed = nbformat.read(ok.folder / "99_dummy.ipynb", as_version=4)
     assert executed.metadata["papermill"]["parameters"]["x"] == 1
+    assert "data_dir" not in executed.metadata["papermill"]["parameters"]
     assert json.loads((ok.folder / "metrics.json").read_text())["score"]["a"]["mean"] == 1.0
+    assert sweep.is_done(ok, "smoke")
+    with pytest.raises(Exception) as err:
+        build.run_point(bad, "smoke")
+    assert sweep.error_summary(err.value) == "RuntimeError: x = 2 fails on purpose"  # the notebook's own
     assert "x = 2 fails on purpose" in (bad.failed_folder / "error.txt").read_text()
-    assert runs[1].error == "RuntimeError: x = 2 fails on purpose"  # the notebook's own error
     assert (bad.failed_folder / "99_dummy.ipynb").exists() and not bad.folder.exists()
-
-
-def test_command_line_runs_one_point_or_prints_its_command(nbdir, monkeypatch, capsys):
-    monkeypatch.setattr(sweep, "_execute", fake_execute)
-    monkeypatch.setattr(sweep, "GRID_FILE", write_grids(nbdir, GRIDS))
-    monkeypatch.setattr(sweep, "ablations_dir", lambda profile, root=None: nbdir.parent / "results")
-    assert sweep.main(["--profile", "quick", "--grid", "gx", "--value", "3", "--print"]) == 0
-    printed = capsys.readouterr().out
-    assert "papermill" in printed and "-p profile quick" in printed and '"x": 3' in printed
-    assert sweep.main(["--profile", "quick", "--grid", "gx", "--value", "3"]) == 0
-    assert (nbdir.parent / "results" / "gx" / "x=3" / "metrics.json").exists()
-    assert not (nbdir.parent / "results" / "gx" / "x=1").exists()  # only the asked-for point
-    with pytest.raises(ValueError, match="valid values: 1, 2, 3"):
-        sweep.main(["--profile", "quick", "--grid", "gx", "--value", "7"])
 
 
 def test_with_fixed_passes_seeds_only_where_declared(nbdir):
@@ -464,12 +424,11 @@ def test_two_grids_may_not_tune_one_setting(nbdir):
         sweep.load_grids("quick", write_grids(nbdir, text))
 
 
-def test_collate_writes_the_chosen_settings_and_records_a_failed_grid(nbdir, monkeypatch):
-    monkeypatch.setattr(sweep, "_execute", fake_execute)
+def test_collate_writes_the_chosen_settings_and_records_a_failed_grid(nbdir):
     root = nbdir.parent / "results"
     grid_file = write_grids(nbdir, GRIDS)
     grids = sweep.load_grids("quick", grid_file)
-    sweep.run_grids(grids, "quick", root, log=lambda s: None)
+    fake_points(grids, "quick", root)
     path = sweep.collate_tuned("quick", root, root / "tuned.json", grid_file, log=lambda s: None)
     doc = sweep.read_tuned(path, "quick")
     e = doc["settings"]["es_stage_iterations"]
@@ -480,9 +439,9 @@ def test_collate_writes_the_chosen_settings_and_records_a_failed_grid(nbdir, mon
     assert not [p for p in files_under(root) if ".tmp" in p.name]
 
     failing = write_grids(nbdir, GRIDS.replace("{y: 0, x: 2}", "{y: 0, x: 2, fail_at: 3}"))
-    sweep.run_grids(sweep.load_grids("quick", failing), "quick", root, log=lambda s: None)
-    doc = sweep.read_tuned(sweep.collate_tuned("quick", root, root / "tuned.json", failing,
-                                               log=lambda s: None))
+    fake_points(sweep.load_grids("quick", failing), "quick", nbdir.parent / "results2")
+    doc = sweep.read_tuned(sweep.collate_tuned("quick", nbdir.parent / "results2", root / "tuned.json",
+                                               failing, log=lambda s: None))
     assert doc["settings"] == {}
     assert "x=3 of grid gx have no result" in doc["untuned"]["es_stage_iterations"]["reason"]
 
@@ -545,26 +504,3 @@ def test_tuned_overrides_precedence_and_fallback(tmp_path):
     assert over == {} and rec["tuned_file"] is None
     assert all(e["source"] == "profile" for e in rec["settings"].values())
     assert "| profile | no tuned-settings file given |" in sweep.settings_table(rec)
-
-
-def test_the_collate_step_copies_identical_runs_but_never_reruns_a_failed_one(nbdir, monkeypatch):
-    calls = []
-
-    def counting(point, *args):
-        calls.append(point.name)
-        return fake_execute(point, *args)
-
-    monkeypatch.setattr(sweep, "_execute", counting)
-    root = nbdir.parent / "results"
-    grids = sweep.load_grids("quick", write_grids(nbdir, GRIDS.replace("{y: 0, x: 2}", "{y: 0, x: 2, fail_at: 2}")
-                                                  .replace("{x: 2, y: 0}", "{x: 2, y: 0, fail_at: 2}")))
-    todo = sweep.pending_runs(grids, "quick", root)
-    ran = [sweep.run_point(pt, "quick") for pt in todo]
-    assert [r.point.name for r in ran] == ["x=1", "x=2", "x=3", "y=5"]  # gy's y=0 is gx's x=2
-    assert [r.status for r in ran] == ["ran", "failed", "ran", "failed"]
-    calls.clear()
-    runs = sweep.complete_grids(grids, "quick", root, ran, log=lambda s: None, run_missing=False)
-    assert calls == [] and {r.point.name: r.status for r in runs if r.point.grid.name == "gy"} == \
-        {"y=0": "failed", "y=5": "failed"}
-    runs = sweep.complete_grids(grids, "quick", root, ran, log=lambda s: None)  # the build's retry
-    assert calls == ["y=0"]
