@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nbformat  # noqa: E402
 import pytest  # noqa: E402
 
-from dipddpm_lib import report  # noqa: E402
+from dipddpm_lib import export, report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def test_html_is_self_contained_with_local_maths(tmp_path):
     executed_notebook(executed, "01_ddpm_baseline")
     executed_notebook(executed, "01_ddpm_baseline_stray_run")  # not a chapter: not exported
     out = tmp_path / "report"
-    written = report.export_report("smoke", executed, out, install=False, log=lambda s: None)
+    written = export.export_report("smoke", executed, out, install=False, log=lambda s: None)
     html = written["html"].read_text()
     assert external_sources(html) == []
     assert "cdnjs" not in html and "require.js" not in html and "unpkg.com" not in html
@@ -85,13 +85,13 @@ def test_html_is_self_contained_with_local_maths(tmp_path):
 
 
 def test_without_the_tools_it_says_what_to_install_and_still_writes_html(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "find_chromium", lambda: None)
-    monkeypatch.setattr(report, "find_mathjax", lambda: None)
-    monkeypatch.setattr(report, "can_apt_install", lambda: False)
+    monkeypatch.setattr(export, "find_chromium", lambda: None)
+    monkeypatch.setattr(export, "find_mathjax", lambda: None)
+    monkeypatch.setattr(export, "can_apt_install", lambda: False)
     executed = tmp_path / "executed"
     executed_notebook(executed, report.REPORT_CHAPTER)
     said = []
-    written = report.export_report("smoke", executed, tmp_path / "report", log=said.append)
+    written = export.export_report("smoke", executed, tmp_path / "report", log=said.append)
     assert len(said) == 1 and "chromium" in said[0] and "libjs-mathjax" in said[0]
     assert written["pdf"] is None and written["html"].exists()
     html = written["html"].read_text()
@@ -103,20 +103,20 @@ def test_without_the_tools_it_says_what_to_install_and_still_writes_html(tmp_pat
 @pytest.fixture(scope="module")
 def export_tools():
     """Chromium and MathJax, installed with apt-get when missing and possible (CI runs as root)."""
-    missing = report.ensure_export_tools(install=True, log=print)
+    missing = export.ensure_export_tools(install=True, log=print)
     if missing:
         pytest.skip(f"cannot install {' '.join(missing)} here (needs root and apt-get); "
                     f"`make report` prints the same note and still writes the HTML")
-    return report.find_chromium()
+    return export.find_chromium()
 
 
 def test_the_pdf_is_made_and_the_maths_is_typeset_offline(tmp_path, export_tools):
     executed = tmp_path / "executed"
     executed_notebook(executed, report.REPORT_CHAPTER)
-    written = report.export_report("smoke", executed, tmp_path / "report", log=print)
+    written = export.export_report("smoke", executed, tmp_path / "report", log=print)
     pdf = written["pdf"]
     assert pdf is not None and pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5000
-    dom = report.render_dom(written["html"])
+    dom = export.render_dom(written["html"])
     assert "mjx-chtml" in dom or "MathJax_CHTML" in dom  # MathJax ran, from the local copy
     assert "Math Processing Error" not in dom
 

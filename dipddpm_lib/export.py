@@ -1,0 +1,250 @@
+"""The report's export to HTML and PDF.
+
+The build itself is the Snakemake workflow ``workflow/Snakefile`` (``make report``; see
+:mod:`dipddpm_lib.build`): it runs the chapters and the ablation points, then the report
+chapter, then calls :func:`export_report`:
+
+* ``report/<profile>/report.html``: the report notebook, code hidden, images embedded, maths by
+  a local MathJax copied to ``report/<profile>/mathjax/``, nothing fetched from the network;
+* ``report/<profile>/chapters/<chapter>.html``: every chapter with its code;
+* ``report/<profile>/report.pdf``: headless Chromium printing the HTML.
+
+Chromium and MathJax come from Debian (``chromium``, ``libjs-mathjax``): when they are missing
+the export installs them with apt-get where it can (root); where it cannot it says in one line
+what to install, and still writes the HTML (with maths left as TeX if MathJax is missing).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .report import REPO, REPORT_CHAPTER, chapters
+
+APT_PACKAGES = {"chromium": "chromium", "mathjax": "libjs-mathjax"}
+MATHJAX_DIRS = ("/usr/share/javascript/mathjax", "/usr/share/mathjax")
+MATHJAX_CONFIG = "TeX-AMS_CHTML-full"
+#: What the HTML's maths needs from a MathJax 2 tree (CommonHTML output, TeX input, web fonts).
+MATHJAX_FILES = ("MathJax.js", f"config/{MATHJAX_CONFIG}.js", "config/local", "extensions",
+                 "jax/input/TeX", "jax/output/CommonHTML", "jax/element",
+                 "fonts/HTML-CSS/TeX/woff", "fonts/HTML-CSS/TeX/otf", "localization/en")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+# --------------------------------------------------------------------------- export tools
+def find_chromium() -> str | None:
+    """The path of a Chromium (or Chrome) executable, or ``None``."""
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def find_mathjax() -> Path | None:
+    """A local MathJax 2 tree (``$DIPDDPM_MATHJAX`` or Debian's ``libjs-mathjax``), or ``None``."""
+    candidates = [os.environ.get("DIPDDPM_MATHJAX"), *MATHJAX_DIRS]
+    for c in candidates:
+        if c and (Path(c) / "MathJax.js").exists():
+            return Path(c)
+    return None
+
+
+def missing_export_tools() -> list[str]:
+    """The Debian packages the export needs and does not find."""
+    found = {"chromium": find_chromium(), "mathjax": find_mathjax()}
+    return [APT_PACKAGES[k] for k, v in found.items() if v is None]
+
+
+def can_apt_install() -> bool:
+    """Whether this process can install Debian packages (root, with apt-get on the PATH)."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def ensure_export_tools(install: bool = True, log=print) -> list[str]:
+    """Install the missing export tools with apt-get where possible; return what is still
+    missing, after saying in one line what to install."""
+    missing = missing_export_tools()
+    if missing and install and can_apt_install():
+        log(f"installing {' '.join(missing)} with apt-get (for the report's maths and PDF) …")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        cmd = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:  # the package lists may be stale: refresh once and retry
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+            subprocess.run(cmd, env=env, capture_output=True, text=True)
+        missing = missing_export_tools()
+    if missing:
+        log(f"NOTE: install {' '.join(missing)} (e.g. `sudo apt-get install {' '.join(missing)}`) "
+            f"for rendered maths and the PDF; the HTML is written without them.")
+    return missing
+
+
+# --------------------------------------------------------------------------- HTML
+_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{#- no require.js from a CDN: the report needs no JavaScript but MathJax, which is local -#}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{#- no mermaid.js from a CDN either: the report has no diagrams -#}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block extra_css -%}
+<style type="text/css">
+  /* print: A4, and long Markdown outputs may break across pages (lab keeps each whole) */
+  @page { size: A4; margin: 14mm 12mm; }
+  @media print {
+    /* JupyterLab's boxes are flex/table cells that scroll: a scroll box never breaks */
+    * { overflow: visible !important; }
+    .jp-Cell, .jp-Cell-outputWrapper, .jp-OutputArea, .jp-OutputArea-child,
+    .jp-OutputArea-output, .jp-RenderedHTMLCommon { display: block !important;
+                                                     break-inside: auto !important; }
+    .jp-OutputArea-prompt { display: none !important; }
+    img, tr, .MathJax_CHTML, .mjx-chtml { break-inside: avoid; }
+    h1, h2, h3 { break-after: avoid; }
+  }
+</style>
+{%- endblock extra_css -%}
+"""
+
+
+def copy_mathjax(dest: Path, source: Path | None = None) -> Path | None:
+    """Copy what the maths needs from a local MathJax 2 tree into ``dest``; ``None`` if there
+    is no MathJax on this machine."""
+    source = source or find_mathjax()
+    if source is None:
+        return None
+    for rel in MATHJAX_FILES:
+        src, dst = source / rel, dest / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True, symlinks=False)
+        elif src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    return dest
+
+
+def export_html(notebook: Path, html_path: Path, mathjax_url: str | None = None,
+                hide_code: bool = True) -> Path:
+    """Export an executed notebook to one self-contained HTML file (images embedded, no CDN).
+
+    ``mathjax_url``: where the page loads MathJax from, relative to the HTML file; ``None``
+    leaves the maths as TeX (no script is loaded at all)."""
+    import nbformat
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"dipddpm.html.j2": _TEMPLATE})],
+                            template_file="dipddpm.html.j2", embed_images=True,
+                            exclude_input=hide_code, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    exporter.mathjax_url = mathjax_url or ""
+    nb = nbformat.read(notebook, as_version=4)
+    if hide_code:
+        nb = drop_stderr(nb)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook.stem}})
+    if mathjax_url is None:  # no local MathJax: drop the (empty) script tag and its config
+        body = body.replace('<script src=""> </script>', "")
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(html_path, body)
+    return html_path
+
+
+def drop_stderr(nb):
+    """The notebook without its stderr streams (library warnings, progress bars): the
+    reader of the report wants the results, the chapters keep everything."""
+    for cell in nb.cells:
+        if cell.get("outputs"):
+            cell.outputs = [o for o in cell.outputs
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    return nb
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- PDF
+def chromium_command(chromium: str, html_path: Path, pdf_path: Path, profile_dir: Path,
+                     budget_ms: int = 30000) -> list[str]:
+    """Headless Chromium printing a local HTML file to PDF, offline: no network services, a
+    throw-away user profile, and virtual time so MathJax has typeset before the print."""
+    return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-extensions", "--no-first-run", "--no-default-browser-check",
+            "--no-pdf-header-footer", "--host-resolver-rules=MAP * ~NOTFOUND",  # no network at all
+            f"--user-data-dir={profile_dir}",
+            f"--virtual-time-budget={budget_ms}", f"--print-to-pdf={pdf_path}",
+            html_path.resolve().as_uri()]
+
+
+def export_pdf(html_path: Path, pdf_path: Path, chromium: str | None = None,
+               timeout_s: int = 300) -> Path:
+    """Print the HTML to PDF with headless Chromium; raises ``RuntimeError`` if it fails."""
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise RuntimeError("no Chromium found: install the Debian package `chromium`")
+    pdf_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dipddpm-chromium-") as profile_dir:
+        tmp_pdf = Path(profile_dir) / "out.pdf"
+        done = subprocess.run(chromium_command(chromium, html_path, tmp_pdf, Path(profile_dir)),
+                              capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0 or not tmp_pdf.exists() or tmp_pdf.stat().st_size == 0:
+            raise RuntimeError(f"Chromium did not print {html_path.name} (exit {done.returncode}): "
+                               f"{done.stderr.strip()[-800:]}")
+        shutil.move(str(tmp_pdf), pdf_path)
+    return pdf_path
+
+
+def render_dom(html_path: Path, chromium: str | None = None, budget_ms: int = 30000,
+               timeout_s: int = 300) -> str:
+    """The page's DOM after headless Chromium has run its scripts (to check that the maths
+    was typeset, offline)."""
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise RuntimeError("no Chromium found: install the Debian package `chromium`")
+    with tempfile.TemporaryDirectory(prefix="dipddpm-chromium-") as profile_dir:
+        cmd = chromium_command(chromium, html_path, Path(profile_dir) / "x.pdf", Path(profile_dir),
+                               budget_ms)
+        cmd = [c for c in cmd if not c.startswith("--print-to-pdf")]
+        cmd.insert(-1, "--dump-dom")
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    return done.stdout
+
+
+# --------------------------------------------------------------------------- the export step
+def report_dir(profile: str) -> Path:
+    """Where a profile's exported report lands: ``report/<profile>/``."""
+    return REPO / "report" / profile
+
+
+def export_report(profile: str, executed_dir: Path, out_dir: Path | None = None,
+                  install: bool = True, log=print) -> dict:
+    """Export the executed report notebook (and every executed chapter) to HTML, and the
+    report to PDF. Returns the paths written (``pdf`` is ``None`` without Chromium)."""
+    out_dir = out_dir or report_dir(profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    missing = ensure_export_tools(install=install, log=log)
+    mathjax = copy_mathjax(out_dir / "mathjax")
+    written = {"html": None, "pdf": None, "chapters": [], "mathjax": mathjax, "missing": missing}
+    url = f"mathjax/MathJax.js?config={MATHJAX_CONFIG}" if mathjax else None
+    current = {p.name for p in chapters()}  # not stray runs kept beside them
+    for nb in sorted(p for p in executed_dir.glob("[0-9][0-9]_*.ipynb") if p.name in current):
+        if nb.stem == REPORT_CHAPTER:
+            written["html"] = export_html(nb, out_dir / "report.html", url, hide_code=True)
+        else:
+            chapter_url = f"../{url}" if url else None
+            written["chapters"].append(export_html(nb, out_dir / "chapters" / f"{nb.stem}.html",
+                                                   chapter_url, hide_code=False))
+    if written["html"] is not None and find_chromium():
+        written["pdf"] = export_pdf(written["html"], out_dir / "report.pdf")
+    return written
+
+
