@@ -47,8 +47,9 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (read in 1 MiB chunks) by ``hashlib``'s ``algorithm``."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -120,7 +121,7 @@ class Cache:
         try:
             meta = json.loads(meta_path.read_text())
             for name, digest in meta["_files"].items():
-                if _sha256(entry / name) != digest:
+                if file_digest(entry / name) != digest:
                     raise ValueError(f"checksum mismatch for {name}")
             tensors = load_file(entry / _TENSORS) if _TENSORS in meta["_files"] else {}
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
@@ -140,7 +141,7 @@ class Cache:
             if tensors:
                 save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
                           tmp / _TENSORS)
-                files[_TENSORS] = _sha256(tmp / _TENSORS)
+                files[_TENSORS] = file_digest(tmp / _TENSORS)
             full_meta = {"config": config, **(meta or {}), "_files": files}
             atomic_write_json(tmp / _META, full_meta)
             if entry.exists():  # a concurrent writer won; keep theirs

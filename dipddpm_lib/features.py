@@ -18,7 +18,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import warnings
@@ -30,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .cache import cached
+from .cache import cached, file_digest
 from .errors import check_images, check_positive_int
 from .metrics import FeatureNet, train_classifier
 
@@ -112,12 +111,8 @@ def inception_path() -> Path | None:
 
 
 def sha1(path: Path) -> str:
-    """The SHA1 hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The SHA1 hex digest of a file (what the Inception file is checked against)."""
+    return file_digest(path, "sha1")
 
 
 def load_inception(path: str | Path | None = None, device: str = "cpu") -> FeatureSource:
