@@ -121,6 +121,16 @@ def test_fit_is_cached_and_reused(photo, cache, monkeypatch):
     assert not other[0].from_cache  # another setting, another entry (cache.cached's key)
 
 
+def test_a_progress_callback_never_stops_a_cached_fit(photo, cache):
+    """tqdm's ``update`` returns True after it redraws; as a ``dip.fit`` callback that would stop
+    the fit (and cache a short one). A cached fit runs every iteration whatever it returns."""
+    d = dip.degrade(photo, "denoise", 25, seed=0)
+    calls = []
+    (fit,) = restoration.fit_cached(d, photo, SMALL, 5, seed=4, cache=cache,
+                                    callback=lambda *a: calls.append(a[0]) or True)
+    assert calls == [1, 2, 3, 4, 5] and fit.history["psnr_clean"].shape == (5,)
+
+
 def test_grouped_fit_splits_per_image(run, plan):
     restorations, _, images = run
     assert [r.name for r in restorations] == list(images)

@@ -92,9 +92,14 @@ def fit_cached(degradation: dip.Degradation, clean: torch.Tensor, cfg: dip.DIPCo
     step (it must not stop the fit). A cached fit keeps the wall seconds it was computed in."""
     computed = []
 
+    def every_step(*args) -> bool:  # a cached fit runs every iteration, whatever it returns
+        callback(*args)
+        return False
+
     def compute():
         r = dip.fit(degradation, cfg, iterations, clean=clean, lr=lr, reg_noise_std=reg_noise_std,
-                    ema=ema, seed=seed, device=device, progress=False, callback=callback)
+                    ema=ema, seed=seed, device=device, progress=False,
+                    callback=None if callback is None else every_step)
         computed.append(True)
         best = np.atleast_1d(np.asarray(r.best_iteration, dtype=np.int64))
         columns = {k: np.asarray(v, np.float32).reshape(len(v), -1) for k, v in r.history.items()}
