@@ -8,7 +8,7 @@ PROFILE  ?= quick
 DATA     ?=
 DEVICE   ?=
 JOBS     ?= 2
-CORES    ?= $(shell nproc 2>/dev/null || echo 2)
+CORES    ?= $(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 2)
 # threads per job: the cores shared out between JOBS side-by-side jobs (OMP_NUM_THREADS), at least 1
 THREADS  := $(shell t=$$(( $(CORES) / $(JOBS) )); [ $$t -ge 1 ] && echo $$t || echo 1)
 # more Snakemake flags, e.g. SNAKEFLAGS=--dry-run, or SNAKEFLAGS="--profile workflow/profiles/slurm"
@@ -40,6 +40,9 @@ venv: $(STAMP)
 # then Snakemake runs what is missing or incomplete, JOBS jobs at once (CORES / JOBS threads each).
 report: venv
 	$(PYTHON) -m dipddpm_lib.build check --profile $(PROFILE) $(if $(DEVICE),--device $(DEVICE))
+	@# a build killed with -9 leaves Snakemake's lock behind: with no Snakemake running, lift it
+	@pgrep -x snakemake >/dev/null || $(VENV)/bin/snakemake -s workflow/Snakefile --unlock \
+	    --config profile=$(PROFILE) >/dev/null 2>&1 || true
 	$(VENV)/bin/snakemake -s workflow/Snakefile --cores $(CORES) --keep-going --rerun-incomplete \
 	    --config profile=$(PROFILE) threads=$(THREADS) $(if $(DATA),data_dir=$(abspath $(DATA))) \
 	    $(if $(DEVICE),device=$(DEVICE)) $(SNAKEFLAGS)
