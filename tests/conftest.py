@@ -42,3 +42,27 @@ def nb_cache(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def smoke_build(tmp_path_factory):
+    """The whole smoke report built once by Snakemake (tests/smokebuild.py); shared by the
+    pytest-xdist workers, each of which has its own session and temp folder below a common one."""
+    from smokebuild import shared_build
+
+    base = tmp_path_factory.getbasetemp()
+    return shared_build(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+
+
+@pytest.fixture(scope="session")
+def failing_points(tmp_path_factory):
+    """The dummy grids' points built with --keep-going, one failing on purpose (tests/test_workflow.py;
+    chapter 05's test collates them): ``(grid_file, root, config, targets, completed process)``."""
+    from test_workflow import dummy_grid, point_targets, snakemake
+
+    tmp_path = tmp_path_factory.mktemp("failing")
+    grid_file, root = dummy_grid(tmp_path), tmp_path / "root"
+    config = ["profile=smoke", f"grid_file={grid_file}"]
+    targets = point_targets(grid_file, root)
+    done = snakemake("--cores", "2", "--keep-going", *targets, root=root, config=config)
+    return grid_file, root, config, targets, done

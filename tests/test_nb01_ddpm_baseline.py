@@ -1,4 +1,4 @@
-"""Chapter 01 (DDPM baseline) runs headless under the smoke profile and stores what it reports."""
+"""Chapter 01 (DDPM baseline), as the smoke build ran it, stores what it reports."""
 import numpy as np
 import papermill as pm
 import pytest
@@ -17,8 +17,9 @@ def _method_keys(p) -> list[str]:
 
 
 @pytest.mark.notebook
-def test_ddpm_baseline_notebook_smoke(tmp_path, nb_cache):
-    metrics = run_notebook("01_ddpm_baseline", tmp_path)
+def test_ddpm_baseline_notebook_smoke(smoke_build):
+    metrics = smoke_build.metrics("01_ddpm_baseline")
+    out = smoke_build.chapter_dir("01_ddpm_baseline")
     smoke = get_profile("smoke")
     n_seeds, keys = len(smoke.seeds), _method_keys(smoke)
     assert metrics["profile"] == "smoke" and metrics["beta_schedule"] == "linear"
@@ -37,7 +38,7 @@ def test_ddpm_baseline_notebook_smoke(tmp_path, nb_cache):
         assert m["nfe"] == int(key.split("_")[1]) and m["gflops"] > 0
         assert [r["seed"] for r in m["per_seed"]] == list(smoke.seeds)
         assert m["features"] == metrics["features"]
-        arr = load_array(tmp_path, f"samples_{key}")
+        arr = load_array(out, f"samples_{key}")
         assert arr.shape == (n_seeds * smoke.num_samples, 1, smoke.image_size, smoke.image_size)
         assert arr.dtype == np.float32 and 0 <= arr.min() and arr.max() <= 1
         assert metrics["arrays"][f"samples_{key}"]["shape"] == list(arr.shape)
@@ -68,7 +69,7 @@ def test_ddpm_baseline_notebook_smoke(tmp_path, nb_cache):
     assert all(c["verdict"] in ("better", "worse", "mixed", "not resolved")
                for c in metrics["paired_vs_baseline"].values())
     for fig in ("training_loss", "samples", "quality_vs_compute"):
-        assert (tmp_path / f"{fig}.png").stat().st_size > 0
+        assert (out / f"{fig}.png").stat().st_size > 0
 
 
 @pytest.mark.notebook

@@ -1,4 +1,5 @@
-"""Chapter 03 runs headless under the smoke profile and stores what the report reads."""
+"""Chapter 03, as the smoke build ran it, stores what the report reads; task C on a photograph
+given as a file; bad parameters fail before any work."""
 import numpy as np
 import pytest
 
@@ -6,8 +7,9 @@ from nbrun import run_notebook
 
 
 @pytest.mark.notebook
-def test_nb03_smoke(nb_cache, tmp_path):
-    m = run_notebook("03_dip_init_ddpm", tmp_path)
+def test_nb03_smoke(smoke_build):
+    m = smoke_build.metrics("03_dip_init_ddpm")
+    out = smoke_build.chapter_dir("03_dip_init_ddpm")
     gen, den = m["generation"], m["denoising"]
     assert m["seeds"] == [0, 1] and m["features"].startswith("in-domain CNN classifier")
     methods = set(gen["summary"])
@@ -26,11 +28,11 @@ def test_nb03_smoke(nb_cache, tmp_path):
     assert "beats_ddpm_chain" in den["verdict"] and "new" in gen["verdict"]
     assert "text" not in gen["verdict"]  # prose quotes wall times: not data
     for name in ("denoise_clean", "denoise_noisy", "denoise_ddpm_all", "denoise_tdpm_dip"):
-        a = np.load(tmp_path / f"{name}.npy")
+        a = np.load(out / f"{name}.npy")
         assert a.dtype == np.float32 and a.ndim == 4 and 0 <= a.min() and a.max() <= 1
     for fig in ("gen_quality_vs_flops", "gen_wall_and_novelty", "gen_samples", "denoise_quality_vs_flops",
                 "denoise_examples", "photo_psnr_vs_iteration"):  # figures/dip_init_ddpm.py
-        assert (tmp_path / f"{fig}.png").exists(), fig
+        assert (out / f"{fig}.png").exists(), fig
     # task C: photographs, every method, arrays an outside check can recompute PSNR from
     ph = m["photographs"]
     assert ph["photos"] == ["astronaut", "camera"] and ph["sigmas"] == [25.0, 50.0]
@@ -43,16 +45,16 @@ def test_nb03_smoke(nb_cache, tmp_path):
     assert set(ph["verdict"]) == {"25", "50"}
     from dipddpm_lib.metrics import psnr
     import torch
-    clean = torch.from_numpy(np.load(tmp_path / "photo_clean_camera.npy"))
+    clean = torch.from_numpy(np.load(out / "photo_clean_camera.npy"))
     assert clean.shape == (1, 3, 32, 32)
     for method in ("noisy", "hybrid_red", "bm3d"):
-        a = np.load(tmp_path / f"photo_{method}_camera_s25.npy")
+        a = np.load(out / f"photo_{method}_camera_s25.npy")
         assert a.shape == (2, 3, 32, 32)  # seeds × C × H × W
         stored = [r["psnr"] for r in ph["rows"] if r["method"] == method and r["photo"] == "camera"
                   and r["sigma"] == 25.0]
         again = psnr(torch.from_numpy(a), clean.expand(2, -1, -1, -1)).tolist()
         assert np.allclose(stored, again, atol=1e-3)
-    assert (tmp_path / "photo_examples.png").exists() and (tmp_path / "photo_psnr_vs_wall.png").exists()
+    assert (out / "photo_examples.png").exists() and (out / "photo_psnr_vs_wall.png").exists()
 
 
 @pytest.mark.notebook
@@ -72,7 +74,6 @@ def test_nb03_task_c_on_a_photograph_given_as_a_file(nb_cache, tmp_path):
     assert (tmp_path / "out" / "photo_hybrid_red_holiday_s25.npy").exists()
 
 
-@pytest.mark.notebook
 @pytest.mark.parametrize("params,match", [
     ({"t0_list": [5, 2000]}, r"t0 must be in \[0, T=1000\]"),
     ({"t_noise": -1}, r"t_noise must be in \[0, T=1000\]"),
@@ -83,16 +84,41 @@ def test_nb03_task_c_on_a_photograph_given_as_a_file(nb_cache, tmp_path):
     ({"photos": ["/no/such/photo.png"]}, "no such file"),
     ({"photo_sigmas": [12.5]}, "whole numbers"),
     ({"photo_methods": ["hybrid_magic"]}, "unknown task C method"),
+    ({"red_lamda": 1.0}, "unknown chapter 03 parameter"),
 ])
-def test_nb03_bad_parameters_fail_before_any_work(nb_cache, tmp_path, params, match):
+def test_nb03_bad_parameters_fail_before_any_work(cache, params, match):
+    """The checks chapter 03 runs first (experiments.dip_init_ddpm.make_plan) name each bad
+    parameter, and write nothing."""
+    from conftest import cache_files
+    from dipddpm_lib.experiments.dip_init_ddpm import make_plan
+
+    params = {"profile": "smoke", **params}
+    with pytest.raises((ValueError, TypeError, FileNotFoundError), match=match):
+        make_plan(params.pop("profile"), **params)
+    assert cache_files(cache) == []
+
+
+def test_nb03_plan_reads_none_as_the_profile_and_zero_as_a_value(cache):
+    from dipddpm_lib import get_profile
+    from dipddpm_lib.experiments.dip_init_ddpm import make_plan
+
+    smoke = get_profile("smoke")
+    plan = make_plan("smoke")
+    assert plan.tasks == ["A", "B", "C"] and plan.seeds == list(smoke.seeds)
+    assert plan.t_noise == smoke.int_t_noise and plan.t_trunc_list == plan.t0_list == smoke.int_t0_list
+    zero = make_plan("smoke", t_noise=0, t0_list=[0], tasks=["C"], photo_sigmas=[15])
+    assert zero.t_noise == 0 and zero.t0_list == zero.t_trunc_list == [0]
+    assert zero.photo_cfg.sigmas == (15.0,)
+
+
+@pytest.mark.notebook
+def test_nb03_rejects_a_bad_parameter_before_any_work(nb_cache, tmp_path):
+    """The notebook runs those checks before it writes anything."""
     import papermill as pm
-    from nbrun import NOTEBOOKS
 
     before = sorted(p for p in nb_cache.rglob("*"))
     out = tmp_path / "never_created"
-    with pytest.raises(pm.PapermillExecutionError, match=match):
-        pm.execute_notebook(str(NOTEBOOKS / "03_dip_init_ddpm.ipynb"), str(tmp_path / "x.ipynb"),
-                            parameters={"profile": "smoke", "output_dir": str(out), **params},
-                            cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3")
+    with pytest.raises(pm.PapermillExecutionError, match=r"t0 must be in \[0, T=1000\]"):
+        run_notebook("03_dip_init_ddpm", tmp_path, output_dir=str(out), t0_list=[5, 2000])
     assert not out.exists()
     assert sorted(p for p in nb_cache.rglob("*")) == before

@@ -1,10 +1,11 @@
-"""Chapter 04 (early stopping) runs headless under the smoke profile and stores what it reports."""
+"""Chapter 04 (early stopping), as the smoke build ran it (with the build's tuned.json), stores what
+it reports; a hand-made tuned file with a fallback; bad input fails before any work."""
 import numpy as np
 import pytest
 from nbrun import markdown_outputs, run_notebook
 
 from dipddpm_lib.experiments import early_stopping as es
-from dipddpm_lib import get_profile, stopping
+from dipddpm_lib import stopping
 from dipddpm_lib.results import load_array
 
 METHOD_KEYS = {"iteration", "iterations_run", "psnr", "ssim", "gap_db", "gap_db_by_sigma",
@@ -12,10 +13,11 @@ METHOD_KEYS = {"iteration", "iterations_run", "psnr", "ssim", "gap_db", "gap_db_
 
 
 @pytest.mark.notebook
-def test_early_stopping_notebook_smoke(tmp_path, nb_cache):
-    metrics = run_notebook("04_early_stopping", tmp_path)
-    smoke = get_profile("smoke")
-    setup = es.StoppingSetup.from_profile(smoke)
+def test_early_stopping_notebook_smoke(smoke_build):
+    metrics = smoke_build.metrics("04_early_stopping")
+    tmp_path = smoke_build.chapter_dir("04_early_stopping")
+    smoke, setup, _ = es.make_setup("smoke", None, smoke_build.parameters("04_early_stopping")["tuned"])
+    assert metrics["settings_source"]["tuned_file"] == smoke_build.parameters("04_early_stopping")["tuned"]
     assert metrics["profile"] == "smoke" and metrics["seeds"] == list(smoke.seeds)
     assert set(metrics["methods"]) == set(stopping.CRITERIA)  # the peers run by default
     for name, m in metrics["methods"].items():
@@ -67,19 +69,19 @@ def test_early_stopping_notebook_smoke(tmp_path, nb_cache):
         assert (tmp_path / f"{fig}.png").stat().st_size > 0
 
 
-@pytest.mark.notebook
-def test_early_stopping_notebook_rejects_a_bad_schedule_before_any_work(tmp_path, nb_cache):
-    import papermill as pm
+def test_early_stopping_rejects_a_bad_schedule_before_any_work(cache):
+    """The checks chapter 04 runs first (experiments.early_stopping.make_setup)."""
+    from conftest import cache_files
 
-    out = tmp_path / "out"
-    with pytest.raises(pm.PapermillExecutionError, match="linear, cosine, log"):
-        run_notebook("04_early_stopping", out, stage_schedule="quadratic")
-    assert not (out / "metrics.json").exists()
-    assert not any(p.suffix in (".npy", ".png") for p in out.iterdir())
+    with pytest.raises(ValueError, match="linear, cosine, log"):
+        es.make_setup("smoke", None, None, stage_schedule="quadratic")
+    assert cache_files(cache) == []
 
 
 @pytest.mark.notebook
-def test_early_stopping_notebook_reads_the_tuned_file_and_records_a_fallback(tmp_path, nb_cache):
+def test_early_stopping_notebook_reads_a_tuned_file_with_a_fallback_and_runs_without_peers(tmp_path, nb_cache):
+    """A hand-made tuned file (one setting tuned, one fallen back on the profile's), with the
+    peers off: the guided rule and its baselines only."""
     from dipddpm_lib import sweep
 
     doc = {"version": sweep.TUNED_VERSION, "profile": "smoke", "tune_photos": ["rocket", "coins", "china"],
@@ -90,7 +92,8 @@ def test_early_stopping_notebook_reads_the_tuned_file_and_records_a_fallback(tmp
                                                        "have no result (failed or not run)"}}}
     path = sweep.write_tuned(doc, tmp_path / "tuned.json")
     out = tmp_path / "out"
-    metrics = run_notebook("04_early_stopping", out, tuned=str(path), photos=["camera"], sigmas=[25])
+    metrics = run_notebook("04_early_stopping", out, tuned=str(path), photos=["camera"], sigmas=[25],
+                           peers=False)
     assert metrics["setup"]["num_stages"] == 3
     src = metrics["settings_source"]
     assert src["tuned_file"] == str(path) and src["fallback"] == ["es_stage_schedule"]
@@ -103,6 +106,9 @@ def test_early_stopping_notebook_reads_the_tuned_file_and_records_a_fallback(tmp
     assert "chosen by the ablation grids on the tune photos (rocket)" in shown
     assert "stage schedule = `linear`: the profile's values, because" in shown
     assert "95 % t-interval" in shown
+    assert "guided" in metrics["methods"] and "es_wmv_raw" in metrics["methods"]
+    assert not {"sure", "sigma_lookup", "prior_distance"} & set(metrics["methods"])
+    assert "paper_regime" not in metrics and "sure" not in metrics["compute"]
 
 
 @pytest.mark.notebook
@@ -121,11 +127,3 @@ def test_early_stopping_notebook_rejects_a_bad_tuned_file_before_any_work(tmp_pa
         run_notebook("04_early_stopping", out, tuned=str(bad))
     assert not (out / "metrics.json").exists()
     assert not any(p.suffix in (".npy", ".png") for p in out.iterdir())
-
-
-@pytest.mark.notebook
-def test_early_stopping_notebook_without_peers_runs_the_guided_rule_and_its_baselines(tmp_path, nb_cache):
-    metrics = run_notebook("04_early_stopping", tmp_path, peers=False, photos=["camera"], sigmas=[25])
-    assert "guided" in metrics["methods"] and "es_wmv_raw" in metrics["methods"]
-    assert not {"sure", "sigma_lookup", "prior_distance"} & set(metrics["methods"])
-    assert "paper_regime" not in metrics and "sure" not in metrics["compute"]

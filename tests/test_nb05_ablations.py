@@ -6,41 +6,13 @@ import csv
 import pytest
 
 from nbrun import markdown_outputs, run_notebook
-from test_sweep import write_dummy, write_grids
-from test_workflow import point_targets, snakemake
-
-# Two small grids over a dummy chapter (fast kernels): a setting with a failing point, and a
-# condition whose middle point is the setting grid's default (copied, not run again).
-GRIDS = """\
-grids:
-  gx:
-    notebook: 99_dummy
-    parameter: x
-    values: [1, 2, 3]
-    fixed: {x: 2, y: 0, fail_at: 3}
-    metrics: {score: score.*, cost: cost}
-    choose: {metric: score, higher_is_better: true, cost: cost}
-    tunes: es_stage_iterations
-    why: a dummy setting
-  gy:
-    notebook: 99_dummy
-    parameter: y
-    values: [0, 4]
-    fixed: {x: 2, fail_at: 3, y: 0}
-    metrics: {score: score.a}
-    why: a dummy condition
-"""
 
 
 @pytest.mark.notebook
-def test_nb05_smoke(nb_cache, tmp_path):
-    grid_dir = tmp_path / "grids"
-    grid_dir.mkdir()
-    write_dummy(grid_dir)
-    grid_file = write_grids(grid_dir, GRIDS)
-    out, root = tmp_path / "out", tmp_path / "root"
-    built = snakemake("--cores", "2", "--keep-going", *point_targets(grid_file, root), root=root,
-                      config=["profile=smoke", f"grid_file={grid_file}"])
+def test_nb05_collates_points_one_of_which_failed(failing_points, nb_cache, tmp_path):
+    """The dummy grids of tests/test_workflow.py, one point failed (conftest's failing_points)."""
+    grid_file, root, _, _, built = failing_points
+    out = tmp_path / "out"
     assert built.returncode != 0 and "gx/x=3" in built.stdout + built.stderr  # the failing point
     points = root / "results" / "smoke" / "ablations"
     m = run_notebook("05_ablations", out, grid_file=str(grid_file), ablations_root=str(points))

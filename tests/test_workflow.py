@@ -21,13 +21,14 @@ SNAKEFILE = REPO / "workflow" / "Snakefile"
 SLURM = REPO / "workflow" / "profiles" / "slurm"
 
 
-def snakemake(*args, root: Path, config=(), cwd: Path | None = None, timeout=900, **popen):
+def snakemake(*args, root: Path, config=(), cwd: Path | None = None, timeout=900, env_extra=None,
+              **popen):
     """Run the workflow with results under ``root`` (``--config root=…``), in ``cwd``."""
     cwd = cwd or root
     cwd.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), *args, "--config",
            f"root={root}", *config]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
     if popen:
         return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, **popen)
@@ -160,6 +161,8 @@ def test_the_check_step_names_a_missing_device_before_any_work(monkeypatch, caps
 
 
 # --------------------------------------------------------------------------- running points
+# Two small grids over a dummy chapter (fast kernels): a setting with a failing point, and a
+# condition whose first point is the setting grid's default (copied, not run again).
 FAILING = """\
 grids:
   gx:
@@ -167,15 +170,18 @@ grids:
     parameter: x
     values: [1, 2, 3]
     fixed: {x: 2, y: 0, fail_at: 3}
-    metrics: {score: score.*}
+    metrics: {score: score.*, cost: cost}
+    choose: {metric: score, higher_is_better: true, cost: cost}
+    tunes: es_stage_iterations
+    why: a dummy setting
   gy:
     notebook: 99_dummy
     parameter: y
     values: [0, 4]
     fixed: {x: 2, fail_at: 3, y: 0}
     metrics: {score: score.a}
+    why: a dummy condition
 """
-
 
 def point_targets(grid_file: Path, root: Path) -> list[str]:
     """Every point's ``metrics.json``, relative to ``root`` (the build's working directory)."""
@@ -191,11 +197,8 @@ def dummy_grid(tmp_path, text=FAILING) -> Path:
 
 
 @pytest.mark.notebook
-def test_a_failing_point_does_not_stop_the_others_and_is_named(tmp_path):
-    grid_file, root = dummy_grid(tmp_path), tmp_path / "root"
-    config = ["profile=smoke", f"grid_file={grid_file}"]
-    targets = point_targets(grid_file, root)
-    done = snakemake("--cores", "2", "--keep-going", *targets, root=root, config=config)
+def test_a_failing_point_does_not_stop_the_others_and_is_named(failing_points):
+    grid_file, root, config, targets, done = failing_points
     out = done.stdout + done.stderr
     assert done.returncode != 0
     assert "FAILED: ablation point gx/x=3: RuntimeError: x = 3 fails on purpose" in out
@@ -255,18 +258,34 @@ def test_a_killed_build_reruns_only_what_is_missing_or_incomplete(tmp_path):
 
 # --------------------------------------------------------------------------- the whole report
 @pytest.mark.notebook
-def test_the_smoke_report_builds_then_a_rerun_does_nothing(tmp_path, nb_cache):
-    root = tmp_path / "root"
-    config = ["profile=smoke", "install_tools=false"]
-    done = snakemake("--cores", "2", "--keep-going", root=root, config=config, timeout=1800)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+def test_the_smoke_report_builds_then_a_rerun_does_nothing(smoke_build):
+    """The whole smoke report (conftest's smoke_build: Snakemake, an empty cache); the chapter
+    tests check each chapter's outputs."""
+    assert smoke_build.returncode == 0, smoke_build.log[-4000:]
+    root = smoke_build.root
     report = root / "report" / "smoke"
     assert (report / "report.html").stat().st_size > 0
     timings = json.loads((report / "timings.json").read_text())["seconds"]
     assert {"chapter/01_ddpm_baseline", "photo_prior", "chapter/06_report"} <= set(timings)
     for ch in build.CHAPTERS:
-        assert (root / "results" / "smoke" / ch / "metrics.json").exists(), ch
-    tuned = json.loads((root / "results" / "smoke" / "tuned.json").read_text())
+        assert (smoke_build.results / ch / "metrics.json").exists(), ch
+    tuned = json.loads((smoke_build.results / "tuned.json").read_text())
     assert tuned["profile"] == "smoke" and tuned["settings"]
-    again = snakemake("--cores", "2", root=root, config=config)
+    ablations = smoke_build.metrics("05_ablations")  # every real point ran and was collated
+    assert ablations["n_done"] == ablations["n_points"] == len(build.plan("smoke", smoke_build.results))
+    assert ablations["failed_points"] == [] and ablations["missing_points"] == []
+    report_m = smoke_build.metrics("06_report")
+    assert report_m["chapters_missing"] == [] and len(report_m["chapters_with_results"]) == 5
+    env = {"DIPDDPM_CACHE": str(smoke_build.cache)}
+    again = snakemake("--cores", "2", root=root, config=["profile=smoke", "install_tools=false"], env_extra=env)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_every_grid_reads_numbers_its_chapter_writes(smoke_build):
+    """Smoke runs a few grids; every grid of every profile names metric paths that the smoke
+    build's run of its chapter (with the same sections) has."""
+    grids = {g.name: g for prof in ("full", "quick", "smoke") for g in sweep.load_grids(prof)}
+    for g in grids.values():
+        metrics = smoke_build.metrics(g.notebook_name)
+        for label, path in g.metrics.items():
+            assert sweep.lookup(metrics, path), f"grid {g.name}: {label} = {path} not in {g.notebook_name}"

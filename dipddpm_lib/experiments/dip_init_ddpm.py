@@ -5,6 +5,7 @@ wall seconds of the whole set. Numbers only; the notebook says what they mean.""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import torch
 
@@ -81,6 +82,72 @@ def check_study_params(t0_list, t_trunc_list, dip_iterations, chain_sampler: str
         for t in ts:
             check_timestep(name, t, num_train_timesteps)
     check_iterations(dip_iterations)
+
+
+TASKS = ("A", "B", "C")
+#: Task C's notebook parameters (passed to :func:`photo_denoising.make_config`).
+PHOTO_PARAMETERS = ("photos", "photo_sigmas", "photo_methods", "photo_t0_list", "tuned",
+                    "photo_dip_iterations", "red_lambda", "red_sigma_eff_ratio", "red_refresh",
+                    "target_lambda")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Chapter 03's settings, every one checked: tasks A and B's, and task C's config."""
+
+    profile: object
+    tasks: list
+    seeds: list
+    num_refs: int
+    dip_iterations: list
+    t0_list: list
+    t_trunc_list: list
+    chain_sampler: str
+    chain_steps: int
+    t_noise: int
+    denoise_images: int
+    photo_cfg: object
+    photo_names: tuple
+    photo_record: dict
+
+
+def make_plan(profile: str, tasks=None, seeds=None, beta_schedule: str = "linear", num_refs=None,
+              dip_iterations=None, t0_list=None, t_trunc_list=None, chain_sampler=None,
+              chain_steps=None, t_noise=None, denoise_images=None, data_dir=None,
+              prior_train_steps=None, prior_unet_channels=None, device=None, **photo) -> Plan:
+    """Chapter 03's parameters (``None``: the profile's value; ``0`` is a value) checked at
+    once, before anything is trained or written; ``photo``: task C's (:data:`PHOTO_PARAMETERS`)."""
+    from ..features import check_scoring
+    from ..profiles import check_device, get_profile
+    from . import photo_denoising
+
+    p = check_device(get_profile(profile, **{k: v for k, v in {
+        "data_dir": data_dir, "prior_train_steps": prior_train_steps,
+        "prior_unet_channels": prior_unet_channels, "device": device}.items() if v is not None}))
+    given = lambda value, default: default if value is None else value  # noqa: E731
+    tasks = list(given(tasks, TASKS))
+    if not tasks or set(tasks) - set(TASKS):
+        raise ValueError(f"tasks must be a non-empty subset of {list(TASKS)}, got {tasks}")
+    t0_list = given(t0_list, p.int_t0_list)
+    ab = dict(num_refs=given(num_refs, p.int_num_refs),
+              dip_iterations=given(dip_iterations, p.int_dip_iterations), t0_list=t0_list,
+              t_trunc_list=given(t_trunc_list, t0_list),
+              chain_sampler=given(chain_sampler, p.int_chain_sampler),
+              chain_steps=given(chain_steps, p.int_chain_steps), t_noise=given(t_noise, p.int_t_noise),
+              denoise_images=given(denoise_images, p.int_denoise_images))
+    check_study_params(**ab, beta_schedule=beta_schedule, num_train_timesteps=p.num_train_timesteps)
+    unknown = sorted(set(photo) - set(PHOTO_PARAMETERS))
+    if unknown:
+        raise TypeError(f"unknown chapter 03 parameter(s) {unknown}")
+    seeds = list(given(seeds, p.seeds))
+    photo = {k: v for k, v in photo.items() if v is not None}
+    cfg, names, record = photo_denoising.make_config(
+        p, photo.pop("photos", None), photo.pop("photo_sigmas", None), seeds,
+        photo.pop("photo_methods", None), photo.pop("photo_t0_list", None), photo.pop("tuned", None), **photo)
+    if {"A", "B"} & set(tasks):
+        check_scoring(p)  # the data folder and fid_features, before anything is written
+    return Plan(p, tasks, seeds, **ab, photo_cfg=cfg, photo_names=names,
+                photo_record=record)
 
 
 # --------------------------------------------------------------------------- studies
