@@ -9,8 +9,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sweep
-from .results import markdown_table
+from .results import markdown_table, read_json
+from .tuned import settings_table
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT_CHAPTER = "06_report"
@@ -77,7 +77,7 @@ def figures_dir(profile: str) -> Path:
 def load_results(profile: str, results_root: str | Path | None = None) -> dict:
     """Each chapter's ``metrics.json`` (``None`` for a chapter that has not run)."""
     root = Path(results_root) if results_root else REPO / "results" / profile
-    return {name: sweep.read_json(root / name / "metrics.json") for name in REPORTED_CHAPTERS}
+    return {name: read_json(root / name / "metrics.json") for name in REPORTED_CHAPTERS}
 
 
 def copy_figures(profile: str, results_root: str | Path | None = None,
@@ -183,7 +183,7 @@ def _ddpm_section(m: dict) -> str:
 def _settings_line(m: dict) -> str:
     """Where a chapter's tunable settings came from (tuned file or profile), if recorded."""
     rec = m.get("settings_source")
-    return ("\n\n" + sweep.settings_table(rec)) if rec and rec.get("settings") else ""
+    return ("\n\n" + settings_table(rec)) if rec and rec.get("settings") else ""
 
 
 def _dip_section(m: dict) -> str:

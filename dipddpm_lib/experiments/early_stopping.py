@@ -144,10 +144,10 @@ def make_setup(profile: str, seeds=None, tuned=None, device=None, **knobs):
     """``(profile, setup, settings)`` for the notebook: knobs left at None take the value in
     the ``tuned`` file (``tuned.json`` of the ablation grids' collate step: DIP depth, width,
     learning rate and the stage settings), else the profile's. ``settings`` records where each
-    tunable setting came from (:func:`dipddpm_lib.sweep.tuned_overrides`). Every knob and
+    tunable setting came from (:func:`dipddpm_lib.tuned.tuned_overrides`). Every knob and
     tuned value is checked here, before any work, and the ``device`` (default: the
     profile's; :func:`~dipddpm_lib.profiles.check_device`)."""
-    from ..sweep import tuned_overrides
+    from ..tuned import tuned_overrides
 
     unknown = sorted(set(knobs) - set(KNOBS))
     if unknown:
