@@ -39,15 +39,11 @@ from .results import read_json
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-DDPM_CHAPTER = "01_ddpm_baseline"
 #: Chapter 01 trains the DDPM and the feature classifier that these notebooks then load from the
 #: cache (their runs wait for chapter 01 rather than train their own copies).
 NEEDS_DDPM = ("01_ddpm_baseline", "03_dip_init_ddpm")
 #: The chapters that read the grids' tuned settings (``tuned`` parameter): after the collate step.
 TUNED_CHAPTERS = ("02_dip_baseline", "03_dip_init_ddpm", "04_early_stopping")
-#: Chapters 03 and 04 read the photo DDPM prior, trained once by its own rule (chapter 01 shows
-#: it and does not wait: it gets there last, and the cache's lock makes it wait).
-PRIOR_READERS = ("03_dip_init_ddpm", "04_early_stopping")
 STUDY_CHAPTERS = ("01_ddpm_baseline", "02_dip_baseline", "03_dip_init_ddpm", "04_early_stopping")
 ABLATIONS_CHAPTER = "05_ablations"
 REPORT_CHAPTER = "06_report"

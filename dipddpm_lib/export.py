@@ -203,22 +203,6 @@ def export_pdf(html_path: Path, pdf_path: Path, chromium: str | None = None,
     return pdf_path
 
 
-def render_dom(html_path: Path, chromium: str | None = None, budget_ms: int = 30000,
-               timeout_s: int = 300) -> str:
-    """The page's DOM after headless Chromium has run its scripts (to check that the maths
-    was typeset, offline)."""
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise RuntimeError("no Chromium found: install the Debian package `chromium`")
-    with tempfile.TemporaryDirectory(prefix="dipddpm-chromium-") as profile_dir:
-        cmd = chromium_command(chromium, html_path, Path(profile_dir) / "x.pdf", Path(profile_dir),
-                               budget_ms)
-        cmd = [c for c in cmd if not c.startswith("--print-to-pdf")]
-        cmd.insert(-1, "--dump-dom")
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    return done.stdout
-
-
 # --------------------------------------------------------------------------- the export step
 def report_dir(profile: str) -> Path:
     """Where a profile's exported report lands: ``report/<profile>/``."""

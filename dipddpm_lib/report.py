@@ -97,15 +97,6 @@ def copy_figures(profile: str, results_root: str | Path | None = None,
     return out
 
 
-def figure_map_markdown(profile: str = "quick") -> str:
-    """The README's figure map: each figure, the notebook that makes it and the command."""
-    head = ("| figure | what it shows | made by | command |\n|---|---|---|---|")
-    rows = [f"| `figures/{profile}/{f.name}` | {f.caption} | `notebooks/{f.chapter}.ipynb` "
-            f"(its `{f.source}`) | `papermill notebooks/{f.chapter}.ipynb out.ipynb -p profile "
-            f"{profile}`, then `06_report` copies it |" for f in FIGURES]
-    return "\n".join([head, *rows])
-
-
 def missing_note(chapter: str) -> str:
     """The note the report shows for a chapter without results."""
     return (f"> **Not available:** chapter `{chapter}` has no results for this profile yet "

@@ -69,11 +69,6 @@ def read_json(path: str | Path):
         return None
 
 
-def load_metrics(out_dir: str | Path) -> dict:
-    """Read a chapter's ``metrics.json``."""
-    return json.loads((Path(out_dir) / "metrics.json").read_text())
-
-
 def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
     """Save a matplotlib figure as ``<out_dir>/<name>.png`` (atomically)."""
     path = Path(out_dir) / f"{name}.png"

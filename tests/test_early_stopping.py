@@ -14,6 +14,7 @@ from dipddpm_lib.experiments import es_authors_regime as authors
 from dipddpm_lib.methods import guided_dip as gd
 from dipddpm_lib import stopping
 from dipddpm_lib.data import load_photo
+from test_stopping import online_statistic
 
 
 @pytest.fixture
@@ -63,14 +64,13 @@ def test_moving_variance_matches_the_definition():
     gen = torch.Generator().manual_seed(0)
     frames = torch.rand(30, 3, 8, 8, generator=gen)
     window = 5
-    online = stopping.moving_variance(frames, window)
+    online = online_statistic(stopping.MovingVariance(window), frames)
     assert np.isnan(online[:window - 1]).all()
     for t in range(window - 1, 30):
         direct = frames[t - window + 1:t + 1].double()
         expect = ((direct - direct.mean(0)) ** 2).mean().item()
         assert online[t] == pytest.approx(expect, rel=1e-9)
-        assert stopping.window_variance(direct.unsqueeze(1)).item() == pytest.approx(expect, rel=1e-9)
-    assert np.allclose(stopping.moving_variance(torch.ones(10, 1, 4, 4), 3)[2:], 0.0)
+    assert np.allclose(online_statistic(stopping.MovingVariance(3), torch.ones(10, 1, 4, 4))[2:], 0.0)
 
 
 def _stage_history(stop_stage: int, stages: int = 10, sigma: float = 25.0):
