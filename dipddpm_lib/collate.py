@@ -16,9 +16,9 @@ from pathlib import Path
 
 from .profiles import PROFILES
 from .results import format_value, half_width, read_json, spread
-from .sweep import Grid, Point, grid_photos, grid_points, is_done, load_grids, tuned_values, \
-    tuning_grids, value_slug
-from .tuned import TUNABLE, TUNED_VERSION, tuned_path, write_tuned
+from .sweep import Grid, Point, grid_photos, grid_points, is_done, load_grids, tuning_grids, \
+    value_slug
+from .tuned import TUNABLE, TUNED_VERSION, tuned_path, tuned_values, write_tuned
 
 TABLE_COLUMNS = ("grid", "notebook", "parameter", "value", "point", "metric", "key", "mean",
                  "std", "ci95", "median", "min", "max", "n", "seeds", "wall_s", "copied_from",

@@ -37,8 +37,8 @@ import yaml
 
 from .errors import check_choice
 from .profiles import PROFILES
-from .results import format_value, read_json
-from .tuned import TUNABLE, check_tuned_value
+from .results import read_json
+from .tuned import TUNABLE, tuned_values
 
 REPO = Path(__file__).resolve().parents[1]
 GRID_FILE = REPO / "notebooks" / "ablations.yaml"
@@ -289,7 +289,8 @@ def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[
         if only is not None and name not in only:
             continue
         notebook = _check_grid_spec(name, spec, path.parent)
-        if not _check_values(name, spec, profile):
+        values = _check_values(name, spec, profile)
+        if not values:
             if only is not None:
                 raise ValueError(f"grid {name!r} has no values for profile {profile!r}")
             continue
@@ -301,7 +302,7 @@ def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[
         metrics, choose = _check_metrics(name, spec)
         fixed = _check_fixed(name, spec, profile, declared)
         default = _per_profile(spec.get("default"), profile)
-        grid = Grid(name, notebook, parameter, _check_values(name, spec, profile), fixed,
+        grid = Grid(name, notebook, parameter, values, fixed,
                     metrics, choose, fixed.get(parameter) if default is None else default,
                     str(spec.get("why", "")).strip(), _check_tunes(name, spec, choose))
         _check_tune_photos(grid, profile, declared)
@@ -316,22 +317,6 @@ def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[
                                  f"one setting, one grid")
             owners[f] = g.name
     return grids
-
-
-def tuned_values(grid: Grid, value) -> dict:
-    """The profile fields a grid's ``value`` sets (``{}`` for a grid that tunes nothing);
-    ``ValueError`` if the value does not give a valid setting."""
-    out = {}
-    for f, key in grid.tunes.items():
-        if key is None:
-            v = value
-        elif isinstance(value, dict) and key in value:
-            v = value[key]
-        else:
-            raise ValueError(f"grid {grid.name!r} tunes {f} from the key {key!r} of its values, "
-                             f"but {value!r} has no such key")
-        out[f] = check_tuned_value(f, v, f" (grid {grid.name!r}, value {format_value(value)})")
-    return out
 
 
 def grid_photos(grid: Grid) -> list[str]:
@@ -360,14 +345,10 @@ def with_fixed(grids: list[Grid], **params) -> list[Grid]:
 
 
 # --------------------------------------------------------------------------- points
-def ablations_dir(profile: str, root: str | Path | None = None) -> Path:
-    """Where a profile's points live: ``results/<profile>/ablations`` unless ``root`` is given."""
-    return Path(root) if root is not None else REPO / "results" / profile / "ablations"
-
-
 def grid_points(grid: Grid, profile: str, root: str | Path | None = None) -> list[Point]:
-    """The points of a grid, each with its final folder."""
-    base = ablations_dir(profile, root) / grid.name
+    """The points of a grid, each with its final folder (under ``root``, default
+    ``results/<profile>/ablations``)."""
+    base = (REPO / "results" / profile / "ablations" if root is None else Path(root)) / grid.name
     return [Point(grid, v, base / f"{grid.parameter}={value_slug(v)}") for v in grid.values]
 
 

@@ -76,6 +76,22 @@ def check_tuned_value(field_name: str, value, where: str = "") -> object:
     return TUNABLE[field_name][0](f"tuned {field_name}{where}", value)
 
 
+def tuned_values(grid, value) -> dict:
+    """The profile fields a grid's ``value`` sets (``grid``: a :class:`~dipddpm_lib.sweep.Grid`;
+    ``{}`` for a grid that tunes nothing); ``ValueError`` if the value gives no valid setting."""
+    out = {}
+    for f, key in grid.tunes.items():
+        if key is None:
+            v = value
+        elif isinstance(value, dict) and key in value:
+            v = value[key]
+        else:
+            raise ValueError(f"grid {grid.name!r} tunes {f} from the key {key!r} of its values, "
+                             f"but {value!r} has no such key")
+        out[f] = check_tuned_value(f, v, f" (grid {grid.name!r}, value {format_value(value)})")
+    return out
+
+
 def write_tuned(doc: dict, path: str | Path) -> Path:
     """Write the tuned settings (atomically: a temporary file renamed into place), after
     checking every value."""
