@@ -11,9 +11,9 @@ import csv
 import fnmatch
 import json
 import math
-import tempfile
 from pathlib import Path
 
+from .cache import atomic_path
 from .profiles import PROFILES
 from .results import format_value, half_width, read_json, spread
 from .sweep import Grid, Point, grid_photos, grid_points, is_done, load_grids, tuning_grids, \
@@ -98,20 +98,12 @@ def collect(grids: list[Grid], profile: str, root: str | Path | None = None
 
 def write_table(rows: list[dict], path: str | Path) -> Path:
     """Write the tidy table as CSV (atomically), one row per point × metric × key."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with open(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
-            writer.writeheader()
-            writer.writerows({k: json.dumps(r.get(k)) if k in _JSON_COLUMNS else r.get(k)
-                              for k in TABLE_COLUMNS} for r in rows)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: json.dumps(r.get(k)) if k in _JSON_COLUMNS else r.get(k)
+                          for k in TABLE_COLUMNS} for r in rows)
+    return Path(path)
 
 
 def read_table(path: str | Path) -> list[dict]:

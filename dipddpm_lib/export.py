@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .cache import atomic_path
 from .report import REPO, REPORT_CHAPTER, chapters
 
 APT_PACKAGES = {"chromium": "chromium", "mathjax": "libjs-mathjax"}
@@ -160,15 +161,9 @@ def drop_stderr(nb):
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- PDF

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .cache import atomic_write_json
+from .cache import atomic_path, atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,14 +36,8 @@ def save_array(out_dir: str | Path, name: str, images) -> Path:
         raise ValueError(f"{name}: images hold NaN or Inf")
     arr = np.clip(arr, 0.0, 1.0)
     path = Path(out_dir) / f"{name}.npy"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
     return path
 
 
@@ -72,14 +64,8 @@ def read_json(path: str | Path):
 def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
     """Save a matplotlib figure as ``<out_dir>/<name>.png`` (atomically)."""
     path = Path(out_dir) / f"{name}.png"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
