@@ -181,14 +181,6 @@ class Cache:
             self.put(kind, config, tensors, meta)
         return self.get(kind, config)
 
-    def clean_partial(self) -> int:
-        """Remove temporary directories left by killed writers; return how many."""
-        n = 0
-        for tmp in self.root.glob("*/.*.tmp-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
-            n += 1
-        return n
-
 
 def digest(x) -> str | None:
     """Short SHA-256 of an array's or tensor's shape, dtype and values (None for None)."""

@@ -263,17 +263,13 @@ def compute_rows(results: dict) -> list[dict]:
                          "wall_s": sum(r.get("wall_s", 0.0) for r in photo_rows),
                          "gflops": sum(r.get("gflops_per_image", 0.0) for r in photo_rows)})
     if m4 and "compute" in m4:
-        for kind, c in m4["compute"].items():
-            rows.append({"chapter": "04", "work": f"{kind} DIP runs ({c.get('dip_iters')} image-iterations)",
-                         "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
-        for kind, c in (_get(m4, "sigma_lookup", "compute") or {}).items():
-            rows.append({"chapter": "04", "work": f"σ lookup's calibration on the tune photos "
-                                                  f"({c.get('dip_iters')} image-iterations)",
-                         "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
-        for kind, c in (_get(m4, "paper_regime", "compute") or {}).items():
-            rows.append({"chapter": "04", "work": f"ES authors' regime, {kind} DIP run "
-                                                  f"({c.get('dip_iters')} image-iterations)",
-                         "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
+        for what, runs in (("{} DIP runs", m4["compute"]),
+                           ("σ lookup's calibration on the tune photos", _get(m4, "sigma_lookup", "compute")),
+                           ("ES authors' regime, {} DIP run", _get(m4, "paper_regime", "compute"))):
+            for kind, c in (runs or {}).items():
+                rows.append({"chapter": "04", "work": f"{what.format(kind)} ({c.get('dip_iters')} "
+                                                      f"image-iterations)",
+                             "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
     if m5 and "compute" in m5:
         rows.append({"chapter": "05", "work": f"ablation points ({m5.get('n_done')} with results)",
                      "wall_s": m5["compute"].get("total_point_wall_s"), "gflops": None})
