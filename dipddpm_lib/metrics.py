@@ -186,8 +186,7 @@ def _dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def knn_radii(features: torch.Tensor, k: int = PR_K) -> torch.Tensor:
     """Distance from each feature vector (N×D) to its k-th nearest other vector."""
     f = _check_features(features, "features")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a whole number ≥ 1, got {k!r}")
+    k = check_positive_int("k", k)
     if k >= len(f):
         raise ValueError(f"k = {k} nearest neighbours need at least {k + 1} feature vectors, "
                          f"got {len(f)}")

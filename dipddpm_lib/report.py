@@ -133,10 +133,8 @@ def headline_numbers(results: dict) -> dict:
                       "iterations": m2.get("iterations"), **mean,
                       "quality_bar_passed": _get(m2, "summary", "quality_bar", "passed")}
     if m3:
-        out["equal_compute"] = {k: v for k, v in (_get(m3, "generation", "verdict") or {}).items()
-                                if k != "text"}
-        out["denoising"] = {k: v for k, v in (_get(m3, "denoising", "verdict") or {}).items()
-                            if k != "text"}
+        out["equal_compute"] = dict(_get(m3, "generation", "verdict") or {})
+        out["denoising"] = dict(_get(m3, "denoising", "verdict") or {})
     if m4:
         out["early_stopping"] = dict(m4.get("quality_bar", {}),
                                      guided_compute_saved=_get(m4, "methods", "guided",

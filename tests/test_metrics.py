@@ -98,7 +98,7 @@ def test_precision_recall_on_hand_made_features():
     (_cloud(10), _cloud(3), {}, "at least 4 feature vectors, got 3"),  # k = 3 ≥ n
     (_cloud(3), _cloud(10), {}, "at least 4 feature vectors, got 3"),
     (_cloud(10), _cloud(10), dict(k=10), "at least 11"),
-    (_cloud(10), _cloud(10), dict(k=0), "whole number ≥ 1"),
+    (_cloud(10), _cloud(10), dict(k=0), "positive whole number"),
     (_cloud(10, dim=8), _cloud(10, dim=4), {}, "same dimension, got 8 and 4"),
     (torch.ones(10), _cloud(10), {}, "N×D tensor"),
     (_cloud(10), _cloud(10).fill_(float("nan")), {}, "NaN"),
