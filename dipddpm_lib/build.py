@@ -35,18 +35,15 @@ from . import sweep
 from .cache import atomic_write_json
 from .errors import check_choice
 from .profiles import PROFILES, check_device, get_profile
+from .results import read_json
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-DDPM_CHAPTER = "01_ddpm_baseline"
 #: Chapter 01 trains the DDPM and the feature classifier that these notebooks then load from the
 #: cache (their runs wait for chapter 01 rather than train their own copies).
 NEEDS_DDPM = ("01_ddpm_baseline", "03_dip_init_ddpm")
 #: The chapters that read the grids' tuned settings (``tuned`` parameter): after the collate step.
 TUNED_CHAPTERS = ("02_dip_baseline", "03_dip_init_ddpm", "04_early_stopping")
-#: Chapters 03 and 04 read the photo DDPM prior, trained once by its own rule (chapter 01 shows
-#: it and does not wait: it gets there last, and the cache's lock makes it wait).
-PRIOR_READERS = ("03_dip_init_ddpm", "04_early_stopping")
 STUDY_CHAPTERS = ("01_ddpm_baseline", "02_dip_baseline", "03_dip_init_ddpm", "04_early_stopping")
 ABLATIONS_CHAPTER = "05_ablations"
 REPORT_CHAPTER = "06_report"
@@ -171,10 +168,19 @@ def copy_point(pt: sweep.Point, source: sweep.Point, profile: str) -> None:
         if f.name != "point.json":
             (shutil.copytree if f.is_dir() else shutil.copy2)(f, pt.folder / f.name,
                                                               **({"dirs_exist_ok": True} if f.is_dir() else {}))
-    wall = (sweep.read_json(source.folder / "point.json") or {}).get("wall_s", 0.0)
+    wall = (read_json(source.folder / "point.json") or {}).get("wall_s", 0.0)
     atomic_write_json(pt.folder / "point.json", {
         **pt.record(profile), "profile": profile, "wall_s": wall,
         "copied_from": f"{source.grid.name}/{source.name}"})
+
+
+def error_summary(err: Exception) -> str:
+    """One readable line for a failed point: the notebook's own exception where papermill
+    reports one (``RuntimeError: …``), else the error itself."""
+    name = getattr(err, "ename", None) or type(err).__name__
+    value = str(getattr(err, "evalue", None) or err)
+    first = next((line.strip() for line in value.splitlines() if line.strip()), "")
+    return f"{name}: {first}"[:300]
 
 
 def stamp(path: str | Path, **fields) -> Path:
@@ -252,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 wall = run_point(pp.point, args.profile, {"data_dir": args.data_dir, "device": args.device})
             except Exception as err:  # noqa: BLE001 — name the point, then fail the job
-                print(f"FAILED: ablation point {args.grid}/{args.point}: {sweep.error_summary(err)} "
+                print(f"FAILED: ablation point {args.grid}/{args.point}: {error_summary(err)} "
                       f"(partial run kept in {pp.point.failed_folder})", file=sys.stderr, flush=True)
                 return 1
             print(f"ablation point {args.grid}/{args.point}: done in {wall:.1f} s", flush=True)

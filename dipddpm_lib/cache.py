@@ -56,20 +56,28 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def atomic_write_json(path: str | Path, obj) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """A temporary file beside ``path`` to write: renamed onto ``path`` when the block ends,
+    removed if it raises (a killed writer never leaves a half-written ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _json_default(o):
@@ -172,14 +180,6 @@ class Cache:
             tensors, meta = compute()
             self.put(kind, config, tensors, meta)
         return self.get(kind, config)
-
-    def clean_partial(self) -> int:
-        """Remove temporary directories left by killed writers; return how many."""
-        n = 0
-        for tmp in self.root.glob("*/.*.tmp-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
-            n += 1
-        return n
 
 
 def digest(x) -> str | None:

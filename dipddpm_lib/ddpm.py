@@ -329,6 +329,21 @@ def scheduler_key(scheduler) -> dict:
     return {k: v for k, v in sorted(scheduler.config.items()) if not k.startswith("_")}
 
 
+SCHEDULER_KNOBS = ("clip_sample", "set_alpha_to_one", "algorithm_type", "solver_order",
+                   "thresholding", "sample_max_value", "lambda_min_clipped", "final_sigmas_type",
+                   "timestep_spacing", "prediction_type")
+
+
+def scheduler_settings(beta_schedule: str, samplers, num_train_timesteps: int = 1000) -> dict:
+    """Each sampler's diffusers scheduler class and ``SCHEDULER_KNOBS`` settings, JSON-safe."""
+    def plain(v):  # floats finite or as text
+        ok = isinstance(v, (str, bool, int)) or v is None
+        return v if ok else float(v) if np.isfinite(v) else str(float(v))
+    made = {s: make_scheduler(beta_schedule, s, num_train_timesteps) for s in dict.fromkeys(samplers)}
+    return {s: {"class": type(sc).__name__, **{k: plain(sc.config[k]) for k in SCHEDULER_KNOBS
+                                               if k in sc.config}} for s, sc in made.items()}
+
+
 def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 1000,
                   num_samples: int = 64, seed: int = 0, batch_size: int = 256,
                   cache: Cache | None = None, progress: bool = True) -> SampleResult:

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .cache import atomic_path
 from .report import REPO, REPORT_CHAPTER, chapters
 
 APT_PACKAGES = {"chromium": "chromium", "mathjax": "libjs-mathjax"}
@@ -160,15 +161,9 @@ def drop_stderr(nb):
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- PDF
@@ -201,22 +196,6 @@ def export_pdf(html_path: Path, pdf_path: Path, chromium: str | None = None,
                                f"{done.stderr.strip()[-800:]}")
         shutil.move(str(tmp_pdf), pdf_path)
     return pdf_path
-
-
-def render_dom(html_path: Path, chromium: str | None = None, budget_ms: int = 30000,
-               timeout_s: int = 300) -> str:
-    """The page's DOM after headless Chromium has run its scripts (to check that the maths
-    was typeset, offline)."""
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise RuntimeError("no Chromium found: install the Debian package `chromium`")
-    with tempfile.TemporaryDirectory(prefix="dipddpm-chromium-") as profile_dir:
-        cmd = chromium_command(chromium, html_path, Path(profile_dir) / "x.pdf", Path(profile_dir),
-                               budget_ms)
-        cmd = [c for c in cmd if not c.startswith("--print-to-pdf")]
-        cmd.insert(-1, "--dump-dom")
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    return done.stdout
 
 
 # --------------------------------------------------------------------------- the export step

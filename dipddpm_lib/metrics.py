@@ -28,7 +28,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from tqdm.auto import tqdm
 
-from .cache import Cache, digest
+from .cache import Cache, cached, digest
 from .errors import check_images, check_positive_int, check_seeds
 
 
@@ -79,18 +79,6 @@ class FeatureNet(nn.Module):
         return self.head(self.features(x))
 
 
-class _Features(nn.Module):
-    """Adapter torchmetrics calls: images in [0,1] → feature vectors."""
-
-    def __init__(self, net: nn.Module, num_features: int):
-        super().__init__()
-        self.net, self.num_features = net, num_features
-
-    def forward(self, x):
-        fn = getattr(self.net, "features", self.net)
-        return fn(x.float())
-
-
 @dataclass
 class Classifier:
     """The cached in-domain classifier and what it scored on the held-out test split."""
@@ -116,10 +104,9 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
     accuracy is below ``min_accuracy``: its features would not be trustworthy for FID.
     """
     check_images(x_train, "classifier training images")
-    cache = cache or Cache()
     n_cls = int(y_train.max()) + 1
-    cfg = {"shape": list(x_train.shape), "n_test": len(x_test), "steps": steps, "seed": seed,
-           "classes": n_cls, "sum": float(x_train.sum()), "v": 1}
+    key = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
+           "steps": steps, "seed": seed, "classes": n_cls}
 
     def _train():
         torch.manual_seed(seed)
@@ -142,7 +129,7 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
             acc = float((net(x_test).argmax(1) == y_test).float().mean())
         return ({k: v for k, v in net.state_dict().items()}, {"test_accuracy": acc})
 
-    tensors, meta = cache.get_or_compute("classifier", cfg, _train)
+    tensors, meta = cached("classifier", key, _train, cache)
     net = FeatureNet(x_train.shape[1], n_cls)
     net.load_state_dict(tensors)
     net.eval()
@@ -153,14 +140,12 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
     return Classifier(net, acc, name)
 
 
-def confident_fraction(classifier: Classifier, x: torch.Tensor, threshold: float = 0.9) -> float:
-    """Share of images whose top class probability is at least ``threshold``.
+
+
+def confident_fraction(probs: torch.Tensor, threshold: float = 0.9) -> float:
+    """Share of images whose top class probability (``probs``: N×C) is at least ``threshold``.
 
     Constant images and noise can score high: use it beside :func:`precision_recall`."""
-    return _confident(classifier.probabilities(x), threshold)
-
-
-def _confident(probs: torch.Tensor, threshold: float = 0.9) -> float:
     return float((probs.max(1).values >= threshold).float().mean())
 
 
@@ -201,8 +186,7 @@ def _dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def knn_radii(features: torch.Tensor, k: int = PR_K) -> torch.Tensor:
     """Distance from each feature vector (N×D) to its k-th nearest other vector."""
     f = _check_features(features, "features")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a whole number ≥ 1, got {k!r}")
+    k = check_positive_int("k", k)
     if k >= len(f):
         raise ValueError(f"k = {k} nearest neighbours need at least {k + 1} feature vectors, "
                          f"got {len(f)}")
@@ -241,30 +225,6 @@ def _seeded_kid(kid: KernelInceptionDistance, seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return kid.compute()
-
-
-def fid_kid(real: torch.Tensor, fake: torch.Tensor, features: nn.Module, feature_name: str,
-            num_features: int | None = None, kid_subset: int = 100) -> dict:
-    """FID and KID (mean ± std over subsets) of ``fake`` against ``real`` with ``features``.
-
-    Returns a dict that names the features used, so no FID number travels without them.
-    """
-    check_images(real, "real images")
-    check_images(fake, "generated images")
-    num_features = num_features or getattr(features, "num_features", None)
-    extractor = _Features(features, num_features)
-    fid = FrechetInceptionDistance(feature=extractor, normalize=True)
-    subset = min(kid_subset, len(real), len(fake))
-    kid = KernelInceptionDistance(feature=extractor, subset_size=subset, normalize=True)
-    with torch.no_grad():
-        for metric in (fid, kid):
-            for i in range(0, len(real), 512):
-                metric.update(real[i:i + 512], real=True)
-            for i in range(0, len(fake), 512):
-                metric.update(fake[i:i + 512], real=False)
-        kid_mean, kid_std = _seeded_kid(kid)
-        return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
-                "features": feature_name, "n_real": len(real), "n_fake": len(fake)}
 
 
 def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
@@ -345,7 +305,7 @@ class GenerationScorer:
                 "kid_std": float(kid_std), "features": self.classifier.name,
                 "n_real": self.n_real, "n_fake": len(samples),
                 "precision": pr["precision"], "recall": pr["recall"], "pr_k": self.k,
-                "confident_fraction": None if probs is None else _confident(probs),
+                "confident_fraction": None if probs is None else confident_fraction(probs),
                 "class_entropy": None if probs is None else class_entropy(probs)}
 
 
@@ -361,14 +321,6 @@ def scorer_for(reference: torch.Tensor, classifier) -> GenerationScorer:
         _SCORER.update(key=key, scorer=GenerationScorer(reference, classifier),
                        classifier=classifier)
     return _SCORER["scorer"]
-
-
-def generation_metrics(samples: torch.Tensor, reference: torch.Tensor, classifier: Classifier,
-                       kid_subset: int = 100) -> dict:
-    """FID, KID, precision and recall (in-domain classifier features), confident fraction and
-    class entropy of ``samples`` against ``reference`` (the train split). The dict names the
-    features used."""
-    return GenerationScorer(reference, classifier, kid_subset)(samples)
 
 
 # --------------------------------------------------------------------------- controls

@@ -9,8 +9,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sweep
-from .results import markdown_table
+from .results import markdown_table, read_json
+from .tuned import settings_table
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT_CHAPTER = "06_report"
@@ -77,7 +77,7 @@ def figures_dir(profile: str) -> Path:
 def load_results(profile: str, results_root: str | Path | None = None) -> dict:
     """Each chapter's ``metrics.json`` (``None`` for a chapter that has not run)."""
     root = Path(results_root) if results_root else REPO / "results" / profile
-    return {name: sweep.read_json(root / name / "metrics.json") for name in REPORTED_CHAPTERS}
+    return {name: read_json(root / name / "metrics.json") for name in REPORTED_CHAPTERS}
 
 
 def copy_figures(profile: str, results_root: str | Path | None = None,
@@ -95,15 +95,6 @@ def copy_figures(profile: str, results_root: str | Path | None = None,
             shutil.copyfile(src, dest / fig.name)
             out[fig.name] = dest / fig.name
     return out
-
-
-def figure_map_markdown(profile: str = "quick") -> str:
-    """The README's figure map: each figure, the notebook that makes it and the command."""
-    head = ("| figure | what it shows | made by | command |\n|---|---|---|---|")
-    rows = [f"| `figures/{profile}/{f.name}` | {f.caption} | `notebooks/{f.chapter}.ipynb` "
-            f"(its `{f.source}`) | `papermill notebooks/{f.chapter}.ipynb out.ipynb -p profile "
-            f"{profile}`, then `06_report` copies it |" for f in FIGURES]
-    return "\n".join([head, *rows])
 
 
 def missing_note(chapter: str) -> str:
@@ -142,10 +133,8 @@ def headline_numbers(results: dict) -> dict:
                       "iterations": m2.get("iterations"), **mean,
                       "quality_bar_passed": _get(m2, "summary", "quality_bar", "passed")}
     if m3:
-        out["equal_compute"] = {k: v for k, v in (_get(m3, "generation", "verdict") or {}).items()
-                                if k != "text"}
-        out["denoising"] = {k: v for k, v in (_get(m3, "denoising", "verdict") or {}).items()
-                            if k != "text"}
+        out["equal_compute"] = dict(_get(m3, "generation", "verdict") or {})
+        out["denoising"] = dict(_get(m3, "denoising", "verdict") or {})
     if m4:
         out["early_stopping"] = dict(m4.get("quality_bar", {}),
                                      guided_compute_saved=_get(m4, "methods", "guided",
@@ -183,7 +172,7 @@ def _ddpm_section(m: dict) -> str:
 def _settings_line(m: dict) -> str:
     """Where a chapter's tunable settings came from (tuned file or profile), if recorded."""
     rec = m.get("settings_source")
-    return ("\n\n" + sweep.settings_table(rec)) if rec and rec.get("settings") else ""
+    return ("\n\n" + settings_table(rec)) if rec and rec.get("settings") else ""
 
 
 def _dip_section(m: dict) -> str:
@@ -272,17 +261,13 @@ def compute_rows(results: dict) -> list[dict]:
                          "wall_s": sum(r.get("wall_s", 0.0) for r in photo_rows),
                          "gflops": sum(r.get("gflops_per_image", 0.0) for r in photo_rows)})
     if m4 and "compute" in m4:
-        for kind, c in m4["compute"].items():
-            rows.append({"chapter": "04", "work": f"{kind} DIP runs ({c.get('dip_iters')} image-iterations)",
-                         "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
-        for kind, c in (_get(m4, "sigma_lookup", "compute") or {}).items():
-            rows.append({"chapter": "04", "work": f"σ lookup's calibration on the tune photos "
-                                                  f"({c.get('dip_iters')} image-iterations)",
-                         "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
-        for kind, c in (_get(m4, "paper_regime", "compute") or {}).items():
-            rows.append({"chapter": "04", "work": f"ES authors' regime, {kind} DIP run "
-                                                  f"({c.get('dip_iters')} image-iterations)",
-                         "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
+        for what, runs in (("{} DIP runs", m4["compute"]),
+                           ("σ lookup's calibration on the tune photos", _get(m4, "sigma_lookup", "compute")),
+                           ("ES authors' regime, {} DIP run", _get(m4, "paper_regime", "compute"))):
+            for kind, c in (runs or {}).items():
+                rows.append({"chapter": "04", "work": f"{what.format(kind)} ({c.get('dip_iters')} "
+                                                      f"image-iterations)",
+                             "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
     if m5 and "compute" in m5:
         rows.append({"chapter": "05", "work": f"ablation points ({m5.get('n_done')} with results)",
                      "wall_s": m5["compute"].get("total_point_wall_s"), "gflops": None})

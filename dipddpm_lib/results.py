@@ -6,14 +6,13 @@ through these helpers, so the report can re-read every number from data. Writes 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .cache import atomic_write_json
+from .cache import atomic_path, atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,14 +36,8 @@ def save_array(out_dir: str | Path, name: str, images) -> Path:
         raise ValueError(f"{name}: images hold NaN or Inf")
     arr = np.clip(arr, 0.0, 1.0)
     path = Path(out_dir) / f"{name}.npy"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
     return path
 
 
@@ -60,22 +53,19 @@ def save_metrics(out_dir: str | Path, metrics: dict) -> Path:
     return path
 
 
-def load_metrics(out_dir: str | Path) -> dict:
-    """Read a chapter's ``metrics.json``."""
-    return json.loads((Path(out_dir) / "metrics.json").read_text())
+def read_json(path: str | Path):
+    """The JSON in ``path``, or ``None`` if it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
     """Save a matplotlib figure as ``<out_dir>/<name>.png`` (atomically)."""
     path = Path(out_dir) / f"{name}.png"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -90,6 +80,12 @@ def t_quantile(n: int, level: float = 0.95) -> float:
     return float(t.ppf(0.5 + level / 2, n - 1))
 
 
+def half_width(std, n) -> float:
+    """Half-width of the 95 % t-interval of a mean of ``n`` values with this std (0 for n < 2)."""
+    n = int(n or 0)
+    return float(t_quantile(n) * (std or 0.0) / math.sqrt(n)) if n > 1 else 0.0
+
+
 def spread(values) -> dict:
     """Mean, std, median, min, max, n and the 95 % t-interval of the mean of a list of
     per-seed (or per-image) numbers. ``ci95`` is the interval's half-width (0 for one value:
@@ -97,10 +93,9 @@ def spread(values) -> dict:
     v = np.asarray(list(values), dtype=np.float64)
     n, mean = int(len(v)), float(v.mean())
     std = float(v.std(ddof=1)) if n > 1 else 0.0
-    half = t_quantile(n) * std / np.sqrt(n) if n > 1 else 0.0
+    half = half_width(std, n)
     return {"mean": mean, "std": std, "median": float(np.median(v)), "min": float(v.min()),
-            "max": float(v.max()), "n": n, "ci95": float(half), "ci_lo": mean - float(half),
-            "ci_hi": mean + float(half)}
+            "max": float(v.max()), "n": n, "ci95": half, "ci_lo": mean - half, "ci_hi": mean + half}
 
 
 def paired_difference(a, b) -> dict:
@@ -147,3 +142,14 @@ def markdown_table(rows: list[dict], columns: dict[str, str], digits: int = 2) -
     rule = "|" + "---|" * len(columns)
     body = ["| " + " | ".join(cell(r.get(k)) for k in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body])
+
+
+def format_value(value) -> str:
+    """A parameter value as text: ``25``, ``cosine``, ``[10, 50]``, ``scales=3, channels=32``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={format_value(v)}" for k, v in value.items())
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return str(value)

@@ -92,17 +92,11 @@ def discrepancy_stop(residual, sigma: float) -> Stop:
     return Stop(len(h), len(h), False)
 
 
-def window_variance(window: torch.Tensor) -> torch.Tensor:
-    """ES-WMV's variance of W outputs (W×N×C×H×W): the mean squared deviation from their
-    mean, per pixel, averaged over pixels; one number per image (shape N)."""
-    dev = window - window.mean(0, keepdim=True)
-    return dev.pow(2).mean(0).flatten(1).mean(1)
-
-
 class MovingVariance:
     """Online windowed moving variance: ``push(outputs)`` returns the variance of the last
     ``window`` outputs (NaN until the window is full). Running sums (float64) make a push
-    cost one output, whatever the window; it equals :func:`window_variance`."""
+    cost one output, whatever the window. The variance of W outputs is their mean squared
+    deviation from their mean, per pixel, averaged over pixels (ES-WMV's)."""
 
     def __init__(self, window: int):
         self.window = _check_window(window)
@@ -126,12 +120,6 @@ class MovingVariance:
         mean = self._sum / self.window
         per_pixel = (self._sum_sq / self.window - mean * mean).clamp_min(0)
         return per_pixel.flatten(1).mean(1).numpy()
-
-
-def moving_variance(outputs, window: int) -> np.ndarray:
-    """The windowed moving variance of a sequence of outputs (T×C×H×W), shape T."""
-    mv = MovingVariance(window)
-    return np.array([mv.push(torch.as_tensor(o).unsqueeze(0))[0] for o in outputs])
 
 
 def es_wmv_stop(variance, patience: int) -> Stop:
@@ -220,12 +208,6 @@ class ExpMovingVariance:
         self.ema = (self.ema + self.alpha * delta).clamp(0.0, 1.0)
         self.emv = (1.0 - self.alpha) * (self.emv + self.alpha * delta.pow(2).flatten(1).mean(1))
         return self.emv.numpy().copy()
-
-
-def exp_moving_variance(outputs, alpha: float = 0.1) -> np.ndarray:
-    """ES-EMV's statistic over a sequence of outputs (T×C×H×W), shape T (NaN first)."""
-    emv = ExpMovingVariance(alpha)
-    return np.array([emv.push(torch.as_tensor(o).unsqueeze(0))[0] for o in outputs])
 
 
 def es_emv_stop(emv, patience: int) -> Stop:

@@ -264,13 +264,13 @@ def test_restore_checks_inputs_before_writing(plan, cache):
 
 # --------------------------------------------------------------------------- tuned settings
 def _tuned(tmp_path, profile="smoke", **settings):
-    from dipddpm_lib import sweep
+    from dipddpm_lib import tuned
 
-    doc = {"version": sweep.TUNED_VERSION, "profile": profile, "tune_photos": ["rocket"],
+    doc = {"version": tuned.TUNED_VERSION, "profile": profile, "tune_photos": ["rocket"],
            "settings": {f: {"value": v, "grid": f"grid_{f}", "metric": "final_psnr",
                             "photos": ["rocket"], "reason": "best"} for f, v in settings.items()},
            "untuned": {"dip_lr": {"grid": "dip_lr", "reason": "point lr=0.03 of grid dip_lr failed"}}}
-    return sweep.write_tuned(doc, tmp_path / "tuned.json")
+    return tuned.write_tuned(doc, tmp_path / "tuned.json")
 
 
 def test_plan_reads_the_tuned_net_and_records_where_each_setting_came_from(tmp_path, cache):

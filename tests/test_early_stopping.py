@@ -14,6 +14,7 @@ from dipddpm_lib.experiments import es_authors_regime as authors
 from dipddpm_lib.methods import guided_dip as gd
 from dipddpm_lib import stopping
 from dipddpm_lib.data import load_photo
+from test_stopping import online_statistic
 
 
 @pytest.fixture
@@ -63,14 +64,13 @@ def test_moving_variance_matches_the_definition():
     gen = torch.Generator().manual_seed(0)
     frames = torch.rand(30, 3, 8, 8, generator=gen)
     window = 5
-    online = stopping.moving_variance(frames, window)
+    online = online_statistic(stopping.MovingVariance(window), frames)
     assert np.isnan(online[:window - 1]).all()
     for t in range(window - 1, 30):
         direct = frames[t - window + 1:t + 1].double()
         expect = ((direct - direct.mean(0)) ** 2).mean().item()
         assert online[t] == pytest.approx(expect, rel=1e-9)
-        assert stopping.window_variance(direct.unsqueeze(1)).item() == pytest.approx(expect, rel=1e-9)
-    assert np.allclose(stopping.moving_variance(torch.ones(10, 1, 4, 4), 3)[2:], 0.0)
+    assert np.allclose(online_statistic(stopping.MovingVariance(3), torch.ones(10, 1, 4, 4))[2:], 0.0)
 
 
 def _stage_history(stop_stage: int, stages: int = 10, sigma: float = 25.0):
@@ -296,15 +296,15 @@ def test_bad_criterion_inputs(call, match):
 
 # --------------------------------------------------------------------------- tuned settings
 def test_setup_reads_the_tuned_stage_settings_and_says_where_they_came_from(tmp_path, cache):
-    from dipddpm_lib import sweep
+    from dipddpm_lib import tuned
 
-    doc = {"version": sweep.TUNED_VERSION, "profile": "smoke", "tune_photos": ["rocket", "coins"],
+    doc = {"version": tuned.TUNED_VERSION, "profile": "smoke", "tune_photos": ["rocket", "coins"],
            "settings": {"es_num_stages": {"value": 3, "grid": "es_stages", "metric": "guided_gap_db",
                                           "photos": ["rocket"], "reason": "cheapest"},
                         "dip_channels": {"value": 4, "grid": "dip_width", "metric": "final_psnr",
                                          "photos": ["rocket"], "reason": "best"}},
            "untuned": {"es_stage_schedule": {"grid": "es_schedule", "reason": "point failed"}}}
-    path = sweep.write_tuned(doc, tmp_path / "tuned.json")
+    path = tuned.write_tuned(doc, tmp_path / "tuned.json")
     prof, setup, settings = es.make_setup("smoke", tuned=str(path), start_ratio=2.0)
     assert setup.num_stages == 3 and prof.dip_channels == 4 and setup.start_ratio == 2.0
     assert setup.stage_schedule == prof.es_stage_schedule == "linear"  # fallback: the profile's
@@ -316,7 +316,7 @@ def test_setup_reads_the_tuned_stage_settings_and_says_where_they_came_from(tmp_
     assert plain.num_stages == get_smoke().es_num_stages and rec["tuned_file"] is None
     doc["settings"]["dip_scales"] = {"value": 6}  # valid alone, too deep for 32-px photographs
     with pytest.raises(ValueError, match="not a multiple of 64"):
-        es.make_setup("smoke", tuned=str(sweep.write_tuned(doc, tmp_path / "deep.json")))
+        es.make_setup("smoke", tuned=str(tuned.write_tuned(doc, tmp_path / "deep.json")))
     assert cache_files(cache) == []
 
 

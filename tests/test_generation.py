@@ -8,7 +8,7 @@ import torch
 from conftest import cache_files
 from dipddpm_lib import get_profile, metrics
 from dipddpm_lib.data import load_digits
-from dipddpm_lib.ddpm import train_ddpm
+from dipddpm_lib.ddpm import scheduler_settings, train_ddpm
 from dipddpm_lib.experiments import ddpm_baseline as study
 from dipddpm_lib.experiments.ddpm_baseline import Method
 from dipddpm_lib.figures import ddpm_baseline as figures
@@ -344,7 +344,7 @@ def test_paired_with_one_seed_resolves_nothing(toy_results):
 def test_scheduler_settings_are_json_safe():
     import json
 
-    settings = study.scheduler_settings("cosine", study.baseline_methods([10], [10]))
+    settings = scheduler_settings("cosine", [m.sampler for m in study.baseline_methods([10], [10])])
     assert list(settings) == ["ddpm", "ddim", "dpm-solver++"]
     assert settings["ddim"]["class"] == "DDIMScheduler" and settings["ddim"]["clip_sample"] is True
     assert settings["dpm-solver++"]["algorithm_type"] == "dpmsolver++"

@@ -6,7 +6,7 @@ from nbrun import run_notebook
 
 from dipddpm_lib import get_profile
 from dipddpm_lib.results import load_array
-from dipddpm_lib.sweep import read_tuned
+from dipddpm_lib.tuned import read_tuned
 
 DIP_KEYS = {"final_psnr", "peak_psnr", "peak_iteration", "final_ssim", "peak_ssim", "wall_s",
             "gflops"}

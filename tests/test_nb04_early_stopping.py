@@ -82,15 +82,15 @@ def test_early_stopping_rejects_a_bad_schedule_before_any_work(cache):
 def test_early_stopping_notebook_reads_a_tuned_file_with_a_fallback_and_runs_without_peers(tmp_path, nb_cache):
     """A hand-made tuned file (one setting tuned, one fallen back on the profile's), with the
     peers off: the guided rule and its baselines only."""
-    from dipddpm_lib import sweep
+    from dipddpm_lib import tuned
 
-    doc = {"version": sweep.TUNED_VERSION, "profile": "smoke", "tune_photos": ["rocket", "coins", "china"],
+    doc = {"version": tuned.TUNED_VERSION, "profile": "smoke", "tune_photos": ["rocket", "coins", "china"],
            "settings": {"es_num_stages": {"value": 3, "grid": "es_stages", "metric": "guided_gap_db",
                                           "photos": ["rocket"], "reason": "cheapest"}},
            "untuned": {"es_stage_schedule": {"grid": "es_schedule",
                                              "reason": "point(s) stage_schedule=log of grid es_schedule "
                                                        "have no result (failed or not run)"}}}
-    path = sweep.write_tuned(doc, tmp_path / "tuned.json")
+    path = tuned.write_tuned(doc, tmp_path / "tuned.json")
     out = tmp_path / "out"
     metrics = run_notebook("04_early_stopping", out, tuned=str(path), photos=["camera"], sigmas=[25],
                            peers=False)
@@ -117,10 +117,10 @@ def test_early_stopping_notebook_rejects_a_bad_tuned_file_before_any_work(tmp_pa
 
     import papermill as pm
 
-    from dipddpm_lib import sweep
+    from dipddpm_lib import tuned
 
     bad = tmp_path / "tuned.json"
-    bad.write_text(json.dumps({"version": sweep.TUNED_VERSION, "profile": "smoke", "tune_photos": [],
+    bad.write_text(json.dumps({"version": tuned.TUNED_VERSION, "profile": "smoke", "tune_photos": [],
                                "settings": {"es_num_stages": {"value": 1}}, "untuned": {}}))
     out = tmp_path / "out"
     with pytest.raises(pm.PapermillExecutionError, match="whole number in"):

@@ -3,6 +3,8 @@ missing-tools path, and the report's text formatted from stored results."""
 import base64
 import io
 import re
+import subprocess
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -116,9 +118,20 @@ def test_the_pdf_is_made_and_the_maths_is_typeset_offline(tmp_path, export_tools
     written = export.export_report("smoke", executed, tmp_path / "report", log=print)
     pdf = written["pdf"]
     assert pdf is not None and pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5000
-    dom = export.render_dom(written["html"])
+    dom = render_dom(written["html"])
     assert "mjx-chtml" in dom or "MathJax_CHTML" in dom  # MathJax ran, from the local copy
     assert "Math Processing Error" not in dom
+
+
+def render_dom(html_path: Path) -> str:
+    """The page's DOM after headless Chromium has run its scripts (the maths typeset, offline)."""
+    chromium = export.find_chromium()
+    with tempfile.TemporaryDirectory(prefix="dipddpm-chromium-") as profile_dir:
+        cmd = export.chromium_command(chromium, html_path, Path(profile_dir) / "x.pdf",
+                                      Path(profile_dir), 30000)
+        cmd = [c for c in cmd if not c.startswith("--print-to-pdf")]
+        cmd.insert(-1, "--dump-dom")
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
 
 
 # --------------------------------------------------------------------------- the report's text
@@ -174,7 +187,10 @@ def test_copy_figures_copies_what_exists(tmp_path):
 
 def test_the_readme_carries_the_figure_map_and_the_single_point_command():
     readme = (REPO / "README.md").read_text()
-    for line in report.figure_map_markdown("quick").splitlines()[2:]:
+    for f in report.FIGURES:  # the README's figure map: each figure, its notebook, its command
+        line = (f"| `figures/quick/{f.name}` | {f.caption} | `notebooks/{f.chapter}.ipynb` (its "
+                f"`{f.source}`) | `papermill notebooks/{f.chapter}.ipynb out.ipynb -p profile quick`, "
+                f"then `06_report` copies it |")
         assert line in readme, f"README figure map is out of date: {line}"
     assert "snakemake -s workflow/Snakefile" in readme and "results/quick/ablations/" in readme
 

@@ -9,6 +9,11 @@ from dipddpm_lib import stopping
 from dipddpm_lib.stopping import Stop
 
 
+def online_statistic(recorder, outputs) -> np.ndarray:
+    """A recorder's statistic over a sequence of outputs (T×C×H×W), one image: shape T."""
+    return np.array([recorder.push(torch.as_tensor(o).unsqueeze(0))[0] for o in outputs])
+
+
 def u_curve(n=400, low=250):
     """A smooth U with its single minimum at iteration ``low`` (1-based)."""
     i = np.arange(1, n + 1, dtype=float)
@@ -30,7 +35,7 @@ def test_exp_moving_variance_follows_the_authors_recurrence():
         ema = (ema + alpha * d).clamp(0, 1)
         emv = (1 - alpha) * (emv + alpha * d.pow(2).mean().item())
         expect.append(emv)
-    got = stopping.exp_moving_variance(frames[:, 0], alpha)
+    got = online_statistic(stopping.ExpMovingVariance(alpha), frames[:, 0])
     assert np.isnan(got[0]) and np.allclose(got[1:], expect[1:], rtol=1e-12)
     # per image in a batch, the same numbers
     rec = stopping.ExpMovingVariance(alpha)
@@ -39,7 +44,7 @@ def test_exp_moving_variance_follows_the_authors_recurrence():
 
 
 def test_es_emv_is_zero_for_a_still_output_and_stops_at_the_minimum():
-    assert np.allclose(stopping.exp_moving_variance(torch.ones(5, 1, 4, 4))[1:], 0.0)
+    assert np.allclose(online_statistic(stopping.ExpMovingVariance(0.1), torch.ones(5, 1, 4, 4))[1:], 0.0)
     emv = np.r_[np.nan, u_curve()[1:]]  # the first entry is undefined, never the minimum
     assert stopping.es_emv_stop(emv, 100) == Stop(250, 350, True)
     assert stopping.es_emv_stop(emv[:300], 100) == Stop(250, 300, False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dipddpm_lib import build, sweep
+from dipddpm_lib import build, collate, results, sweep, tuned
 from dipddpm_lib.cache import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,15 +186,15 @@ def test_value_slug_and_format_value():
     assert sweep.value_slug([10, 50]) == "10-50"
     assert sweep.value_slug({"scales": 3, "channels": 16}) == "channels-16_scales-3"
     assert sweep.value_slug("a/b c") == "a_b_c"
-    assert sweep.format_value({"scales": 3}) == "scales=3" and sweep.format_value([5]) == "[5]"
+    assert results.format_value({"scales": 3}) == "scales=3" and results.format_value([5]) == "[5]"
 
 
 def test_lookup_wildcards_and_patterns():
     m = {"methods": {"ddim_10": {"fid": 1}, "dpmpp_10": {"fid": 2}},
          "per_image": {"a": {"psnr": 3}, "b": {"psnr": 4}}}
-    assert sweep.lookup(m, "per_image.*.psnr") == [("a", 3), ("b", 4)]
-    assert sweep.lookup(m, "methods.ddim_*.fid") == [("", 1)]
-    assert sweep.lookup(m, "methods.nope.fid") == []
+    assert collate.lookup(m, "per_image.*.psnr") == [("a", 3), ("b", 4)]
+    assert collate.lookup(m, "methods.ddim_*.fid") == [("", 1)]
+    assert collate.lookup(m, "methods.nope.fid") == []
 
 
 # --------------------------------------------------------------------------- points (as the build writes them)
@@ -229,18 +229,18 @@ def test_points_are_collected_into_the_tidy_table(nbdir):
     assert copied["copied_from"] == "gx/x=2" and copied["wall_s"] == 1.5  # gy's y=0 is gx's x=2
     assert all(sweep.is_done(pt, "quick") for g in grids for pt in sweep.grid_points(g, "quick", root))
 
-    rows, missing = sweep.collect(grids, "quick", root)
+    rows, missing = collate.collect(grids, "quick", root)
     assert not missing
     assert {(r["grid"], r["metric"], r["key"]) for r in rows} >= {("gx", "score", "a"), ("gx", "score", "b"),
                                                                    ("gx", "cost", ""), ("gy", "score", "")}
-    table = sweep.read_table(sweep.write_table(rows, root / "table.csv"))
+    table = collate.read_table(collate.write_table(rows, root / "table.csv"))
     assert len(table) == len(rows) and table[0]["value"] == 1 and table[0]["seeds"] == [0, 1, 2]
-    choice = sweep.choose_value(table, grids[0])
+    choice = collate.choose_value(table, grids[0])
     assert choice["best"]["value"] == 3 and choice["chosen"]["value"] == 3 and choice["separated"]
     assert choice["best"]["mean"] == pytest.approx(3.0)
     assert choice["best"]["ci95"] == pytest.approx(0.18, abs=0.005)  # the 95 % t-interval, two keys combined
-    assert sweep.choose_value(table, grids[1]) is None  # a condition: nothing is chosen
-    assert [c["value"] for c in sweep.grid_curve(table, grids[1], "score")] == [0, 5]
+    assert collate.choose_value(table, grids[1]) is None  # a condition: nothing is chosen
+    assert [c["value"] for c in collate.grid_curve(table, grids[1], "score")] == [0, 5]
 
 
 def test_a_point_with_changed_parameters_is_not_done(nbdir):
@@ -250,7 +250,7 @@ def test_a_point_with_changed_parameters_is_not_done(nbdir):
     changed = sweep.load_grids("quick", write_grids(nbdir, GRIDS.replace("{y: 0, x: 2}", "{y: 1}")),
                                only=["gx"])
     assert not any(sweep.is_done(pt, "quick") for pt in sweep.grid_points(changed[0], "quick", root))
-    rows, missing = sweep.collect(changed, "quick", root)
+    rows, missing = collate.collect(changed, "quick", root)
     assert rows == [] and len(missing) == 3
 
 
@@ -272,17 +272,17 @@ def _grid_rows(points):
 def test_choose_prefers_the_cheapest_value_within_the_95_interval(nbdir):
     grid = _cost_grid(nbdir, default=3)
     rows = _grid_rows([(1, 10.0, 1.0), (2, 12.0, 2.0), (3, 12.3, 4.0)])
-    choice = sweep.choose_value(rows, grid)
+    choice = collate.choose_value(rows, grid)
     assert choice["best"]["value"] == 3 and choice["chosen"]["value"] == 2
     assert not choice["separated"]
     assert choice["reason"] == "cheapest" and choice["cost"] == {"1": 1.0, "2": 2.0, "3": 4.0}
 
     no_cost = sweep.Grid("g", grid.notebook, "x", (1, 2, 3), metrics={"q": "q"},
                          choose={"metric": "q", "higher_is_better": True}, default=2)
-    choice = sweep.choose_value(rows, no_cost)  # the chapters' 2 is within the spread of 3: kept
+    choice = collate.choose_value(rows, no_cost)  # the chapters' 2 is within the spread of 3: kept
     assert choice["chosen"]["value"] == 2 and choice["reason"] == "default"
     far = [dict(r, std=0.01) for r in rows]  # now 3 is clearly best: chosen
-    choice = sweep.choose_value(far, no_cost)
+    choice = collate.choose_value(far, no_cost)
     assert choice["chosen"]["value"] == 3 and choice["reason"] == "best" and choice["separated"]
 
 
@@ -291,10 +291,10 @@ def test_choose_keeps_the_chapters_setting_unless_the_tune_photos_resolve_a_bett
     cheaper value is just as good: tuning changes a setting only on evidence."""
     grid = _cost_grid(nbdir, default=2)
     rows = _grid_rows([(1, 12.1, 1.0), (2, 12.0, 2.0), (3, 12.3, 4.0)])
-    choice = sweep.choose_value(rows, grid)
+    choice = collate.choose_value(rows, grid)
     assert choice["chosen"]["value"] == 2 and choice["reason"] == "default"
     resolved = [dict(r, std=0.01) for r in rows]  # now 3 beats the default: the best is taken
-    choice = sweep.choose_value(resolved, grid)
+    choice = collate.choose_value(resolved, grid)
     assert choice["chosen"]["value"] == 3 and choice["reason"] == "best"
 
 
@@ -315,7 +315,7 @@ def test_real_papermill_points(nbdir):
     assert sweep.is_done(ok, "smoke")
     with pytest.raises(Exception) as err:
         build.run_point(bad, "smoke")
-    assert sweep.error_summary(err.value) == "RuntimeError: x = 2 fails on purpose"  # the notebook's own
+    assert build.error_summary(err.value) == "RuntimeError: x = 2 fails on purpose"  # the notebook's own
     assert "x = 2 fails on purpose" in (bad.failed_folder / "error.txt").read_text()
     assert (bad.failed_folder / "99_dummy.ipynb").exists() and not bad.folder.exists()
 
@@ -362,16 +362,16 @@ def test_only_grids_whose_value_a_chapter_uses_choose_and_they_run_on_tune_photo
             for g in grids for v in g.values for m in g.metrics]
     for g in grids:
         if g.name not in TUNING_GRIDS:
-            assert sweep.choose_value(rows, g) is None
+            assert collate.choose_value(rows, g) is None
 
 
 def test_stage_schedules_agree_with_the_chapter():
     from dipddpm_lib.methods.guided_dip import STAGE_SCHEDULES
 
     for s in STAGE_SCHEDULES:
-        assert sweep.check_tuned_value("es_stage_schedule", s) == s
+        assert tuned.check_tuned_value("es_stage_schedule", s) == s
     with pytest.raises(ValueError, match="linear, cosine, log"):
-        sweep.check_tuned_value("es_stage_schedule", "quadratic")
+        tuned.check_tuned_value("es_stage_schedule", "quadratic")
 
 
 PHOTO_NB = DUMMY_PARAMETERS + "images = None\n"
@@ -429,8 +429,8 @@ def test_collate_writes_the_chosen_settings_and_records_a_failed_grid(nbdir):
     grid_file = write_grids(nbdir, GRIDS)
     grids = sweep.load_grids("quick", grid_file)
     fake_points(grids, "quick", root)
-    path = sweep.collate_tuned("quick", root, root / "tuned.json", grid_file, log=lambda s: None)
-    doc = sweep.read_tuned(path, "quick")
+    path = collate.collate_tuned("quick", root, root / "tuned.json", grid_file, log=lambda s: None)
+    doc = tuned.read_tuned(path, "quick")
     e = doc["settings"]["es_stage_iterations"]
     assert e["value"] == 3 and e["grid"] == "gx" and e["metric"] == "score" and e["reason"] == "best"
     assert e["seeds"] == [0, 1, 2] and e["n_seeds"] == 3 and e["reason"] in ("best", "default", "cheapest")
@@ -440,25 +440,25 @@ def test_collate_writes_the_chosen_settings_and_records_a_failed_grid(nbdir):
 
     failing = write_grids(nbdir, GRIDS.replace("{y: 0, x: 2}", "{y: 0, x: 2, fail_at: 3}"))
     fake_points(sweep.load_grids("quick", failing), "quick", nbdir.parent / "results2")
-    doc = sweep.read_tuned(sweep.collate_tuned("quick", nbdir.parent / "results2", root / "tuned.json",
+    doc = tuned.read_tuned(collate.collate_tuned("quick", nbdir.parent / "results2", root / "tuned.json",
                                                failing, log=lambda s: None))
     assert doc["settings"] == {}
     assert "x=3 of grid gx have no result" in doc["untuned"]["es_stage_iterations"]["reason"]
 
 
 def _tuned_doc(**settings):
-    return {"version": sweep.TUNED_VERSION, "profile": "smoke", "tune_photos": ["rocket"],
+    return {"version": tuned.TUNED_VERSION, "profile": "smoke", "tune_photos": ["rocket"],
             "settings": {f: {"value": v, "grid": "g", "metric": "m", "photos": ["rocket"],
                              "reason": "best"} for f, v in settings.items()},
             "untuned": {}}
 
 
 def test_tuned_file_round_trip_is_atomic_and_checked(tmp_path):
-    path = sweep.write_tuned(_tuned_doc(dip_scales=2, es_stage_schedule="log"), tmp_path / "t.json")
-    assert sweep.read_tuned(path, "smoke")["settings"]["dip_scales"]["value"] == 2
+    path = tuned.write_tuned(_tuned_doc(dip_scales=2, es_stage_schedule="log"), tmp_path / "t.json")
+    assert tuned.read_tuned(path, "smoke")["settings"]["dip_scales"]["value"] == 2
     before = path.read_text()
     with pytest.raises(ValueError, match=r"tuned dip_lr .* must be a number in \(0, 1\]"):
-        sweep.write_tuned(_tuned_doc(dip_lr=5.0), path)
+        tuned.write_tuned(_tuned_doc(dip_lr=5.0), path)
     assert path.read_text() == before  # the old file is untouched
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]  # no temporary file left
 
@@ -478,16 +478,16 @@ def test_a_bad_or_missing_tuned_file_is_a_clear_error(tmp_path, content, error, 
     if content is not None:
         path.write_text(content)
     with pytest.raises(error, match=match):
-        sweep.read_tuned(path, "smoke")
+        tuned.read_tuned(path, "smoke")
     with pytest.raises(error, match=match):
-        sweep.tuned_overrides("smoke", path, "04_early_stopping")
+        tuned.tuned_overrides("smoke", path, "04_early_stopping")
 
 
 def test_tuned_overrides_precedence_and_fallback(tmp_path):
     doc = _tuned_doc(dip_scales=1, es_num_stages=3)
     doc["untuned"] = {"es_stage_schedule": {"grid": "es_schedule", "reason": "point x failed"}}
-    path = sweep.write_tuned(doc, tmp_path / "tuned.json")
-    over, rec = sweep.tuned_overrides("smoke", path, "04_early_stopping", {"es_num_stages": 4})
+    path = tuned.write_tuned(doc, tmp_path / "tuned.json")
+    over, rec = tuned.tuned_overrides("smoke", path, "04_early_stopping", {"es_num_stages": 4})
     assert over == {"dip_scales": 1}  # the explicit parameter wins over the file
     s = rec["settings"]
     assert s["dip_scales"]["source"] == "tuned" and s["dip_scales"]["photos"] == ["rocket"]
@@ -496,11 +496,11 @@ def test_tuned_overrides_precedence_and_fallback(tmp_path):
     assert s["es_stage_schedule"]["source"] == "profile (fallback)" and rec["fallback"] == ["es_stage_schedule"]
     assert "point x failed" in s["es_stage_schedule"]["note"]
     assert s["dip_lr"]["source"] == "profile" and s["dip_lr"]["value"] == 0.01
-    table = sweep.settings_table(rec)
+    table = tuned.settings_table(rec)
     assert "| `dip_scales` | 1 | tuned | grid " in table and "| profile (fallback) | not tuned: point x failed |" in table
-    over, rec = sweep.tuned_overrides("smoke", path, "02_dip_baseline")
+    over, rec = tuned.tuned_overrides("smoke", path, "02_dip_baseline")
     assert over == {"dip_scales": 1} and set(rec["settings"]) == {"dip_scales", "dip_channels", "dip_lr"}
-    over, rec = sweep.tuned_overrides("smoke", None, "02_dip_baseline")
+    over, rec = tuned.tuned_overrides("smoke", None, "02_dip_baseline")
     assert over == {} and rec["tuned_file"] is None
     assert all(e["source"] == "profile" for e in rec["settings"].values())
-    assert "| profile | no tuned-settings file given |" in sweep.settings_table(rec)
+    assert "| profile | no tuned-settings file given |" in tuned.settings_table(rec)

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dipddpm_lib import build, sweep
+from dipddpm_lib import build, collate, sweep
 from test_sweep import write_dummy, write_grids
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,7 +210,7 @@ def test_a_failing_point_does_not_stop_the_others_and_is_named(failing_points):
     copied = json.loads((abl / "gy" / "y=0" / "point.json").read_text())
     assert copied["copied_from"] == "gx/x=2"  # identical to gx/x=2: copied, not run again
     grids = sweep.load_grids("smoke", grid_file)
-    rows, missing = sweep.collect(grids, "smoke", abl)
+    rows, missing = collate.collect(grids, "smoke", abl)
     assert [f"{p.grid.name}/{p.name}" for p in missing] == ["gx/x=3"]
 
     pending = snakemake("--dry-run", "--cores", "1", *targets, root=root, config=config)
@@ -288,4 +288,4 @@ def test_every_grid_reads_numbers_its_chapter_writes(smoke_build):
     for g in grids.values():
         metrics = smoke_build.metrics(g.notebook_name)
         for label, path in g.metrics.items():
-            assert sweep.lookup(metrics, path), f"grid {g.name}: {label} = {path} not in {g.notebook_name}"
+            assert collate.lookup(metrics, path), f"grid {g.name}: {label} = {path} not in {g.notebook_name}"

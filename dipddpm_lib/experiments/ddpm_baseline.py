@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ..cache import Cache
 from ..compute import count_flops
-from ..ddpm import BETA_SCHEDULES, SAMPLERS, TrainedDDPM, make_scheduler, sample_cached
+from ..ddpm import BETA_SCHEDULES, SAMPLERS, TrainedDDPM, sample_cached
 from ..errors import check_choice, check_images, check_positive_int, check_seeds
 from ..features import check_scoring
 from ..metrics import CONTROLS, PR_K, blur_kernel, control_sets, scorer_for, test_subset
@@ -392,18 +392,3 @@ def comparison_table(comparisons: dict, baseline_label: str) -> str:
     return markdown_table(rows, {"method": "method", "fid": f"ΔFID vs {baseline_label}",
                                  "precision": "Δprecision", "recall": "Δrecall", "verdict":
                                  "verdict", "better_on": "better on", "worse_on": "worse on"})
-
-
-SCHEDULER_KNOBS = ("clip_sample", "set_alpha_to_one", "algorithm_type", "solver_order",
-                   "thresholding", "sample_max_value", "lambda_min_clipped", "final_sigmas_type",
-                   "timestep_spacing", "prediction_type")
-
-
-def scheduler_settings(beta_schedule: str, methods, num_train_timesteps: int = 1000) -> dict:
-    """Each sampler's diffusers scheduler class and ``SCHEDULER_KNOBS`` settings, JSON-safe."""
-    def plain(v):  # floats finite or as text
-        ok = isinstance(v, (str, bool, int)) or v is None
-        return v if ok else float(v) if np.isfinite(v) else str(float(v))
-    made = {s: make_scheduler(beta_schedule, s, num_train_timesteps) for s in dict.fromkeys(m.sampler for m in methods)}
-    return {s: {"class": type(sc).__name__, **{k: plain(sc.config[k]) for k in SCHEDULER_KNOBS
-                                               if k in sc.config}} for s, sc in made.items()}

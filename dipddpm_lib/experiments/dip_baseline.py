@@ -296,7 +296,7 @@ def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
     ``inpaint_image`` (default: the first image) / ``sr4_image`` (the last). ``tuned``: the
     grids' ``tuned.json``, whose DIP depth, width and lr replace the profile's (an ``arch`` key
     or ``lr`` given here wins over both)."""
-    from ..sweep import tuned_overrides
+    from ..tuned import tuned_overrides
 
     given = dict(arch or {}) if isinstance(arch, dict) else {}
     overrides, record = tuned_overrides(profile, tuned, NOTEBOOK, {

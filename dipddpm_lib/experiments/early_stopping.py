@@ -21,7 +21,7 @@ from .. import dip
 from ..cache import Cache, cached, digest
 from ..data import load_photo
 from ..ddpm import BETA_SCHEDULES
-from ..errors import check_choice, check_positive_int, check_sigma
+from ..errors import check_choice, check_positive_int, check_seeds, check_sigma
 from ..methods.guided_dip import ProgressiveTargets, stage_noise_levels
 from ..profiles import check_device, get_profile
 from ..methods.sure_dip import SURE_PROBE_EVERY, fit_sure_dip
@@ -82,9 +82,7 @@ class StoppingSetup:
         for s in self.sigmas:
             if not 0 < check_sigma(s):
                 raise ValueError(f"sigma must be > 0 for denoising, got {s}")
-        for s in self.seeds:
-            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-                raise ValueError(f"seeds must be non-negative integers, got {s!r}")
+        check_seeds(self.seeds)
         check_positive_int("fixed_iterations", self.fixed_iterations)
         if not 0 < self.paper_scale <= 10:
             raise ValueError(f"paper_scale must be in (0, 10], got {self.paper_scale}")
@@ -144,14 +142,13 @@ def make_setup(profile: str, seeds=None, tuned=None, device=None, **knobs):
     """``(profile, setup, settings)`` for the notebook: knobs left at None take the value in
     the ``tuned`` file (``tuned.json`` of the ablation grids' collate step: DIP depth, width,
     learning rate and the stage settings), else the profile's. ``settings`` records where each
-    tunable setting came from (:func:`dipddpm_lib.sweep.tuned_overrides`). Every knob and
+    tunable setting came from (:func:`dipddpm_lib.tuned.tuned_overrides`). Every knob and
     tuned value is checked here, before any work, and the ``device`` (default: the
     profile's; :func:`~dipddpm_lib.profiles.check_device`)."""
-    from ..sweep import tuned_overrides
+    from ..tuned import tuned_overrides
 
-    unknown = sorted(set(knobs) - set(KNOBS))
-    if unknown:
-        raise ValueError(f"unknown knob(s) {unknown}; valid knobs: {sorted(KNOBS)}")
+    for k in knobs:
+        check_choice("knob", k, KNOBS)
     given = {KNOBS[k]: v for k, v in knobs.items() if v is not None}
     overrides, settings = tuned_overrides(profile, tuned, NOTEBOOK, given)
     prof = check_device(get_profile(profile, **{**overrides, **given},
@@ -191,9 +188,8 @@ def _cache_config(kind: str, setup: StoppingSetup, cfg: dip.DIPConfig, profile, 
     else:  # nor the plain run the stage settings: points that vary them share one plain run
         for knob in ("num_stages", "stage_iterations", "stage_schedule", "start_ratio"):
             keyed.pop(knob)
-    return {"kind": kind, "setup": keyed,
-            "net": dataclasses.asdict(cfg), "fit": _fit_kwargs(profile),
-            "seed": seed}
+    return {"kind": kind, "setup": keyed, "net": dataclasses.asdict(cfg),
+            "fit": _fit_kwargs(profile), "seed": seed}
 
 
 @dataclass
@@ -209,7 +205,6 @@ class ReferenceRun:
     outputs: dict[str, torch.Tensor]
     flops_per_iteration: float
     wall_s: float
-
 
 
 def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None = None,
@@ -364,8 +359,7 @@ def run_guided(setup: StoppingSetup, profile, seed: int, cache: Cache | None = N
     return GuidedRun(seed, [Stop(*s) for s in meta["stops"]], tensors["outputs"],
                      tensors["stage_outputs"], tensors["stage_residual"].double().numpy(),
                      tensors["stage_absorbed"].double().numpy(), stds, timesteps,
-                     _histories(tensors),
-                     meta["flops_per_iteration"], meta["wall_s"])
+                     _histories(tensors), meta["flops_per_iteration"], meta["wall_s"])
 
 
 @dataclass

@@ -303,7 +303,7 @@ def make_config(profile, photos=None, sigmas=None, seeds=None, methods=None, t0_
     seeds, methods. Returns ``(config, photos, record)``, where ``record`` says where each
     tuned setting came from (parameter, tuned file or profile)."""
     from ..data import check_photos
-    from ..sweep import tuned_overrides
+    from ..tuned import tuned_overrides
 
     unknown = sorted(set(settings) - set(PARAMETER_FIELDS))
     if unknown:

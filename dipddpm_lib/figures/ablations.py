@@ -7,7 +7,9 @@ import textwrap
 
 import matplotlib.pyplot as plt
 
-from ..sweep import Grid, format_value, headline_metric, value_slug
+from ..collate import headline_metric
+from ..results import format_value
+from ..sweep import Grid, value_slug
 
 
 def _log_x(values) -> bool:
