@@ -104,3 +104,22 @@ def test_no_number_is_typed_into_notebook_markdown():
     for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
         hits = typed_numbers(json.loads(nb.read_text())["cells"])
         assert not hits, f"{nb.name}: typed numbers in Markdown: {hits}"
+
+
+def test_no_notebook_import_hides_one_of_its_parameters():
+    """`from dipddpm_lib import tuned` in a notebook whose parameter is `tuned` silently
+    replaces the parameter by the module: no import may bind a parameter's name."""
+    import ast
+
+    for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cells = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+        params = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+        if params is None:
+            continue
+        names = {t.id for node in ast.parse("".join(params["source"])).body if isinstance(node, ast.Assign)
+                 for t in node.targets if isinstance(t, ast.Name)}
+        for cell in cells:
+            for node in ast.walk(ast.parse("".join(cell["source"]))):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    bound = {(a.asname or a.name).split(".")[0] for a in node.names}
+                    assert not bound & names, f"{nb.name}: an import binds parameter(s) {bound & names}"
