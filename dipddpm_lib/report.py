@@ -182,7 +182,7 @@ def _dip_section(m: dict) -> str:
 
 def _integration_section(m: dict) -> str:
     """Chapter 03's equal-FLOPs tables (tasks A and B)."""
-    from .experiments import dip_init_ddpm as ch03
+    from .experiments import dip_init_ddpm_results as ch03
 
     gen, den = m["generation"], m["denoising"]
     columns = {"method": "method", "gflops": "GFLOPs/img", "DDIM": "DDIM, equal FLOPs",

@@ -8,6 +8,7 @@ from dipddpm_lib.cache import Cache
 from dipddpm_lib.data import load_digits
 from dipddpm_lib.dip import DIPConfig
 from dipddpm_lib.experiments import dip_init_ddpm as exp
+from dipddpm_lib.experiments import dip_init_ddpm_results as exr
 from dipddpm_lib.methods import dip_t0 as dt, tdpm_dip as td
 
 CFG = DIPConfig(scales=2, channels=8, skip_channels=2, input_depth=8)
@@ -155,14 +156,14 @@ def test_denoising_verdict_weighs_the_spread_and_the_equal_flops_twin(tdpm, twin
     summary = _psnr_summary(tdpm_dip=tdpm, ddim_eq_tdpm_dip=twin, ddpm_all=(11.2, 11.9, 11.7),
                             ddim_1=(13.9, 13.7, 14.1), dip_fixed=(5.6, 5.5, 5.7),
                             dip_oracle_peak=(9.5, 9.1, 9.9), noisy_rescaled=(4.8, 4.7, 4.9))
-    cmp = exp.equal_compute_comparison(summary, "psnr", True, {"DDIM": "ddim_eq_{name}"})
-    v = exp.verdict_denoising(summary, cmp)
+    cmp = exr.equal_compute_comparison(summary, "psnr", True, {"DDIM": "ddim_eq_{name}"})
+    v = exr.verdict_denoising(summary, cmp)
     assert v["best_dip_method"] == "tdpm_dip" and v["beats_ddpm_chain"] is beats
     assert v["margin_db"] == pytest.approx(sum(tdpm) / 3 - 11.6) and v["margin_n_seeds"] == 3
     assert v["best_non_dip_method"] == "ddim_1" and v["n_dip_methods"] == 1
     assert "text" not in v  # sentences are the notebook's
     assert v["gain_over_ddim_at_equal_flops_db"] == pytest.approx((sum(tdpm) - sum(twin)) / 3)
-    twin_diff = exp.paired(summary["tdpm_dip"], summary["ddim_eq_tdpm_dip"], "psnr")
+    twin_diff = exr.paired(summary["tdpm_dip"], summary["ddim_eq_tdpm_dip"], "psnr")
     assert (None if not twin_diff["resolved"] else twin_diff["mean"] > 0) is adds
 
 
@@ -170,7 +171,7 @@ def test_denoising_verdict_within_the_spread_is_not_a_win():
     summary = _psnr_summary(tdpm_dip=(11.4, 11.7, 12.0), ddim_eq_tdpm_dip=(12.4, 12.7, 13.0),
                             ddpm_all=(11.2, 11.9, 11.7), dip_fixed=(5.6, 5.5, 5.7),
                             dip_oracle_peak=(9.5, 9.1, 9.9), noisy_rescaled=(4.8, 4.7, 4.9))
-    v = exp.verdict_denoising(summary, [])
+    v = exr.verdict_denoising(summary, [])
     assert v["beats_ddpm_chain"] is False and v["wins_vs_ddim_equal_flops"] == 0
 
 
@@ -179,13 +180,13 @@ def test_equal_flops_wins_are_paired_over_seeds():
     ten times wider; a larger mean gain that flips sign across seeds is not."""
     summary = _psnr_summary(a=(10.1, 12.1, 14.1), ddim_eq_a=(10.0, 12.0, 14.0),
                             b=(11.0, 13.5, 13.0), ddim_eq_b=(10.0, 12.0, 14.0))
-    cmp = {r["method"]: r for r in exp.equal_compute_comparison(
+    cmp = {r["method"]: r for r in exr.equal_compute_comparison(
         summary, "psnr", True, {"DDIM": "ddim_eq_{name}"})}
     assert cmp["a"]["wins vs DDIM"] and not cmp["a"]["loses vs DDIM"]
     assert not cmp["b"]["wins vs DDIM"] and not cmp["b"]["loses vs DDIM"]
-    lower = exp.equal_compute_comparison(summary, "psnr", False, {"DDIM": "ddim_eq_{name}"})
+    lower = exr.equal_compute_comparison(summary, "psnr", False, {"DDIM": "ddim_eq_{name}"})
     assert {r["method"]: r["loses vs DDIM"] for r in lower} == {"a": True, "b": False}
-    rows = {r["method"]: r for r in exp.equal_flops_rows(list(cmp.values()), "psnr")}
+    rows = {r["method"]: r for r in exr.equal_flops_rows(list(cmp.values()), "psnr")}
     assert rows["a"]["DDIM"].endswith("; wins") and rows["b"]["DDIM"].endswith("; not resolved")
     assert rows["a"]["psnr"]["mean"] == pytest.approx(12.1)
 
@@ -202,19 +203,19 @@ def test_generation_speedup_in_flops_and_wall_and_never_for_near_copies():
                "tdpm_new": entry(8.5, 0.25, 2.0, 30.0),   # new samples: FLOPs x25, wall x2
                "dip_copy": entry(8.1, 0.01, 1.0, 20.0)}   # a near-copy of its reference
     cmp = [{"method": "tdpm_new"}, {"method": "dip_copy"}]
-    v = exp.verdict_generation(summary, cmp)
+    v = exr.verdict_generation(summary, cmp)
     assert v["new"]["speedup_vs_ddpm_at_matched_fid"] == pytest.approx(25.0)
     assert v["new"]["wall_speedup_vs_ddpm_at_matched_fid"] == pytest.approx(2.0)
     assert "speedup_vs_ddpm_at_matched_fid" not in v["copy"]
     assert v["new"]["best"] == "tdpm_new" and v["copy"]["best"] == "dip_copy"
     assert v["baseline_speedup_vs_ddpm_at_matched_fid"] is None  # DDIM-20 does not match FID 9
-    assert exp.near_copies(summary, cmp) == (pytest.approx(0.15), {"dip_copy"})
+    assert exr.near_copies(summary, cmp) == (pytest.approx(0.15), {"dip_copy"})
     # the chain is named by its own step count
     short = {("ddpm_50" if k == "ddpm_1000" else k): e for k, e in summary.items()}
-    v = exp.verdict_generation(short, cmp)
+    v = exr.verdict_generation(short, cmp)
     assert v["ddpm_chain"] == "DDPM-50" and v["ddpm_fid"] == pytest.approx(9.0)
     with pytest.raises(ValueError, match="one DDPM chain"):
-        exp.verdict_generation({**short, "ddpm_100": short["ddpm_50"]}, cmp)
+        exr.verdict_generation({**short, "ddpm_100": short["ddpm_50"]}, cmp)
 
 
 @pytest.mark.parametrize("method,label", [

@@ -8,7 +8,8 @@ import numpy as np
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from ..experiments import photo_denoising as task_c
-from ..experiments.dip_init_ddpm import ddpm_chain_key, method_label
+from ..experiments.dip_init_ddpm import method_label
+from ..experiments.dip_init_ddpm_results import ddpm_chain_key
 from ..metrics import psnr
 from ..plots import image_grid, metric_vs_compute
 
