@@ -168,11 +168,12 @@ def test_the_project_grid_file_is_valid_and_covers_the_required_ablations():
         # quick leaves the β-schedule grid out (its cosine point trains a second DDPM), the
         # digit tasks' t_noise and t0 observations (chapter 03's time goes to the photographs),
         # the grids that repeat what a chapter shows itself (DDIM's step counts, DIP's count),
-        # and the tuning of chapter 04's stage spacing (kept at the profile's)
+        # and the tuning of chapter 04's stage spacing (kept at the profile's); smoke, the
+        # build the tests run, leaves out the same
         expected = required - ({("01_ddpm_baseline", "beta_schedule"), ("03_dip_init_ddpm", "t_noise"),
                                 ("03_dip_init_ddpm", "t0_list"), ("01_ddpm_baseline", "sampler_steps"),
                                 ("02_dip_baseline", "iterations"), ("04_early_stopping", "stage_schedule")}
-                               if profile == "quick" else set())
+                               if profile in ("quick", "smoke") else set())
         assert expected <= {(g.notebook_name, g.parameter) for g in grids}
         assert all(len(g.values) >= 2 for g in grids)
         sizes[profile] = {g.name: len(g.values) for g in grids}
@@ -335,7 +336,8 @@ TUNING_GRIDS = {"dip_depth": {"dip_scales"}, "dip_width": {"dip_channels"}, "dip
                 "red_refresh": {"photo_red_refresh"}, "blend_lambda": {"photo_target_lambda"},
                 "photo_dip_iterations": {"photo_dip_iterations"}}
 #: smoke leaves some of chapter 03's photograph grids out (each point is a notebook run)
-SMOKE_WITHOUT = {"red_sigma_eff", "red_refresh", "blend_lambda", "photo_dip_iterations"}
+SMOKE_WITHOUT = {"red_sigma_eff", "red_refresh", "blend_lambda", "photo_dip_iterations", "es_schedule",
+                 "es_start_ratio"}  # the tests' build: seconds
 QUICK_WITHOUT = {"red_refresh", "blend_lambda", "es_schedule", "es_start_ratio"}  # quick keeps the profile's values (time)
 
 
