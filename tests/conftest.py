@@ -66,3 +66,11 @@ def failing_points(tmp_path_factory):
     targets = point_targets(grid_file, root)
     done = snakemake("--cores", "2", "--keep-going", *targets, root=root, config=config)
     return grid_file, root, config, targets, done
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (--dist loadgroup), every test that reads the smoke build runs on the
+    worker that builds it, so that no other worker waits for it."""
+    for item in items:
+        if "smoke_build" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("smoke_build"))
