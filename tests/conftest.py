@@ -68,6 +68,7 @@ def failing_points(tmp_path_factory):
     return grid_file, root, config, targets, done
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (--dist loadgroup), every test that reads the smoke build runs on the
     worker that builds it, so that no other worker waits for it."""
