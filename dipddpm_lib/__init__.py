@@ -1,8 +1,21 @@
-"""dipddpm_lib: the helper library behind the dipddpm report (DIP × DDPM)."""
-from .cache import Cache
-from .compute import Compute, Timer, count_flops
-from .profiles import PROFILES, Profile, get_profile
+"""dipddpm_lib: the helper library behind the dipddpm report (DIP × DDPM).
+
+Importing the package imports no torch: the report build's steps (``dipddpm_lib.build``, run
+once per job) stay light. The names below load their module on first use.
+"""
+from importlib import import_module
+
 from .repro import from_environment as _deterministic_from_env
+
+_LAZY = {"Cache": "cache", "Compute": "compute", "Timer": "compute", "count_flops": "compute",
+         "PROFILES": "profiles", "Profile": "profiles", "get_profile": "profiles"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _deterministic_from_env()
 

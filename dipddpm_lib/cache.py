@@ -12,16 +12,18 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import dataclasses
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
+
+if TYPE_CHECKING:  # annotations only: importing this module imports no torch
+    import torch
 
 _TENSORS = "tensors.safetensors"
 _META = "meta.json"
@@ -131,6 +133,8 @@ class Cache:
             for name, digest in meta["_files"].items():
                 if file_digest(entry / name) != digest:
                     raise ValueError(f"checksum mismatch for {name}")
+            from safetensors.torch import load_file
+
             tensors = load_file(entry / _TENSORS) if _TENSORS in meta["_files"] else {}
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
             warnings.warn(f"cache entry {entry} is damaged ({err}); recomputing it")
@@ -147,6 +151,8 @@ class Cache:
         try:
             files = {}
             if tensors:
+                from safetensors.torch import save_file
+
                 save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
                           tmp / _TENSORS)
                 files[_TENSORS] = file_digest(tmp / _TENSORS)
@@ -182,11 +188,18 @@ class Cache:
         return self.get(kind, config)
 
 
+def is_tensor(x) -> bool:
+    """``isinstance(x, torch.Tensor)`` without importing torch (no tensor exists before it is
+    imported): the report build's steps import this module and never torch."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def digest(x) -> str | None:
     """Short SHA-256 of an array's or tensor's shape, dtype and values (None for None)."""
     if x is None:
         return None
-    a = x.detach().cpu().contiguous().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    a = x.detach().cpu().contiguous().numpy() if is_tensor(x) else np.asarray(x)
     a = np.ascontiguousarray(a)
     return hashlib.sha256(f"{a.shape}{a.dtype}".encode() + a.tobytes()).hexdigest()[:16]
 
@@ -194,7 +207,7 @@ def digest(x) -> str | None:
 def keyable(value):
     """``value`` as plain JSON for a cache key: tensors and arrays by :func:`digest`,
     dataclasses by their fields, tuples as lists, paths as strings; dict keys as strings."""
-    if isinstance(value, (torch.Tensor, np.ndarray)):
+    if is_tensor(value) or isinstance(value, np.ndarray):
         return digest(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return keyable(dataclasses.asdict(value))

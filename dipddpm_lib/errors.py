@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # annotations only: importing this module imports no torch
+    import torch
 
 
 def check_choice(what: str, value, choices: Iterable) -> None:
@@ -53,6 +56,8 @@ def check_sigma(sigma) -> float:
 def check_images(x: torch.Tensor, what: str = "image", channels: int | None = None,
                  min_size: int | None = None) -> torch.Tensor:
     """Check an N×C×H×W (or C×H×W) float tensor: finite values, channel count, minimum size."""
+    import torch  # here: the build's steps import this module without torch
+
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() not in (3, 4):

@@ -10,9 +10,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .cache import atomic_path, atomic_write_json
+from .cache import atomic_path, atomic_write_json, is_tensor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +25,7 @@ def output_dir(notebook: str, profile: str, override: str | None = None) -> Path
 
 def save_array(out_dir: str | Path, name: str, images) -> Path:
     """Save images as float32 N×C×H×W in [0,1] to ``<out_dir>/<name>.npy`` (atomically)."""
-    arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    arr = images.detach().cpu().numpy() if is_tensor(images) else np.asarray(images)
     arr = arr.astype(np.float32)
     if arr.ndim == 3:
         arr = arr[None]
