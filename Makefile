@@ -47,14 +47,15 @@ report: venv
 	    --config profile=$(PROFILE) threads=$(THREADS) $(if $(DATA),data_dir=$(abspath $(DATA))) \
 	    $(if $(DEVICE),device=$(DEVICE)) $(SNAKEFLAGS)
 
-# the suite on TEST_WORKERS pytest-xdist workers (the smoke-build tests stay on one), threads
-# shared out between them; `make test TEST_WORKERS=0` runs it in one process
+# the suite on TEST_WORKERS pytest-xdist workers, a test module at a time (the smoke build and
+# the tests reading it are one module, tests/test_build_smoke.py), threads shared out between
+# them; `make test TEST_WORKERS=0` runs it in one process
 TEST_WORKERS ?= $(shell c=$(CORES); [ $$c -gt 4 ] && echo 4 || echo $$c)
 TEST_THREADS := $(shell w=$(TEST_WORKERS); [ $$w -ge 1 ] || w=1; t=$$(( $(CORES) / $$w )); [ $$t -ge 1 ] && echo $$t || echo 1)
 
 test: venv
 	OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) $(PYTHON) -m pytest \
-	    $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+	    $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # a fresh token per start, passed to jupyter in its environment (not on the command line)
 lab: venv

@@ -46,8 +46,9 @@ def nb_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smoke_build(tmp_path_factory):
-    """The whole smoke report built once by Snakemake (tests/smokebuild.py); shared by the
-    pytest-xdist workers, each of which has its own session and temp folder below a common one."""
+    """The whole smoke report built once by Snakemake (tests/smokebuild.py), read by
+    tests/test_build_smoke.py; shared should another pytest-xdist worker ask for it (each has
+    its own session and temp folder below a common one)."""
     from smokebuild import shared_build
 
     base = tmp_path_factory.getbasetemp()
@@ -66,12 +67,3 @@ def failing_points(tmp_path_factory):
     targets = point_targets(grid_file, root)
     done = snakemake("--cores", "2", "--keep-going", *targets, root=root, config=config)
     return grid_file, root, config, targets, done
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (--dist loadgroup), every test that reads the smoke build runs on the
-    worker that builds it, so that no other worker waits for it."""
-    for item in items:
-        if "smoke_build" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("smoke_build"))

@@ -254,38 +254,3 @@ def test_a_killed_build_reruns_only_what_is_missing_or_incomplete(tmp_path):
     for name, mtime in done_before.items():  # finished points were not recomputed
         assert (abl / name / "point.json").stat().st_mtime_ns == mtime
     assert all((root / t).exists() for t in targets)
-
-
-# --------------------------------------------------------------------------- the whole report
-@pytest.mark.notebook
-def test_the_smoke_report_builds_then_a_rerun_does_nothing(smoke_build):
-    """The whole smoke report (conftest's smoke_build: Snakemake, an empty cache); the chapter
-    tests check each chapter's outputs."""
-    assert smoke_build.returncode == 0, smoke_build.log[-4000:]
-    root = smoke_build.root
-    report = root / "report" / "smoke"
-    assert (report / "report.html").stat().st_size > 0
-    timings = json.loads((report / "timings.json").read_text())["seconds"]
-    assert {"chapter/01_ddpm_baseline", "photo_prior", "chapter/06_report"} <= set(timings)
-    for ch in build.CHAPTERS:
-        assert (smoke_build.results / ch / "metrics.json").exists(), ch
-    tuned = json.loads((smoke_build.results / "tuned.json").read_text())
-    assert tuned["profile"] == "smoke" and tuned["settings"]
-    ablations = smoke_build.metrics("05_ablations")  # every real point ran and was collated
-    assert ablations["n_done"] == ablations["n_points"] == len(build.plan("smoke", smoke_build.results))
-    assert ablations["failed_points"] == [] and ablations["missing_points"] == []
-    report_m = smoke_build.metrics("06_report")
-    assert report_m["chapters_missing"] == [] and len(report_m["chapters_with_results"]) == 5
-    env = {"DIPDDPM_CACHE": str(smoke_build.cache)}
-    again = snakemake("--cores", "2", root=root, config=["profile=smoke", "install_tools=false"], env_extra=env)
-    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
-
-
-def test_every_grid_reads_numbers_its_chapter_writes(smoke_build):
-    """Smoke runs a few grids; every grid of every profile names metric paths that the smoke
-    build's run of its chapter (with the same sections) has."""
-    grids = {g.name: g for prof in ("full", "quick", "smoke") for g in sweep.load_grids(prof)}
-    for g in grids.values():
-        metrics = smoke_build.metrics(g.notebook_name)
-        for label, path in g.metrics.items():
-            assert collate.lookup(metrics, path), f"grid {g.name}: {label} = {path} not in {g.notebook_name}"
