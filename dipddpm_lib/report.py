@@ -9,6 +9,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import check_choice
 from .results import markdown_table, read_json
 from .tuned import settings_table
 
@@ -97,13 +98,6 @@ def copy_figures(profile: str, results_root: str | Path | None = None,
     return out
 
 
-def missing_note(chapter: str) -> str:
-    """The note the report shows for a chapter without results."""
-    return (f"> **Not available:** chapter `{chapter}` has no results for this profile yet "
-            f"(`results/<profile>/{chapter}/metrics.json` is missing). Run it with `make report` "
-            f"or `papermill notebooks/{chapter}.ipynb …`; this section fills in on the next build.")
-
-
 def _get(d, *keys):
     for k in keys:
         if not isinstance(d, dict) or k not in d:
@@ -146,18 +140,17 @@ def headline_numbers(results: dict) -> dict:
     return out
 
 
-def section_markdown(chapter: str, results: dict) -> str:
-    """A chapter's findings for the report, formatted by the chapter's own library code from
-    its stored results; a missing chapter, or one whose results do not have the expected
-    layout, gets a clear note instead."""
+def section_tables(chapter: str, results: dict) -> tuple[str | None, str | None]:
+    """A chapter's tables for the report, formatted by the chapter's own library code from its
+    stored results: ``(tables, None)``; ``(None, "missing")`` for a chapter without results;
+    ``(None, error)`` for results without the expected layout (the notebook says which)."""
     m = results.get(chapter)
     if m is None:
-        return missing_note(chapter)
+        return None, "missing"
     try:
-        return _SECTIONS[chapter](m)
+        return _SECTIONS[chapter](m), None
     except (KeyError, TypeError, ValueError, IndexError) as err:
-        return (f"> **Not available:** the stored results of `{chapter}` do not have the layout "
-                f"this report reads ({type(err).__name__}: {err}). Rerun the chapter.")
+        return None, f"{type(err).__name__}: {err}"
 
 
 def _ddpm_section(m: dict) -> str:
@@ -214,18 +207,10 @@ _SECTIONS = {"01_ddpm_baseline": _ddpm_section, "02_dip_baseline": _dip_section,
              "05_ablations": _ablations_section}
 
 
-def show_figure(name: str, paths: dict) -> None:
-    """Display a report figure (embedded PNG) with its caption, or a note where its chapter
-    has not made it yet (``paths`` from :func:`copy_figures`)."""
-    from IPython.display import Image, Markdown, display
-
-    fig = next(f for f in FIGURES if f.name == name)
-    if paths.get(name) is None:
-        display(Markdown(f"> **Figure not available:** `{fig.source}` of `{fig.chapter}` has not "
-                         f"been made yet."))
-        return
-    display(Image(filename=str(paths[name])))
-    display(Markdown(f"*{fig.caption} (`figures/…/{fig.name}`, from `{fig.chapter}`).*"))
+def figure(name: str) -> "Figure":
+    """The report figure called ``name`` (:data:`FIGURES`); an unknown name names the valid ones."""
+    check_choice("report figure", name, [f.name for f in FIGURES])
+    return next(f for f in FIGURES if f.name == name)
 
 
 def compute_rows(results: dict) -> list[dict]:

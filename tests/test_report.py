@@ -167,12 +167,19 @@ def synthetic_results() -> dict:
     }
 
 
-def test_a_missing_or_changed_chapter_gets_a_note_not_a_crash():
+def test_a_missing_or_changed_chapter_is_named_not_a_crash():
     res = synthetic_results()
-    assert "Not available" in report.section_markdown("02_dip_baseline", res)
-    assert "do not have the layout" in report.section_markdown("04_early_stopping", res)
-    table = report.section_markdown("05_ablations", res)
-    assert "| g | `x` | `3` | default | psnr | 27.00 ± 2.25 |" in table
+    assert report.section_tables("02_dip_baseline", res) == (None, "missing")
+    tables, problem = report.section_tables("04_early_stopping", res)  # not the layout it reads
+    assert tables is None and problem.startswith("KeyError")
+    table, problem = report.section_tables("05_ablations", res)
+    assert problem is None and "| g | `x` | `3` | default | psnr | 27.00 ± 2.25 |" in table
+
+
+def test_figure_finds_a_report_figure_by_name():
+    assert report.figure("ablations.png").chapter == "05_ablations"
+    with pytest.raises(ValueError, match="valid choices: ddpm_quality_vs_compute.png"):
+        report.figure("nope.png")
 
 
 def test_copy_figures_copies_what_exists(tmp_path):
@@ -199,7 +206,7 @@ def test_the_report_notebook_shows_every_figure_it_copies():
     nb = nbformat.read(REPO / "notebooks" / "06_report.ipynb", as_version=4)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     for fig in report.FIGURES:
-        assert f'report.show_figure("{fig.name}"' in source, fig.name
+        assert f'show_figure("{fig.name}")' in source, fig.name
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # saved un-executed
 
 
