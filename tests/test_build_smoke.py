@@ -163,8 +163,14 @@ def test_chapter_02_stores_what_it_reports(smoke_build):
     src, tuned = metrics["settings_source"], read_tuned(smoke_build.results / "tuned.json")
     assert src["tuned_file"] == smoke_build.parameters("02_dip_baseline")["tuned"]
     assert set(src["settings"]) == {"dip_scales", "dip_channels", "dip_lr"}
+    # smoke tunes the depth only (its width and lr grids have no smoke values): the depth is the
+    # chosen one, the others are the profile's
+    assert {n for n in src["settings"] if n in tuned["settings"]} == {"dip_scales"}
     for name, entry in src["settings"].items():
-        assert entry["source"] == "tuned" and entry["value"] == tuned["settings"][name]["value"], name
+        if name in tuned["settings"]:
+            assert entry["source"] == "tuned" and entry["value"] == tuned["settings"][name]["value"]
+        else:
+            assert entry["source"] == "profile" and entry["value"] == getattr(smoke, name), name
     assert set(metrics["photo_sets"].values()) == {"eval"}
     dip = metrics["per_image"][images[0]]["dip"]["final_psnr"]
     assert {"ci95", "ci_lo", "ci_hi"} <= set(dip) and dip["ci95"] >= 0

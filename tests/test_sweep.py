@@ -169,11 +169,13 @@ def test_the_project_grid_file_is_valid_and_covers_the_required_ablations():
         # digit tasks' t_noise and t0 observations (chapter 03's time goes to the photographs),
         # the grids that repeat what a chapter shows itself (DDIM's step counts, DIP's count),
         # and the tuning of chapter 04's stage spacing (kept at the profile's); smoke, the
-        # build the tests run, leaves out the same
+        # build the tests run, leaves out the same and DIP's learning rate (one tuning grid per
+        # chapter that reads tuned.json is enough to build tune-then-evaluate)
         expected = required - ({("01_ddpm_baseline", "beta_schedule"), ("03_dip_init_ddpm", "t_noise"),
                                 ("03_dip_init_ddpm", "t0_list"), ("01_ddpm_baseline", "sampler_steps"),
                                 ("02_dip_baseline", "iterations"), ("04_early_stopping", "stage_schedule")}
                                if profile in ("quick", "smoke") else set())
+        expected -= {("02_dip_baseline", "lr")} if profile == "smoke" else set()
         assert expected <= {(g.notebook_name, g.parameter) for g in grids}
         assert all(len(g.values) >= 2 for g in grids)
         sizes[profile] = {g.name: len(g.values) for g in grids}
@@ -337,7 +339,7 @@ TUNING_GRIDS = {"dip_depth": {"dip_scales"}, "dip_width": {"dip_channels"}, "dip
                 "photo_dip_iterations": {"photo_dip_iterations"}}
 #: smoke leaves some of chapter 03's photograph grids out (each point is a notebook run)
 SMOKE_WITHOUT = {"red_sigma_eff", "red_refresh", "blend_lambda", "photo_dip_iterations", "es_schedule",
-                 "es_start_ratio"}  # the tests' build: seconds
+                 "es_start_ratio", "dip_width", "dip_lr", "es_stage_iterations"}  # the tests' build: seconds
 QUICK_WITHOUT = {"red_refresh", "blend_lambda", "es_schedule", "es_start_ratio"}  # quick keeps the profile's values (time)
 
 
