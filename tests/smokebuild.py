@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -50,6 +51,11 @@ class SmokeBuild:
 
     def executed(self, chapter: str) -> Path:
         return self.results / "executed" / f"{chapter}.ipynb"
+
+    def started(self, chapter: str) -> float:
+        """When the build's run of a chapter began (papermill's record), in epoch seconds."""
+        meta = nbformat.read(self.executed(chapter), as_version=4).metadata.papermill
+        return datetime.fromisoformat(meta.start_time).timestamp()
 
     def parameters(self, chapter: str) -> dict:
         """The parameters the build ran a chapter with (papermill records them)."""
