@@ -34,14 +34,18 @@ def test_dip_to_t0_zero_returns_dip_output_unchanged(setup):
 
 
 @pytest.mark.parametrize("seed", [3])
-def test_tdpm_with_no_dip_at_T_is_the_plain_ddpm_chain(setup, seed):
-    model, refs = setup
-    plain = ddpm.sample(model.unet, model.beta_schedule, "ddpm", 1000, num_samples=len(refs),
-                        seed=seed, progress=False)
-    x, c = td.tdpm_generate(model, refs, 1000, CFG, [0], seed=seed, sampler="ddpm", steps=1000,
+def test_tdpm_with_no_dip_at_T_is_the_plain_ddpm_chain(setup, seed, tmp_path):
+    _, refs = setup
+    x, _ = load_digits(16, "train")  # a model of T = 100: the full chain in a tenth of the calls
+    model = ddpm.train_ddpm(x, get_profile("smoke", train_steps=2, num_train_timesteps=100),
+                            cache=Cache(tmp_path / "c"), progress=False)
+    T = model.num_train_timesteps
+    plain = ddpm.sample(model.unet, model.beta_schedule, "ddpm", T, num_samples=len(refs),
+                        seed=seed, progress=False, num_train_timesteps=T)
+    x, c = td.tdpm_generate(model, refs, T, CFG, [0], seed=seed, sampler="ddpm", steps=T,
                             progress=False)[0]
     assert torch.equal(x, plain.images)
-    assert c.nfe == 1000 and c.dip_iters == 0
+    assert c.nfe == T == 100 and c.dip_iters == 0
 
 
 def test_truncated_start_is_add_noise(setup):
