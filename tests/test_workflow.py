@@ -224,7 +224,7 @@ def test_a_failing_point_does_not_stop_the_others_and_is_named(failing_points):
 def test_a_killed_build_reruns_only_what_is_missing_or_incomplete(tmp_path):
     grid_file = dummy_grid(tmp_path, FAILING.replace("fail_at: 3", "fail_at: 9"))
     book = nbformat.read(grid_file.parent / "99_dummy.ipynb", as_version=4)
-    book.cells[1].source = "import time; time.sleep(4)\n" + book.cells[1].source  # slow points
+    book.cells[1].source = "import time; time.sleep(2)\n" + book.cells[1].source  # slow points
     nbformat.write(book, grid_file.parent / "99_dummy.ipynb")
     root = tmp_path / "root"
     config = ["profile=smoke", f"grid_file={grid_file}"]
