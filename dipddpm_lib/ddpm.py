@@ -10,18 +10,20 @@ Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
-from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from .cache import Cache, cached
 from .compute import Compute, Timer, count_flops
 from .errors import check_choice, check_images, check_positive_int, check_timestep
 from .profiles import run_device
+
+if TYPE_CHECKING:  # diffusers loads where a scheduler or UNet is made (a 2-3 s import)
+    from diffusers import UNet2DModel
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
@@ -41,6 +43,8 @@ def from_model(x: torch.Tensor) -> torch.Tensor:
 def make_scheduler(beta_schedule: str = "linear", sampler: str = "ddpm",
                    num_train_timesteps: int = 1000):
     """A diffusers scheduler for ``sampler`` with ``beta_schedule`` in {linear, cosine}."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
     check_choice("sampler", sampler, SAMPLERS)
     common = dict(num_train_timesteps=num_train_timesteps,
@@ -59,6 +63,8 @@ def make_scheduler(beta_schedule: str = "linear", sampler: str = "ddpm",
 
 def make_unet(profile, channels: int | None = None) -> UNet2DModel:
     """The profile's ``UNet2DModel`` (block widths and attention placement from the profile)."""
+    from diffusers import UNet2DModel
+
     if channels is None:
         channels = 1 if profile.dataset == "digits" else 3
     down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in profile.unet_attention)
@@ -154,6 +160,8 @@ def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, 
     device = torch.device(run_device(profile))
 
     def _train():
+        from diffusers.training_utils import EMAModel
+
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         unet = make_unet(profile, images.shape[1]).to(device)
