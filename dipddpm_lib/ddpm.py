@@ -136,9 +136,9 @@ def _draw_t(n: int, profile, gen: torch.Generator) -> torch.Tensor:
     return t
 
 
-def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, seed: int = 0,
+def train_ddpm(images, profile, beta_schedule: str | None = None, seed: int = 0,
                cache: Cache | None = None, progress: bool = True,
-               data_key: dict | None = None) -> TrainedDDPM:
+               data_key: dict | None = None, shape: tuple | None = None) -> TrainedDDPM:
     """Train (or load from the cache) a DDPM on ``images`` (N×C×H×W in [0,1]).
 
     AdamW with linear warm-up, gradient clipping, and diffusers' ``EMAModel``; the returned
@@ -146,17 +146,25 @@ def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, 
     under bfloat16 autocast (weights, optimiser, loss and EMA stay float32): about 1.9× faster
     for the photo prior on a CPU with bf16 units (AMX / AVX512-BF16), slower for the small
     digit UNet with attention, and slow on CPUs that lack them. The cache key is the training config plus the data's shape,
-    and ``data_key`` (what the images are, when their shape does not say it).
+    and ``data_key`` (what the images are, when their shape does not say it). ``images`` may
+    also be a function that makes them, called only to train (not when the model is cached);
+    then ``data_key`` says what they are and ``shape`` is their N×C×H×W.
     """
     beta_schedule = beta_schedule or profile.beta_schedule
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
-    check_images(images, "training images")
+    if callable(images):
+        if data_key is None or shape is None or len(shape) != 4:
+            raise ValueError("images given as a function need a data_key and their N×C×H×W shape")
+        make_images, (n, channels) = images, shape[:2]
+    else:
+        check_images(images, "training images")
+        make_images, (n, channels) = (lambda: images), images.shape[:2]
     check_positive_int("train_steps", profile.train_steps)
     check_positive_int("batch_size", profile.batch_size)
     cache = cache or Cache()
     check_choice("train precision", profile.train_precision, TRAIN_PRECISIONS)
     bf16 = profile.train_precision == "bf16"
-    cfg = _train_config(profile, beta_schedule, seed, len(images), data_key)
+    cfg = _train_config(profile, beta_schedule, seed, n, data_key)
     device = torch.device(run_device(profile))
 
     def _train():
@@ -164,7 +172,10 @@ def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, 
 
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        unet = make_unet(profile, images.shape[1]).to(device)
+        images = check_images(make_images(), "training images")
+        if tuple(images.shape) != tuple(shape or images.shape):
+            raise ValueError(f"the images made have shape {tuple(images.shape)}, not {tuple(shape)}")
+        unet = make_unet(profile, channels).to(device)
         sched = make_scheduler(beta_schedule, "ddpm", profile.num_train_timesteps)
         opt = torch.optim.AdamW(unet.parameters(), lr=profile.lr, weight_decay=0.0)
         warm = max(1, profile.warmup_steps)
@@ -201,7 +212,7 @@ def train_ddpm(images: torch.Tensor, profile, beta_schedule: str | None = None, 
                          "final_loss": float(losses[-100:].mean())}
 
     tensors, meta = cached("ddpm", cfg, _train, cache)
-    unet = make_unet(profile, images.shape[1])
+    unet = make_unet(profile, channels)
     unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")})
     unet.to(device).eval()
     return TrainedDDPM(unet, beta_schedule, tensors["loss_history"].numpy(), meta)

@@ -97,10 +97,11 @@ def train_photo_prior(profile, seed: int = 0, cache: Cache | None = None,
               "n": profile.prior_n_crops, "short_sides": list(profile.prior_short_sides),
               "seed": seed}
     cache = cache or Cache()
-    bank = crop_bank(profile.prior_train_photos, pp.image_size, profile.prior_n_crops,
-                     profile.prior_short_sides, seed, progress)
+    bank = lambda: crop_bank(profile.prior_train_photos, pp.image_size,  # noqa: E731
+                             profile.prior_n_crops, profile.prior_short_sides, seed, progress)
+    shape = (profile.prior_n_crops, 3, pp.image_size, pp.image_size)
     return train_ddpm(bank, pp, pp.beta_schedule, seed=seed, cache=cache, progress=progress,
-                      data_key=recipe)
+                      data_key=recipe, shape=shape)  # the crops are made only to train
 
 
 def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, Compute]:

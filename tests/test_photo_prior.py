@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from dipddpm_lib import get_profile, photo_prior
+from dipddpm_lib import ddpm, get_profile, photo_prior
+from dipddpm_lib.cache import Cache
 from dipddpm_lib.data import load_photo
 
 
@@ -44,6 +45,34 @@ def test_prior_is_fully_convolutional_and_cached(prior):
     assert (again.loss_history == model.loss_history).all()
     assert again.meta["train_seconds"] == model.meta["train_seconds"]  # loaded, not retrained
     assert next(iter(cache.root.rglob("*.safetensors")), None) is not None
+
+
+def test_a_cached_prior_is_loaded_without_making_its_crops(prior, monkeypatch):
+    model, p, cache = prior
+    def no_crops(*args, **kwargs):
+        raise AssertionError("the crop bank was made for a cached prior")
+    monkeypatch.setattr(photo_prior, "crop_bank", no_crops)
+    again = photo_prior.train_photo_prior(p, cache=cache, progress=False)
+    assert (again.loss_history == model.loss_history).all()
+    with pytest.raises(AssertionError, match="crop bank was made"):  # a new recipe trains
+        photo_prior.train_photo_prior(get_profile("smoke", prior_n_crops=32), cache=cache, progress=False)
+
+
+def test_images_given_as_a_function_need_their_shape_and_a_key(tmp_path):
+    p = get_profile("smoke", train_steps=1)
+    x = torch.rand(8, 3, 16, 16)
+    with pytest.raises(ValueError, match="data_key and their"):
+        ddpm.train_ddpm(lambda: x, p, data_key={"what": "x"}, cache=Cache(tmp_path), progress=False)
+    with pytest.raises(ValueError, match=r"shape \(8, 3, 16, 16\), not \(4, 3, 16, 16\)"):
+        ddpm.train_ddpm(lambda: x, p, data_key={"what": "x"}, shape=(4, 3, 16, 16),
+                        cache=Cache(tmp_path), progress=False)
+    assert not list(tmp_path.rglob("*.safetensors"))  # nothing half-written
+    lazy = ddpm.train_ddpm(lambda: x, p, data_key={"what": "x"}, shape=(8, 3, 16, 16),
+                           cache=Cache(tmp_path / "a"), progress=False)
+    given = ddpm.train_ddpm(x, p, data_key={"what": "x"}, cache=Cache(tmp_path / "b"), progress=False)
+    assert lazy.meta["config"] == given.meta["config"]  # one cache key either way
+    assert all(torch.equal(a, b) for a, b in zip(lazy.unet.state_dict().values(),
+                                                 given.unet.state_dict().values()))
 
 
 @pytest.mark.parametrize("size", [64, 128])
