@@ -135,6 +135,22 @@ def test_a_users_torchscript_feature_net(tmp_path):
         features.load_torchscript(bad)
 
 
+def test_identical_images_go_through_the_net_once_and_keep_their_rows(tmp_path):
+    calls = []
+
+    class Counting(nn.Module):
+        def forward(self, x):
+            calls.append(len(x))
+            return x.mean((2, 3))
+
+    wrapped = features._Wrapped(Counting(), "cpu", inception=False, batch_size=4)
+    x = _images(3)
+    batch = torch.cat([x[1:2], torch.zeros(2, 3, 16, 16), x, x[1:2], torch.ones(1, 3, 16, 16)])
+    f = wrapped.features(batch)
+    assert sum(calls) == 5  # the 3 images, black and white; not 8
+    assert torch.equal(f, batch.mean((2, 3)))  # every row its own image's features, in order
+
+
 @pytest.mark.notebook
 def test_chapter_01_on_a_folder_without_images_stops_before_writing(tmp_path, nb_cache):
     import papermill as pm
