@@ -25,6 +25,23 @@ def run_notebook(name: str, out_dir: Path, **params) -> dict:
     return json.loads((out_dir / "metrics.json").read_text())
 
 
+def run_checks_cell(name: str, out_dir: Path, **params) -> dict:
+    """Run a chapter's parameters cell, the given ``params`` (as papermill injects them, with
+    ``profile=smoke``) and its first code cell after them, the one that checks every parameter,
+    in this process: no kernel is started. A bad parameter raises here as it does in the
+    notebook, before any work. Returns the cell's namespace."""
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    first = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(code[first].source, f"{name}[parameters]", "exec"), namespace)
+    namespace.update({"profile": "smoke", "output_dir": str(out_dir), **params})
+    exec(compile(code[first + 1].source, f"{name}[checks]", "exec"), namespace)
+    return namespace
+
+
 def smoke_cache_env(tmp_root: Path) -> None:
     """Point the library's cache at a test-session folder (inherited by notebook kernels)."""
     os.environ["DIPDDPM_CACHE"] = str(tmp_root)

@@ -151,14 +151,12 @@ def test_identical_images_go_through_the_net_once_and_keep_their_rows(tmp_path):
     assert torch.equal(f, batch.mean((2, 3)))  # every row its own image's features, in order
 
 
-@pytest.mark.notebook
 def test_chapter_01_on_a_folder_without_images_stops_before_writing(tmp_path, nb_cache):
-    import papermill as pm
-    from nbrun import run_notebook
+    from nbrun import run_checks_cell
 
     (tmp_path / "empty").mkdir()
     out = tmp_path / "out"
-    with pytest.raises(pm.PapermillExecutionError, match="holds no image file"):
-        run_notebook("01_ddpm_baseline", tmp_path / "run", profile="full", device="cpu",
-                     data_dir=str(tmp_path / "empty"), output_dir=str(out))
+    with pytest.raises(ValueError, match="holds no image file"):
+        run_checks_cell("01_ddpm_baseline", out, profile="full", device="cpu",
+                        data_dir=str(tmp_path / "empty"))
     assert not out.exists()

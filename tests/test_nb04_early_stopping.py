@@ -1,7 +1,7 @@
 """Chapter 04 (early stopping) with a hand-made tuned file and a fallback; bad input fails before
 any work (its results, as the smoke build ran it: tests/test_build_smoke.py)."""
 import pytest
-from nbrun import markdown_outputs, run_notebook
+from nbrun import markdown_outputs, run_checks_cell, run_notebook
 
 from dipddpm_lib.experiments import early_stopping as es
 
@@ -48,11 +48,8 @@ def test_early_stopping_notebook_reads_a_tuned_file_with_a_fallback_and_runs_wit
     assert "paper_regime" not in metrics and "sure" not in metrics["compute"]
 
 
-@pytest.mark.notebook
 def test_early_stopping_notebook_rejects_a_bad_tuned_file_before_any_work(tmp_path, nb_cache):
     import json
-
-    import papermill as pm
 
     from dipddpm_lib import tuned
 
@@ -60,7 +57,8 @@ def test_early_stopping_notebook_rejects_a_bad_tuned_file_before_any_work(tmp_pa
     bad.write_text(json.dumps({"version": tuned.TUNED_VERSION, "profile": "smoke", "tune_photos": [],
                                "settings": {"es_num_stages": {"value": 1}}, "untuned": {}}))
     out = tmp_path / "out"
-    with pytest.raises(pm.PapermillExecutionError, match="whole number in"):
-        run_notebook("04_early_stopping", out, tuned=str(bad))
-    assert not (out / "metrics.json").exists()
-    assert not any(p.suffix in (".npy", ".png") for p in out.iterdir())
+    before = sorted(p for p in nb_cache.rglob("*"))
+    with pytest.raises(ValueError, match="whole number in"):
+        run_checks_cell("04_early_stopping", out, tuned=str(bad))
+    assert not out.exists()
+    assert sorted(p for p in nb_cache.rglob("*")) == before
