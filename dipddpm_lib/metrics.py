@@ -116,9 +116,8 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
         for _ in tqdm(range(steps), desc="feature classifier", disable=not progress, mininterval=2):
             idx = torch.randint(0, len(x_train), (128,), generator=gen)
-            xb = x_train[idx]
             dx, dy = (int(v) for v in torch.randint(-1, 2, (2,), generator=gen))
-            xb = torch.roll(xb, shifts=(dx, dy), dims=(2, 3))
+            xb = torch.roll(x_train[idx], shifts=(dx, dy), dims=(2, 3))
             loss = F.cross_entropy(net(xb), y_train[idx])
             opt.zero_grad()
             loss.backward()
@@ -127,7 +126,7 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
         net.eval()
         with torch.no_grad():
             acc = float((net(x_test).argmax(1) == y_test).float().mean())
-        return ({k: v for k, v in net.state_dict().items()}, {"test_accuracy": acc})
+        return dict(net.state_dict()), {"test_accuracy": acc}
 
     tensors, meta = cached("classifier", key, _train, cache)
     net = FeatureNet(x_train.shape[1], n_cls)
@@ -136,10 +135,8 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
     acc = meta["test_accuracy"]
     if acc < min_accuracy:
         raise RuntimeError(f"feature classifier test accuracy {acc:.3f} < required {min_accuracy}")
-    name = f"in-domain CNN classifier features ({net.num_features}-d, test acc {acc:.3f})"
-    return Classifier(net, acc, name)
-
-
+    return Classifier(net, acc, f"in-domain CNN classifier features ({net.num_features}-d, "
+                                f"test acc {acc:.3f})")
 
 
 def confident_fraction(probs: torch.Tensor, threshold: float = 0.9) -> float:
@@ -230,8 +227,7 @@ def _seeded_kid(kid: KernelInceptionDistance, seed: int = 0):
 def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
     """Per-image RMS pixel distance from each ``x`` to its nearest neighbour in ``bank``."""
     a, b = x.flatten(1).double(), bank.flatten(1).double()
-    d = torch.cdist(a, b).min(1).values / np.sqrt(a.shape[1])
-    return d.numpy()
+    return (torch.cdist(a, b).min(1).values / np.sqrt(a.shape[1])).numpy()
 
 
 class _Given(nn.Module):
@@ -258,14 +254,12 @@ class GenerationScorer:
     def __init__(self, reference: torch.Tensor, source, kid_subset: int = 100, k: int = PR_K):
         check_images(reference, "reference images")
         self.classifier, self.n_real, self.kid_subset = source, len(reference), kid_subset
-        self.k = k
-        ref = self._features(reference)
-        given = _Given(ref.shape[1])
-        self.fid = FrechetInceptionDistance(feature=given, normalize=True,
-                                            reset_real_features=False)
-        self._kid_args = dict(feature=given, normalize=True, reset_real_features=False)
+        self.k, self._ref = k, self._features(reference)
+        ref = self._ref
+        self._kid_args = dict(feature=_Given(ref.shape[1]), normalize=True,
+                              reset_real_features=False)
+        self.fid = FrechetInceptionDistance(**self._kid_args)
         self._kids: dict[int, KernelInceptionDistance] = {}
-        self._ref = ref
         self._update(self.fid, ref, real=True)
         self._ref_features = ref.double()
         self._ref_radii = knn_radii(self._ref_features, k)
