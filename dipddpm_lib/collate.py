@@ -251,13 +251,12 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
     """Everything 05_ablations reports, for its ``metrics.json``: per grid its values, the
     chosen value with its numbers and the sentence that says why; the points missing; the
     compute (the points' wall seconds)."""
+    n_points = sum(len(g.values) for g in grids)
     out = {"profile": profile, "grids": {}, "missing_points": [f"{p.grid.name}/{p.name}" for p in missing],
            "failed_points": [f"{p.grid.name}/{p.name}" for p in missing if p.failed_folder.exists()],
-           "n_rows": len(rows), "n_points": sum(len(g.values) for g in grids)}
-    out["n_done"] = out["n_points"] - len(missing)
-    seeds = sorted({s for r in rows for s in (r.get("seeds") or [])})
-    out["seeds"] = seeds
-    out["tune_photos"] = list(PROFILES[profile].tune_photos)
+           "n_rows": len(rows), "n_points": n_points, "n_done": n_points - len(missing),
+           "seeds": sorted({s for r in rows for s in (r.get("seeds") or [])}),
+           "tune_photos": list(PROFILES[profile].tune_photos)}
     for g in grids:
         choice = choose_value(rows, g)
         walls = {r["point"]: r["wall_s"] for r in rows if r["grid"] == g.name
