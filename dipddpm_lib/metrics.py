@@ -94,6 +94,25 @@ class Classifier:
                           for i in range(0, len(x), batch_size)])
 
 
+def fit_feature_net(make_net, batch_loss, steps: int, seed: int, desc: str,
+                    progress: bool = True) -> nn.Module:
+    """``make_net()`` (made after seeding torch with ``seed``) trained for ``steps`` AdamW
+    steps (one-cycle, lr up to 3e-3) on ``batch_loss(net, gen)``, ``gen`` a generator seeded
+    with ``seed``; returned in eval mode."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = make_net()
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    for _ in tqdm(range(steps), desc=desc, disable=not progress, mininterval=2):
+        loss = batch_loss(net, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net.eval()
+
+
 def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
                      y_test: torch.Tensor, steps: int = 600, seed: int = 0,
                      cache: Cache | None = None, min_accuracy: float = 0.0,
@@ -108,22 +127,15 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
     key = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
            "steps": steps, "seed": seed, "classes": n_cls}
 
+    def batch_loss(net, gen):  # 128 training images, shifted by up to a pixel each way
+        idx = torch.randint(0, len(x_train), (128,), generator=gen)
+        dx, dy = (int(v) for v in torch.randint(-1, 2, (2,), generator=gen))
+        return F.cross_entropy(net(torch.roll(x_train[idx], shifts=(dx, dy), dims=(2, 3))),
+                               y_train[idx])
+
     def _train():
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        net = FeatureNet(x_train.shape[1], n_cls)
-        opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-        for _ in tqdm(range(steps), desc="feature classifier", disable=not progress, mininterval=2):
-            idx = torch.randint(0, len(x_train), (128,), generator=gen)
-            dx, dy = (int(v) for v in torch.randint(-1, 2, (2,), generator=gen))
-            xb = torch.roll(x_train[idx], shifts=(dx, dy), dims=(2, 3))
-            loss = F.cross_entropy(net(xb), y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        net.eval()
+        net = fit_feature_net(lambda: FeatureNet(x_train.shape[1], n_cls), batch_loss, steps, seed,
+                              "feature classifier", progress)
         with torch.no_grad():
             acc = float((net(x_test).argmax(1) == y_test).float().mean())
         return dict(net.state_dict()), {"test_accuracy": acc}
