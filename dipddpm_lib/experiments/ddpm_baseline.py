@@ -120,10 +120,9 @@ def make_plan(profile: str = "quick", seeds=None, beta_schedule=None, image_size
                  num_samples=num_samples, sampler_steps=sampler_steps, dpm_steps=dpm_steps,
                  ddpm_sample_steps=ddpm_steps, device=device, data_dir=data_dir,
                  fid_features=fid_features, batch_size=batch_size)
-    for key in ("sampler_steps", "dpm_steps"):
-        if given[key] is not None:
-            given[key] = check_steps(key, given[key])
-    prof = check_device(get_profile(profile, **{k: v for k, v in given.items() if v is not None}))
+    given = {k: check_steps(k, v) if k in ("sampler_steps", "dpm_steps") else v
+             for k, v in given.items() if v is not None}
+    prof = check_device(get_profile(profile, **given))
     check_choice("beta schedule", prof.beta_schedule, BETA_SCHEDULES)
     check_scoring(prof)
     size, levels = check_positive_int("image_size", prof.image_size), len(prof.unet_channels)
