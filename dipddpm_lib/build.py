@@ -216,9 +216,8 @@ def write_timings(profile: str, benchmarks: str | Path, path: str | Path,
 
 def _find_point(args) -> tuple[dict, PlannedPoint]:
     points = plan(args.profile, Path(args.root).resolve(), args.grid_file)
-    key = (args.grid, args.point)
     check_choice("ablation point", f"{args.grid}/{args.point}", [f"{g}/{p}" for g, p in points])
-    return points, points[key]
+    return points, points[(args.grid, args.point)]
 
 
 def main(argv: list[str] | None = None) -> int:

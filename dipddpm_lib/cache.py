@@ -156,8 +156,7 @@ class Cache:
                 save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
                           tmp / _TENSORS)
                 files[_TENSORS] = file_digest(tmp / _TENSORS)
-            full_meta = {"config": config, **(meta or {}), "_files": files}
-            atomic_write_json(tmp / _META, full_meta)
+            atomic_write_json(tmp / _META, {"config": config, **(meta or {}), "_files": files})
             if entry.exists():  # a concurrent writer won; keep theirs
                 shutil.rmtree(tmp)
             else:
@@ -199,8 +198,7 @@ def digest(x) -> str | None:
     """Short SHA-256 of an array's or tensor's shape, dtype and values (None for None)."""
     if x is None:
         return None
-    a = x.detach().cpu().contiguous().numpy() if is_tensor(x) else np.asarray(x)
-    a = np.ascontiguousarray(a)
+    a = np.ascontiguousarray(x.detach().cpu().contiguous().numpy() if is_tensor(x) else x)
     return hashlib.sha256(f"{a.shape}{a.dtype}".encode() + a.tobytes()).hexdigest()[:16]
 
 

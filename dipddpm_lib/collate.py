@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .cache import atomic_path
 from .profiles import PROFILES
-from .results import format_value, half_width, read_json, spread
+from .results import fmt, format_value, half_width, read_json, spread
 from .sweep import Grid, Point, grid_photos, grid_points, is_done, load_grids, tuning_grids, \
     value_slug
 from .tuned import TUNABLE, TUNED_VERSION, tuned_path, tuned_values, write_tuned
@@ -202,12 +202,6 @@ def choose_value(rows: list[dict], grid: Grid) -> dict | None:
             "separated": bool(second) and not _within(best, second), "n_values": len(curve)}
 
 
-def _pm(c: dict, digits: int) -> str:
-    """``mean ± ci95`` (the 95 % t-interval's half-width; the std where none is recorded)."""
-    half = c.get("ci95")
-    return f"{c['mean']:.{digits}f} ± {(c['std'] if half is None else half):.{digits}f}"
-
-
 def headline_metric(grid: Grid) -> str:
     """The metric that speaks for a grid: its ``choose`` metric, else its first."""
     return grid.choose.get("metric") or next(iter(grid.metrics))
@@ -242,7 +236,7 @@ def summary_markdown(rows: list[dict], grids: list[Grid], digits: int = 2) -> st
             wall = "–" if r["wall_s"] is None else f"{r['wall_s']:.0f}"
             if r.get("copied_from"):
                 wall += f" (same run as {r['copied_from']})"
-            lines.append(f"| {g.name} | `{format_value(c['value'])}` | {metric} | {_pm(c, digits)} "
+            lines.append(f"| {g.name} | `{format_value(c['value'])}` | {metric} | {fmt(c, digits)} "
                          f"| {c['n']} | {wall} |")
     return "\n".join(lines)
 
@@ -251,13 +245,12 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
     """Everything 05_ablations reports, for its ``metrics.json``: per grid its values, the
     chosen value with its numbers and the sentence that says why; the points missing; the
     compute (the points' wall seconds)."""
+    n_points = sum(len(g.values) for g in grids)
     out = {"profile": profile, "grids": {}, "missing_points": [f"{p.grid.name}/{p.name}" for p in missing],
            "failed_points": [f"{p.grid.name}/{p.name}" for p in missing if p.failed_folder.exists()],
-           "n_rows": len(rows), "n_points": sum(len(g.values) for g in grids)}
-    out["n_done"] = out["n_points"] - len(missing)
-    seeds = sorted({s for r in rows for s in (r.get("seeds") or [])})
-    out["seeds"] = seeds
-    out["tune_photos"] = list(PROFILES[profile].tune_photos)
+           "n_rows": len(rows), "n_points": n_points, "n_done": n_points - len(missing),
+           "seeds": sorted({s for r in rows for s in (r.get("seeds") or [])}),
+           "tune_photos": list(PROFILES[profile].tune_photos)}
     for g in grids:
         choice = choose_value(rows, g)
         walls = {r["point"]: r["wall_s"] for r in rows if r["grid"] == g.name

@@ -27,6 +27,10 @@ class Compute:
         return Compute(self.flops + other.flops, self.nfe + other.nfe,
                        self.dip_iters + other.dip_iters, self.wall_s + other.wall_s)
 
+    def per_image(self, n: int) -> "Compute":
+        """One of ``n`` images' share of a batch's work: FLOPs and wall seconds divided by n."""
+        return Compute(self.flops / n, self.nfe, self.dip_iters, self.wall_s / n)
+
     def to_dict(self) -> dict:
         """JSON-able dict; FLOPs also given in GFLOPs for reading."""
         d = asdict(self)

@@ -65,8 +65,7 @@ def make_unet(profile, channels: int | None = None) -> UNet2DModel:
     """The profile's ``UNet2DModel`` (block widths and attention placement from the profile)."""
     from diffusers import UNet2DModel
 
-    if channels is None:
-        channels = 1 if profile.dataset == "digits" else 3
+    channels = (1 if profile.dataset == "digits" else 3) if channels is None else channels
     down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in profile.unet_attention)
     up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(profile.unet_attention))
     groups = min(32, min(profile.unet_channels) // 2)
@@ -87,12 +86,10 @@ def q_sample(x0: torch.Tensor, t: int, noise: torch.Tensor, beta_schedule: str =
     """Forward-noise clean images ``x0`` in [0,1] to time ``t`` with the scheduler's
     ``add_noise``. Returns ``x_t`` in model space; ``t = 0`` returns ``to_model(x0)``."""
     check_timestep("t", t, num_train_timesteps)
-    x0 = to_model(x0)
     if t == 0:
-        return x0
-    sched = make_scheduler(beta_schedule, "ddpm", num_train_timesteps)
-    steps = torch.full((x0.shape[0],), t - 1, dtype=torch.long)
-    return sched.add_noise(x0, noise, steps)
+        return to_model(x0)
+    return make_scheduler(beta_schedule, "ddpm", num_train_timesteps).add_noise(
+        to_model(x0), noise, torch.full((x0.shape[0],), t - 1, dtype=torch.long))
 
 
 # --------------------------------------------------------------------------- training
@@ -161,11 +158,8 @@ def train_ddpm(images, profile, beta_schedule: str | None = None, seed: int = 0,
         make_images, (n, channels) = (lambda: images), images.shape[:2]
     check_positive_int("train_steps", profile.train_steps)
     check_positive_int("batch_size", profile.batch_size)
-    cache = cache or Cache()
     check_choice("train precision", profile.train_precision, TRAIN_PRECISIONS)
-    bf16 = profile.train_precision == "bf16"
-    cfg = _train_config(profile, beta_schedule, seed, n, data_key)
-    device = torch.device(run_device(profile))
+    bf16, device = profile.train_precision == "bf16", torch.device(run_device(profile))
 
     def _train():
         from diffusers.training_utils import EMAModel
@@ -207,11 +201,12 @@ def train_ddpm(images, profile, beta_schedule: str | None = None, seed: int = 0,
         ema.copy_to(unet.parameters())
         tensors = {f"unet.{k}": v for k, v in unet.state_dict().items()}
         tensors["loss_history"] = torch.from_numpy(losses)
-        n_params = sum(p.numel() for p in unet.parameters())
-        return tensors, {"train_seconds": timer.seconds, "n_params": n_params,
+        return tensors, {"train_seconds": timer.seconds,
+                         "n_params": sum(p.numel() for p in unet.parameters()),
                          "final_loss": float(losses[-100:].mean())}
 
-    tensors, meta = cached("ddpm", cfg, _train, cache)
+    tensors, meta = cached("ddpm", _train_config(profile, beta_schedule, seed, n, data_key),
+                           _train, cache or Cache())
     unet = make_unet(profile, channels)
     unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")})
     unet.to(device).eval()
@@ -245,9 +240,8 @@ def _timesteps(sched, sampler: str, num_steps: int, t_start: int | None, T: int)
         ts = list(range(top, -1, -stride))
         sched.timesteps = torch.tensor(ts, dtype=torch.long)
         return ts
-    ts = np.unique(np.round(np.linspace(top, 0, num_steps)).astype(int))[::-1]
-    ts = [int(t) for t in ts]
-    sched.set_timesteps(timesteps=ts)
+    sched.set_timesteps(timesteps=[int(t) for t in np.unique(np.round(np.linspace(
+        top, 0, num_steps)).astype(int))[::-1]])
     return [int(t) for t in sched.timesteps]
 
 
@@ -292,16 +286,15 @@ def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_ste
 
     sched = make_scheduler(beta_schedule, sampler, T)
     timesteps = _timesteps(sched, sampler, num_steps, t_start, T)
-    flops_per_image = None
-    outs, compute = [], Compute()
+    flops_per_image, outs = None, []
     with Timer() as timer:
         for b0 in range(0, num_samples, batch_size):
             sched = make_scheduler(beta_schedule, sampler, T)  # fresh multistep state per batch
             _timesteps(sched, sampler, num_steps, t_start, T)
             x = x_all[b0:b0 + batch_size].to(device) * sched.init_noise_sigma
             if flops_per_image is None:
-                f, _ = count_flops(unet, x[:1], torch.full((1,), timesteps[0], device=device))
-                flops_per_image = f
+                flops_per_image = count_flops(unet, x[:1], torch.full((1,), timesteps[0],
+                                                                      device=device))[0]
             desc = f"{sampler} {len(timesteps)} steps" + (f" from t={t_start}" if t_start else "")
             for t in tqdm(sched.timesteps, desc=desc, disable=not progress, leave=False,
                           mininterval=2):
@@ -311,8 +304,8 @@ def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_ste
                 x = sched.step(eps, t, x, **kwargs).prev_sample
             outs.append(from_model(x).cpu())
     nfe = len(timesteps)
-    compute = Compute(flops=flops_per_image * nfe * num_samples, nfe=nfe, wall_s=timer.seconds)
-    return SampleResult(torch.cat(outs), compute, timesteps)
+    return SampleResult(torch.cat(outs), Compute(flops=flops_per_image * nfe * num_samples,
+                                                 nfe=nfe, wall_s=timer.seconds), timesteps)
 
 
 @torch.no_grad()
@@ -387,5 +380,5 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
 
     tensors, meta = cached("samples", cfg, _run, cache)
     c = meta["compute"]
-    compute = Compute(c["flops"], c["nfe"], c["dip_iters"], c["wall_s"])
-    return SampleResult(tensors["images"], compute, meta["timesteps"])
+    return SampleResult(tensors["images"], Compute(c["flops"], c["nfe"], c["dip_iters"],
+                                                   c["wall_s"]), meta["timesteps"])

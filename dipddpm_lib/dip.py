@@ -41,11 +41,10 @@ class DIPConfig:
     @classmethod
     def from_profile(cls, profile, **overrides) -> "DIPConfig":
         """The profile's DIP network, with single knobs overridden."""
-        cfg = dict(scales=profile.dip_scales, channels=profile.dip_channels,
-                   skip_channels=profile.dip_skip_channels, input_depth=profile.dip_input_depth,
-                   upsample=profile.dip_upsample)
-        cfg.update(overrides)
-        return cls(**cfg)
+        return cls(**{"scales": profile.dip_scales, "channels": profile.dip_channels,
+                      "skip_channels": profile.dip_skip_channels,
+                      "input_depth": profile.dip_input_depth, "upsample": profile.dip_upsample,
+                      **overrides})
 
     @property
     def min_size(self) -> int:
@@ -178,13 +177,10 @@ def degrade(clean: torch.Tensor, task: str = "denoise", sigma: float = 25.0, see
     sigma = check_sigma(sigma)
     check_images(clean, "clean image")
     gen = torch.Generator().manual_seed(seed)
-    mask = None
-    if task == "inpaint":
-        mask = (torch.rand((1, 1, *clean.shape[-2:]), generator=gen) < keep).float()
-    op = Degradation(task, clean, mask)
-    y = op.apply(clean)
-    y = y + torch.randn(y.shape, generator=gen) * (sigma / 255.0)
-    return Degradation(task, y, mask)
+    mask = ((torch.rand((1, 1, *clean.shape[-2:]), generator=gen) < keep).float()
+            if task == "inpaint" else None)
+    y = Degradation(task, clean, mask).apply(clean)
+    return Degradation(task, y + torch.randn(y.shape, generator=gen) * (sigma / 255.0), mask)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -276,11 +272,9 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
     z0 = z0.to(dev).contiguous(memory_format=torch.channels_last)
     gen = torch.Generator(device=dev).manual_seed(seed + 1)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    y_dev = y.to(dev)
+    y_dev, clean_dev = y.to(dev), None if clean is None else clean.to(dev)
     op = Degradation(degradation.task, y_dev,
                      None if degradation.mask is None else degradation.mask.to(dev))
-    clean_dev = clean.to(dev) if clean is not None else None
-
     probe_gen = torch.Generator().manual_seed(seed + 2)
 
     def forward(u: torch.Tensor) -> torch.Tensor:  # N×C×H×W input images (the probe)
@@ -336,23 +330,19 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
                 break
     hist = {k: (v[:stopped_at, 0] if n == 1 else v[:stopped_at]) for k, v in hist.items()}
     compute = Compute(flops=flops_per_iter * stopped_at, dip_iters=stopped_at, wall_s=timer.seconds)
-    best_iteration = None if clean is None else (int(best_it[0]) if n == 1 else best_it)
     return DIPResult(out.cpu(), out_ema.cpu(), hist, compute, stopped_at, best_out,
-                     best_iteration, snaps)
+                     None if clean is None else (int(best_it[0]) if n == 1 else best_it), snaps)
 
 
 def dip_flops_per_iteration(cfg: DIPConfig, channels: int, height: int, width: int,
                             backward: bool = True) -> float:
     """FLOPs of one DIP step (forward + backward; ``backward=False``: the forward pass alone)
     for this network and image size."""
-    net = SkipNet(cfg, channels)
-    z = make_input(cfg, height, width)
-    target = torch.zeros(1, channels, height, width)
+    net, z = SkipNet(cfg, channels), make_input(cfg, height, width)
 
     def step():
-        loss = F.mse_loss(net(z), target)
+        loss = F.mse_loss(net(z), torch.zeros(1, channels, height, width))
         if backward:
             loss.backward()
 
-    flops, _ = count_flops(step)
-    return flops
+    return count_flops(step)[0]

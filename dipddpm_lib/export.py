@@ -37,20 +37,13 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrom
 # --------------------------------------------------------------------------- export tools
 def find_chromium() -> str | None:
     """The path of a Chromium (or Chrome) executable, or ``None``."""
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
+    return next((path for path in map(shutil.which, CHROMIUM_NAMES) if path), None)
 
 
 def find_mathjax() -> Path | None:
     """A local MathJax 2 tree (``$DIPDDPM_MATHJAX`` or Debian's ``libjs-mathjax``), or ``None``."""
-    candidates = [os.environ.get("DIPDDPM_MATHJAX"), *MATHJAX_DIRS]
-    for c in candidates:
-        if c and (Path(c) / "MathJax.js").exists():
-            return Path(c)
-    return None
+    return next((Path(c) for c in (os.environ.get("DIPDDPM_MATHJAX"), *MATHJAX_DIRS)
+                 if c and (Path(c) / "MathJax.js").exists()), None)
 
 
 def missing_export_tools() -> list[str]:
@@ -219,9 +212,8 @@ def export_report(profile: str, executed_dir: Path, out_dir: Path | None = None,
         if nb.stem == REPORT_CHAPTER:
             written["html"] = export_html(nb, out_dir / "report.html", url, hide_code=True)
         else:
-            chapter_url = f"../{url}" if url else None
             written["chapters"].append(export_html(nb, out_dir / "chapters" / f"{nb.stem}.html",
-                                                   chapter_url, hide_code=False))
+                                                   f"../{url}" if url else None, hide_code=False))
     if written["html"] is not None and find_chromium():
         written["pdf"] = export_pdf(written["html"], out_dir / "report.pdf")
     return written

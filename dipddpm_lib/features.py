@@ -27,11 +27,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .cache import cached, file_digest
 from .errors import check_images, check_positive_int
-from .metrics import FeatureNet, train_classifier
+from .metrics import FeatureNet, fit_feature_net, train_classifier
 
 #: The choices of a profile's ``fid_features`` besides a path to a TorchScript file.
 FEATURE_CHOICES = ("classifier", "inception")
@@ -162,22 +161,14 @@ def train_rotation_features(x_train: torch.Tensor, x_test: torch.Tensor, steps: 
     steps = check_positive_int("feature-net steps", steps)
     c = x_train.shape[1]
 
+    def batch_loss(net, gen):  # up to 128 training images, each given random quarter turns
+        idx = torch.randint(0, len(x_train), (min(128, len(x_train)),), generator=gen)
+        k = torch.randint(0, 4, (len(idx),), generator=gen)
+        return F.cross_entropy(net(_rotate(x_train[idx], k)), k)
+
     def _train():
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        net = FeatureNet(c, 4)
-        opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-        for _ in tqdm(range(steps), desc="rotation feature net", disable=not progress,
-                      mininterval=2):
-            idx = torch.randint(0, len(x_train), (min(128, len(x_train)),), generator=gen)
-            k = torch.randint(0, 4, (len(idx),), generator=gen)
-            loss = F.cross_entropy(net(_rotate(x_train[idx], k)), k)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        net.eval()
+        net = fit_feature_net(lambda: FeatureNet(c, 4), batch_loss, steps, seed,
+                              "rotation feature net", progress)
         k = torch.arange(len(x_test)) % 4
         with torch.no_grad():
             acc = float((net(_rotate(x_test, k)).argmax(1) == k).float().mean())

@@ -94,6 +94,25 @@ class Classifier:
                           for i in range(0, len(x), batch_size)])
 
 
+def fit_feature_net(make_net, batch_loss, steps: int, seed: int, desc: str,
+                    progress: bool = True) -> nn.Module:
+    """``make_net()`` (made after seeding torch with ``seed``) trained for ``steps`` AdamW
+    steps (one-cycle, lr up to 3e-3) on ``batch_loss(net, gen)``, ``gen`` a generator seeded
+    with ``seed``; returned in eval mode."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = make_net()
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    for _ in tqdm(range(steps), desc=desc, disable=not progress, mininterval=2):
+        loss = batch_loss(net, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net.eval()
+
+
 def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
                      y_test: torch.Tensor, steps: int = 600, seed: int = 0,
                      cache: Cache | None = None, min_accuracy: float = 0.0,
@@ -108,26 +127,18 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
     key = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
            "steps": steps, "seed": seed, "classes": n_cls}
 
+    def batch_loss(net, gen):  # 128 training images, shifted by up to a pixel each way
+        idx = torch.randint(0, len(x_train), (128,), generator=gen)
+        dx, dy = (int(v) for v in torch.randint(-1, 2, (2,), generator=gen))
+        return F.cross_entropy(net(torch.roll(x_train[idx], shifts=(dx, dy), dims=(2, 3))),
+                               y_train[idx])
+
     def _train():
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        net = FeatureNet(x_train.shape[1], n_cls)
-        opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-        for _ in tqdm(range(steps), desc="feature classifier", disable=not progress, mininterval=2):
-            idx = torch.randint(0, len(x_train), (128,), generator=gen)
-            xb = x_train[idx]
-            dx, dy = (int(v) for v in torch.randint(-1, 2, (2,), generator=gen))
-            xb = torch.roll(xb, shifts=(dx, dy), dims=(2, 3))
-            loss = F.cross_entropy(net(xb), y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        net.eval()
+        net = fit_feature_net(lambda: FeatureNet(x_train.shape[1], n_cls), batch_loss, steps, seed,
+                              "feature classifier", progress)
         with torch.no_grad():
             acc = float((net(x_test).argmax(1) == y_test).float().mean())
-        return ({k: v for k, v in net.state_dict().items()}, {"test_accuracy": acc})
+        return dict(net.state_dict()), {"test_accuracy": acc}
 
     tensors, meta = cached("classifier", key, _train, cache)
     net = FeatureNet(x_train.shape[1], n_cls)
@@ -136,10 +147,8 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
     acc = meta["test_accuracy"]
     if acc < min_accuracy:
         raise RuntimeError(f"feature classifier test accuracy {acc:.3f} < required {min_accuracy}")
-    name = f"in-domain CNN classifier features ({net.num_features}-d, test acc {acc:.3f})"
-    return Classifier(net, acc, name)
-
-
+    return Classifier(net, acc, f"in-domain CNN classifier features ({net.num_features}-d, "
+                                f"test acc {acc:.3f})")
 
 
 def confident_fraction(probs: torch.Tensor, threshold: float = 0.9) -> float:
@@ -230,8 +239,7 @@ def _seeded_kid(kid: KernelInceptionDistance, seed: int = 0):
 def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
     """Per-image RMS pixel distance from each ``x`` to its nearest neighbour in ``bank``."""
     a, b = x.flatten(1).double(), bank.flatten(1).double()
-    d = torch.cdist(a, b).min(1).values / np.sqrt(a.shape[1])
-    return d.numpy()
+    return (torch.cdist(a, b).min(1).values / np.sqrt(a.shape[1])).numpy()
 
 
 class _Given(nn.Module):
@@ -258,14 +266,12 @@ class GenerationScorer:
     def __init__(self, reference: torch.Tensor, source, kid_subset: int = 100, k: int = PR_K):
         check_images(reference, "reference images")
         self.classifier, self.n_real, self.kid_subset = source, len(reference), kid_subset
-        self.k = k
-        ref = self._features(reference)
-        given = _Given(ref.shape[1])
-        self.fid = FrechetInceptionDistance(feature=given, normalize=True,
-                                            reset_real_features=False)
-        self._kid_args = dict(feature=given, normalize=True, reset_real_features=False)
+        self.k, self._ref = k, self._features(reference)
+        ref = self._ref
+        self._kid_args = dict(feature=_Given(ref.shape[1]), normalize=True,
+                              reset_real_features=False)
+        self.fid = FrechetInceptionDistance(**self._kid_args)
         self._kids: dict[int, KernelInceptionDistance] = {}
-        self._ref = ref
         self._update(self.fid, ref, real=True)
         self._ref_features = ref.double()
         self._ref_radii = knn_radii(self._ref_features, k)

@@ -218,44 +218,45 @@ def compute_rows(results: dict) -> list[dict]:
     was done — cached work keeps its time; GFLOPs where the chapter counts them)."""
     rows = []
     m1, m2, m3, m4, m5 = (results.get(k) for k in REPORTED_CHAPTERS)
+
+    def add(chapter, work, wall_s, gflops=None):
+        rows.append({"chapter": chapter, "work": work, "wall_s": wall_s, "gflops": gflops})
+
+    def total(rs, key):
+        return sum(r.get(key, 0.0) for r in rs)
+
     if m1 and "train" in m1:
-        rows.append({"chapter": "01", "work": f"DDPM training ({m1['train'].get('steps')} steps)",
-                     "wall_s": m1["train"].get("seconds"), "gflops": m1["train"].get("gflops")})
+        add("01", f"DDPM training ({m1['train'].get('steps')} steps)", m1["train"].get("seconds"),
+            m1["train"].get("gflops"))
         per_seed = [r for m in m1.get("methods", {}).values() for r in m.get("per_seed", [])]
-        rows.append({"chapter": "01", "work": f"sampling ({len(per_seed)} sample sets)",
-                     "wall_s": sum(r.get("wall_s", 0.0) for r in per_seed),
-                     "gflops": sum(r.get("gflops", 0.0) for r in per_seed)})
+        add("01", f"sampling ({len(per_seed)} sample sets)", total(per_seed, "wall_s"),
+            total(per_seed, "gflops"))
     if m1 and "photo_prior" in m1:
         pp = m1["photo_prior"]
-        rows.append({"chapter": "01", "work": f"photo DDPM prior training ({pp.get('steps')} steps)",
-                     "wall_s": pp.get("train_seconds"), "gflops": None})
+        add("01", f"photo DDPM prior training ({pp.get('steps')} steps)", pp.get("train_seconds"))
     if m2 and "compute" in m2:
         dip = m2["compute"].get("dip", {})
-        rows.append({"chapter": "02", "work": f"DIP fits ({dip.get('iterations')} network-iterations)",
-                     "wall_s": dip.get("wall_s"), "gflops": dip.get("gflops")})
+        add("02", f"DIP fits ({dip.get('iterations')} network-iterations)", dip.get("wall_s"),
+            dip.get("gflops"))
     if m3:
         for task in ("generation", "denoising"):
             task_rows = _get(m3, task, "rows") or []
             if task_rows:  # a task-C-only run has none
-                rows.append({"chapter": "03", "work": f"{task} ({len(task_rows)} method × seed runs)",
-                             "wall_s": sum(r.get("wall_s", 0.0) for r in task_rows), "gflops": None})
+                add("03", f"{task} ({len(task_rows)} method × seed runs)", total(task_rows, "wall_s"))
         photo_rows = _get(m3, "photographs", "rows") or []
         if photo_rows:  # task C: per-image compute, summed over every method × photo × σ × seed
-            rows.append({"chapter": "03", "work": f"photographs, task C ({len(photo_rows)} method × "
-                                                  "photo × σ × seed runs)",
-                         "wall_s": sum(r.get("wall_s", 0.0) for r in photo_rows),
-                         "gflops": sum(r.get("gflops_per_image", 0.0) for r in photo_rows)})
+            add("03", f"photographs, task C ({len(photo_rows)} method × photo × σ × seed runs)",
+                total(photo_rows, "wall_s"), total(photo_rows, "gflops_per_image"))
     if m4 and "compute" in m4:
         for what, runs in (("{} DIP runs", m4["compute"]),
                            ("σ lookup's calibration on the tune photos", _get(m4, "sigma_lookup", "compute")),
                            ("ES authors' regime, {} DIP run", _get(m4, "paper_regime", "compute"))):
             for kind, c in (runs or {}).items():
-                rows.append({"chapter": "04", "work": f"{what.format(kind)} ({c.get('dip_iters')} "
-                                                      f"image-iterations)",
-                             "wall_s": c.get("wall_s"), "gflops": c.get("gflops")})
+                add("04", f"{what.format(kind)} ({c.get('dip_iters')} image-iterations)",
+                    c.get("wall_s"), c.get("gflops"))
     if m5 and "compute" in m5:
-        rows.append({"chapter": "05", "work": f"ablation points ({m5.get('n_done')} with results)",
-                     "wall_s": m5["compute"].get("total_point_wall_s"), "gflops": None})
+        add("05", f"ablation points ({m5.get('n_done')} with results)",
+            m5["compute"].get("total_point_wall_s"))
     return rows
 
 

@@ -66,20 +66,25 @@ def _history(values, what: str) -> np.ndarray:
     return arr
 
 
+def _paired(a, b, what_a: str, what_b: str) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _history(a, what_a), _history(b, what_b)
+    if len(a) != len(b):
+        raise ValueError(f"{what_a} and {what_b} differ in length ({len(a)}, {len(b)})")
+    return a, b
+
+
 # --------------------------------------------------------------------------- criteria
 def oracle_stop(psnr_clean) -> Stop:
     """The iteration of peak PSNR against the clean image (needs the clean image)."""
-    h = _history(psnr_clean, "psnr_clean")
-    it = int(np.nanargmax(h)) + 1
+    it = int(np.nanargmax(_history(psnr_clean, "psnr_clean"))) + 1
     return Stop(it, it, True)
 
 
 def fixed_stop(history_length: int, iterations: int) -> Stop:
     """A fixed iteration count; the history must be at least that long."""
     iterations = check_positive_int("iterations", iterations)
-    if history_length < iterations:
-        return Stop(history_length, history_length, False)
-    return Stop(iterations, iterations, True)
+    it = min(iterations, history_length)
+    return Stop(it, it, bool(history_length >= iterations))
 
 
 def discrepancy_stop(residual, sigma: float) -> Stop:
@@ -87,9 +92,8 @@ def discrepancy_stop(residual, sigma: float) -> Stop:
     (``sigma`` on the 0-255 scale): Morozov's discrepancy principle."""
     h = _history(residual, "residual")
     hit = np.flatnonzero(h <= (check_sigma(sigma) / 255.0) ** 2)
-    if hit.size:
-        return Stop(int(hit[0]) + 1, int(hit[0]) + 1, True)
-    return Stop(len(h), len(h), False)
+    it = int(hit[0]) + 1 if hit.size else len(h)
+    return Stop(it, it, bool(hit.size))
 
 
 class MovingVariance:
@@ -133,18 +137,13 @@ def guided_stop(stage_residual, stage_absorbed, sigma: float, stage_iterations: 
     with ``R_{k−1} − R_k ≤ 2 σ² a_k``, where ``R`` is the output's MSE to the observation at
     each stage end and ``a`` the share of the stage's injected noise the output absorbed
     (NaN for the final, noiseless stage). ``sigma`` is on the 0-255 scale."""
-    r = _history(stage_residual, "stage_residual")
-    a = _history(stage_absorbed, "stage_absorbed")
-    if len(a) != len(r):
-        raise ValueError(f"stage_residual and stage_absorbed differ in length ({len(r)}, {len(a)})")
+    r, a = _paired(stage_residual, stage_absorbed, "stage_residual", "stage_absorbed")
     stage_iterations = check_positive_int("stage_iterations", stage_iterations)
     drop = r[:-1] - r[1:]
     noise_gain = 2.0 * (check_sigma(sigma) / 255.0) ** 2 * a[1:]
     hit = np.flatnonzero(np.isfinite(noise_gain) & (drop <= noise_gain))
-    if hit.size:
-        it = (int(hit[0]) + 2) * stage_iterations
-        return Stop(it, it, True)
-    return Stop(len(r) * stage_iterations, len(r) * stage_iterations, False)
+    it = (int(hit[0]) + 2 if hit.size else len(r)) * stage_iterations
+    return Stop(it, it, bool(hit.size))
 
 
 def absorbed_fraction(output: torch.Tensor, output_before: torch.Tensor, noise: torch.Tensor,
@@ -234,10 +233,7 @@ def sure_mse(residual, divergence, sigma: float) -> np.ndarray:
     """SURE's estimate of the MSE to the clean image, per iteration: ``R − σ² + 2σ² d`` with
     ``R`` the output's MSE to the observation and ``d = div f / P`` (``sigma`` on the 0-255
     scale, images in [0, 1]). Unbiased for Gaussian noise of that σ; no clean image."""
-    r = _history(residual, "residual")
-    d = _history(divergence, "divergence")
-    if len(r) != len(d):
-        raise ValueError(f"residual and divergence differ in length ({len(r)}, {len(d)})")
+    r, d = _paired(residual, divergence, "residual", "divergence")
     s2 = (check_sigma(sigma) / 255.0) ** 2
     return r - s2 + 2.0 * s2 * d
 
@@ -336,8 +332,8 @@ class ReferenceRecorder:
     @staticmethod
     def criteria_for(lookup: bool, prior: bool) -> list[str]:
         """The criteria a plain run reports, in :data:`CRITERIA`'s order."""
-        skip = {"guided", "sure"} | ({"sigma_lookup"} if not lookup else set()) | \
-            ({"prior_distance"} if not prior else set())
+        skip = {"guided", "sure", *(() if lookup else ("sigma_lookup",)),
+                *(() if prior else ("prior_distance",))}
         return [c for c in CRITERIA if c not in skip]
 
     def stops_for(self, n: int) -> dict[str, Stop]:

@@ -120,10 +120,9 @@ def make_plan(profile: str = "quick", seeds=None, beta_schedule=None, image_size
                  num_samples=num_samples, sampler_steps=sampler_steps, dpm_steps=dpm_steps,
                  ddpm_sample_steps=ddpm_steps, device=device, data_dir=data_dir,
                  fid_features=fid_features, batch_size=batch_size)
-    for key in ("sampler_steps", "dpm_steps"):
-        if given[key] is not None:
-            given[key] = check_steps(key, given[key])
-    prof = check_device(get_profile(profile, **{k: v for k, v in given.items() if v is not None}))
+    given = {k: check_steps(k, v) if k in ("sampler_steps", "dpm_steps") else v
+             for k, v in given.items() if v is not None}
+    prof = check_device(get_profile(profile, **given))
     check_choice("beta schedule", prof.beta_schedule, BETA_SCHEDULES)
     check_scoring(prof)
     size, levels = check_positive_int("image_size", prof.image_size), len(prof.unet_channels)
@@ -237,9 +236,9 @@ def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
     c, s = unet.config.in_channels, unet.config.sample_size
     x = torch.zeros(profile.batch_size, c, s, s, device=unet.device)
     t = torch.zeros(profile.batch_size, dtype=torch.long, device=unet.device)
-    flops_per_step, _ = count_flops(lambda: unet(x, t).sample.square().mean().backward())
+    step = count_flops(lambda: unet(x, t).sample.square().mean().backward())[0]
+    flops = step * profile.train_steps
     unet.zero_grad(set_to_none=True)
-    flops = flops_per_step * profile.train_steps
     return {"steps": profile.train_steps, "batch_size": profile.batch_size,
             "seconds": model.meta["train_seconds"], "n_params": model.meta["n_params"],
             "final_loss": model.meta["final_loss"], "flops": flops, "gflops": flops / 1e9}
@@ -248,9 +247,9 @@ def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
 def summarize(rows: list[dict]) -> dict:
     """Per method: its rows, the :func:`results.spread` of each score and wall time, its compute."""
     out = {}
+    fixed = ("label", "sampler", "num_steps", "num_samples", "features", "nfe", "gflops")
     for key in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == key]
-        fixed = ("label", "sampler", "num_steps", "num_samples", "features", "nfe", "gflops")
         out[key] = {**{k: mine[0][k] for k in fixed}, "per_seed": mine, **_spreads(mine),
                     "gflops_per_image": mine[0]["gflops"] / mine[0]["num_samples"],
                     "wall_s": spread(r["wall_s"] for r in mine)}

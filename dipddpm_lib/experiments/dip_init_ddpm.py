@@ -218,8 +218,7 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
         refs = x_test[perm[:num_refs]]
         pool = ddpm_pool if ddpm_pool is not None and ddpm_pool >= num_refs else num_refs
         plain = ddpm.sample_cached(model, "ddpm", ddpm_steps, pool, seed, sample_batch, progress=progress)
-        add(f"ddpm_{ddpm_steps}", seed, plain.images[:num_refs],
-            Compute(plain.compute.flops / pool, plain.compute.nfe, wall_s=plain.compute.wall_s / pool), refs)
+        add(f"ddpm_{ddpm_steps}", seed, plain.images[:num_refs], plain.compute.per_image(pool), refs)
         add("test_refs", seed, refs, Compute(), refs)
         variants = {}
         for k, (x_dip, c_dip) in fit_dip_snapshots(refs, dip_cfg, its, seed, progress=progress,
@@ -239,9 +238,8 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
                 name_b = f"{SAMPLER_TAG[sampler]}_{k_eq}"
                 base = ddpm.sample_cached(model, sampler, k_eq, num_refs, seed, sample_batch, progress=False)
                 if not any(r["method"] == name_b and r["seed"] == seed for r in rows):
-                    add(name_b, seed, base.images, Compute(base.compute.flops / num_refs, base.compute.nfe,
-                                                           wall_s=base.compute.wall_s / num_refs),
-                        refs, variant=sampler, steps=k_eq)
+                    add(name_b, seed, base.images, base.compute.per_image(num_refs), refs,
+                        variant=sampler, steps=k_eq)
     return rows, images
 
 
@@ -288,7 +286,7 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
             add(f"ddim_{k}", seed, *from_y("ddim", k))
         dip = fit(Degradation("denoise", y01), dip_cfg, check_positive_int("iterations", dip_iterations),
                   clean=x_clean, seed=seed, progress=progress, desc="DIP on y", device=device)
-        c_dip = Compute(dip.compute.flops / n, dip_iters=dip.compute.dip_iters, wall_s=dip.compute.wall_s / n)
+        c_dip = dip.compute.per_image(n)
         add("dip_fixed", seed, dip.output_ema, c_dip)
         add("dip_oracle_peak", seed, dip.best_output, c_dip, oracle=True,
             peak_iteration=torch.as_tensor(dip.best_iteration).float().mean().item())

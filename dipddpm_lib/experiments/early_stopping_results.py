@@ -13,8 +13,7 @@ from ..compute import Compute
 from ..data import photo_name, photo_roles
 from ..metrics import psnr, ssim
 from ..results import paired_difference, save_array, spread
-from ..stopping import CRITERIA, NEEDS_SIGMA, ORACLES, RAW, es_wmv_stop
-from ..stopping import SigmaLookup
+from ..stopping import CRITERIA, NEEDS_SIGMA, ORACLES, RAW, SigmaLookup, es_wmv_stop
 from .early_stopping import NOTEBOOK, ReferenceRun, SeedRuns, StoppingSetup, _fit_kwargs, criteria_of
 
 
@@ -134,7 +133,7 @@ def quality_bar(summary: dict, max_gap_db: float = 1.0, sigmas=(25.0, 50.0)) -> 
     plain run's peak); the guided rule's difference to every peer."""
     g = summary["guided"]
     have = [str(float(s)) for s in sigmas if str(float(s)) in g["gap_db_by_sigma"]]
-    gaps = [r for s in have for r in [g["gap_db_by_sigma"][s]["mean"]]]
+    gaps = [g["gap_db_by_sigma"][s]["mean"] for s in have]
     at = float(np.mean(gaps)) if gaps else g["gap_db"]["mean"]
     peers = [c for c in summary if c not in ORACLES]
     best = min(peers, key=lambda c: summary[c]["gap_db"]["mean"])
@@ -155,20 +154,13 @@ def quality_bar(summary: dict, max_gap_db: float = 1.0, sigmas=(25.0, 50.0)) -> 
 def run_compute(setup: StoppingSetup, runs: list[SeedRuns]) -> dict:
     """Compute each kind of run took: DIP iterations, GFLOPs and wall seconds, summed over
     seeds and images (a batched fit's wall time covers all its images)."""
-    out = {}
-    for kind in ("reference", "guided", "sure"):
-        total, any_run = Compute(), False
-        for r in runs:
-            run = getattr(r, kind)
-            if run is None:
-                continue
-            any_run = True
-            iters = len(run.history["residual"]) * len(setup.pairs)
-            total = total + Compute(flops=iters * run.flops_per_iteration, dip_iters=iters,
-                                    wall_s=run.wall_s)
-        if any_run:
-            out[kind] = total.to_dict()
-    return out
+    def cost(run) -> Compute:
+        iters = len(run.history["residual"]) * len(setup.pairs)
+        return Compute(flops=iters * run.flops_per_iteration, dip_iters=iters, wall_s=run.wall_s)
+
+    done = {k: [getattr(r, k) for r in runs if getattr(r, k) is not None]
+            for k in ("reference", "guided", "sure")}
+    return {k: sum(map(cost, d), Compute()).to_dict() for k, d in done.items() if d}
 
 
 def save_stop_arrays(out_dir, setup: StoppingSetup, runs: list[SeedRuns]) -> list[str]:

@@ -117,9 +117,8 @@ def method_label(method: str) -> str:
 
 def family(method: str) -> str:
     """``ddim_5`` → ``ddim``, ``dip_t0_10`` → ``dip_t0``, else the method itself."""
-    if method.startswith("dip_t0_"):
-        return "dip_t0"
-    return "ddim" if method.startswith("ddim_") else method
+    return ("dip_t0" if method.startswith("dip_t0_") else "ddim" if method.startswith("ddim_")
+            else method)
 
 
 def run_study(model: TrainedDDPM, photos: dict[str, torch.Tensor], config: PhotoConfig,
@@ -138,8 +137,7 @@ def run_study(model: TrainedDDPM, photos: dict[str, torch.Tensor], config: Photo
     rows, images = [], {}
     for sigma in tqdm(config.sigmas, desc="task C: σ", disable=not progress):
         r, im = _one_sigma(model, photos, config, float(sigma), progress)
-        rows += r
-        images.update(im)
+        rows, images = rows + r, {**images, **im}
     return rows, images
 
 
@@ -174,11 +172,15 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
                   lr=config.dip_lr, seed=int(sigma), progress=progress, desc=desc,
                   device=config.device,
                   target=target, callback=None if target is None else target.observe)
-        per = Compute(res.compute.flops / n_img, dip_iters=res.compute.dip_iters,
-                      wall_s=res.compute.wall_s / n_img)
-        return res, per + (target.compute if target is not None else Compute())
+        return res, res.compute.per_image(n_img) + (Compute() if target is None else target.compute)
 
     curves = {}
+
+    def add_fit(method, res, c):  # a DIP fit's EMA output, its peaks' iterations, its curve
+        add(method, res.output_ema, c,
+            peak_iteration=np.asarray(res.best_iteration).reshape(-1).tolist())
+        curves[method] = res.history["psnr_clean_ema"]
+
     if config.wants("dip"):
         res, c = dip_fit(None, f"DIP σ={sigma:g}")
         add("dip", res.output_ema, c)
@@ -203,16 +205,10 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
         tgt = REDTarget(model, y, config.red_lambda, config.red_sigma_eff_ratio * sigma,
                         config.red_refresh, x_init=x0[0] if warm else None)
         res, c = dip_fit(tgt, f"RED-DIP σ={sigma:g}")
-        c = c + (x0[1] if warm else Compute())  # the warm start's x̂0 call
-        add("hybrid_red", res.output_ema, c, peak_iteration=np.asarray(
-            res.best_iteration).reshape(-1).tolist())
-        curves["hybrid_red"] = res.history["psnr_clean_ema"]
+        add_fit("hybrid_red", res, c + (x0[1] if warm else Compute()))  # + the warm start's x̂0
     if config.wants("hybrid_target"):
-        tgt = BlendTarget(model, y, config.target_lambda, sigma, x0)
-        res, c = dip_fit(tgt, f"blend-DIP σ={sigma:g}")
-        add("hybrid_target", res.output_ema, c, peak_iteration=np.asarray(
-            res.best_iteration).reshape(-1).tolist())
-        curves["hybrid_target"] = res.history["psnr_clean_ema"]
+        add_fit("hybrid_target", *dip_fit(BlendTarget(model, y, config.target_lambda, sigma, x0),
+                                          f"blend-DIP σ={sigma:g}"))
 
     rows, images = [], {}
     p_all = {m: psnr(x, clean).numpy() for m, (x, _, _) in out.items()}
@@ -271,9 +267,8 @@ def verdict(summary: dict) -> dict:
             continue
         best_c = max(combined, key=lambda m: by[m]["psnr"]["mean"])
         best_s = max(singles, key=lambda m: by[m]["psnr"]["mean"])
-        against = {"best_single": best_s}
-        against.update({k: k for k in ("bm3d", "fuse_avg", "dip_oracle", "dip", "ddpm_x0")
-                        if k in by})
+        against = {"best_single": best_s, **{k: k for k in ("bm3d", "fuse_avg", "dip_oracle",
+                                                            "dip", "ddpm_x0") if k in by}}
         out[sig] = {"best_combined": best_c, "best_single": best_s, "against": {}}
         for label, m in against.items():
             d = paired_difference(by[best_c]["values"], by[m]["values"])

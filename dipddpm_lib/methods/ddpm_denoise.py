@@ -28,7 +28,7 @@ def observation_state(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tupl
 def ddpm_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, Compute]:
     """One denoiser call at ``t_σ``: the network's posterior-mean estimate E[x | y]."""
     x0, c = denoise_x0(model, y, sigma)
-    return x0, Compute(c.flops / len(y), c.nfe, wall_s=c.wall_s / len(y))
+    return x0, c.per_image(len(y))
 
 
 def chain_from(model: TrainedDDPM, x_t: torch.Tensor, t: int, sampler: str, steps: int,
@@ -39,9 +39,8 @@ def chain_from(model: TrainedDDPM, x_t: torch.Tensor, t: int, sampler: str, step
     res = sample(model.unet, model.beta_schedule, sampler, min(check_positive_int("steps", steps),
                  max(t, 1)), x_start=x_t, t_start=t, seed=seed, progress=False,
                  num_train_timesteps=model.num_train_timesteps)
-    x = res.images.mean(1, keepdim=True) if channels == 1 else res.images
-    n = len(x_t)
-    return x, Compute(res.compute.flops / n, res.compute.nfe, wall_s=res.compute.wall_s / n)
+    return (res.images.mean(1, keepdim=True) if channels == 1 else res.images,
+            res.compute.per_image(len(x_t)))
 
 
 def ddpm_chain(model: TrainedDDPM, y: torch.Tensor, sigma: float, seed: int = 0) -> tuple[torch.Tensor, Compute]:

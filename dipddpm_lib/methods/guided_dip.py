@@ -78,7 +78,6 @@ def stage_noise_levels(sigma: float, num_stages: int, stage_schedule: str = "lin
     return t, extra_noise_std(t, beta_schedule)
 
 
-
 class ProgressiveTargets:
     """``dip.fit``'s ``target`` and ``callback`` for the guided scheme.
 
