@@ -107,6 +107,12 @@ def test_a_dry_run_lists_every_job_once(smoke_dry_run, tmp_path):
         "chapter": 4, "ablation_point": distinct, "copy_point": len(points) - distinct,
         "photo_prior": 1, "es_authors_regime": 1, "collate_tuned": 1, "ablations_chapter": 1,
         "report_chapter": 1, "export": 1, "all": 1}
+    inputs = re.findall(r"^\s*input: (.*)$", smoke_dry_run, re.M)
+    for chapter in build.CHAPTERS:  # each notebook is an input of the jobs that run it
+        nb = str(REPO / "notebooks" / f"{chapter}.ipynb")
+        assert any(nb in line for line in inputs), chapter
+    assert sum(str(REPO / "notebooks") in line for line in inputs) == \
+        len(build.CHAPTERS) + distinct  # every chapter job and every point that runs itself
 
 
 def test_the_dag_tunes_then_evaluates_and_chapter_03_waits_for_01(tmp_path):
@@ -254,3 +260,9 @@ def test_a_killed_build_reruns_only_what_is_missing_or_incomplete(tmp_path):
     for name, mtime in done_before.items():  # finished points were not recomputed
         assert (abl / name / "point.json").stat().st_mtime_ns == mtime
     assert all((root / t).exists() for t in targets)
+
+    # a notebook edited after the build reruns every point that runs it, and nothing else
+    book.cells.append(nbformat.v4.new_markdown_cell("An edited sentence."))
+    nbformat.write(book, grid_file.parent / "99_dummy.ipynb")
+    edited = snakemake("--dry-run", "--cores", "1", *targets, root=root, config=config)
+    assert job_counts(edited.stdout) == {"ablation_point": 4, "copy_point": 1}, edited.stdout
