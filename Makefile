@@ -16,7 +16,7 @@ SNAKEFLAGS ?=
 LAB_PORT ?= 8888
 STAMP    := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: venv report test lab clean-results help
+.PHONY: venv tools report test lab clean-results help
 
 help:
 	@echo "make report [PROFILE=quick|smoke|full] [DATA=/path/to/images] [DEVICE=cpu|cuda] [JOBS=2] [SNAKEFLAGS=--dry-run]"
@@ -40,6 +40,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Chromium and MathJax for the PDF and the JupyterLab browser test: apt-get where this is root,
+# else one line naming what to install (the tests that need them are then skipped)
+tools: venv
+	$(PYTHON) -c 'from dipddpm_lib.export import ensure_export_tools; ensure_export_tools()'
+
 # A bad profile, a device this machine lacks or a bad grid file stops here, before any work;
 # then Snakemake runs what is missing or incomplete, JOBS jobs at once (CORES / JOBS threads each).
 report: venv
@@ -57,7 +62,7 @@ report: venv
 TEST_WORKERS ?= $(shell c=$(CORES); [ $$c -gt 4 ] && echo 4 || echo $$c)
 TEST_THREADS := $(shell w=$(TEST_WORKERS); [ $$w -ge 1 ] || w=1; t=$$(( $(CORES) / $$w )); [ $$t -ge 1 ] && echo $$t || echo 1)
 
-test: venv
+test: venv tools
 	OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) $(PYTHON) -m pytest \
 	    $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
