@@ -282,7 +282,7 @@ def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_ste
 @torch.no_grad()
 def predict_x0(unet: UNet2DModel, x_t: torch.Tensor, t: int, beta_schedule: str,
                num_train_timesteps: int = 1000, batch_size: int = 64) -> torch.Tensor:
-    """One-step x̂0 = (x_t − sqrt(1 − abar_t) ε_θ) / sqrt(abar_t), the posterior mean, in [0, 1]."""
+    """One-step x̂0 = (x_t − sqrt(1 − abar_t) ε_θ) / sqrt(abar_t) (the posterior mean)."""
     check_timestep("t", t, num_train_timesteps)
     if t == 0:
         return from_model(x_t)
@@ -343,5 +343,5 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
 
     tensors, meta = cached("samples", cfg, _run, cache)
     c = meta["compute"]
-    return SampleResult(tensors["images"], Compute(c["flops"], c["nfe"], c["dip_iters"], c["wall_s"]),
-                        meta["timesteps"])
+    compute = Compute(c["flops"], c["nfe"], c["dip_iters"], c["wall_s"])
+    return SampleResult(tensors["images"], compute, meta["timesteps"])

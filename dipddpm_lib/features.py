@@ -150,7 +150,7 @@ def train_rotation_features(x_train: torch.Tensor, x_test: torch.Tensor, steps: 
 
 
 def check_fid_features(value) -> str:
-    """``value`` if it is one of :data:`FEATURE_CHOICES` or an existing file, else ``ValueError``."""
+    """``value`` if it is one of :data:`FEATURE_CHOICES` or an existing file."""
     if isinstance(value, (str, Path)) and (str(value) in FEATURE_CHOICES or Path(value).is_file()):
         return str(value)
     raise ValueError(f"fid_features must be one of {', '.join(FEATURE_CHOICES)} or a path to a "

@@ -67,9 +67,8 @@ class Classifier:
     name: str
 
     @torch.no_grad()
-    def probabilities(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        return torch.cat([F.softmax(self.net(x[i:i + batch_size].float()), 1)
-                          for i in range(0, len(x), batch_size)])
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.softmax(self.net(x[i:i + 512].float()), 1) for i in range(0, len(x), 512)])
 
 
 def fit_feature_net(make_net, batch_loss, steps: int, seed: int, desc: str,
@@ -211,16 +210,16 @@ class GenerationScorer:
     ``source`` (a :class:`Classifier` or ``features.FeatureSource``; the class scores are None
     without class probabilities). The reference's features and k-NN radii are computed once."""
 
-    def __init__(self, reference: torch.Tensor, source, kid_subset: int = 100, k: int = PR_K):
+    def __init__(self, reference: torch.Tensor, source, kid_subset: int = 100):
         check_images(reference, "reference images")
         self.classifier, self.n_real, self.kid_subset = source, len(reference), kid_subset
-        self.k, self._ref = k, self._features(reference)
+        self.k, self._ref = PR_K, self._features(reference)
         self._kid_args = dict(feature=_Given(self._ref.shape[1]), normalize=True,
                               reset_real_features=False)
         self.fid = FrechetInceptionDistance(**self._kid_args)
         self._kids: dict[int, KernelInceptionDistance] = {}
         self._update(self.fid, self._ref, real=True)
-        self._ref_radii = knn_radii(self._ref, k)
+        self._ref_radii = knn_radii(self._ref, self.k)
 
     @torch.no_grad()
     def _features(self, x: torch.Tensor) -> torch.Tensor:
