@@ -195,14 +195,11 @@ def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
     return (torch.cdist(a, b).min(1).values / np.sqrt(a.shape[1])).numpy()
 
 
-class _Given(nn.Module):
+def _given(num_features: int) -> nn.Module:
     """Identity "feature network": torchmetrics is fed features already extracted once."""
-    def __init__(self, num_features: int):
-        super().__init__()
-        self.num_features = num_features
-
-    def forward(self, f):
-        return f
+    net = nn.Identity()
+    net.num_features = num_features
+    return net
 
 
 class GenerationScorer:
@@ -214,7 +211,7 @@ class GenerationScorer:
         check_images(reference, "reference images")
         self.classifier, self.n_real, self.kid_subset = source, len(reference), kid_subset
         self.k, self._ref = PR_K, self._features(reference)
-        self._kid_args = dict(feature=_Given(self._ref.shape[1]), normalize=True,
+        self._kid_args = dict(feature=_given(self._ref.shape[1]), normalize=True,
                               reset_real_features=False)
         self.fid = FrechetInceptionDistance(**self._kid_args)
         self._kids: dict[int, KernelInceptionDistance] = {}
