@@ -1,10 +1,5 @@
-"""Offline data: scikit-learn's digits, bundled photographs, or a user's image folder.
-
-Every loader returns float32 tensors N×C×H×W in [0, 1]. Nothing is downloaded: the photographs
-are the ones scikit-image and scikit-learn ship inside their packages (:data:`PHOTOS`). A
-profile splits them into three disjoint sets (``eval_photos``, ``tune_photos``,
-``prior_train_photos``; see :func:`photo_role`).
-"""
+"""Offline data as float32 N×C×H×W in [0, 1]: scikit-learn's digits, the photographs that
+scikit-image and scikit-learn ship (:data:`PHOTOS`), a user's image file or folder."""
 from __future__ import annotations
 
 import warnings
@@ -16,21 +11,16 @@ import torch.nn.functional as F
 
 from .errors import check_choice, check_images, check_positive_int
 
-#: Photographs that ship inside scikit-image or scikit-learn (no download), by name: the
-#: scikit-image sample of that name, except ``china`` and ``flower`` (scikit-learn's
-#: ``load_sample_image``) and ``motorcycle_left`` / ``motorcycle_right`` (the two views of
-#: scikit-image's ``stereo_motorcycle``). scikit-image's ``cat`` is the same picture as
-#: ``chelsea`` and is not a separate name (see ``DUPLICATES``).
+# scikit-image samples, except china and flower (scikit-learn) and the two stereo_motorcycle views
 PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "china", "moon",
           "immunohistochemistry", "clock", "brick", "gravel", "grass", "hubble_deep_field",
           "retina", "motorcycle_left", "motorcycle_right", "flower")
-#: Other names for a photograph of :data:`PHOTOS`: rejected, so no picture enters two sets.
 DUPLICATES = {"cat": "chelsea"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
 
 def split_indices(n: int, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic train/test split of ``range(n)``: the same ``seed`` gives the same split."""
+    """Deterministic train/test split of ``range(n)``."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     perm = np.random.default_rng(seed).permutation(n)
@@ -40,10 +30,7 @@ def split_indices(n: int, test_fraction: float, seed: int = 0) -> tuple[np.ndarr
 
 def load_digits(size: int = 16, split: str = "train", test_fraction: float = 0.2,
                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's 8×8 digits, upscaled (bilinear) to ``size``×``size``.
-
-    Returns ``(images N×1×size×size in [0,1], labels N)`` for ``split`` in train/test/all.
-    """
+    """scikit-learn's 8×8 digits, upscaled (bilinear) to ``size``, and their labels."""
     from sklearn.datasets import load_digits as _load
 
     check_choice("split", split, ("train", "test", "all"))
@@ -61,7 +48,7 @@ def load_digits(size: int = 16, split: str = "train", test_fraction: float = 0.2
 
 
 def _to_tensor(img: np.ndarray, size: int, color: str) -> torch.Tensor:
-    """HWC/HW uint8|float|bool array → 1×C×size×size, shorter side resized, centre-cropped."""
+    """H×W(×C) array → 1×C×size×size: shorter side resized, centre-cropped."""
     from skimage.color import gray2rgb, rgb2gray, rgba2rgb
     from skimage.transform import resize
     from skimage.util import img_as_float32
@@ -89,8 +76,7 @@ def _to_tensor(img: np.ndarray, size: int, color: str) -> torch.Tensor:
 
 
 def is_photo_path(name) -> bool:
-    """Whether ``name`` is meant as an image file rather than a bundled photograph's name:
-    a :class:`~pathlib.Path`, or a string with a folder separator or a file suffix."""
+    """Whether ``name`` means an image file (a Path, or a string with a separator or suffix)."""
     if isinstance(name, Path):
         return True
     return isinstance(name, str) and name not in PHOTOS and name not in DUPLICATES and (
@@ -98,16 +84,13 @@ def is_photo_path(name) -> bool:
 
 
 def photo_name(name) -> str:
-    """The name a photograph's results are stored under: its bundled name, or a file's stem."""
+    """The name a photograph's results are stored under (a file's stem)."""
     return Path(name).stem if is_photo_path(name) else name
 
 
 def check_photo(name, what: str = "photograph", min_size: int | None = None) -> str:
-    """``name`` if it is one of :data:`PHOTOS` or a readable image file (see
-    :func:`is_photo_path`) whose shorter side is at least ``min_size``; else one
-    ``ValueError`` that says what is wrong: an unknown name (with the valid choices), a
-    duplicate such as ``cat`` (with the name of the same picture), a missing file, a folder,
-    a file that is not an image, or an image too small. Nothing is written."""
+    """``name`` if it is one of :data:`PHOTOS` or a readable image file at least ``min_size``
+    px on its shorter side; else one ``ValueError`` that says what is wrong."""
     if is_photo_path(name):
         return _check_photo_file(Path(name), what, min_size)
     if isinstance(name, str) and name in DUPLICATES:
@@ -137,7 +120,6 @@ def _check_photo_file(path: Path, what: str, min_size: int | None) -> str:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    """An image file as an array (H×W or H×W×C); ``ValueError`` for anything else."""
     from skimage.io import imread
 
     if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -150,9 +132,7 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def check_photos(names, what: str = "photographs", min_size: int | None = None) -> tuple[str, ...]:
-    """A non-empty tuple of distinct photographs, each a :data:`PHOTOS` name or an image file
-    (one name is taken as a list of one); ``ValueError`` naming the valid choices otherwise.
-    Two files with the same stem are refused: their results would share one name."""
+    """A non-empty tuple of distinct photographs (names or files with distinct stems)."""
     names = (names,) if isinstance(names, (str, Path)) else tuple(names)
     names = tuple(str(n) if isinstance(n, Path) else n for n in names)
     if not names or len(set(names)) != len(names):
@@ -168,7 +148,6 @@ def check_photos(names, what: str = "photographs", min_size: int | None = None) 
 
 
 def _photo_array(name: str) -> np.ndarray:
-    """The bundled picture ``name`` as scikit-image / scikit-learn return it (uint8)."""
     if name in ("china", "flower"):
         from sklearn.datasets import load_sample_image
 
@@ -182,9 +161,7 @@ def _photo_array(name: str) -> np.ndarray:
 
 
 def load_photo(name, size: int = 128, color: str = "rgb") -> torch.Tensor:
-    """A photograph, by bundled name (:data:`PHOTOS`) or as an image file of any size (PNG,
-    JPEG, …), as 1×C×size×size in [0,1] (``size`` a multiple of 32): the shorter side resized
-    to ``size``, centre-cropped. A bad file raises one ``ValueError`` (see :func:`check_photo`)."""
+    """A photograph by name or file, as 1×C×size×size in [0,1] (``size`` a multiple of 32)."""
     check_choice("color", color, ("rgb", "gray"))
     size = check_positive_int("size", size)
     if size % 32:
@@ -194,31 +171,15 @@ def load_photo(name, size: int = 128, color: str = "rgb") -> torch.Tensor:
                       size, color)
 
 
-def photo_role(profile, name: str) -> str:
-    """Which of the profile's photo sets ``name`` belongs to: ``"eval"`` (the report's
-    numbers), ``"tune"`` (settings are chosen here), ``"prior_train"`` (for a photo prior),
-    ``"user"`` (an image file the user gave) or ``"none"``."""
-    if is_photo_path(name):
-        return "user"
-    for role in ("eval", "tune", "prior_train"):
-        if name in getattr(profile, f"{role}_photos"):
-            return role
-    return "none"
-
-
 def photo_roles(profile, names) -> dict[str, str]:
-    """``{name: role}`` for each photograph (see :func:`photo_role`), for ``metrics.json``."""
-    return {n: photo_role(profile, n) for n in names}
+    """``{name: "eval" | "tune" | "prior_train" | "user" (a file) | "none"}``, by profile set."""
+    sets = ("eval", "tune", "prior_train")
+    return {n: "user" if is_photo_path(n) else
+            next((r for r in sets if n in getattr(profile, f"{r}_photos")), "none") for n in names}
 
 
 def load_folder(path: str | Path, size: int = 64) -> torch.Tensor:
-    """Every image in a folder (recursively), resized and centre-cropped, as N×3×size×size RGB.
-
-    Non-image and unreadable files are skipped with a warning; an error is raised if the
-    folder does not exist or no image is left.
-    """
-    from skimage.io import imread
-
+    """Every image in a folder (recursively) as N×3×size×size RGB; others skipped, warned."""
     size = check_positive_int("size", size)
     root = Path(path)
     if not root.is_dir():
@@ -228,11 +189,8 @@ def load_folder(path: str | Path, size: int = 64) -> torch.Tensor:
         raise ValueError(f"data folder {root} is empty")
     images, skipped = [], []
     for p in files:
-        if p.suffix.lower() not in IMAGE_SUFFIXES:
-            skipped.append(p.name)
-            continue
         try:
-            images.append(_to_tensor(imread(p), size, "rgb"))
+            images.append(_to_tensor(_read_image(p), size, "rgb"))
         except Exception as err:  # unreadable or corrupt: skip it, say so
             skipped.append(f"{p.name} ({type(err).__name__}: {err})")
     if skipped:
@@ -245,9 +203,7 @@ def load_folder(path: str | Path, size: int = 64) -> torch.Tensor:
 
 
 def check_folder(path) -> str:
-    """``path`` if it is a folder holding at least one file with an image suffix (searched
-    recursively; a cheap check before any work, :func:`load_folder` reads them); else one clear
-    ``FileNotFoundError`` / ``ValueError``."""
+    """``path`` if it is a folder holding a file with an image suffix (a cheap check)."""
     if not path:
         raise ValueError("dataset 'folder' needs data_dir (DATA=/path/to/images)")
     root = Path(path)
@@ -260,7 +216,7 @@ def check_folder(path) -> str:
 
 
 def load_generation_data(profile, split: str = "train") -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The profile's generation data set: digits (with labels) or its image folder (no labels)."""
+    """The profile's generation data: digits with labels, or its image folder without."""
     if profile.dataset == "digits":
         return load_digits(profile.image_size, split, profile.test_fraction)
     check_choice("dataset", profile.dataset, ("digits", "folder"))

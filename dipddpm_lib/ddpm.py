@@ -1,11 +1,7 @@
 """DDPM on diffusers: ``UNet2DModel`` + ``DDPMScheduler`` training with EMA, and one sampler.
 
-Conventions
------------
-* Public images are in [0, 1]; the model works in [-1, 1] (``to_model`` / ``from_model``).
-* Diffusion time ``t`` counts forward noising steps: ``t = 0`` is the clean image and
-  ``t = T`` (1000) is pure noise, so ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`` with
-  ``abar_t = prod_{s<=t} (1 - beta_s)``. diffusers indexes the same step as timestep ``t - 1``.
+Images are in [0, 1], the model works in [-1, 1]. Time ``t`` counts noising steps (``t = 0``
+clean, ``t = T`` pure noise); diffusers indexes the same step as timestep ``t - 1``.
 """
 from __future__ import annotations
 
@@ -30,19 +26,16 @@ SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
 TRAIN_PRECISIONS = ("fp32", "bf16")  # bf16: forward under bfloat16 autocast
 
 
-def to_model(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] → [-1, 1]."""
+def to_model(x: torch.Tensor) -> torch.Tensor:  # [0, 1] → [-1, 1]
     return x * 2.0 - 1.0
 
 
-def from_model(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] → [0, 1], clipped."""
+def from_model(x: torch.Tensor) -> torch.Tensor:  # [-1, 1] → [0, 1], clipped
     return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
 def make_scheduler(beta_schedule: str = "linear", sampler: str = "ddpm",
                    num_train_timesteps: int = 1000):
-    """A diffusers scheduler for ``sampler`` with ``beta_schedule`` in {linear, cosine}."""
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
@@ -62,7 +55,6 @@ def make_scheduler(beta_schedule: str = "linear", sampler: str = "ddpm",
 
 
 def make_unet(profile, channels: int | None = None) -> UNet2DModel:
-    """The profile's ``UNet2DModel`` (block widths and attention placement from the profile)."""
     from diffusers import UNet2DModel
 
     channels = (1 if profile.dataset == "digits" else 3) if channels is None else channels
@@ -83,8 +75,7 @@ def alphas_cumprod(beta_schedule: str = "linear", num_train_timesteps: int = 100
 
 def q_sample(x0: torch.Tensor, t: int, noise: torch.Tensor, beta_schedule: str = "linear",
              num_train_timesteps: int = 1000) -> torch.Tensor:
-    """Forward-noise clean images ``x0`` in [0,1] to time ``t`` with the scheduler's
-    ``add_noise``. Returns ``x_t`` in model space; ``t = 0`` returns ``to_model(x0)``."""
+    """Clean ``x0`` in [0,1] forward-noised to time ``t``, in model space."""
     check_timestep("t", t, num_train_timesteps)
     if t == 0:
         return to_model(x0)
@@ -92,19 +83,16 @@ def q_sample(x0: torch.Tensor, t: int, noise: torch.Tensor, beta_schedule: str =
         to_model(x0), noise, torch.full((x0.shape[0],), t - 1, dtype=torch.long))
 
 
-# --------------------------------------------------------------------------- training
 @dataclass
 class TrainedDDPM:
     """A trained denoiser (EMA weights) and what its training recorded."""
-
     unet: UNet2DModel
     beta_schedule: str
     loss_history: np.ndarray
     meta: dict
 
     @property
-    def num_train_timesteps(self) -> int:
-        """T, as the model was trained (every chain, noise level and check uses it)."""
+    def num_train_timesteps(self) -> int:  # T as trained: every chain and check uses it
         return int(self.meta.get("config", {}).get("num_train_timesteps", 1000))
 
 
@@ -124,8 +112,7 @@ def _train_config(profile, beta_schedule: str, seed: int, n_train: int,
 
 
 def _draw_t(n: int, profile, gen: torch.Generator) -> torch.Tensor:
-    """Training times: uniform on [0, T), except that a ``low_t_fraction`` of them is drawn
-    uniform on [0, low_t_max) (a prior used to denoise at small noise levels sees them more)."""
+    """Uniform on [0, T), a ``low_t_fraction`` of them on [0, low_t_max) instead."""
     t = torch.randint(0, profile.num_train_timesteps, (n,), generator=gen)
     if profile.low_t_fraction:
         low = torch.rand(n, generator=gen) < profile.low_t_fraction
@@ -136,17 +123,9 @@ def _draw_t(n: int, profile, gen: torch.Generator) -> torch.Tensor:
 def train_ddpm(images, profile, beta_schedule: str | None = None, seed: int = 0,
                cache: Cache | None = None, progress: bool = True,
                data_key: dict | None = None, shape: tuple | None = None) -> TrainedDDPM:
-    """Train (or load from the cache) a DDPM on ``images`` (N×C×H×W in [0,1]).
-
-    AdamW with linear warm-up, gradient clipping, and diffusers' ``EMAModel``; the returned
-    UNet carries the EMA weights. ``profile.train_precision = "bf16"`` runs the forward pass
-    under bfloat16 autocast (weights, optimiser, loss and EMA stay float32): about 1.9× faster
-    for the photo prior on a CPU with bf16 units (AMX / AVX512-BF16), slower for the small
-    digit UNet with attention, and slow on CPUs that lack them. The cache key is the training config plus the data's shape,
-    and ``data_key`` (what the images are, when their shape does not say it). ``images`` may
-    also be a function that makes them, called only to train (not when the model is cached);
-    then ``data_key`` says what they are and ``shape`` is their N×C×H×W.
-    """
+    """Train (or load from the cache) a DDPM on ``images`` (N×C×H×W in [0,1]), returning EMA
+    weights. ``images`` may be a function, called only on a cache miss; then ``data_key`` says
+    what they are and ``shape`` is their N×C×H×W. bf16 autocasts the forward pass only."""
     beta_schedule = beta_schedule or profile.beta_schedule
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
     if callable(images):
@@ -213,11 +192,9 @@ def train_ddpm(images, profile, beta_schedule: str | None = None, seed: int = 0,
     return TrainedDDPM(unet, beta_schedule, tensors["loss_history"].numpy(), meta)
 
 
-# --------------------------------------------------------------------------- sampling
 @dataclass
 class SampleResult:
     """Generated or restored images in [0,1] and what producing them cost."""
-
     images: torch.Tensor
     compute: Compute
     timesteps: list[int]
@@ -250,13 +227,9 @@ def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_ste
            num_samples: int | None = None, seed: int = 0, x_start: torch.Tensor | None = None,
            t_start: int | None = None, batch_size: int = 256, progress: bool = True,
            num_train_timesteps: int = 1000) -> SampleResult:
-    """Run the reverse chain with ``sampler`` in {ddpm, ddim, dpm-solver++}.
-
-    From pure noise (``num_samples`` images), or from ``x_start`` (model space, e.g. from
-    :func:`q_sample`) at time ``t_start`` in [0, T]; ``t_start = 0`` returns ``x_start``
-    unchanged. ``num_steps`` is the number of denoiser evaluations (at most; a midway DDIM
-    chain may use fewer to keep its fixed stride). Returns images in [0,1] and the compute.
-    """
+    """The reverse chain from pure noise (``num_samples`` images) or from ``x_start`` (model
+    space) at ``t_start``, in at most ``num_steps`` denoiser calls (a midway DDIM chain may use
+    fewer to keep its fixed stride)."""
     check_choice("sampler", sampler, SAMPLERS)
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
     num_steps = check_positive_int("num_steps", num_steps)
@@ -284,13 +257,11 @@ def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_ste
     if t_start == 0:
         return SampleResult(from_model(x_all), Compute(), [])
 
-    sched = make_scheduler(beta_schedule, sampler, T)
-    timesteps = _timesteps(sched, sampler, num_steps, t_start, T)
     flops_per_image, outs = None, []
     with Timer() as timer:
         for b0 in range(0, num_samples, batch_size):
             sched = make_scheduler(beta_schedule, sampler, T)  # fresh multistep state per batch
-            _timesteps(sched, sampler, num_steps, t_start, T)
+            timesteps = _timesteps(sched, sampler, num_steps, t_start, T)
             x = x_all[b0:b0 + batch_size].to(device) * sched.init_noise_sigma
             if flops_per_image is None:
                 flops_per_image = count_flops(unet, x[:1], torch.full((1,), timesteps[0],
@@ -311,10 +282,7 @@ def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_ste
 @torch.no_grad()
 def predict_x0(unet: UNet2DModel, x_t: torch.Tensor, t: int, beta_schedule: str,
                num_train_timesteps: int = 1000, batch_size: int = 64) -> torch.Tensor:
-    """The one-step estimate of the clean image from ``x_t`` (model space, at time ``t``):
-    ``x̂0 = (x_t − sqrt(1 − abar_t) ε_θ(x_t, t)) / sqrt(abar_t)``, the network's estimate of
-    the posterior mean E[x_0 | x_t]. Returns images in [0, 1] (clipped); ``t = 0`` returns
-    ``x_t`` itself. Any image size works with a fully convolutional UNet."""
+    """One-step x̂0 = (x_t − sqrt(1 − abar_t) ε_θ) / sqrt(abar_t) (the posterior mean)."""
     check_timestep("t", t, num_train_timesteps)
     if t == 0:
         return from_model(x_t)
@@ -335,9 +303,8 @@ def prior_noise(num_samples: int, shape: tuple[int, ...], seed: int = 0) -> torc
 
 
 def scheduler_key(scheduler) -> dict:
-    """A scheduler's settings as a cache key: its public config. diffusers' private
-    ``_use_default_values`` lists names in set order, which changes from one Python process to
-    the next (string hashing), so it would make every process miss the others' entries."""
+    """A scheduler's public config as a cache key (the private ``_use_default_values`` is in
+    set order, which changes from one process to the next)."""
     return {k: v for k, v in sorted(scheduler.config.items()) if not k.startswith("_")}
 
 
@@ -359,11 +326,7 @@ def scheduler_settings(beta_schedule: str, samplers, num_train_timesteps: int = 
 def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 1000,
                   num_samples: int = 64, seed: int = 0, batch_size: int = 256,
                   cache: Cache | None = None, progress: bool = True) -> SampleResult:
-    """:func:`sample` from pure noise, cached by (model, sampler, steps, n, seed).
-
-    A cache hit returns the stored images with the compute recorded when they were made
-    (``wall_s`` is the original run's, not the load time).
-    """
+    """:func:`sample` from pure noise, cached; a hit returns the compute recorded when drawn."""
     check_choice("sampler", sampler, SAMPLERS)
     cache = cache or Cache()
     cfg = {"model": model.meta["config"], "sampler": sampler, "num_steps": num_steps,
@@ -380,5 +343,5 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
 
     tensors, meta = cached("samples", cfg, _run, cache)
     c = meta["compute"]
-    return SampleResult(tensors["images"], Compute(c["flops"], c["nfe"], c["dip_iters"],
-                                                   c["wall_s"]), meta["timesteps"])
+    compute = Compute(c["flops"], c["nfe"], c["dip_iters"], c["wall_s"])
+    return SampleResult(tensors["images"], compute, meta["timesteps"])

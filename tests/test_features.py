@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from dipddpm_lib import features, get_profile
+from dipddpm_lib.cache import file_digest
 from dipddpm_lib.experiments import ddpm_baseline as study
 from dipddpm_lib.metrics import GenerationScorer
 
@@ -34,7 +35,7 @@ def test_locating_the_inception_file_does_not_import_its_package():
 @needs_inception
 def test_inception_file_checksum_and_output():
     path = features.inception_path()
-    assert features.sha1(path) == features.INCEPTION_SHA1
+    assert file_digest(path, "sha1") == features.INCEPTION_SHA1
     src = features.load_inception(path)
     assert src.kind == "inception" and "not checked" in src.note
     f = src.net.features(_images(3))

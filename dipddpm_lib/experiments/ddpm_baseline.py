@@ -1,5 +1,5 @@
-"""Chapter 01's study: samplers × step counts × seeds from the same prior noise, scored in-domain
-beside their compute, with the real reference, the controls, the quality bar and tidy tables."""
+"""Chapter 01's study: samplers × step counts × seeds from the same prior noise, scored beside
+their compute, the real reference and the controls; the quality bar and tables."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,26 +19,21 @@ from ..profiles import Profile, check_device, get_profile
 from ..results import fmt, markdown_table, paired_difference, scaled, spread
 
 SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "dpm-solver++": "DPM-Solver++"}
-KID_SCALE = 1e3  #: KID is in squared feature units; tables and plots show it × KID_SCALE
-#: What every sample set, the real reference and every control is scored on, per seed.
+KID_SCALE = 1e3  # KID is in squared feature units; tables and plots show it × KID_SCALE
 SCORES = ("fid", "kid", "precision", "recall", "confident_fraction", "class_entropy")
-#: Scores compared with the baseline, and the sign of a difference that makes a method better.
-COMPARED = {"fid": -1, "precision": +1, "recall": +1}
+COMPARED = {"fid": -1, "precision": +1, "recall": +1}  # the sign of a better difference
 SCORE_NAMES = {"fid": "FID", "kid": "KID ×10³ (feature units²)", "precision": "precision",
                "recall": "recall", "confident_fraction": "confident fraction",
                "class_entropy": "class entropy"}
 _DIGITS = {q: 2 if q in ("fid", "kid") else 3 for q in SCORES}  # decimals shown in tables
-#: Scores that need a classifier's class probabilities: None (and "n/a") without labels.
-CLASS_SCORES = ("confident_fraction", "class_entropy")
+CLASS_SCORES = ("confident_fraction", "class_entropy")  # None without labels
 NO_LABELS = "n/a (no labels)"
-#: Controls made from real test images: near-copies of the reference, not generators.
-NEAR_COPIES = ("blurred", "repeated")
+NEAR_COPIES = ("blurred", "repeated")  # controls made from real test images
 
 
 @dataclass(frozen=True)
 class Method:
     """One sampler at one step count, e.g. ``Method("ddim", 20)`` (key ``ddim_20``)."""
-
     sampler: str
     num_steps: int
 
@@ -57,7 +52,6 @@ class Method:
 
 
 def check_steps(what: str, steps) -> tuple[int, ...]:
-    """A non-empty list of distinct positive whole step counts (a single int is allowed)."""
     if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool):
         steps = (steps,)
     if isinstance(steps, str) or not hasattr(steps, "__iter__"):
@@ -69,7 +63,6 @@ def check_steps(what: str, steps) -> tuple[int, ...]:
 
 
 def check_methods(methods, num_train_timesteps: int = 1000) -> list[Method]:
-    """A non-empty list of distinct :class:`Method` with at most T steps each."""
     methods = list(methods)
     if not methods or not all(isinstance(m, Method) for m in methods):
         raise ValueError(f"methods must be a non-empty list of Method(sampler, num_steps); "
@@ -92,7 +85,6 @@ def baseline_methods(ddim_steps, dpm_steps, ddpm_steps: int = 1000) -> list[Meth
 @dataclass(frozen=True)
 class SweepPlan:
     """Chapter 01's settings, resolved against the profile; the baseline is the first method."""
-
     profile: Profile
     methods: list[Method]
     seeds: tuple[int, ...]
@@ -102,7 +94,6 @@ class SweepPlan:
     beta_schedule = property(lambda self: self.profile.beta_schedule)
 
     def to_dict(self) -> dict:
-        """The run's settings for ``metrics.json``."""
         p = self.profile
         return {"profile": p.name, "beta_schedule": p.beta_schedule, "seeds": list(self.seeds),
                 "train_seed": self.train_seed, "image_size": p.image_size,
@@ -114,8 +105,7 @@ def make_plan(profile: str = "quick", seeds=None, beta_schedule=None, image_size
               train_steps=None, num_samples=None, sampler_steps=None, dpm_steps=None,
               ddpm_steps=None, train_seed: int = 0, device=None, data_dir=None,
               fid_features=None, batch_size=None) -> SweepPlan:
-    """Chapter 01's parameters checked (a ``ValueError`` names the valid choices before anything
-    is loaded or trained); ``None`` ones from the profile (``ddpm_steps``: ddpm_sample_steps)."""
+    """Chapter 01's parameters, checked before any work; ``None`` ones from the profile."""
     given = dict(beta_schedule=beta_schedule, image_size=image_size, train_steps=train_steps,
                  num_samples=num_samples, sampler_steps=sampler_steps, dpm_steps=dpm_steps,
                  ddpm_sample_steps=ddpm_steps, device=device, data_dir=data_dir,
@@ -139,7 +129,6 @@ def make_plan(profile: str = "quick", seeds=None, beta_schedule=None, image_size
 
 
 def check_num_samples(num_samples) -> int:
-    """At least ``PR_K + 1`` samples per set (precision and recall need ``PR_K`` neighbours)."""
     if check_positive_int("num_samples", num_samples) < PR_K + 1:
         raise ValueError(f"num_samples must be at least {PR_K + 1} (precision and recall use "
                          f"each sample's {PR_K} nearest neighbours), got {num_samples}")
@@ -149,19 +138,15 @@ def check_num_samples(num_samples) -> int:
 @dataclass
 class Sweep:
     """A sweep's per-seed rows (the tidy table) and its sample sets by method key and seed."""
-
     rows: list[dict]
     samples: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
 
-    def images(self, key: str) -> torch.Tensor:
-        """Every seed's samples of one method, in seed order."""
+    def images(self, key: str) -> torch.Tensor:  # every seed's samples, in seed order
         return torch.cat([self.samples[key][s] for s in sorted(self.samples[key])])
 
 
 def score(images: torch.Tensor, x_train: torch.Tensor, classifier) -> dict:
-    """:data:`SCORES` (and KID's std over subsets) of ``images`` against the train split, in
-    the features of ``classifier`` (a :class:`metrics.Classifier` or ``features.FeatureSource``;
-    the :data:`CLASS_SCORES` are None without a classifier)."""
+    """:data:`SCORES`, KID's std and the features' name, against the train split."""
     m = scorer_for(x_train, classifier)(images)
     return {k: m[k] for k in (*SCORES, "kid_std", "features")}
 
@@ -169,7 +154,7 @@ def score(images: torch.Tensor, x_train: torch.Tensor, classifier) -> dict:
 def sweep(model: TrainedDDPM, methods, seeds, num_samples: int, x_train: torch.Tensor,
           classifier, batch_size: int = 256, cache: Cache | None = None,
           progress: bool = True) -> Sweep:
-    """Draw (cached) and score ``num_samples`` images per method × seed: a row each, compute too."""
+    """Draw (cached) and score ``num_samples`` images per method × seed: a row each."""
     methods, seeds = check_methods(methods, model.num_train_timesteps), check_seeds(seeds)
     num_samples = check_num_samples(num_samples)
     batch_size = check_positive_int("batch_size", batch_size)
@@ -193,7 +178,6 @@ def _spreads(rows: list[dict]) -> dict:
 
 
 def _per_seed(sets, seeds, x_train: torch.Tensor, classifier) -> dict:
-    """``sets(seed)`` → {name: images}, scored per seed: {name: (per-seed rows, spreads)}."""
     rows: dict[str, list] = {}
     for seed in check_seeds(seeds):
         for name, images in sets(seed).items():
@@ -205,8 +189,7 @@ def _per_seed(sets, seeds, x_train: torch.Tensor, classifier) -> dict:
 
 def real_reference(x_test: torch.Tensor, x_train: torch.Tensor, classifier, seeds,
                    num_samples: int) -> dict:
-    """Real test images scored like a sample set (FID's floor): per seed, the seed's same-size
-    :func:`metrics.test_subset` (small-sample FID is biased up); once, the whole split."""
+    """Real test images scored like a sample set: same-size subsets per seed; the whole split."""
     ref = _per_seed(lambda s: {"real": test_subset(x_test, num_samples, s)}, seeds, x_train,
                     classifier)["real"]
     return {**ref, "label": f"real test images ({ref['num_samples']} per seed)",
@@ -214,7 +197,6 @@ def real_reference(x_test: torch.Tensor, x_train: torch.Tensor, classifier, seed
 
 
 def control_labels(image_size: int) -> dict[str, str]:
-    """Reader-facing names of :data:`metrics.CONTROLS`."""
     k = blur_kernel(image_size)
     return {"noise": "uniform noise", "black": "constant black", "white": "constant white",
             "blurred": f"blurred test images ({k}×{k} box)",
@@ -223,7 +205,6 @@ def control_labels(image_size: int) -> dict[str, str]:
 
 def controls(x_test: torch.Tensor, x_train: torch.Tensor, classifier, seeds,
              num_samples: int) -> dict:
-    """Every control of :func:`metrics.control_sets` scored like a sample set, per seed."""
     check_images(x_test, "test images")
     labels = control_labels(min(x_test.shape[-2:]))
     scored = _per_seed(lambda s: control_sets(x_test, num_samples, s), seeds, x_train, classifier)
@@ -231,7 +212,7 @@ def controls(x_test: torch.Tensor, x_train: torch.Tensor, classifier, seeds,
 
 
 def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
-    """Training's FLOPs (a batch's forward + backward × steps), seconds, parameters, final loss."""
+    """Training's FLOPs (a batch's forward + backward × steps), seconds, parameters, loss."""
     unet = model.unet
     c, s = unet.config.in_channels, unet.config.sample_size
     x = torch.zeros(profile.batch_size, c, s, s, device=unet.device)
@@ -245,7 +226,6 @@ def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Per method: its rows, the :func:`results.spread` of each score and wall time, its compute."""
     out = {}
     fixed = ("label", "sampler", "num_steps", "num_samples", "features", "nfe", "gflops")
     for key in dict.fromkeys(r["method"] for r in rows):
@@ -268,14 +248,11 @@ def _bar_checks(entry: dict, reference: dict, min_precision: float, min_recall: 
 def quality_bar(methods: dict, reference: dict, controls: dict | None = None,
                 baseline: str = "ddpm_1000", min_precision: float = 0.5, min_recall: float = 0.5,
                 max_fid_ratio: float = 3.0) -> dict:
-    """Does ``baseline`` pass (see ``rule``)? The confident fraction is recorded, not judged.
-    With ``controls`` the bar is applied to them and to the reference too; ``control_margin``:
-    the reference's min(precision, recall) − the largest of a control's."""
+    """Does ``baseline`` pass? With ``controls``, also the controls and the reference, and the
+    control margin: the reference's min(precision, recall) − the largest control's."""
     b, limits = methods[baseline], (min_precision, min_recall, max_fid_ratio)
     checks = _bar_checks(b, reference, *limits)
     out = {"method": baseline, "min_precision": min_precision, "min_recall": min_recall,
-           "rule": (f"mean precision ≥ {min_precision:g}, mean recall ≥ {min_recall:g} and mean "
-                    f"FID ≤ {max_fid_ratio:g} × the same-size real reference's"),
            "max_fid_ratio": max_fid_ratio, "fid": b["fid"]["mean"],
            "reference_fid": reference["fid"]["mean"], "passed": checks.pop("passes"), **checks,
            "confident_fraction": (b.get("confident_fraction") or {}).get("mean")}
@@ -295,7 +272,7 @@ def quality_bar(methods: dict, reference: dict, controls: dict | None = None,
 
 
 def ordered(methods: dict) -> dict:
-    """Method summaries by sampler, then step count (a JSON round trip sorts keys)."""
+    """Method summaries by sampler, then step count (a JSON round trip sorts the keys)."""
     return dict(sorted(methods.items(), key=lambda kv: (SAMPLERS.index(kv[1]["sampler"]),
                                                         kv[1]["num_steps"])))
 
@@ -316,15 +293,14 @@ def failed(methods: dict, reference: dict, fail_ratio: float = 10.0) -> list[str
 
 
 def paired(a: dict, b: dict, q: str) -> dict:
-    """:func:`results.paired_difference` ``a − b`` of score ``q`` over the seeds both have."""
+    """Paired difference ``a − b`` of score ``q`` over the seeds both have."""
     av, bv = ({r["seed"]: r[q] for r in e["per_seed"]} for e in (a, b))
     seeds = [s for s in av if s in bv]
     return paired_difference([av[s] for s in seeds], [bv[s] for s in seeds])
 
 
 def paired_comparisons(methods: dict, baseline: str = "ddpm_1000") -> dict:
-    """Every other method − ``baseline``, paired, on :data:`COMPARED`; verdict ``better``
-    (``worse``): resolved for (against) it and none the other way, ``mixed``, ``not resolved``."""
+    """Every other method − ``baseline``, paired, on :data:`COMPARED`, with a verdict."""
     b, out = methods[baseline], {}
     for key, m in ordered(methods).items():
         if key == baseline:
@@ -340,7 +316,7 @@ def paired_comparisons(methods: dict, baseline: str = "ddpm_1000") -> dict:
 
 
 def steps_effect(methods: dict, sampler: str) -> dict:
-    """A sampler's fewest- and most-step methods and their paired FID difference (most − fewest)."""
+    """A sampler's fewest- and most-step methods and their paired FID difference."""
     mine = sorted((k for k, m in methods.items() if m["sampler"] == sampler),
                   key=lambda k: methods[k]["num_steps"])
     if len(mine) < 2:
@@ -361,9 +337,7 @@ def _signed(d: dict, digits: int) -> str:
 
 
 def results_table(methods: dict, reference: dict, controls: dict | None = None) -> str:
-    """Markdown table, each cell mean ± 95 % half-width (KID × :data:`KID_SCALE`): every method
-    with its compute, the same-size and whole-split real references, then the controls in
-    :data:`metrics.CONTROLS` order; ``kind`` marks near-copies of test images."""
+    """Markdown table: every method with its compute, the real references, the controls."""
     def scores(e):
         return {q: _cell(e.get(q), d, KID_SCALE if q == "kid" else 1.0,
                          NO_LABELS if q in CLASS_SCORES else "–") for q, d in _DIGITS.items()}
@@ -383,7 +357,6 @@ def results_table(methods: dict, reference: dict, controls: dict | None = None) 
 
 
 def comparison_table(comparisons: dict, baseline_label: str) -> str:
-    """:func:`paired_comparisons` as a Markdown table: differences method − baseline."""
     rows = [{"method": c["label"], **{q: _signed(c[q], _DIGITS[q]) for q in COMPARED},
              "verdict": c["verdict"], **{f"{w}_on": ", ".join(SCORE_NAMES[q] for q in c[f"{w}_on"])
                                          or "–" for w in ("better", "worse")}}

@@ -1,5 +1,4 @@
-"""Chapter 01's figures: the training loss, the sample grids, quality against compute. Every
-number drawn is passed in."""
+"""Chapter 01's figures: the training loss, the sample grids, quality against compute."""
 from __future__ import annotations
 
 from itertools import product
@@ -19,7 +18,6 @@ COSTS = {"nfe": "denoiser evaluations (NFE)", "gflops": "GFLOPs per sample set",
 
 
 def plot_training_loss(loss_history, window: int = 50, ax=None):
-    """Per-step training loss (faint) and its running mean over ``window`` steps (log scale)."""
     loss = np.asarray(loss_history, dtype=np.float64)
     ax = ax or plt.subplots(figsize=(6, 3))[1]
     ax.plot(np.arange(1, len(loss) + 1), loss, color="tab:blue", alpha=0.25, lw=0.6,
@@ -32,9 +30,8 @@ def plot_training_loss(loss_history, window: int = 50, ax=None):
     return ax.figure
 
 
-def plot_sample_grids(sweep_result: Sweep, methods, seed: int, n: int = 32, nrow: int = 16):
-    """The first ``n`` samples of ``seed`` per method, one grid each (same prior noise for all)."""
-    methods = list(methods)
+def plot_sample_grids(sweep_result: Sweep, methods, seed: int, n: int = 32):
+    methods, nrow = list(methods), 16
     rows = -(-min(n, len(sweep_result.samples[methods[0].key][seed])) // nrow)
     fig, axes = plt.subplots(len(methods), 1, squeeze=False, figsize=(
         nrow * 0.45, len(methods) * (rows * 0.45 + 0.35)))
@@ -45,20 +42,15 @@ def plot_sample_grids(sweep_result: Sweep, methods, seed: int, n: int = 32, nrow
     return fig
 
 
-def _err(s) -> float:
-    """A spread's 95 % interval half-width (0 for a plain number)."""
+def _err(s) -> float:  # a spread's 95 % half-width, 0 for a plain number
     return s.get("ci95", s["std"]) if isinstance(s, dict) else 0.0
 
 
-def plot_quality_vs_compute(methods: dict, reference: dict, qualities=tuple(BETTER),
-                            costs=tuple(COSTS)):
-    """Quality (rows) against compute (columns): one line per sampler, each point a step count
-    (annotated), error bars the 95 % t-interval over seeds; the real-image reference a dashed
-    line with its interval as a band. FID on a log axis (a poor sampler's FID can be a hundred
-    times the real images'), KID × ``KID_SCALE`` on a linear one (it can be negative). A
-    quality the methods lack (the confident fraction without labels) is left out."""
-    methods = ordered(methods)
-    qualities = [q for q in qualities if q in next(iter(methods.values()))]
+def plot_quality_vs_compute(methods: dict, reference: dict):
+    """Quality (rows) against compute (columns), one line per sampler, the real reference a band.
+    FID on a log axis (it spans orders of magnitude), KID on a linear one (it can be negative)."""
+    methods, costs = ordered(methods), tuple(COSTS)
+    qualities = [q for q in BETTER if q in next(iter(methods.values()))]
     fig, axes = plt.subplots(len(qualities), len(costs), squeeze=False,
                              figsize=(4 * len(costs), 3 * len(qualities)))
     for (i, q), (j, c) in product(enumerate(qualities), enumerate(costs)):
