@@ -71,14 +71,8 @@ def copy_figures(profile: str, results_root: str | Path | None = None,
     root = Path(results_root) if results_root else REPO / "results" / profile
     dest = Path(dest) if dest else REPO / "figures" / profile
     dest.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for fig in FIGURES:
-        src = root / fig.chapter / fig.source
-        out[fig.name] = None
-        if src.exists():
-            shutil.copyfile(src, dest / fig.name)
-            out[fig.name] = dest / fig.name
-    return out
+    return {fig.name: shutil.copyfile(src, dest / fig.name) if src.exists() else None
+            for fig in FIGURES for src in [root / fig.chapter / fig.source]}
 
 
 def _get(d, *keys):
