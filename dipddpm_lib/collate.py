@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .cache import atomic_path
 from .profiles import PROFILES
-from .results import fmt, format_value, half_width, read_json, spread
+from .results import fmt, format_value, half_width, markdown_table, read_json, spread
 from .sweep import REPO, Grid, Point, grid_photos, grid_points, is_done, load_grids, tuning_grids, \
     value_slug
 from .tuned import TUNABLE, TUNED_VERSION, tuned_values, write_tuned
@@ -169,12 +169,11 @@ def choose_value(rows: list[dict], grid: Grid) -> dict | None:
         if value_slug(cheapest["value"]) != value_slug(best["value"]):
             chosen, reason = cheapest, "cheapest"
     second = ranked[1] if len(ranked) > 1 else None
-    return {"grid": grid.name, "metric": metric, "higher_is_better": higher, "best": best,
-            "chosen": chosen, "reason": reason, "runner_up": second, "cost_metric": cost_metric,
-            "cost": costs,
+    return {"metric": metric, "higher_is_better": higher, "best": best, "chosen": chosen,
+            "reason": reason, "runner_up": second, "cost_metric": cost_metric, "cost": costs,
             "margin": abs(best["mean"] - second["mean"]) if second else None,
             "interval": _interval(best, second) if second else None,
-            "separated": bool(second) and not _within(best, second), "n_values": len(curve)}
+            "separated": bool(second) and not _within(best, second)}
 
 
 def headline_metric(grid: Grid) -> str:
@@ -184,35 +183,32 @@ def headline_metric(grid: Grid) -> str:
 
 def grids_markdown(grids: list[Grid]) -> str:
     """A Markdown table of the grids."""
-    lines = ["| grid | notebook | parameter | values | profile's setting | kind | photos | seeds "
-             "| question |", "|---|---|---|---|---|---|---|---|---|"]
-    for g in grids:
-        values = ", ".join(f"`{format_value(v)}`" for v in g.values)
-        kind = ("setting: tunes " + ", ".join(f"`{f}`" for f in g.tunes)) if g.choose else \
-            "condition (nothing chosen)"
-        default = f"`{format_value(g.default)}`" if g.default is not None else "–"
-        photos = ", ".join(grid_photos(g)) or "–"
-        seeds = format_value(g.fixed["seeds"]) if g.fixed.get("seeds") is not None else "profile's"
-        lines.append(f"| {g.name} | `{g.notebook_name}` | `{g.parameter}` | {values} | {default} "
-                     f"| {kind} | {photos} | {seeds} | {g.why} |")
-    return "\n".join(lines)
+    rows = [{"grid": g.name, "notebook": f"`{g.notebook_name}`", "parameter": f"`{g.parameter}`",
+             "values": ", ".join(f"`{format_value(v)}`" for v in g.values),
+             "default": f"`{format_value(g.default)}`" if g.default is not None else "–",
+             "kind": ("setting: tunes " + ", ".join(f"`{f}`" for f in g.tunes)) if g.choose
+             else "condition (nothing chosen)", "photos": ", ".join(grid_photos(g)) or "–",
+             "seeds": format_value(g.fixed["seeds"]) if g.fixed.get("seeds") is not None else "profile's",
+             "why": g.why} for g in grids]
+    return markdown_table(rows, {"grid": "grid", "notebook": "notebook", "parameter": "parameter",
+                                 "values": "values", "default": "profile's setting", "kind": "kind",
+                                 "photos": "photos", "seeds": "seeds", "why": "question"})
 
 
-def summary_markdown(rows: list[dict], grids: list[Grid], digits: int = 2) -> str:
+def summary_markdown(rows: list[dict], grids: list[Grid]) -> str:
     """Per grid and value: its deciding metric (mean ± 95 % CI) and the point's wall seconds."""
-    lines = ["| grid | value | metric | mean ± 95 % CI | n seeds | wall s (point) |",
-             "|---|---|---|---|---|---|"]
+    out = []
     for g in grids:
         metric = headline_metric(g)
         mine = {value_slug(r["value"]): r for r in rows if r["grid"] == g.name}
         for c in grid_curve(rows, g, metric):
             r = mine[value_slug(c["value"])]
             wall = "–" if r["wall_s"] is None else f"{r['wall_s']:.0f}"
-            if r.get("copied_from"):
-                wall += f" (same run as {r['copied_from']})"
-            lines.append(f"| {g.name} | `{format_value(c['value'])}` | {metric} | {fmt(c, digits)} "
-                         f"| {c['n']} | {wall} |")
-    return "\n".join(lines)
+            out.append({"grid": g.name, "value": f"`{format_value(c['value'])}`", "metric": metric,
+                        "mean": fmt(c), "n": c["n"], "wall": wall + (
+                            f" (same run as {r['copied_from']})" if r.get("copied_from") else "")})
+    return markdown_table(out, {"grid": "grid", "value": "value", "metric": "metric",
+                                "mean": "mean ± 95 % CI", "n": "n seeds", "wall": "wall s (point)"})
 
 
 def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing: list[Point]) -> dict:
@@ -220,7 +216,7 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
     n_points = sum(len(g.values) for g in grids)
     out = {"profile": profile, "grids": {}, "missing_points": [f"{p.grid.name}/{p.name}" for p in missing],
            "failed_points": [f"{p.grid.name}/{p.name}" for p in missing if p.failed_folder.exists()],
-           "n_rows": len(rows), "n_points": n_points, "n_done": n_points - len(missing),
+           "n_points": n_points, "n_done": n_points - len(missing),
            "seeds": sorted({s for r in rows for s in (r.get("seeds") or [])}),
            "tune_photos": list(PROFILES[profile].tune_photos)}
     for g in grids:
@@ -228,9 +224,7 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
         walls = {r["point"]: r["wall_s"] for r in rows if r["grid"] == g.name
                  and r["wall_s"] is not None and not r.get("copied_from")}
         out["grids"][g.name] = {
-            "notebook": g.notebook_name, "parameter": g.parameter,
-            "values": list(g.values), "default": g.default, "fixed": g.fixed,
-            "kind": "setting" if g.choose else "condition", "why": g.why,
+            "parameter": g.parameter, "kind": "setting" if g.choose else "condition",
             "photos": grid_photos(g), "tunes": dict(g.tunes),
             "used_by": sorted({ch for f in g.tunes for ch in TUNABLE[f][1]}),
             "curves": {m: grid_curve(rows, g, m) for m in g.metrics},
