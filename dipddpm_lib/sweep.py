@@ -190,9 +190,7 @@ def _check_metrics(name: str, spec) -> tuple[dict, dict]:
     check_choice(f"choose.metric of grid {name!r}", choose.get("metric"), metrics)
     if "cost" in choose:
         check_choice(f"choose.cost of grid {name!r}", choose["cost"], metrics)
-    return dict(metrics), {"metric": choose["metric"],
-                           "higher_is_better": bool(choose.get("higher_is_better", True)),
-                           **({"cost": choose["cost"]} if "cost" in choose else {})}
+    return dict(metrics), {**choose, "higher_is_better": bool(choose.get("higher_is_better", True))}
 
 
 def _check_tunes(name: str, spec, choose: dict) -> dict:
@@ -231,8 +229,7 @@ def _check_tune_photos(grid: Grid, profile: str, declared) -> None:
                              f"{profile!r}): {', '.join(tune)}")
     if grid.parameter in PHOTO_PARAMETERS:
         raise ValueError(f"grid {grid.name!r} chooses a setting and may not vary the photographs")
-    photo_keys = [k for k in ("images", "photos") if k in grid.fixed]
-    if not photo_keys and any(k in declared for k in ("images", "photos")):
+    if not any(k in grid.fixed for k in ("images", "photos")) and any(k in declared for k in ("images", "photos")):
         raise ValueError(f"grid {grid.name!r} chooses a setting, so 'fixed' must name its tune "
                          f"photos ('images' or 'photos'; tune_photos of profile {profile!r}: "
                          f"{', '.join(tune)})")
