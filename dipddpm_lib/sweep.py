@@ -73,6 +73,7 @@ class Point:
         return self.folder.with_name(self.folder.name + ".failed")
 
     def parameters(self, profile: str, output_dir: Path | None = None) -> dict:
+        """Its papermill parameters."""
         return {"profile": profile, **self.grid.fixed, self.grid.parameter: self.value,
                 "output_dir": str(output_dir or self.folder)}
 
@@ -229,7 +230,8 @@ def _check_tune_photos(grid: Grid, profile: str, declared) -> None:
                              f"{profile!r}): {', '.join(tune)}")
     if grid.parameter in PHOTO_PARAMETERS:
         raise ValueError(f"grid {grid.name!r} chooses a setting and may not vary the photographs")
-    if not any(k in grid.fixed for k in ("images", "photos")) and any(k in declared for k in ("images", "photos")):
+    keys = ("images", "photos")
+    if not any(k in grid.fixed for k in keys) and any(k in declared for k in keys):
         raise ValueError(f"grid {grid.name!r} chooses a setting, so 'fixed' must name its tune "
                          f"photos ('images' or 'photos'; tune_photos of profile {profile!r}: "
                          f"{', '.join(tune)})")
@@ -296,6 +298,7 @@ def grid_photos(grid: Grid) -> list[str]:
 
 
 def tuning_grids(grids: list[Grid]) -> list[Grid]:
+    """The grids whose chosen value a chapter uses."""
     return [g for g in grids if g.tunes]
 
 
