@@ -1,25 +1,5 @@
-"""The report build's plan and its small steps; ``workflow/Snakefile`` runs them.
-
-Snakemake is the engine (``make report`` calls it): it knows what depends on what, skips what
-is done, reruns what a killed build left incomplete and runs jobs side by side. This module
-only says *what* the build is, from the chapters and ``notebooks/ablations.yaml``:
-
-* :func:`plan`: every ablation point, whether its run is another grid's (identical notebook
-  and parameters: copied, not run again), what it waits on (chapter 01's DDPM, the photo
-  prior) and its priority;
-* :func:`chapter_parameters` / :func:`point_parameters`: the papermill parameters of a run,
-  each only where the notebook declares it;
-
-and the steps the rules call, ``python -m dipddpm_lib.build <step>``:
-
-* ``check``: a bad profile, a device this machine lacks or a bad grid file is one clear error
-  before any work;
-* ``point``: run one ablation point (papermill) into its folder, ``point.json`` written last;
-  a failed run is kept aside as ``<folder>.failed/`` with ``error.txt``;
-* ``copy``: an identical point's folder copied as this point's (``copied_from`` recorded);
-* ``stamp``: a rule's small ``done.json`` (written atomically, after its command succeeded);
-* ``timings``: the per-step wall seconds of Snakemake's benchmark files, as ``timings.json``.
-"""
+"""The report build's plan and its steps; ``workflow/Snakefile`` runs them
+(``python -m dipddpm_lib.build {check,point,copy,stamp,timings}``)."""
 from __future__ import annotations
 
 import argparse
@@ -34,7 +14,7 @@ from pathlib import Path
 from . import sweep
 from .cache import atomic_write_json
 from .errors import check_choice
-from .profiles import PROFILES, check_device, get_profile
+from .profiles import check_device, get_profile
 from .results import read_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,15 +39,13 @@ PRIORITY = {"01_ddpm_baseline": 100, "prior": 90, "tune_es": 80, "tune": 70, "tu
 
 
 def photo_only(pt: sweep.Point) -> bool:
-    """An ablation point of chapter 03 that runs task C alone (it needs the photo prior, not
-    chapter 01's digit DDPM)."""
+    """A chapter-03 point that runs task C alone (it needs the photo prior, not the digit DDPM)."""
     return pt.grid.notebook_name == "03_dip_init_ddpm" and list(pt.grid.fixed.get("tasks") or []) == ["C"]
 
 
 @dataclass(frozen=True)
 class PlannedPoint:
-    """One point of the build: ``source`` is the ``(grid, point)`` it is copied from (an
-    identical run of an earlier grid), or ``None`` where it runs itself."""
+    """``source``: the ``(grid, point)`` of an identical earlier run it is copied from, or ``None``."""
 
     point: sweep.Point
     source: tuple | None
@@ -81,8 +59,7 @@ class PlannedPoint:
 
 
 def plan(profile: str, root: str | Path, grid_file: str | Path | None = None) -> dict:
-    """Every point of the grid file for ``profile``, keyed ``(grid, point name)``, in grid
-    order; ``root`` is where the profile's results live (``results/<profile>``)."""
+    """Every point of the grid file, keyed ``(grid, point name)``; ``root``: ``results/<profile>``."""
     grids = sweep.load_grids(profile, grid_file)
     abl = Path(root) / "ablations"
     tuning = {pt.run_key(profile) for g in sweep.tuning_grids(grids)
@@ -112,31 +89,23 @@ def _declared(nb: Path, params: dict) -> dict:
 
 
 def chapter_parameters(chapter: str, profile: str, root: str | Path, extra: dict) -> dict:
-    """A chapter's papermill parameters: the profile, its output folder under ``root``
-    (``results/<profile>``) and those of ``extra`` (``data_dir``, ``device``, ``tuned``, the
-    05/06 inputs) that it declares."""
+    """A chapter's papermill parameters: the profile, its output folder under ``root`` and
+    those of ``extra`` that it declares."""
     nb = NOTEBOOKS / f"{chapter}.ipynb"
     return {"profile": profile, **_declared(nb, {"output_dir": str(Path(root).resolve() / chapter),
                                                  **extra})}
 
 
-def point_parameters(pt: sweep.Point, profile: str, extra: dict) -> dict:
-    """A point's papermill parameters: its grid's, then ``extra`` where the notebook declares it."""
-    return {**pt.parameters(profile), **_declared(pt.grid.notebook, extra)}
-
-
 # --------------------------------------------------------------------------- the rules' steps
 def check(profile: str, device: str | None = None, grid_file: str | Path | None = None) -> None:
     """``ValueError`` for an unknown profile, a device this machine lacks or a bad grid file."""
-    check_choice("profile", profile, PROFILES)
     check_device(get_profile(profile, **({"device": device} if device else {})))
     sweep.load_grids(profile, grid_file)
 
 
 def run_point(pt: sweep.Point, profile: str, extra: dict | None = None) -> float:
-    """Run one point with papermill into its folder; ``point.json`` is written last. A failed
-    run's folder is kept aside as ``<folder>.failed/`` (with ``error.txt``) and the error
-    raised again. Returns the wall seconds."""
+    """Run one point with papermill; ``point.json`` last. A failed run is kept as
+    ``<folder>.failed/`` (with ``error.txt``) and raised again. Returns the wall seconds."""
     import papermill as pm
 
     folder = pt.folder
@@ -145,7 +114,7 @@ def run_point(pt: sweep.Point, profile: str, extra: dict | None = None) -> float
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(pt.grid.notebook), str(folder / pt.grid.notebook.name),
-                            parameters=point_parameters(pt, profile, extra or {}),
+                            parameters={**pt.parameters(profile), **_declared(pt.grid.notebook, extra or {})},
                             cwd=str(pt.grid.notebook.parent), progress_bar=False,
                             kernel_name="python3")
         if not (folder / "metrics.json").exists():
@@ -163,11 +132,8 @@ def run_point(pt: sweep.Point, profile: str, extra: dict | None = None) -> float
 
 def copy_point(pt: sweep.Point, source: sweep.Point, profile: str) -> None:
     """Copy the folder of an identical, done run (another grid's point) as this point's."""
-    pt.folder.mkdir(parents=True, exist_ok=True)
-    for f in source.folder.iterdir():
-        if f.name != "point.json":
-            (shutil.copytree if f.is_dir() else shutil.copy2)(f, pt.folder / f.name,
-                                                              **({"dirs_exist_ok": True} if f.is_dir() else {}))
+    shutil.copytree(source.folder, pt.folder, dirs_exist_ok=True,
+                    ignore=lambda d, names: ["point.json"] if Path(d) == source.folder else [])
     wall = (read_json(source.folder / "point.json") or {}).get("wall_s", 0.0)
     atomic_write_json(pt.folder / "point.json", {
         **pt.record(profile), "profile": profile, "wall_s": wall,
@@ -175,85 +141,59 @@ def copy_point(pt: sweep.Point, source: sweep.Point, profile: str) -> None:
 
 
 def error_summary(err: Exception) -> str:
-    """One readable line for a failed point: the notebook's own exception where papermill
-    reports one (``RuntimeError: …``), else the error itself."""
+    """One line for a failed point: the notebook's own exception where papermill reports one."""
     name = getattr(err, "ename", None) or type(err).__name__
     value = str(getattr(err, "evalue", None) or err)
     first = next((line.strip() for line in value.splitlines() if line.strip()), "")
     return f"{name}: {first}"[:300]
 
 
-def stamp(path: str | Path, **fields) -> Path:
+def stamp(path: str | Path, profile: str) -> None:
     """A rule's ``done.json``, written atomically (a killed rule leaves none)."""
-    atomic_write_json(Path(path), {"done": time.strftime("%Y-%m-%dT%H:%M:%S"), **fields})
-    return Path(path)
-
-
-def benchmark_seconds(path: Path) -> float | None:
-    """The wall seconds of one Snakemake benchmark file (``s`` column), or ``None``."""
-    try:
-        with open(path) as f:
-            return float(next(csv.DictReader(f, delimiter="\t"))["s"])
-    except (OSError, StopIteration, KeyError, ValueError):
-        return None
+    atomic_write_json(Path(path), {"done": time.strftime("%Y-%m-%dT%H:%M:%S"), "profile": profile})
 
 
 def write_timings(profile: str, benchmarks: str | Path, path: str | Path,
                   build_wall_s: float | None = None) -> Path:
-    """``timings.json``: wall seconds per step, from the benchmark files under ``benchmarks``
-    (one per job, ``<rule>/<name>.tsv``, the latest run of each); ``total_job_s`` is their sum
-    (more than the build's wall time when jobs ran side by side), ``build_wall_s`` the wall
-    time of the Snakemake run that ended with this export (``None`` if not given)."""
+    """``timings.json``: wall seconds per job from Snakemake's benchmark files
+    (``<rule>/<name>.tsv``, column ``s``); ``total_job_s`` is their sum (more than the build's
+    wall time when jobs ran side by side)."""
     seconds = {}
     for f in sorted(Path(benchmarks).rglob("*.tsv")):
-        s = benchmark_seconds(f)
-        if s is not None:
-            seconds[str(f.relative_to(benchmarks).with_suffix(""))] = s
+        try:
+            with open(f) as fh:
+                seconds[str(f.relative_to(benchmarks).with_suffix(""))] = float(
+                    next(csv.DictReader(fh, delimiter="\t"))["s"])
+        except (OSError, StopIteration, KeyError, ValueError):
+            pass
     atomic_write_json(Path(path), {"profile": profile, "seconds": seconds,
                                    "total_job_s": sum(seconds.values()), "build_wall_s": build_wall_s})
     return Path(path)
 
 
-def _find_point(args) -> tuple[dict, PlannedPoint]:
-    points = plan(args.profile, Path(args.root).resolve(), args.grid_file)
-    check_choice("ablation point", f"{args.grid}/{args.point}", [f"{g}/{p}" for g, p in points])
-    return points, points[(args.grid, args.point)]
-
-
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dipddpm_lib.build {check,point,copy,stamp,timings} …``: the build's steps."""
+    """``python -m dipddpm_lib.build {check,point,copy,stamp} …``: the build's steps."""
     ap = argparse.ArgumentParser(description="The report build's steps (workflow/Snakefile runs them).")
+    common = argparse.ArgumentParser(add_help=False)
+    for arg in ("--profile", "--grid-file", "--device", "--root", "--grid", "--point", "--data-dir"):
+        common.add_argument(arg, required=arg == "--profile")
     sub = ap.add_subparsers(dest="step", required=True)
-    for name in ("check", "point", "copy"):
-        p = sub.add_parser(name)
-        p.add_argument("--profile", required=True)
-        p.add_argument("--grid-file", default=None)
-        p.add_argument("--device", default=None)
-        if name != "check":
-            p.add_argument("--root", required=True, help="results/<profile>")
-            p.add_argument("--grid", required=True)
-            p.add_argument("--point", required=True)
-            p.add_argument("--data-dir", default=None)
-    p = sub.add_parser("stamp")
-    p.add_argument("path")
-    p.add_argument("--profile", required=True)
-    p = sub.add_parser("timings")
-    p.add_argument("--profile", required=True)
-    p.add_argument("--benchmarks", required=True)
-    p.add_argument("path")
+    for name in ("check", "point", "copy", "stamp"):
+        sub.add_parser(name, parents=[common])
+    sub.choices["stamp"].add_argument("path")
     args = ap.parse_args(argv)
     try:
         if args.step == "check":
             check(args.profile, args.device, args.grid_file)
         elif args.step == "stamp":
-            stamp(args.path, profile=args.profile)
-        elif args.step == "timings":
-            write_timings(args.profile, args.benchmarks, args.path)
-        elif args.step == "copy":
-            points, pp = _find_point(args)
-            copy_point(pp.point, points[pp.source].point, args.profile)
+            stamp(args.path, args.profile)
         else:
-            _, pp = _find_point(args)
+            points = plan(args.profile, Path(args.root).resolve(), args.grid_file)
+            check_choice("ablation point", f"{args.grid}/{args.point}", [f"{g}/{p}" for g, p in points])
+            pp = points[(args.grid, args.point)]
+            if args.step == "copy":
+                copy_point(pp.point, points[pp.source].point, args.profile)
+                return 0
             try:
                 wall = run_point(pp.point, args.profile, {"data_dir": args.data_dir, "device": args.device})
             except Exception as err:  # noqa: BLE001 — name the point, then fail the job

@@ -1,10 +1,5 @@
-"""Collating ablation points: the tidy table, each grid's curves and chosen value, the tuned file.
-
-Reads the points that :mod:`dipddpm_lib.build` ran (see :mod:`dipddpm_lib.sweep` for the grid
-file) and returns numbers and tables. :func:`collate_tuned` is the report build's collate step
-(after the tuning points, before chapters 02-04): it writes the chosen values to
-``results/<profile>/tuned.json`` (:mod:`dipddpm_lib.tuned`).
-"""
+"""Collating ablation points: the tidy table, each grid's curves and chosen value, and
+``tuned.json`` (:func:`collate_tuned`, the build's step between the tuning points and chapters 02-04)."""
 from __future__ import annotations
 
 import csv
@@ -15,10 +10,10 @@ from pathlib import Path
 
 from .cache import atomic_path
 from .profiles import PROFILES
-from .results import fmt, format_value, half_width, read_json, spread
-from .sweep import Grid, Point, grid_photos, grid_points, is_done, load_grids, tuning_grids, \
+from .results import fmt, format_value, half_width, markdown_table, read_json, spread
+from .sweep import REPO, Grid, Point, grid_photos, grid_points, is_done, load_grids, tuning_grids, \
     value_slug
-from .tuned import TUNABLE, TUNED_VERSION, tuned_path, tuned_values, write_tuned
+from .tuned import TUNABLE, TUNED_VERSION, tuned_values, write_tuned
 
 TABLE_COLUMNS = ("grid", "notebook", "parameter", "value", "point", "metric", "key", "mean",
                  "std", "ci95", "median", "min", "max", "n", "seeds", "wall_s", "copied_from",
@@ -28,12 +23,9 @@ _JSON_COLUMNS = ("value", "seeds")  # stored as JSON text in the CSV
 
 # --------------------------------------------------------------------------- the table
 def lookup(metrics: dict, path: str) -> list[tuple[str, object]]:
-    """Every ``(key, leaf)`` that a dotted ``path`` reaches in ``metrics``.
-
-    A ``*`` component matches any key and the matched keys make up ``key`` (joined by ``/``):
-    ``per_image.*.dip.peak_psnr`` gives one series per image. A pattern such as ``ddim_*``
-    matches keys without naming a series: ``methods.ddim_*.fid`` is one series even though
-    the key (``ddim_10``, ``ddim_50``) changes from point to point."""
+    """Every ``(key, leaf)`` that a dotted ``path`` reaches in ``metrics``. A ``*`` component
+    names a series by the matched keys (``per_image.*.psnr``: one per image); a pattern such as
+    ``ddim_*`` matches without naming one (``methods.ddim_*.fid`` is one series)."""
     found = [("", metrics)]
     for part in path.split("."):
         nxt = []
@@ -97,7 +89,7 @@ def collect(grids: list[Grid], profile: str, root: str | Path | None = None
 
 
 def write_table(rows: list[dict], path: str | Path) -> Path:
-    """Write the tidy table as CSV (atomically), one row per point × metric × key."""
+    """Write the tidy table as CSV, atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
         writer.writeheader()
@@ -107,15 +99,12 @@ def write_table(rows: list[dict], path: str | Path) -> Path:
 
 
 def read_table(path: str | Path) -> list[dict]:
-    """Read a table written by :func:`write_table` (numbers back as floats, values and seeds
-    decoded)."""
+    """Read a table written by :func:`write_table`."""
     out = []
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
             for k in ("mean", "std", "ci95", "median", "min", "max", "n", "wall_s"):
                 r[k] = float(r[k]) if r.get(k) not in (None, "") else None
-            if r["ci95"] is None:  # a table written before the interval was recorded
-                r["ci95"] = half_width(r["std"], r["n"])
             for k in _JSON_COLUMNS:
                 r[k] = json.loads(r[k])
             out.append(r)
@@ -124,10 +113,8 @@ def read_table(path: str | Path) -> list[dict]:
 
 # --------------------------------------------------------------------------- reading a grid
 def grid_curve(rows: list[dict], grid: Grid, metric: str) -> list[dict]:
-    """Per value of the grid (in the grid's order): the metric's mean over seeds, averaged
-    over its matched keys (e.g. over images), with the keys kept. ``std`` is the root mean
-    square of the keys' seed stds; ``ci95`` the half-width of the 95 % t-interval of that
-    average over seeds (the keys' intervals combined: √Σ ci² / K, the images held fixed)."""
+    """Per value of the grid: the metric's mean over seeds averaged over its keys (e.g. images);
+    ``std`` the RMS of the keys' stds, ``ci95`` their intervals combined (√Σ ci² / K)."""
     out = []
     for value in grid.values:
         sel = [r for r in rows if r["grid"] == grid.name and r["metric"] == metric
@@ -145,33 +132,21 @@ def grid_curve(rows: list[dict], grid: Grid, metric: str) -> list[dict]:
     return out
 
 
-#: How a setting grid chooses, in words (also written to ``tuned.json``).
-CHOICE_RULE = ("the profile's value, unless the best mean of the grid's metric over seeds on the "
-               "tune photos beats it by more than the 95 % t-interval of their difference; then, "
-               "with a cost metric, the cheapest value whose difference from the best lies inside "
-               "that interval, and otherwise the best")
-
-
 def _interval(a: dict, b: dict) -> float:
     """Half-width of the 95 % interval of the difference of two means: √(ci_a² + ci_b²)."""
-    return math.hypot(a.get("ci95", a["std"]), b.get("ci95", b["std"]))
+    return math.hypot(a["ci95"], b["ci95"])
 
 
 def _within(a: dict, b: dict) -> bool:
-    """Whether two means differ by no more than the 95 % interval of their difference (the
-    grid cannot tell them apart at this number of seeds)."""
+    """Whether the grid cannot tell two means apart at this number of seeds."""
     return abs(a["mean"] - b["mean"]) <= _interval(a, b)
 
 
 def choose_value(rows: list[dict], grid: Grid) -> dict | None:
-    """The value a setting grid chooses, and why; ``None`` without results (or for a
-    condition grid, which has nothing to choose).
-
-    The rule, in order: the chapters' own setting if its difference from the best lies inside
-    the 95 % t-interval of that difference (``reason="default"``: no evidence to change it);
-    else, with a ``cost`` metric, the cheapest value inside that interval of the best
-    (``"cheapest"``: the grid cannot tell them apart, and it costs less); otherwise the best
-    mean (``"best"``). See :data:`CHOICE_RULE`."""
+    """The value a setting grid chooses and why (``None`` without results or for a condition):
+    the profile's setting unless the best is resolved from it (``"default"``); else, with a
+    ``cost`` metric, the cheapest value the grid cannot tell from the best (``"cheapest"``);
+    else the best (``"best"``)."""
     if not grid.choose:
         return None
     metric, higher = grid.choose["metric"], grid.choose["higher_is_better"]
@@ -194,12 +169,11 @@ def choose_value(rows: list[dict], grid: Grid) -> dict | None:
         if value_slug(cheapest["value"]) != value_slug(best["value"]):
             chosen, reason = cheapest, "cheapest"
     second = ranked[1] if len(ranked) > 1 else None
-    return {"grid": grid.name, "metric": metric, "higher_is_better": higher, "best": best,
-            "chosen": chosen, "reason": reason, "runner_up": second, "cost_metric": cost_metric,
-            "cost": costs,
+    return {"metric": metric, "higher_is_better": higher, "best": best, "chosen": chosen,
+            "reason": reason, "runner_up": second, "cost_metric": cost_metric, "cost": costs,
             "margin": abs(best["mean"] - second["mean"]) if second else None,
             "interval": _interval(best, second) if second else None,
-            "separated": bool(second) and not _within(best, second), "n_values": len(curve)}
+            "separated": bool(second) and not _within(best, second)}
 
 
 def headline_metric(grid: Grid) -> str:
@@ -208,47 +182,41 @@ def headline_metric(grid: Grid) -> str:
 
 
 def grids_markdown(grids: list[Grid]) -> str:
-    """A Markdown table of the grids: notebook, parameter, values, what is held fixed."""
-    lines = ["| grid | notebook | parameter | values | profile's setting | kind | photos | seeds "
-             "| question |", "|---|---|---|---|---|---|---|---|---|"]
-    for g in grids:
-        values = ", ".join(f"`{format_value(v)}`" for v in g.values)
-        kind = ("setting: tunes " + ", ".join(f"`{f}`" for f in g.tunes)) if g.choose else \
-            "condition (nothing chosen)"
-        default = f"`{format_value(g.default)}`" if g.default is not None else "–"
-        photos = ", ".join(grid_photos(g)) or "–"
-        seeds = format_value(g.fixed["seeds"]) if g.fixed.get("seeds") is not None else "profile's"
-        lines.append(f"| {g.name} | `{g.notebook_name}` | `{g.parameter}` | {values} | {default} "
-                     f"| {kind} | {photos} | {seeds} | {g.why} |")
-    return "\n".join(lines)
+    """A Markdown table of the grids."""
+    rows = [{"grid": g.name, "notebook": f"`{g.notebook_name}`", "parameter": f"`{g.parameter}`",
+             "values": ", ".join(f"`{format_value(v)}`" for v in g.values),
+             "default": f"`{format_value(g.default)}`" if g.default is not None else "–",
+             "kind": ("setting: tunes " + ", ".join(f"`{f}`" for f in g.tunes)) if g.choose
+             else "condition (nothing chosen)", "photos": ", ".join(grid_photos(g)) or "–",
+             "seeds": format_value(g.fixed["seeds"]) if g.fixed.get("seeds") is not None else "profile's",
+             "why": g.why} for g in grids]
+    return markdown_table(rows, {"grid": "grid", "notebook": "notebook", "parameter": "parameter",
+                                 "values": "values", "default": "profile's setting", "kind": "kind",
+                                 "photos": "photos", "seeds": "seeds", "why": "question"})
 
 
-def summary_markdown(rows: list[dict], grids: list[Grid], digits: int = 2) -> str:
-    """A condensed Markdown table: per grid and value, its deciding metric (mean ± half-width
-    of the 95 % t-interval over seeds, averaged over images) and the point's wall seconds."""
-    lines = ["| grid | value | metric | mean ± 95 % CI | n seeds | wall s (point) |",
-             "|---|---|---|---|---|---|"]
+def summary_markdown(rows: list[dict], grids: list[Grid]) -> str:
+    """Per grid and value: its deciding metric (mean ± 95 % CI) and the point's wall seconds."""
+    out = []
     for g in grids:
         metric = headline_metric(g)
         mine = {value_slug(r["value"]): r for r in rows if r["grid"] == g.name}
         for c in grid_curve(rows, g, metric):
             r = mine[value_slug(c["value"])]
             wall = "–" if r["wall_s"] is None else f"{r['wall_s']:.0f}"
-            if r.get("copied_from"):
-                wall += f" (same run as {r['copied_from']})"
-            lines.append(f"| {g.name} | `{format_value(c['value'])}` | {metric} | {fmt(c, digits)} "
-                         f"| {c['n']} | {wall} |")
-    return "\n".join(lines)
+            out.append({"grid": g.name, "value": f"`{format_value(c['value'])}`", "metric": metric,
+                        "mean": fmt(c), "n": c["n"], "wall": wall + (
+                            f" (same run as {r['copied_from']})" if r.get("copied_from") else "")})
+    return markdown_table(out, {"grid": "grid", "value": "value", "metric": "metric",
+                                "mean": "mean ± 95 % CI", "n": "n seeds", "wall": "wall s (point)"})
 
 
 def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing: list[Point]) -> dict:
-    """Everything 05_ablations reports, for its ``metrics.json``: per grid its values, the
-    chosen value with its numbers and the sentence that says why; the points missing; the
-    compute (the points' wall seconds)."""
+    """Everything 05_ablations reports, for its ``metrics.json``."""
     n_points = sum(len(g.values) for g in grids)
     out = {"profile": profile, "grids": {}, "missing_points": [f"{p.grid.name}/{p.name}" for p in missing],
            "failed_points": [f"{p.grid.name}/{p.name}" for p in missing if p.failed_folder.exists()],
-           "n_rows": len(rows), "n_points": n_points, "n_done": n_points - len(missing),
+           "n_points": n_points, "n_done": n_points - len(missing),
            "seeds": sorted({s for r in rows for s in (r.get("seeds") or [])}),
            "tune_photos": list(PROFILES[profile].tune_photos)}
     for g in grids:
@@ -256,9 +224,7 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
         walls = {r["point"]: r["wall_s"] for r in rows if r["grid"] == g.name
                  and r["wall_s"] is not None and not r.get("copied_from")}
         out["grids"][g.name] = {
-            "notebook": g.notebook_name, "parameter": g.parameter,
-            "values": list(g.values), "default": g.default, "fixed": g.fixed,
-            "kind": "setting" if g.choose else "condition", "why": g.why,
+            "parameter": g.parameter, "kind": "setting" if g.choose else "condition",
             "photos": grid_photos(g), "tunes": dict(g.tunes),
             "used_by": sorted({ch for f in g.tunes for ch in TUNABLE[f][1]}),
             "curves": {m: grid_curve(rows, g, m) for m in g.metrics},
@@ -269,26 +235,26 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
                 "ci95": choice["chosen"]["ci95"]},
             "compute": {"point_wall_s": walls, "total_wall_s": sum(walls.values())},
         }
-    out["compute"] = {"total_point_wall_s": sum(g["compute"]["total_wall_s"] for g in out["grids"].values()),
-                      "note": "wall seconds of each point's papermill run when it was made; "
-                              "points copied from an identical run are not counted twice"}
+    # a point copied from an identical run is not counted twice
+    out["compute"] = {"total_point_wall_s": sum(g["compute"]["total_wall_s"] for g in out["grids"].values())}
     return out
 
 
 # --------------------------------------------------------------------------- the collate step
-def tuned_settings(rows: list[dict], grids: list[Grid], missing: list[Point], profile: str) -> dict:
-    """What ``tuned.json`` holds: per tuned profile field, the chosen value with the grid,
-    metric, tune photos, seeds and the reason; per field whose grid is incomplete (a point
-    failed or did not run), the profile's value as a fallback with the reason."""
+def collate_tuned(profile: str, root: str | Path | None = None, path: str | Path | None = None,
+                  grid_file: str | Path | None = None, log=print) -> Path:
+    """Choose each tuning grid's setting and write ``tuned.json`` (default
+    ``results/<profile>/tuned.json``); a grid with a failed or missing point leaves its
+    settings at the profile's values, recorded under ``untuned`` with the reason."""
+    grids = tuning_grids(load_grids(profile, grid_file))
+    rows, missing = collect(grids, profile, root)
     base = PROFILES[profile]
     lacking = {}
     for pt in missing:
         lacking.setdefault(pt.grid.name, []).append(pt.name)
-    out = {"version": TUNED_VERSION, "profile": profile, "tune_photos": list(base.tune_photos),
-           "rule": CHOICE_RULE, "settings": {}, "untuned": {}}
+    doc = {"version": TUNED_VERSION, "profile": profile, "tune_photos": list(base.tune_photos),
+           "settings": {}, "untuned": {}}
     for g in grids:
-        if not g.tunes:
-            continue
         choice = None if g.name in lacking else choose_value(rows, g)
         for f in g.tunes:
             common = {"grid": g.name, "parameter": g.parameter, "photos": grid_photos(g),
@@ -296,28 +262,16 @@ def tuned_settings(rows: list[dict], grids: list[Grid], missing: list[Point], pr
             if choice is None:
                 why = (f"point(s) {', '.join(lacking[g.name])} of grid {g.name} have no result "
                        f"(failed or not run)" if g.name in lacking else f"grid {g.name} has no results")
-                out["untuned"][f] = {**common, "reason": why}
+                doc["untuned"][f] = {**common, "reason": why}
                 continue
             c = choice["chosen"]
-            out["settings"][f] = {
+            doc["settings"][f] = {
                 **common, "value": tuned_values(g, c["value"])[f], "grid_value": c["value"],
                 "metric": choice["metric"], "higher_is_better": choice["higher_is_better"],
                 "mean": c["mean"], "ci95": c["ci95"], "n_seeds": c["n"],
                 "seeds": sorted({s for r in rows if r["grid"] == g.name for s in (r.get("seeds") or [])}),
                 "reason": choice["reason"]}
-    return out
-
-
-def collate_tuned(profile: str, root: str | Path | None = None, path: str | Path | None = None,
-                  grid_file: str | Path | None = None, log=print) -> Path:
-    """The report build's collate step: read the tuning grids' points (the grids that
-    choose), choose each setting, and write ``tuned.json`` (default
-    ``results/<profile>/tuned.json``). A grid with a failed or missing point leaves its
-    settings at the profile's values, recorded as ``untuned`` with the reason."""
-    grids = tuning_grids(load_grids(profile, grid_file))
-    rows, missing = collect(grids, profile, root)
-    doc = tuned_settings(rows, grids, missing, profile)
-    out = write_tuned(doc, path or tuned_path(profile))
+    out = write_tuned(doc, path or REPO / "results" / profile / "tuned.json")
     for f, e in doc["settings"].items():
         log(f"      tuned {f} = {format_value(e['value'])} (grid {e['grid']}, {e['reason']}; "
             f"profile value {format_value(e['profile_value'])})")

@@ -1,18 +1,7 @@
-"""The report's export to HTML and PDF.
-
-The build itself is the Snakemake workflow ``workflow/Snakefile`` (``make report``; see
-:mod:`dipddpm_lib.build`): it runs the chapters and the ablation points, then the report
-chapter, then calls :func:`export_report`:
-
-* ``report/<profile>/report.html``: the report notebook, code hidden, images embedded, maths by
-  a local MathJax copied to ``report/<profile>/mathjax/``, nothing fetched from the network;
-* ``report/<profile>/chapters/<chapter>.html``: every chapter with its code;
-* ``report/<profile>/report.pdf``: headless Chromium printing the HTML.
-
-Chromium and MathJax come from Debian (``chromium``, ``libjs-mathjax``): when they are missing
-the export installs them with apt-get where it can (root); where it cannot it says in one line
-what to install, and still writes the HTML (with maths left as TeX if MathJax is missing).
-"""
+"""The report's export: ``report.html`` (code hidden, images embedded, maths by a local MathJax,
+nothing fetched from the network), every chapter's HTML, and ``report.pdf`` by headless Chromium.
+Chromium and MathJax come from Debian (``chromium``, ``libjs-mathjax``): installed with apt-get
+where possible; otherwise the HTML is still written (maths left as TeX without MathJax)."""
 from __future__ import annotations
 
 import os
@@ -22,9 +11,8 @@ import tempfile
 from pathlib import Path
 
 from .cache import atomic_path
-from .report import REPO, REPORT_CHAPTER, chapters
+from .report import REPORT_CHAPTER, chapters
 
-APT_PACKAGES = {"chromium": "chromium", "mathjax": "libjs-mathjax"}
 MATHJAX_DIRS = ("/usr/share/javascript/mathjax", "/usr/share/mathjax")
 MATHJAX_CONFIG = "TeX-AMS_CHTML-full"
 #: What the HTML's maths needs from a MathJax 2 tree (CommonHTML output, TeX input, web fonts).
@@ -48,12 +36,12 @@ def find_mathjax() -> Path | None:
 
 def missing_export_tools() -> list[str]:
     """The Debian packages the export needs and does not find."""
-    found = {"chromium": find_chromium(), "mathjax": find_mathjax()}
-    return [APT_PACKAGES[k] for k, v in found.items() if v is None]
+    return [pkg for pkg, found in (("chromium", find_chromium()), ("libjs-mathjax", find_mathjax()))
+            if found is None]
 
 
 def can_apt_install() -> bool:
-    """Whether this process can install Debian packages (root, with apt-get on the PATH)."""
+    """Root, with apt-get on the PATH."""
     return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None
 
 
@@ -101,10 +89,9 @@ _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 """
 
 
-def copy_mathjax(dest: Path, source: Path | None = None) -> Path | None:
-    """Copy what the maths needs from a local MathJax 2 tree into ``dest``; ``None`` if there
-    is no MathJax on this machine."""
-    source = source or find_mathjax()
+def copy_mathjax(dest: Path) -> Path | None:
+    """Copy what the maths needs from the local MathJax 2 tree into ``dest`` (``None``: none)."""
+    source = find_mathjax()
     if source is None:
         return None
     for rel in MATHJAX_FILES:
@@ -119,10 +106,7 @@ def copy_mathjax(dest: Path, source: Path | None = None) -> Path | None:
 
 def export_html(notebook: Path, html_path: Path, mathjax_url: str | None = None,
                 hide_code: bool = True) -> Path:
-    """Export an executed notebook to one self-contained HTML file (images embedded, no CDN).
-
-    ``mathjax_url``: where the page loads MathJax from, relative to the HTML file; ``None``
-    leaves the maths as TeX (no script is loaded at all)."""
+    """One self-contained HTML file; ``mathjax_url`` is relative to it (``None``: maths as TeX)."""
     import nbformat
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
@@ -133,30 +117,18 @@ def export_html(notebook: Path, html_path: Path, mathjax_url: str | None = None,
                             exclude_output_prompt=True)
     exporter.mathjax_url = mathjax_url or ""
     nb = nbformat.read(notebook, as_version=4)
-    if hide_code:
-        nb = drop_stderr(nb)
+    if hide_code:  # the report's reader wants results, not library warnings or progress bars
+        for cell in nb.cells:
+            cell.outputs = [o for o in cell.get("outputs", [])
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook.stem}})
     if mathjax_url is None:  # no local MathJax: drop the (empty) script tag and its config
         body = body.replace('<script src=""> </script>', "")
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(html_path, body)
-    return html_path
-
-
-def drop_stderr(nb):
-    """The notebook without its stderr streams (library warnings, progress bars): the
-    reader of the report wants the results, the chapters keep everything."""
-    for cell in nb.cells:
-        if cell.get("outputs"):
-            cell.outputs = [o for o in cell.outputs
-                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
-    return nb
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(body, encoding="utf-8")
         os.chmod(tmp, 0o644)
+    return html_path
 
 
 # --------------------------------------------------------------------------- PDF
@@ -173,12 +145,9 @@ def chromium_command(chromium: str, html_path: Path, pdf_path: Path, profile_dir
             html_path.resolve().as_uri()]
 
 
-def export_pdf(html_path: Path, pdf_path: Path, chromium: str | None = None,
-               timeout_s: int = 300) -> Path:
-    """Print the HTML to PDF with headless Chromium; raises ``RuntimeError`` if it fails."""
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise RuntimeError("no Chromium found: install the Debian package `chromium`")
+def export_pdf(html_path: Path, pdf_path: Path, timeout_s: int = 300) -> Path:
+    """Print the HTML to PDF with headless Chromium; ``RuntimeError`` if it fails."""
+    chromium = find_chromium()
     pdf_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dipddpm-chromium-") as profile_dir:
         tmp_pdf = Path(profile_dir) / "out.pdf"
@@ -192,16 +161,9 @@ def export_pdf(html_path: Path, pdf_path: Path, chromium: str | None = None,
 
 
 # --------------------------------------------------------------------------- the export step
-def report_dir(profile: str) -> Path:
-    """Where a profile's exported report lands: ``report/<profile>/``."""
-    return REPO / "report" / profile
-
-
-def export_report(profile: str, executed_dir: Path, out_dir: Path | None = None,
-                  install: bool = True, log=print) -> dict:
-    """Export the executed report notebook (and every executed chapter) to HTML, and the
-    report to PDF. Returns the paths written (``pdf`` is ``None`` without Chromium)."""
-    out_dir = out_dir or report_dir(profile)
+def export_report(executed_dir: Path, out_dir: Path, install: bool = True, log=print) -> dict:
+    """The executed report and chapters as HTML, the report as PDF (``pdf``: ``None`` without
+    Chromium); returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     missing = ensure_export_tools(install=install, log=log)
     mathjax = copy_mathjax(out_dir / "mathjax")

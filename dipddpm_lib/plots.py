@@ -1,7 +1,6 @@
 """Figures shared by the chapters: image grids and quality-against-compute plots."""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -13,8 +12,8 @@ def to_hwc(img) -> np.ndarray:
     return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
 
 
-def image_grid(images, nrow: int = 8, ax=None, title: str | None = None):
-    """Show N×C×H×W images in [0,1] as one grid on ``ax`` (a new figure if None)."""
+def image_grid(images, ax, nrow: int = 8, title: str | None = None):
+    """Show N×C×H×W images in [0,1] as one grid on ``ax``."""
     x = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
     n, c, h, w = x.shape
     ncol = min(nrow, n)
@@ -23,8 +22,6 @@ def image_grid(images, nrow: int = 8, ax=None, title: str | None = None):
     for i in range(n):
         r, q = divmod(i, ncol)
         grid[:, 1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = x[i]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(ncol * 0.6 + 1, rows * 0.6 + 0.5))
     ax.imshow(to_hwc(grid), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     if title:
@@ -32,17 +29,11 @@ def image_grid(images, nrow: int = 8, ax=None, title: str | None = None):
     return ax
 
 
-def metric_vs_compute(summary: dict, metric: str, groups: dict[str, list[str]], ax=None,
+def metric_vs_compute(summary: dict, metric: str, groups: dict[str, list[str]], ax,
                       x: str = "gflops_per_image", xlabel: str = "GFLOPs per image",
-                      ylabel: str | None = None, logx: bool = True, connect=(),
-                      logy: bool = False):
-    """Plot ``metric`` (mean ± std over seeds) against compute for groups of methods.
-
-    ``groups`` maps a legend label to the method names it holds; labels in ``connect`` are
-    drawn as lines (a sampler's quality-compute curve), the rest as points. ``logy`` for a
-    metric whose values span orders of magnitude (FID)."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.5))
+                      ylabel: str | None = None, connect=(), logy: bool = False):
+    """``metric`` (mean ± std over seeds) against compute (log) for ``groups`` (legend label ->
+    method names); groups in ``connect`` are drawn as lines."""
     for label, methods in groups.items():
         methods = [m for m in methods if m in summary and metric in summary[m]]
         if not methods:
@@ -51,10 +42,9 @@ def metric_vs_compute(summary: dict, metric: str, groups: dict[str, list[str]], 
         xs = [max(summary[m][x]["mean"], 1e-3) for m in methods]
         ys = [summary[m][metric]["mean"] for m in methods]
         es = [summary[m][metric]["std"] for m in methods]
-        style = "-o" if label in connect else "o"
-        ax.errorbar(xs, ys, yerr=es, fmt=style, ms=4, capsize=2, label=label, alpha=0.85)
-    if logx:
-        ax.set_xscale("log")
+        ax.errorbar(xs, ys, yerr=es, fmt="-o" if label in connect else "o", ms=4, capsize=2,
+                    label=label, alpha=0.85)
+    ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)

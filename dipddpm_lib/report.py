@@ -1,38 +1,26 @@
-"""The report notebook's helpers (``06_report``): the chapters' stored results, the figures it
-copies, its headline numbers, its per-chapter tables and the compute table. The export to HTML
-and PDF is :mod:`dipddpm_lib.export`; the build is the Snakemake workflow ``workflow/Snakefile``
-(:mod:`dipddpm_lib.build`).
-"""
+"""The report notebook's (``06_report``) helpers: the chapters' stored results, the figures it
+copies, its headline numbers, its per-chapter tables and the compute table."""
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .build import CHAPTERS, NOTEBOOKS, REPO, REPORT_CHAPTER
 from .errors import check_choice
 from .results import markdown_table, read_json
 from .tuned import settings_table
 
-REPO = Path(__file__).resolve().parents[1]
-REPORT_CHAPTER = "06_report"
+REPORTED_CHAPTERS = CHAPTERS[:-1]  # each one's results/<profile>/<name>/metrics.json
 
 
-# --------------------------------------------------------------------------- chapters
-def chapters(notebook_dir: Path = REPO / "notebooks") -> list[Path]:
+def chapters() -> list[Path]:
     """The report's notebooks, in order: ``notebooks/NN_*.ipynb``."""
-    return sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb"))
-
-
-# --------------------------------------------------------------------------- the report notebook
-#: The chapters the report reads (``results/<profile>/<name>/metrics.json``).
-REPORTED_CHAPTERS = ("01_ddpm_baseline", "02_dip_baseline", "03_dip_init_ddpm",
-                     "04_early_stopping", "05_ablations")
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
 @dataclass(frozen=True)
 class Figure:
-    """A figure of the report: copied from a chapter's output folder into ``figures/``."""
-
     name: str  # file name in figures/<profile>/
     chapter: str  # the notebook that makes it
     source: str  # its file name in the chapter's output folder
@@ -70,11 +58,6 @@ FIGURES = (
 )
 
 
-def figures_dir(profile: str) -> Path:
-    """Where the report's figures are written: ``figures/<profile>/``."""
-    return REPO / "figures" / profile
-
-
 def load_results(profile: str, results_root: str | Path | None = None) -> dict:
     """Each chapter's ``metrics.json`` (``None`` for a chapter that has not run)."""
     root = Path(results_root) if results_root else REPO / "results" / profile
@@ -86,16 +69,10 @@ def copy_figures(profile: str, results_root: str | Path | None = None,
     """Copy every report figure that exists into ``dest`` (default ``figures/<profile>/``);
     returns figure name → its path there, or ``None`` where the chapter has not made it."""
     root = Path(results_root) if results_root else REPO / "results" / profile
-    dest = Path(dest) if dest else figures_dir(profile)
+    dest = Path(dest) if dest else REPO / "figures" / profile
     dest.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for fig in FIGURES:
-        src = root / fig.chapter / fig.source
-        out[fig.name] = None
-        if src.exists():
-            shutil.copyfile(src, dest / fig.name)
-            out[fig.name] = dest / fig.name
-    return out
+    return {fig.name: shutil.copyfile(src, dest / fig.name) if src.exists() else None
+            for fig in FIGURES for src in [root / fig.chapter / fig.source]}
 
 
 def _get(d, *keys):
@@ -141,9 +118,8 @@ def headline_numbers(results: dict) -> dict:
 
 
 def section_tables(chapter: str, results: dict) -> tuple[str | None, str | None]:
-    """A chapter's tables for the report, formatted by the chapter's own library code from its
-    stored results: ``(tables, None)``; ``(None, "missing")`` for a chapter without results;
-    ``(None, error)`` for results without the expected layout (the notebook says which)."""
+    """``(tables, None)``, ``(None, "missing")`` without results, or ``(None, error)`` for
+    results without the expected layout."""
     m = results.get(chapter)
     if m is None:
         return None, "missing"
@@ -163,7 +139,6 @@ def _ddpm_section(m: dict) -> str:
 
 
 def _settings_line(m: dict) -> str:
-    """Where a chapter's tunable settings came from (tuned file or profile), if recorded."""
     rec = m.get("settings_source")
     return ("\n\n" + settings_table(rec)) if rec and rec.get("settings") else ""
 
@@ -174,7 +149,6 @@ def _dip_section(m: dict) -> str:
 
 
 def _integration_section(m: dict) -> str:
-    """Chapter 03's equal-FLOPs tables (tasks A and B)."""
     from .experiments import dip_init_ddpm_results as ch03
 
     gen, den = m["generation"], m["denoising"]
@@ -208,14 +182,13 @@ _SECTIONS = {"01_ddpm_baseline": _ddpm_section, "02_dip_baseline": _dip_section,
 
 
 def figure(name: str) -> "Figure":
-    """The report figure called ``name`` (:data:`FIGURES`); an unknown name names the valid ones."""
+    """The report figure called ``name``."""
     check_choice("report figure", name, [f.name for f in FIGURES])
     return next(f for f in FIGURES if f.name == name)
 
 
 def compute_rows(results: dict) -> list[dict]:
-    """The compute each chapter declares, in one list (wall seconds as measured when the work
-    was done — cached work keeps its time; GFLOPs where the chapter counts them)."""
+    """The compute each chapter declares (wall seconds as measured when the work was done)."""
     rows = []
     m1, m2, m3, m4, m5 = (results.get(k) for k in REPORTED_CHAPTERS)
 
@@ -262,11 +235,7 @@ def compute_rows(results: dict) -> list[dict]:
 
 def compute_markdown(rows: list[dict]) -> str:
     """:func:`compute_rows` as a Markdown table."""
-    if not rows:
-        return "_No chapter has declared its compute yet._"
-    lines = ["| chapter | work | wall s | GFLOPs |", "|---|---|---|---|"]
-    for r in rows:
-        wall = "–" if r["wall_s"] is None else f"{r['wall_s']:.0f}"
-        gfl = "not counted" if r["gflops"] is None else f"{r['gflops']:.3g}"
-        lines.append(f"| {r['chapter']} | {r['work']} | {wall} | {gfl} |")
-    return "\n".join(lines)
+    return markdown_table([{**r, "wall_s": "–" if r["wall_s"] is None else f"{r['wall_s']:.0f}",
+                            "gflops": "not counted" if r["gflops"] is None else f"{r['gflops']:.3g}"}
+                           for r in rows],
+                          {"chapter": "chapter", "work": "work", "wall_s": "wall s", "gflops": "GFLOPs"})

@@ -1,8 +1,6 @@
-"""Ablation grids as data: the grid file, each grid's points and their folders.
-
-A grid file (``notebooks/ablations.yaml``) names, per grid, the chapter notebook, the parameter
-it varies and its values per profile, the settings the points share, and the numbers to collect
-from each point's ``metrics.json``::
+"""Ablation grids as data: the grid file (``notebooks/ablations.yaml``), each grid's points and
+their folders, ``results/<profile>/ablations/<grid>/<parameter>=<value>/``. The file is checked
+as a whole before any point runs; this module runs none (:mod:`dipddpm_lib.build` does)::
 
     grids:
       sigma:
@@ -14,16 +12,6 @@ from each point's ``metrics.json``::
         choose: {metric: peak_psnr, higher_is_better: true, cost: gflops}  # settings only
         tunes: dip_lr                  # the profile field the chosen value sets (with choose)
         why: one sentence on what the grid asks
-
-Every point runs into its own folder, ``results/<profile>/ablations/<grid>/<parameter>=<value>/``,
-which holds the executed notebook next to its ``metrics.json`` and a ``point.json`` with the
-parameters it ran with (written last). The report build (:mod:`dipddpm_lib.build`) runs the
-points; :mod:`dipddpm_lib.collate` reads them into a table. This module reads and checks the
-file as a whole (notebooks, parameters, values) before any point runs; it runs none.
-
-Only a grid whose chosen value a chapter uses may ``choose``; it names the profile field it sets
-(``tunes``, one of :data:`dipddpm_lib.tuned.TUNABLE`) and runs on the profile's ``tune_photos``
-only (checked).
 """
 from __future__ import annotations
 
@@ -54,8 +42,6 @@ PHOTO_PARAMETERS = ("images", "photos", "inpaint_image", "sr4_image")
 # --------------------------------------------------------------------------- the grid file
 @dataclass(frozen=True)
 class Grid:
-    """One ablation grid for one profile: a notebook, the parameter it varies and its values."""
-
     name: str
     notebook: Path
     parameter: str
@@ -69,36 +55,30 @@ class Grid:
 
     @property
     def notebook_name(self) -> str:
-        """The notebook's stem, e.g. ``02_dip_baseline``."""
         return self.notebook.stem
 
 
 @dataclass(frozen=True)
 class Point:
-    """One papermill run of a grid: the parameter at one value, into its own folder."""
-
     grid: Grid
     value: object
     folder: Path
 
     @property
-    def name(self) -> str:
-        """``<parameter>=<value>``: the folder's name."""
+    def name(self) -> str:  # <parameter>=<value>
         return self.folder.name
 
     @property
     def failed_folder(self) -> Path:
-        """Where a failed run's partial folder is kept for inspection."""
         return self.folder.with_name(self.folder.name + ".failed")
 
     def parameters(self, profile: str, output_dir: Path | None = None) -> dict:
-        """The papermill parameters of this point (``output_dir`` defaults to its folder)."""
+        """Its papermill parameters."""
         return {"profile": profile, **self.grid.fixed, self.grid.parameter: self.value,
                 "output_dir": str(output_dir or self.folder)}
 
     def run_key(self, profile: str) -> str:
-        """Identifies the run itself: the notebook and every parameter (two grids that share
-        their default setting share this run)."""
+        """The notebook and every parameter (two grids that share their default share this run)."""
         return json.dumps([self.grid.notebook_name, self.record(profile)["parameters"]],
                           sort_keys=True)
 
@@ -111,8 +91,7 @@ class Point:
 
 
 def value_slug(value) -> str:
-    """A folder-safe, readable name for a parameter value: ``25``, ``cosine``, ``10-50``,
-    ``channels-16``."""
+    """A folder-safe name for a value: ``25``, ``cosine``, ``10-50``, ``channels-16``."""
     if isinstance(value, dict):
         text = "_".join(f"{k}-{value_slug(v)}" for k, v in sorted(value.items()))
     elif isinstance(value, (list, tuple)):
@@ -132,9 +111,8 @@ def _per_profile(spec, profile: str):
 
 
 def notebook_parameters(notebook: Path) -> dict:
-    """The parameters a notebook declares in its ``parameters`` cell: each name assigned at the
-    cell's top level, with the source of its default value, in order. (Python's own parser:
-    papermill's skips a line whose comment it cannot read, e.g. one with backquotes.)"""
+    """The names assigned at the top level of a notebook's ``parameters`` cell, in order (Python's
+    own parser: papermill's skips a line whose comment it cannot read, e.g. with backquotes)."""
     import ast
 
     nb = json.loads(Path(notebook).read_text())
@@ -146,14 +124,11 @@ def notebook_parameters(notebook: Path) -> dict:
     for node in ast.parse(src).body:
         targets = node.targets if isinstance(node, ast.Assign) else \
             [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else []
-        for t in targets:
-            if isinstance(t, ast.Name):
-                out[t.id] = {"name": t.id, "default": ast.get_source_segment(src, node.value)}
+        out.update(dict.fromkeys(t.id for t in targets if isinstance(t, ast.Name)))
     return out
 
 
 def _check_grid_spec(name: str, spec, notebook_dir: Path) -> Path:
-    """Check one grid's keys and notebook; return the notebook's path."""
     if not isinstance(spec, dict):
         raise ValueError(f"grid {name!r}: expected a mapping with keys {', '.join(REQUIRED_KEYS)}")
     unknown = sorted(set(spec) - set(GRID_KEYS))
@@ -185,8 +160,7 @@ def _check_values(name: str, spec, profile: str) -> tuple:
 
 
 def _check_fixed(name: str, spec, profile: str, declared: dict) -> dict:
-    """The settings every point of the grid shares (the grid's own parameter, if present, is
-    the chapters' setting, overridden per point)."""
+    """The settings every point shares (the grid's own parameter there is the chapters' setting)."""
     fixed = _per_profile(spec.get("fixed") or {}, profile) or {}
     if not isinstance(fixed, dict):
         raise ValueError(f"grid {name!r}: fixed must map parameter names to values, got {fixed!r}")
@@ -217,14 +191,12 @@ def _check_metrics(name: str, spec) -> tuple[dict, dict]:
     check_choice(f"choose.metric of grid {name!r}", choose.get("metric"), metrics)
     if "cost" in choose:
         check_choice(f"choose.cost of grid {name!r}", choose["cost"], metrics)
-    return dict(metrics), {"metric": choose["metric"],
-                           "higher_is_better": bool(choose.get("higher_is_better", True)),
-                           **({"cost": choose["cost"]} if "cost" in choose else {})}
+    return dict(metrics), {**choose, "higher_is_better": bool(choose.get("higher_is_better", True))}
 
 
 def _check_tunes(name: str, spec, choose: dict) -> dict:
-    """``tunes`` (a profile field, or ``{field: key of the dict value}``, one per field): only
-    with ``choose``, and ``choose`` only with it: a grid chooses only what a chapter uses."""
+    """``tunes`` (a field, or ``{field: key of the dict value}``) only with ``choose``, and
+    ``choose`` only with it: a grid chooses only what a chapter uses."""
     tunes = spec.get("tunes")
     if tunes is None:
         if choose:
@@ -242,7 +214,7 @@ def _check_tunes(name: str, spec, choose: dict) -> dict:
     return {str(f): (None if k is None else str(k)) for f, k in tunes.items()}
 
 
-def _check_tune_photos(grid: Grid, profile: str, declared=()) -> None:
+def _check_tune_photos(grid: Grid, profile: str, declared) -> None:
     """A grid that chooses runs on the profile's tune photos only (never on eval photos)."""
     if not grid.choose:
         return
@@ -258,20 +230,17 @@ def _check_tune_photos(grid: Grid, profile: str, declared=()) -> None:
                              f"{profile!r}): {', '.join(tune)}")
     if grid.parameter in PHOTO_PARAMETERS:
         raise ValueError(f"grid {grid.name!r} chooses a setting and may not vary the photographs")
-    photo_keys = [k for k in ("images", "photos") if k in grid.fixed]
-    if not photo_keys and any(k in declared for k in ("images", "photos")):
+    keys = ("images", "photos")
+    if not any(k in grid.fixed for k in keys) and any(k in declared for k in keys):
         raise ValueError(f"grid {grid.name!r} chooses a setting, so 'fixed' must name its tune "
                          f"photos ('images' or 'photos'; tune_photos of profile {profile!r}: "
                          f"{', '.join(tune)})")
 
 
 def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[Grid]:
-    """Read and check the grid file (default ``notebooks/ablations.yaml``) for ``profile``;
-    ``only`` keeps the named grids. A grid whose values for ``profile`` are an empty list is
-    left out of that profile (asked for by name in ``only``, it is an error).
-
-    Raises ``ValueError`` naming the valid choices (profiles, grids, notebooks, parameters)
-    for any mistake in the file, before anything runs."""
+    """The checked grids of the file for ``profile`` (``only``: the named ones); a grid whose
+    values for ``profile`` are an empty list is left out. Any mistake is a ``ValueError``
+    naming the valid choices, before anything runs."""
     check_choice("profile", profile, PROFILES)
     path = Path(path or GRID_FILE)
     doc = yaml.safe_load(path.read_text()) or {}
@@ -320,7 +289,7 @@ def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[
 
 
 def grid_photos(grid: Grid) -> list[str]:
-    """The photographs a grid's points run on (its ``images`` / ``photos``), or ``[]``."""
+    """The photographs a grid's points run on (its ``images`` / ``photos``)."""
     for key in ("images", "photos"):
         names = grid.fixed.get(key)
         if names:
@@ -329,13 +298,12 @@ def grid_photos(grid: Grid) -> list[str]:
 
 
 def tuning_grids(grids: list[Grid]) -> list[Grid]:
-    """The grids whose chosen value a chapter uses (they ``choose`` and ``tune`` a field)."""
+    """The grids whose chosen value a chapter uses."""
     return [g for g in grids if g.tunes]
 
 
 def with_fixed(grids: list[Grid], **params) -> list[Grid]:
-    """The grids with more shared settings (e.g. ``seeds``), for the notebooks that declare
-    them; ``None`` values are ignored."""
+    """The grids with more shared settings (e.g. ``seeds``) where their notebooks declare them."""
     out = []
     for g in grids:
         declared = notebook_parameters(g.notebook)
@@ -346,15 +314,13 @@ def with_fixed(grids: list[Grid], **params) -> list[Grid]:
 
 # --------------------------------------------------------------------------- points
 def grid_points(grid: Grid, profile: str, root: str | Path | None = None) -> list[Point]:
-    """The points of a grid, each with its final folder (under ``root``, default
-    ``results/<profile>/ablations``)."""
+    """The points of a grid, each with its folder under ``root`` (``results/<profile>/ablations``)."""
     base = (REPO / "results" / profile / "ablations" if root is None else Path(root)) / grid.name
     return [Point(grid, v, base / f"{grid.parameter}={value_slug(v)}") for v in grid.values]
 
 
 def is_done(point: Point, profile: str) -> bool:
-    """A point is done when its folder holds ``metrics.json`` and a ``point.json`` recording
-    the same notebook and parameters."""
+    """Its folder holds ``metrics.json`` and a ``point.json`` with the same notebook and parameters."""
     saved = read_json(point.folder / "point.json")
     if saved is None or not (point.folder / "metrics.json").exists():
         return False

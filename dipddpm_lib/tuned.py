@@ -1,10 +1,6 @@
-"""Tuned settings: what a grid may tune, and the ``tuned.json`` file chapters read.
-
-The report build's collate step (:func:`dipddpm_lib.collate.collate_tuned`) writes each setting
-grid's chosen value to ``results/<profile>/tuned.json``; chapters 02-04 read it through their
-``tuned`` parameter (:func:`tuned_overrides`), and fall back to the profile's value, saying so,
-for a setting whose grid has no complete result. Points never read it.
-"""
+"""Tuned settings: what a grid may tune, and the ``results/<profile>/tuned.json`` that the
+collate step (:func:`dipddpm_lib.collate.collate_tuned`) writes and chapters 02-04 read through
+their ``tuned`` parameter (:func:`tuned_overrides`). Points never read it."""
 from __future__ import annotations
 
 import json
@@ -14,8 +10,6 @@ from .cache import atomic_write_json
 from .errors import check_choice
 from .profiles import PROFILES
 from .results import format_value, markdown_table
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _whole(lo: int, hi: int):
@@ -64,21 +58,14 @@ TUNABLE = {
 TUNED_VERSION = 1
 
 
-def tuned_path(profile: str, root: str | Path | None = None) -> Path:
-    """Where the collate step writes a profile's tuned settings: ``results/<profile>/tuned.json``."""
-    return Path(root) / "tuned.json" if root is not None else REPO / "results" / profile / "tuned.json"
-
-
 def check_tuned_value(field_name: str, value, where: str = "") -> object:
-    """``value`` checked for the profile field it tunes (``ValueError`` naming the valid range
-    or choices, and the unknown field's valid names)."""
+    """``value`` checked for the profile field it tunes (``ValueError`` naming what is valid)."""
     check_choice("tuned setting", field_name, TUNABLE)
     return TUNABLE[field_name][0](f"tuned {field_name}{where}", value)
 
 
 def tuned_values(grid, value) -> dict:
-    """The profile fields a grid's ``value`` sets (``grid``: a :class:`~dipddpm_lib.sweep.Grid`;
-    ``{}`` for a grid that tunes nothing); ``ValueError`` if the value gives no valid setting."""
+    """The profile fields a grid's ``value`` sets; ``ValueError`` if it gives no valid setting."""
     out = {}
     for f, key in grid.tunes.items():
         if key is None:
@@ -93,8 +80,7 @@ def tuned_values(grid, value) -> dict:
 
 
 def write_tuned(doc: dict, path: str | Path) -> Path:
-    """Write the tuned settings (atomically: a temporary file renamed into place), after
-    checking every value."""
+    """Write the tuned settings atomically, after checking every value."""
     path = Path(path)
     _check_tuned_doc(doc, path, doc.get("profile"))
     atomic_write_json(path, doc)
@@ -120,9 +106,7 @@ def _check_tuned_doc(doc, path: Path, profile: str | None) -> dict:
 
 
 def read_tuned(path: str | Path, profile: str | None = None) -> dict:
-    """The tuned settings in ``path``, every value checked (before any work). A missing file
-    is a ``FileNotFoundError`` saying how to make it; an unreadable one, a wrong version or
-    profile, an unknown setting or a value out of range is a ``ValueError``."""
+    """The tuned settings in ``path``, every value checked before any work."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -137,13 +121,9 @@ def read_tuned(path: str | Path, profile: str | None = None) -> dict:
 
 def tuned_overrides(profile: str, tuned, chapter: str, explicit: dict | None = None
                     ) -> tuple[dict, dict]:
-    """``(overrides, record)`` for a chapter: the profile fields to override with tuned
-    values, and for ``metrics.json`` where each setting the chapter uses came from.
-
-    ``tuned``: a path to ``tuned.json`` or ``None`` (the profile's values). Precedence: a
-    value the notebook was given explicitly (``explicit``: field -> value, ``None`` = not
-    given), then the tuned file, then the profile. A setting the file lists as untuned (its
-    grid failed) falls back to the profile's value and the record says so."""
+    """``(overrides, record)``: the profile fields a chapter takes from ``tuned`` (a path or
+    ``None``), and where each of its settings came from. Precedence: ``explicit`` (field ->
+    value, ``None`` = not given), the tuned file, the profile (also for an untuned setting)."""
     check_choice("profile", profile, PROFILES)
     base = PROFILES[profile]
     doc = None if tuned is None else read_tuned(tuned, profile)
@@ -177,9 +157,7 @@ def tuned_overrides(profile: str, tuned, chapter: str, explicit: dict | None = N
 
 
 def settings_table(record: dict) -> str:
-    """Where a chapter's tunable settings came from (:func:`tuned_overrides`' record), as a
-    Markdown table: each setting, its value, its source (tuned on which photos by which grid
-    and metric, the profile's, a parameter, or the profile's as a fallback, and why)."""
+    """:func:`tuned_overrides`' record as a Markdown table: setting, value, source, how."""
     rows = []
     for f, e in record["settings"].items():
         if e["source"] == "tuned":

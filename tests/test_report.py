@@ -69,7 +69,7 @@ def test_html_is_self_contained_with_local_maths(tmp_path):
     executed_notebook(executed, "01_ddpm_baseline")
     executed_notebook(executed, "01_ddpm_baseline_stray_run")  # not a chapter: not exported
     out = tmp_path / "report"
-    written = export.export_report("smoke", executed, out, install=False, log=lambda s: None)
+    written = export.export_report(executed, out, install=False, log=lambda s: None)
     html = written["html"].read_text()
     assert external_sources(html) == []
     assert "cdnjs" not in html and "require.js" not in html and "unpkg.com" not in html
@@ -93,7 +93,7 @@ def test_without_the_tools_it_says_what_to_install_and_still_writes_html(tmp_pat
     executed = tmp_path / "executed"
     executed_notebook(executed, report.REPORT_CHAPTER)
     said = []
-    written = export.export_report("smoke", executed, tmp_path / "report", log=said.append)
+    written = export.export_report(executed, tmp_path / "report", log=said.append)
     assert len(said) == 1 and "chromium" in said[0] and "libjs-mathjax" in said[0]
     assert written["pdf"] is None and written["html"].exists()
     html = written["html"].read_text()
@@ -115,7 +115,7 @@ def export_tools():
 def test_the_pdf_is_made_and_the_maths_is_typeset_offline(tmp_path, export_tools):
     executed = tmp_path / "executed"
     executed_notebook(executed, report.REPORT_CHAPTER)
-    written = export.export_report("smoke", executed, tmp_path / "report", log=print)
+    written = export.export_report(executed, tmp_path / "report", log=print)
     pdf = written["pdf"]
     assert pdf is not None and pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5000
     dom = render_dom(written["html"])

@@ -1,5 +1,4 @@
-"""Chapter 05's figures: one grid's metric against its parameter, mean ± the 95 % t-interval
-over seeds, with the chapters' own setting marked."""
+"""Chapter 05's figures: a grid's metric against its parameter, mean ± 95 % t-interval over seeds."""
 from __future__ import annotations
 
 import math
@@ -12,17 +11,9 @@ from ..results import format_value
 from ..sweep import Grid, value_slug
 
 
-def _log_x(values) -> bool:
-    """A numeric grid whose positive values span more than a factor of 20 reads on a log axis."""
-    return all(v > 0 for v in values) and max(values) / min(values) > 20
-
-
-def plot_grid(rows: list[dict], grid: Grid, metric: str, ax=None):
-    """One metric of one grid: per value the mean over seeds with its 95 % t-interval as an
-    error bar; one line per series (e.g. per image). A dashed grey line marks the chapters' own
-    setting (the grid's default), where it is one of the values."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 3))
+def plot_grid(rows: list[dict], grid: Grid, metric: str, ax):
+    """One metric of one grid, one line per series (e.g. per image); a dashed line marks the
+    chapters' own setting."""
     sel = [r for r in rows if r["grid"] == grid.name and r["metric"] == metric]
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in grid.values)
     xs_of = {value_slug(v): (v if numeric else i) for i, v in enumerate(grid.values)}
@@ -32,9 +23,9 @@ def plot_grid(rows: list[dict], grid: Grid, metric: str, ax=None):
         ax.errorbar([p[0] for p in pts], [p[1]["mean"] for p in pts],
                     yerr=[(p[1]["ci95"] if p[1].get("ci95") is not None else p[1]["std"]) or 0.0
                           for p in pts], fmt="-o", ms=4, capsize=2, label=key or metric, alpha=0.85)
-    if numeric and _log_x(grid.values):
-        ax.set_xscale("log")
-    if numeric:
+    if numeric:  # positive values spanning more than a factor of 20 read on a log axis
+        if all(v > 0 for v in grid.values) and max(grid.values) / min(grid.values) > 20:
+            ax.set_xscale("log")
         ax.set_xticks(list(grid.values), [format_value(v) for v in grid.values])
         ax.minorticks_off()
     else:
@@ -54,7 +45,7 @@ def plot_grid(rows: list[dict], grid: Grid, metric: str, ax=None):
 
 
 def plot_grids(rows: list[dict], grids: list[Grid], ncols: int = 3):
-    """One panel per grid: its deciding metric (the ``choose`` metric, else the first)."""
+    """One panel per grid: its deciding metric."""
     nrows = max(1, math.ceil(len(grids) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.4 * nrows), squeeze=False)
     for ax, grid in zip(axes.flat, grids):
@@ -66,7 +57,7 @@ def plot_grids(rows: list[dict], grids: list[Grid], ncols: int = 3):
 
 
 def plot_grid_metrics(rows: list[dict], grid: Grid):
-    """Every metric of one grid, one panel each, titled with the grid's question."""
+    """Every metric of one grid, one panel each."""
     n = len(grid.metrics)
     fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.2), squeeze=False)
     for ax, metric in zip(axes[0], grid.metrics):
