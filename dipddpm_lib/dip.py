@@ -181,8 +181,7 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
         ema: float = 0.99, seed: int = 0, callback: Callable | None = None,
         net_input: torch.Tensor | None = None, snapshot_every: int = 0,
         device: str = "cpu", progress: bool = True, desc: str = "DIP",
-        target: Callable | None = None, divergence_every: int = 0,
-        divergence_eps: float = 1e-3) -> DIPResult:
+        target: Callable | None = None, divergence_every: int = 0) -> DIPResult:
     """Fit DIP to ``degradation``'s observation: N images fit N networks at once (one grouped
     network; histories then iterations × N, else iterations).
 
@@ -210,8 +209,6 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
         if net_input is None or tuple(net_input.shape) != tuple(y.shape) or degradation.task != "denoise":
             raise ValueError("divergence_every needs a denoising fit whose net_input is the "
                              "observation itself (input_depth = its channels)")
-        if not divergence_eps > 0:
-            raise ValueError(f"divergence_eps must be positive, got {divergence_eps}")
     if not 0.0 <= ema < 1.0:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
     if lr <= 0:
@@ -260,7 +257,7 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
             if target is not None:
                 op.observation = target(i + 1).to(dev)
             if divergence_every and i % divergence_every == 0:  # before the step: its output
-                hist["divergence"][i] = mc_divergence(forward, net_input.float(), divergence_eps,
+                hist["divergence"][i] = mc_divergence(forward, net_input.float(), 1e-3,
                                                       probe_gen).numpy()
             out, loss = step(z)
             out_ema = out if out_ema is None else ema * out_ema + (1 - ema) * out

@@ -28,10 +28,10 @@ LABELS = {"test_refs": "test images (the references)", "noisy_rescaled": "noisy 
           r"ddpm_(\d+)": "DDPM-{}", r"ddim_(\d+)": "DDIM-{}", r"dpmpp_(\d+)": "DPM-Solver++-{}"}
 
 
-def method_label(method: str) -> str:
+def method_label(method: str, labels: dict = LABELS) -> str:
     if method.startswith("ddim_eq_"):
         return f"DDIM at the FLOPs of {method_label(method[len('ddim_eq_'):])}"
-    for pattern, label in LABELS.items():
+    for pattern, label in labels.items():
         if m := re.fullmatch(pattern, method):
             return label.format(*m.groups())
     return method
@@ -174,7 +174,7 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
                      seeds, num_refs: int, dip_cfg: DIPConfig, dip_iterations, t0_list,
                      t_trunc_list, chain_sampler: str = "ddim", chain_steps: int = 20,
                      baselines=("ddim", "dpm-solver++"), sample_batch: int = 256,
-                     ddpm_steps: int = 1000, progress: bool = True,
+                     ddpm_steps: int = 1000, progress: bool = True, keep_images: bool = True,
                      ddpm_pool: int | None = None, device: str = "cpu", cache: Cache | None = None):
     """Task A per seed from ``num_refs`` test references: DIP→t0 and TDPM-DIP variants, the DDPM
     chain from noise (the first ``num_refs`` of chapter 01's cached ``ddpm_pool``) and each
@@ -184,10 +184,7 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
     from .. import ddpm
     from ..metrics import GenerationScorer, nearest_distance
 
-    num_refs = check_positive_int("num_refs", num_refs)
-    for t in list(t0_list) + list(t_trunc_list):
-        check_timestep("t0 / T_trunc", t, model.num_train_timesteps)
-    its = check_iterations(dip_iterations)
+    its = check_iterations(dip_iterations)  # the other settings: check_study_params
     unet_flops = unet_flops_per_image(model)
     scorer = GenerationScorer(x_train, classifier, kid_subset=min(50, num_refs))
     rows, images = [], {}
@@ -197,7 +194,7 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
         q["dist_to_ref"] = float(((x - refs).flatten(1).pow(2).mean(1).sqrt()).mean())
         q["nn_train_dist"] = float(nearest_distance(x, x_train).mean())
         rows.append(_row(method, seed, c, num_refs, **q, **extra))
-        if seed == seeds[0]:
+        if keep_images and seed == seeds[0]:
             images[method] = x
 
     for seed in seeds:
@@ -241,11 +238,7 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
         return _cached_call("int_denoising", denoising_study, dict(locals()), ("x_clean",))
     from ..metrics import psnr, ssim
 
-    check_images(x_clean, "clean images")
     T = model.num_train_timesteps
-    check_timestep("t_noise", t_noise, T)
-    for t in t0_list:
-        check_timestep("t0", t, T)
     n, rows, images = len(x_clean), [], {}
     unet_flops = unet_flops_per_image(model)
     tdpm_iterations = dip_iterations if tdpm_iterations is None else tdpm_iterations

@@ -26,7 +26,7 @@ from ..methods.fuse import fuse_avg
 from ..methods.hybrid_red import REDTarget
 from ..methods.hybrid_target import BlendTarget
 from ..methods.tdpm_dip import tdpm_dip
-from .dip_init_ddpm import cached_study
+from .dip_init_ddpm import cached_study, method_label as ab_label
 
 #: Method families, in table order. ``ddim_<k>`` and ``dip_t0_<t0>`` expand per setting.
 SINGLE = ("noisy", "bm3d", "nl_means", "dip", "dip_oracle", "ddpm_x0", "ddpm_chain", "ddim")
@@ -90,19 +90,16 @@ class PhotoConfig:
         return family in need
 
 
+LABELS = {"noisy": "noisy input", "bm3d": "BM3D", "nl_means": "NL-means",
+          "dip": "DIP (fixed count)", "dip_oracle": "DIP oracle peak (upper bound)",
+          "ddpm_x0": "DDPM one-step x̂0", "ddpm_chain": "DDPM ancestral chain from t_σ",
+          "tdpm_dip": "TDPM-DIP", "fuse_avg": "average of DIP and x̂0 (control)",
+          "hybrid_red": "RED-guided DIP", "hybrid_target": "DIP on a DDPM-blended target",
+          r"ddim_(\d+)": "DDIM from t_σ, {} calls", r"dip_t0_(\d+)": "DIP→t0, t0 = {}"}
+
+
 def method_label(method: str) -> str:
-    fixed = {"noisy": "noisy input", "bm3d": "BM3D", "nl_means": "NL-means",
-             "dip": "DIP (fixed count)", "dip_oracle": "DIP oracle peak (upper bound)",
-             "ddpm_x0": "DDPM one-step x̂0", "ddpm_chain": "DDPM ancestral chain from t_σ",
-             "tdpm_dip": "TDPM-DIP", "fuse_avg": "average of DIP and x̂0 (control)",
-             "hybrid_red": "RED-guided DIP", "hybrid_target": "DIP on a DDPM-blended target"}
-    if method in fixed:
-        return fixed[method]
-    if method.startswith("ddim_"):
-        return f"DDIM from t_σ, {method[5:]} calls"
-    if method.startswith("dip_t0_"):
-        return f"DIP→t0, t0 = {method[7:]}"
-    return method
+    return ab_label(method, LABELS)
 
 
 def family(method: str) -> str:

@@ -22,7 +22,7 @@ def check_iterations(iterations) -> list[int]:
 
 
 def fit_dip_snapshots(target: torch.Tensor, cfg: DIPConfig, iterations, seed: int = 0,
-                      lr: float = 0.01, reg_noise_std: float = 1.0 / 30.0, ema: float = 0.99,
+                      lr: float = 0.01, reg_noise_std: float = 1.0 / 30.0,
                       net_input: torch.Tensor | None = None, progress: bool = True,
                       desc: str = "DIP prior", device: str = "cpu") -> dict[int, tuple]:
     """One batched DIP fit to ``target``: ``{i: (EMA output, compute up to i)}`` per count ``i > 0``."""
@@ -37,7 +37,7 @@ def fit_dip_snapshots(target: torch.Tensor, cfg: DIPConfig, iterations, seed: in
         return False
 
     res = fit(Degradation("denoise", target), cfg, its[-1], lr=lr, reg_noise_std=reg_noise_std,
-              ema=ema, seed=seed, callback=grab, net_input=net_input, progress=progress,
+              seed=seed, callback=grab, net_input=net_input, progress=progress,
               desc=desc, device=device)
     flops_per_it = res.compute.flops / res.stopped_at / n
     return {i: (x, Compute(flops=flops_per_it * i, dip_iters=i, wall_s=wall / n))

@@ -62,7 +62,6 @@ def tdpm_generate(model: TrainedDDPM, x_ref: torch.Tensor, t_trunc: int, cfg: DI
                   iterations, seed: int = 0, **kwargs) -> dict[int, tuple[torch.Tensor, Compute]]:
     """Task A: DIP, fed the sampler's prior draw ``z``, fits the references' truncated start."""
     check_images(x_ref, "reference images")
-    check_timestep("T_trunc", t_trunc, model.num_train_timesteps)
     z = prior_noise(len(x_ref), tuple(x_ref.shape[1:]), seed)
     target = truncated_start(x_ref, t_trunc, z, model.beta_schedule, model.num_train_timesteps)
     return tdpm_fit(model, target, t_trunc, cfg, iterations, seed, net_input=z, **kwargs)
