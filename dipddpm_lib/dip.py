@@ -1,10 +1,5 @@
-"""Deep Image Prior (Ulyanov et al., 2018): the skip encoder-decoder, degradations, ``fit``.
-
-``fit`` follows the paper's denoising set-up: a fixed uniform-noise input (×1/10), a fresh
-Gaussian perturbation of it at every step (reg-noise, std 1/30), Adam at lr 0.01, and an
-exponential moving average (0.99) of the outputs. It logs PSNR against the observation and,
-when given, against the clean image, for both the raw and the averaged output.
-"""
+"""Deep Image Prior (Ulyanov et al., 2018): the skip encoder-decoder, degradations, ``fit``
+(the paper's denoising set-up: noise input ×1/10, reg-noise 1/30, Adam lr 0.01, EMA 0.99)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,7 +25,6 @@ OUTPUTS = ("sigmoid", "linear")
 @dataclass(frozen=True)
 class DIPConfig:
     """The skip network's knobs. Defaults are the paper's: 5 scales × 128 channels."""
-
     scales: int = 5
     channels: int = 128
     skip_channels: int = 4
@@ -40,7 +34,6 @@ class DIPConfig:
 
     @classmethod
     def from_profile(cls, profile, **overrides) -> "DIPConfig":
-        """The profile's DIP network, with single knobs overridden."""
         return cls(**{"scales": profile.dip_scales, "channels": profile.dip_channels,
                       "skip_channels": profile.dip_skip_channels,
                       "input_depth": profile.dip_input_depth, "upsample": profile.dip_upsample,
@@ -48,7 +41,6 @@ class DIPConfig:
 
     @property
     def min_size(self) -> int:
-        """Smallest image side the network accepts: it halves the image ``scales`` times."""
         return 2 ** self.scales
 
 
@@ -96,12 +88,8 @@ class _Level(nn.Module):
 
 
 class SkipNet(nn.Module):
-    """Ulyanov et al.'s skip encoder-decoder: ``scales`` levels, reflection padding,
-    BatchNorm, LeakyReLU, a 1×1 output conv and a sigmoid (or no output activation).
-
-    ``nets = K`` builds K independent networks as one grouped network: the input is
-    1×(K·input_depth)×H×W and the output K×C×H×W, one image per network.
-    """
+    """Ulyanov et al.'s skip encoder-decoder; ``nets = K``: K independent networks as one
+    grouped network (input 1×(K·input_depth)×H×W, output K×C×H×W)."""
 
     def __init__(self, cfg: DIPConfig, out_channels: int, nets: int = 1):
         super().__init__()
@@ -122,18 +110,14 @@ class SkipNet(nn.Module):
 # --------------------------------------------------------------------------- degradations
 @dataclass
 class Degradation:
-    """A forward operator ``A`` and its observation ``y = A(x) (+ noise)``.
-
-    ``denoise``: identity. ``inpaint``: multiply by a binary ``mask`` (1 = kept pixel).
-    ``sr4``: ×4 antialiased bilinear downsampling.
-    """
+    """A forward operator ``A`` (identity, a binary ``mask`` with 1 = kept, or ×4 antialiased
+    bilinear downsampling) and its observation ``y = A(x) (+ noise)``."""
 
     task: str
     observation: torch.Tensor
     mask: torch.Tensor | None = None
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """``A(x)``, differentiable."""
         if self.task == "inpaint":
             return x * self.mask
         if self.task == "sr4":
@@ -141,18 +125,12 @@ class Degradation:
                                  align_corners=False)
         return x
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Data-fit MSE between ``A(x)`` and the observation."""
-        return F.mse_loss(self.apply(x), self.observation)
-
     def per_image_mse(self, x: torch.Tensor) -> torch.Tensor:
-        """Data-fit MSE of each image in the batch (shape N)."""
         return (self.apply(x) - self.observation).pow(2).flatten(1).mean(1)
 
 
 def stack_degradations(degradations: list[Degradation]) -> Degradation:
-    """One degradation of N images from N single-image ones of the same task and shape (what a
-    grouped :func:`fit` of N networks takes)."""
+    """N single-image degradations of one task and shape as one (for a grouped :func:`fit`)."""
     tasks = {d.task for d in degradations}
     if len(tasks) != 1:
         raise ValueError(f"cannot stack degradations of different tasks: {sorted(tasks)}")
@@ -165,14 +143,10 @@ def stack_degradations(degradations: list[Degradation]) -> Degradation:
 
 def degrade(clean: torch.Tensor, task: str = "denoise", sigma: float = 25.0, seed: int = 0,
             keep: float = 0.5) -> Degradation:
-    """Make the observation of ``clean`` (1×C×H×W in [0,1]) for ``task``.
+    """The observation of ``clean`` for ``task``, with Gaussian noise of std ``sigma`` (0-255).
 
-    ``sigma`` is the Gaussian noise std on the 0-255 scale (added for every task; use 0 for
-    noiseless inpainting / super-resolution). ``keep`` is the inpainting mask's kept share.
-    The noisy observation is not clipped to [0, 1]. The paper's code (``get_noisy_image``)
-    clips it; unclipped, the noise stays exactly Gaussian with std σ, which the σ-aware
-    methods here assume (BM3D, the DDPM's step t_σ, SURE).
-    """
+    Unlike the paper's code it is not clipped: the noise stays exactly Gaussian with std σ,
+    which the σ-aware methods here assume (BM3D, the DDPM's step t_σ, SURE)."""
     check_choice("task", task, TASKS)
     sigma = check_sigma(sigma)
     check_images(clean, "clean image")
@@ -186,8 +160,6 @@ def degrade(clean: torch.Tensor, task: str = "denoise", sigma: float = 25.0, see
 # --------------------------------------------------------------------------- fitting
 @dataclass
 class DIPResult:
-    """What a DIP fit returns: the last and the averaged output, a per-step history, compute."""
-
     output: torch.Tensor
     output_ema: torch.Tensor
     history: dict[str, np.ndarray]
@@ -199,7 +171,7 @@ class DIPResult:
 
 
 def make_input(cfg: DIPConfig, height: int, width: int, seed: int = 0, nets: int = 1) -> torch.Tensor:
-    """DIP's fixed input: uniform noise × 1/10 with ``input_depth`` channels per network."""
+    """DIP's fixed input: uniform noise × 1/10, ``input_depth`` channels per network."""
     gen = torch.Generator().manual_seed(seed)
     return torch.rand((1, nets * cfg.input_depth, height, width), generator=gen) * 0.1
 
@@ -209,33 +181,14 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
         ema: float = 0.99, seed: int = 0, callback: Callable | None = None,
         net_input: torch.Tensor | None = None, snapshot_every: int = 0,
         device: str = "cpu", progress: bool = True, desc: str = "DIP",
-        target: Callable | None = None, divergence_every: int = 0,
-        divergence_eps: float = 1e-3) -> DIPResult:
-    """Fit a DIP network to ``degradation``'s observation for up to ``iterations`` steps.
+        target: Callable | None = None, divergence_every: int = 0) -> DIPResult:
+    """Fit DIP to ``degradation``'s observation: N images fit N networks at once (one grouped
+    network; histories then iterations × N, else iterations).
 
-    An observation of N images fits N independent networks at once (one grouped network;
-    see :class:`SkipNet`). History arrays then have shape (iterations, N); with one image
-    they have shape (iterations,). The loss is the per-image MSE (summed over images, so
-    each network sees the gradient of its own fit).
-
-    ``callback(i, output, output_ema, history) -> bool`` runs after step ``i`` (1-based);
-    returning True stops the fit there (for early stopping). ``net_input`` (N×input_depth×H×W)
-    replaces the default noise input (TDPM-DIP feeds its own). ``snapshot_every`` keeps every
-    k-th EMA output. When ``clean`` is given, the output with the best clean PSNR (raw or
-    EMA) and its iteration are kept per image.
-
-    ``target(i) -> tensor`` (optional) gives the data-fit target of step ``i`` (1-based) in
-    place of the observation, with the network, optimiser and EMA kept: progressive-target
-    schemes (chapter 04) change it between stages. The history still logs PSNR against the
-    observation.
-
-    ``divergence_every = k > 0`` (SURE, Jo et al. 2021) needs ``net_input`` to be the
-    observation itself (``input_depth`` = its channels, as in DF-STE): every k-th step it
-    logs ``history["divergence"]``, a one-probe Monte-Carlo estimate of the divergence of the
-    network's map at that step (input ↦ output, parameters fixed) per pixel
-    (:func:`dipddpm_lib.stopping.mc_divergence`, step ``divergence_eps``; NaN at other steps),
-    for the output of that step. Each probe costs two forward passes.
-    """
+    ``callback(i, out, out_ema, history) -> bool`` runs after step ``i`` (1-based); True stops
+    the fit. ``target(i)`` replaces the observation as step ``i``'s data-fit target (the history
+    still scores against the observation). ``divergence_every = k`` (SURE; ``net_input`` must be
+    the observation) logs a one-probe Monte-Carlo divergence every k-th step (NaN between)."""
     iterations = check_positive_int("iterations", iterations)
     y = check_images(degradation.observation, "observation")
     n = y.shape[0]
@@ -256,8 +209,6 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
         if net_input is None or tuple(net_input.shape) != tuple(y.shape) or degradation.task != "denoise":
             raise ValueError("divergence_every needs a denoising fit whose net_input is the "
                              "observation itself (input_depth = its channels)")
-        if not divergence_eps > 0:
-            raise ValueError(f"divergence_eps must be positive, got {divergence_eps}")
     if not 0.0 <= ema < 1.0:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
     if lr <= 0:
@@ -306,7 +257,7 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
             if target is not None:
                 op.observation = target(i + 1).to(dev)
             if divergence_every and i % divergence_every == 0:  # before the step: its output
-                hist["divergence"][i] = mc_divergence(forward, net_input.float(), divergence_eps,
+                hist["divergence"][i] = mc_divergence(forward, net_input.float(), 1e-3,
                                                       probe_gen).numpy()
             out, loss = step(z)
             out_ema = out if out_ema is None else ema * out_ema + (1 - ema) * out
@@ -336,8 +287,7 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
 
 def dip_flops_per_iteration(cfg: DIPConfig, channels: int, height: int, width: int,
                             backward: bool = True) -> float:
-    """FLOPs of one DIP step (forward + backward; ``backward=False``: the forward pass alone)
-    for this network and image size."""
+    """FLOPs of one DIP step (``backward=False``: the forward pass alone)."""
     net, z = SkipNet(cfg, channels), make_input(cfg, height, width)
 
     def step():

@@ -1,16 +1,5 @@
-"""A DDPM prior for photographs: a fully convolutional diffusers ``UNet2DModel`` trained on
-random crops of the profile's prior-train photographs, and what it is used for.
-
-Training reuses :func:`dipddpm_lib.ddpm.train_ddpm` unchanged: the crops are drawn once, as a
-bank (each from a prior-train photograph resized so that its shorter side is one of
-``prior_short_sides``, at a random position, flipped and turned by a random multiple of 90°),
-and the DDPM samples its batches from the bank. The UNet has no attention blocks, so it runs
-on whole images of any size that its depth divides, not only on its training crops.
-
-:func:`denoise_x0` is the prior's one-step denoiser at a photograph's noise level σ: the
-observation, rescaled, *is* the diffusion state at the step ``t_σ`` with the same noise
-(:mod:`dipddpm_lib.physics`), and the network's x̂0 there is its posterior-mean estimate.
-"""
+"""A DDPM prior for photographs: :func:`~dipddpm_lib.ddpm.train_ddpm` on a bank of random crops.
+The UNet has no attention, so it runs on whole images of any size its depth divides."""
 from __future__ import annotations
 
 import dataclasses
@@ -30,12 +19,7 @@ from .physics import sigma_to_t
 
 def crop_bank(names, crop: int, n: int, short_sides, seed: int = 0,
               progress: bool = True) -> torch.Tensor:
-    """``n`` random RGB crops (n×3×crop×crop in [0, 1]) of the named photographs.
-
-    Each crop picks a photograph and a rescaling (its shorter side resized to one of
-    ``short_sides``) uniformly, a position uniformly, then a horizontal flip with probability
-    ½ and a rotation by a uniform multiple of 90°. Grey photographs become three equal
-    channels. The same arguments give the same bank."""
+    """``n`` RGB crops: a uniform photograph, short side, position, flip and quarter turn each."""
     names = check_photos(names, "prior-train photographs")
     crop, n = check_positive_int("crop", crop), check_positive_int("n", n)
     sides = tuple(check_positive_int("short side", s) for s in short_sides)
@@ -56,8 +40,7 @@ def crop_bank(names, crop: int, n: int, short_sides, seed: int = 0,
 
 
 def _rescaled(name: str, short_side: int) -> torch.Tensor:
-    """A photograph as 3×H×W in [0, 1], its shorter side resized to ``short_side`` (whole, not
-    cropped to a square; grey as three equal channels)."""
+    """A photograph as 3×H×W in [0, 1], its shorter side resized to ``short_side``."""
     from skimage.color import gray2rgb, rgba2rgb
     from skimage.transform import resize
     from skimage.util import img_as_float32
@@ -73,8 +56,7 @@ def _rescaled(name: str, short_side: int) -> torch.Tensor:
 
 
 def prior_profile(profile):
-    """The profile as :func:`~dipddpm_lib.ddpm.train_ddpm` reads it for the photo prior: its
-    ``prior_*`` fields in place of the digit DDPM's, no attention, RGB crops."""
+    """The profile with its ``prior_*`` fields in place of the digit DDPM's, for ``train_ddpm``."""
     n = len(profile.prior_unet_channels)
     return dataclasses.replace(
         profile, dataset="photo_crops", data_dir=None, image_size=profile.prior_photo_size,
@@ -88,10 +70,7 @@ def prior_profile(profile):
 
 def train_photo_prior(profile, seed: int = 0, cache: Cache | None = None,
                       progress: bool = True) -> TrainedDDPM:
-    """Train (or load from the cache) the photo DDPM on crops of ``profile.prior_train_photos``.
-
-    The cache key holds the training settings and the crop bank's recipe, so the same profile
-    loads the same checkpoint (safetensors) in every chapter."""
+    """Train (or load from the cache) the photo DDPM; keyed by its settings and the crops' recipe."""
     pp = prior_profile(profile)
     recipe = {"photos": list(profile.prior_train_photos), "crop": pp.image_size,
               "n": profile.prior_n_crops, "short_sides": list(profile.prior_short_sides),
@@ -105,11 +84,8 @@ def train_photo_prior(profile, seed: int = 0, cache: Cache | None = None,
 
 
 def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, Compute]:
-    """The prior's one-step denoiser for ``y = x + n``, ``n ~ N(0, (σ/255)²)`` (N×C×H×W in
-    [0, 1], C = 1 or 3): x̂0 from ``x_t = sqrt(abar_t) (2y − 1)`` at ``t = t_σ``.
-
-    A grey image is given to the RGB prior as three equal channels, and the estimate's
-    channels are averaged back. Returns the estimate and its compute (one denoiser call)."""
+    """One-step x̂0 of ``y = x + n`` (σ on 0-255): ``y`` rescaled *is* the state at ``t_σ``,
+    ``x_t = sqrt(abar_t) (2y − 1)``. Grey goes in as three channels and is averaged back."""
     check_images(y, "noisy images")
     sigma = check_sigma(sigma)
     t = sigma_to_t(sigma, model.beta_schedule, model.num_train_timesteps)
@@ -125,8 +101,7 @@ def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch
 
 
 def denoise_x0_each(model: TrainedDDPM, noisy: torch.Tensor, sigmas) -> tuple[torch.Tensor, float]:
-    """:func:`denoise_x0` of each image of a batch at its own σ (one call per image; the
-    learned-prior stopping rule's reference), clipped to [0, 1], and the GFLOPs of the calls."""
+    """:func:`denoise_x0` of each image at its own σ, clipped, and the calls' GFLOPs."""
     outs, flops = [], 0.0
     for n, s in enumerate(np.asarray(sigmas, dtype=float)):
         x0, c = denoise_x0(model, noisy[n:n + 1], float(s))
@@ -136,7 +111,6 @@ def denoise_x0_each(model: TrainedDDPM, noisy: torch.Tensor, sigmas) -> tuple[to
 
 
 def unet_flops(model: TrainedDDPM, shape: tuple[int, int, int]) -> float:
-    """FLOPs of one denoiser call on one C×H×W image."""
     device = next(model.unet.parameters()).device
     x = torch.zeros(1, *shape, device=device)
     with torch.no_grad():
@@ -146,11 +120,8 @@ def unet_flops(model: TrainedDDPM, shape: tuple[int, int, int]) -> float:
 
 def one_step_curve(model: TrainedDDPM, names, size: int, sigmas, seeds,
                    progress: bool = True, cache: Cache | None = None) -> list[dict]:
-    """The prior's one-step denoising against σ on photographs: one row per (photo, σ, seed)
-    with the PSNR of the noisy input (clipped), of NL-means (blind, chapter 02's settings) and
-    of the one-step x̂0 at ``t_σ``. The noise of seed s is the same field for every photo.
-    With a ``cache`` the rows are stored under the prior, the photographs' pixels and the
-    settings."""
+    """One row per (photo, σ, seed): PSNR of the noisy input (clipped), blind NL-means and the
+    one-step x̂0."""
     from .data import load_photo, photo_name
     from .dip import degrade
     from .metrics import psnr
@@ -180,7 +151,6 @@ def one_step_curve(model: TrainedDDPM, names, size: int, sigmas, seeds,
 
 
 def sample_crops(model: TrainedDDPM, n: int, seed: int = 0, steps: int = 50) -> torch.Tensor:
-    """``n`` crops drawn from the prior with DDIM (``steps`` calls), at its training size."""
     from .ddpm import sample
 
     return sample(model.unet, model.beta_schedule, "ddim", steps, num_samples=n, seed=seed,

@@ -1,7 +1,5 @@
-"""Chapter 02: DIP over images × seeds, beside the task's classical restorers
-(:mod:`dipddpm_lib.methods.classical`). Each image is degraded once (noise seed fixed): seeds vary
-DIP's initialisation only. Per seed, one grouped, cached ``dip.fit`` holds one network per image.
-"""
+"""Chapter 02: DIP over images × seeds beside the task's classical restorers. Each image is
+degraded once (noise seed fixed): seeds vary DIP's initialisation only."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -22,28 +20,14 @@ from ..profiles import Profile, check_device, get_profile
 from ..results import save_array, spread
 
 NOTEBOOK = "02_dip_baseline"
-#: Classical restorers per task, in table order.
 CLASSICAL = classical.BY_TASK
 #: Tasks shown once each beside the main task (noiseless, on one image each).
 SHOWCASE_TASKS = ("inpaint", "sr4")
-#: Network knobs the ``arch`` parameter may set.
 ARCH_KEYS = ("scales", "channels", "skip_channels", "input_depth", "upsample")
-FLOPS_NOT_COUNTED = "not counted: scikit-image code, outside torch's FLOP counter"
-
-
-def observed_image(degradation: dip.Degradation, size: tuple[int, int]) -> torch.Tensor:
-    """The observation at the clean image's size (×4 nearest-neighbour for ``sr4``), clipped:
-    what the reader sees as the input, and what ``observed_psnr`` scores."""
-    y = degradation.observation
-    if tuple(y.shape[-2:]) != tuple(size):
-        y = F.interpolate(y, size=size, mode="nearest")
-    return y.clamp(0, 1)
 
 
 @dataclass
 class ClassicalResult:
-    """One classical restoration: its output, scores against the clean image, wall seconds."""
-
     method: str
     output: torch.Tensor
     psnr: float
@@ -51,15 +35,13 @@ class ClassicalResult:
     wall_s: float
     settings: dict
 
-    def to_dict(self) -> dict:
-        """JSON-able summary (no FLOP count: see ``FLOPS_NOT_COUNTED``)."""
+    def to_dict(self) -> dict:  # FLOPs: None, scikit-image code is outside torch's counter
         return {"psnr": self.psnr, "ssim": self.ssim, "wall_s": self.wall_s, "flops": None,
-                "flops_note": FLOPS_NOT_COUNTED, "settings": self.settings}
+                "settings": self.settings}
 
 
 def classical_restore(method: str, degradation: dip.Degradation,
                       clean: torch.Tensor) -> ClassicalResult:
-    """Restore one observation with a classical method of its task, scored against ``clean``."""
     with Timer() as timer:
         x, settings = classical.restore(method, degradation, tuple(clean.shape[-2:]))
     return ClassicalResult(method, x, float(psnr(x, clean)), float(ssim(x, clean)), timer.seconds,
@@ -69,9 +51,7 @@ def classical_restore(method: str, degradation: dip.Degradation,
 # --------------------------------------------------------------------------- cached DIP fits
 @dataclass
 class DIPImageFit:
-    """One image's DIP fit under one seed: one network of a grouped fit, whose FLOPs and wall
-    seconds are shared evenly among its networks."""
-
+    """One network of a grouped fit (its FLOPs and wall seconds shared evenly among them)."""
     seed: int
     history: dict[str, np.ndarray]
     output_ema: torch.Tensor
@@ -87,9 +67,8 @@ def fit_cached(degradation: dip.Degradation, clean: torch.Tensor, cfg: dip.DIPCo
                reg_noise_std: float = 1.0 / 30.0, ema: float = 0.99,
                cache: Cache | None = None, device: str = "cpu",
                callback=None) -> list[DIPImageFit]:
-    """``dip.fit`` of the N images in ``degradation`` (one network each) under ``seed``, through
-    :func:`cache.cached`: one :class:`DIPImageFit` per image. ``callback``: ``dip.fit``'s, per
-    step (it must not stop the fit). A cached fit keeps the wall seconds it was computed in."""
+    """Cached grouped ``dip.fit`` of the N images under ``seed``: one :class:`DIPImageFit` each.
+    ``callback`` sees every step but cannot stop the fit; a cached fit keeps its wall seconds."""
     computed = []
 
     def every_step(*args) -> bool:  # a cached fit runs every iteration, whatever it returns
@@ -122,15 +101,12 @@ def fit_cached(degradation: dip.Degradation, clean: torch.Tensor, cfg: dip.DIPCo
 
 # --------------------------------------------------------------------------- one image
 def peak(curve: np.ndarray) -> tuple[float, int]:
-    """Peak value and its 1-based iteration."""
     j = int(np.nanargmax(curve))
     return float(curve[j]), j + 1
 
 
 @dataclass
 class ImageRestoration:
-    """One image's restoration: observation, DIP fits over seeds, classical baselines."""
-
     name: str
     clean: torch.Tensor
     degradation: dip.Degradation
@@ -139,22 +115,21 @@ class ImageRestoration:
 
     @property
     def observed(self) -> torch.Tensor:
-        """The observation at the clean size (see :func:`observed_image`)."""
-        return observed_image(self.degradation, tuple(self.clean.shape[-2:]))
+        """The observation as shown: at the clean size (×4 nearest for ``sr4``), clipped."""
+        y = self.degradation.observation
+        if y.shape[-2:] != self.clean.shape[-2:]:
+            y = F.interpolate(y, size=tuple(self.clean.shape[-2:]), mode="nearest")
+        return y.clamp(0, 1)
 
     def observed_psnr(self) -> float:
-        """PSNR of the observation (as shown) against the clean image."""
         return float(psnr(self.observed, self.clean))
 
-    def curves(self) -> dict[str, np.ndarray]:
-        """Each logged PSNR curve as seeds × iterations."""
+    def curves(self) -> dict[str, np.ndarray]:  # each as seeds × iterations
         return {k: np.stack([f.history[k] for f in self.fits]) for k in self.fits[0].history}
 
     def dip_summary(self) -> dict:
-        """Final, peak, the peak's iteration, SSIM, wall seconds and GFLOPs, each a
-        :func:`spread` over seeds. Final = the EMA output after the last iteration
-        (``final_psnr_raw``: the raw one); peak = the best clean-PSNR output, raw or EMA (an
-        oracle: it needs the clean image)."""
+        """Spreads over seeds. Final: the last EMA output (``_raw``: the raw one); peak: the best
+        clean-PSNR output, raw or EMA (an oracle)."""
         per_seed = []
         for f in self.fits:
             raw, avg = f.history["psnr_clean"], f.history["psnr_clean_ema"]
@@ -169,13 +144,9 @@ class ImageRestoration:
                 "gflops": f.flops / 1e9})
         out = {k: spread([float(s[k]) for s in per_seed]) for k in per_seed[0]}
         return {**out, "iterations": len(self.fits[0].history["psnr_clean"]),
-                "seeds": [f.seed for f in self.fits], "from_cache": [f.from_cache for f in self.fits],
-                "final": "EMA output after the last iteration",
-                "peak": "best clean-PSNR output, raw or EMA (oracle: needs the clean image)",
-                "wall_s_note": "a seed's grouped fit of all images, divided by the number of images"}
+                "seeds": [f.seed for f in self.fits], "from_cache": [f.from_cache for f in self.fits]}
 
     def metrics(self) -> dict:
-        """Everything reported for this image: observation, DIP, each classical method."""
         out = {"observed_psnr": self.observed_psnr(),
                "observed_ssim": float(ssim(self.observed, self.clean)), "dip": self.dip_summary(),
                **{m: c.to_dict() for m, c in self.classical.items()}}
@@ -196,22 +167,9 @@ def compare(image_metrics: dict, methods: list[str]) -> dict:
             "peak_before_last_iteration": d["peak_iteration"]["max"] < d["iterations"]}
 
 
-def check_image_size(cfg: dip.DIPConfig, size: int) -> int:
-    """``size`` must be a positive multiple of 32 (photo loader) and of 2**scales (network)."""
-    size = check_positive_int("image_size", size)
-    step = max(32, cfg.min_size)
-    if size % step:
-        raise ValueError(f"image_size must be a multiple of {step} (photographs load at multiples "
-                         f"of 32; a {cfg.scales}-scale DIP halves the image {cfg.scales} times), "
-                         f"got {size}")
-    return size
-
-
 # --------------------------------------------------------------------------- the chapter's plan
 @dataclass(frozen=True)
 class BaselinePlan:
-    """Chapter 02's parameters, resolved against the profile and validated."""
-
     profile: Profile
     seeds: tuple[int, ...]
     images: tuple[str, ...]
@@ -226,8 +184,6 @@ class BaselinePlan:
     settings: dict = field(default_factory=dict)  # where the tunable settings came from
 
     def to_dict(self) -> dict:
-        """The run's settings for ``metrics.json``, with where each tunable one came from
-        (``settings_source``) and the photo set of each image (``photo_sets``)."""
         p = self.profile
         return {"profile": p.name, "seeds": list(self.seeds), "images": list(self.images),
                 "photo_sets": photo_roles(p, [*self.images, *self.showcases.values()]),
@@ -241,9 +197,8 @@ class BaselinePlan:
 
     def restore(self, names, task: str, sigma: float, iterations: int, cache: Cache | None = None,
                 progress: bool = True) -> list[ImageRestoration]:
-        """The study loop: degrade each named photograph once (noise seed fixed), run the task's
-        classical restorers, then DIP under every seed, one grouped, cached fit per seed holding
-        one network per image."""
+        """Degrade each photograph once, run the classical restorers, then one grouped, cached
+        DIP fit per seed (one network per image)."""
         p, steps = self.profile, check_positive_int("iterations", iterations)
         images = {n: load_photo(n, self.image_size) for n in names}
         degs = {n: dip.degrade(x, task, sigma, seed=self.noise_seed) for n, x in images.items()}
@@ -262,18 +217,15 @@ class BaselinePlan:
                 for i, (n, x) in enumerate(images.items())]
 
     def run_main(self, cache: Cache | None = None, progress: bool = True) -> list[ImageRestoration]:
-        """The main task on every image."""
         return self.restore(self.images, self.task, self.sigma, self.iterations, cache, progress)
 
     def run_showcases(self, cache: Cache | None = None,
                       progress: bool = True) -> dict[str, ImageRestoration]:
-        """Each showcase task (noiseless) on its one image."""
         return {task: self.restore([name], task, 0.0, self.showcase_iterations, cache, progress)[0]
                 for task, name in self.showcases.items()}
 
 
 def make_arch(profile: Profile, arch: dict | None) -> dip.DIPConfig:
-    """The profile's DIP network with the knobs in ``arch`` (keys: ``ARCH_KEYS``) overridden."""
     arch = dict(arch or {})
     unknown = sorted(set(arch) - set(ARCH_KEYS))
     if unknown:
@@ -291,11 +243,8 @@ def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
               sigma=25.0, task: str = "denoise", iterations=None, arch: dict | None = None,
               showcase_iterations=None, inpaint_image: str | None = None,
               sr4_image: str | None = None, lr=None, tuned=None, device=None) -> BaselinePlan:
-    """The notebook's parameters, validated (``ValueError`` naming the valid choices before any
-    work), ``None`` ones from the profile. Showcases: each of ``SHOWCASE_TASKS`` but ``task``, on
-    ``inpaint_image`` (default: the first image) / ``sr4_image`` (the last). ``tuned``: the
-    grids' ``tuned.json``, whose DIP depth, width and lr replace the profile's (an ``arch`` key
-    or ``lr`` given here wins over both)."""
+    """The notebook's parameters, checked before any work (``None``: the profile's). ``tuned``'s
+    depth, width and lr replace the profile's; ``arch`` keys and ``lr`` given here win."""
     from ..tuned import tuned_overrides
 
     given = dict(arch or {}) if isinstance(arch, dict) else {}
@@ -308,15 +257,19 @@ def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
         prof = get_profile(profile, **{**overrides, "dip_lr": check_positive_float("lr", lr)})
     check_choice("task", task, dip.TASKS)
     cfg = make_arch(prof, arch)
-    size = prof.photo_size if image_size is None else image_size
-    min_size = size if isinstance(size, int) else None
-    names = check_photos(prof.dip_baseline_photos if images is None else images, "images", min_size)
+    size = check_positive_int("image_size", prof.photo_size if image_size is None else image_size)
+    step = max(32, cfg.min_size)  # the photo loader's multiple, and the network's
+    if size % step:
+        raise ValueError(f"image_size must be a multiple of {step} (photographs load at multiples "
+                         f"of 32; a {cfg.scales}-scale DIP halves the image {cfg.scales} times), "
+                         f"got {size}")
+    names = check_photos(prof.dip_baseline_photos if images is None else images, "images", size)
     chosen = {"inpaint": inpaint_image or names[0], "sr4": sr4_image or names[-1]}
-    showcases = {t: check_photos(chosen[t], f"{t}_image", min_size)[0]
+    showcases = {t: check_photos(chosen[t], f"{t}_image", size)[0]
                  for t in SHOWCASE_TASKS if t != task}
     return BaselinePlan(
         profile=prof, seeds=check_seeds(prof.seeds if seeds is None else seeds), images=names,
-        image_size=check_image_size(cfg, size), sigma=check_sigma(sigma), task=task,
+        image_size=size, sigma=check_sigma(sigma), task=task,
         iterations=check_positive_int("iterations", prof.dip_baseline_iterations
                                       if iterations is None else iterations),
         arch=cfg,
@@ -328,7 +281,6 @@ def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
 # --------------------------------------------------------------------------- results
 def chapter_metrics(plan: BaselinePlan, main: list[ImageRestoration],
                     showcases: dict[str, ImageRestoration], min_gain_db: float = 5.0) -> dict:
-    """Everything chapter 02 reports, as one JSON-able dict for ``metrics.json``."""
     per_image = {r.name: r.metrics() for r in main}
     return {**plan.to_dict(), "per_image": per_image,
             "summary": summarise(per_image, list(CLASSICAL[plan.task]), min_gain_db),
@@ -338,8 +290,8 @@ def chapter_metrics(plan: BaselinePlan, main: list[ImageRestoration],
 
 
 def summarise(per_image: dict, methods: list[str], min_gain_db: float = 5.0) -> dict:
-    """Means over images, the quality bar (DIP's worst-seed peak beats the observation by
-    ``min_gain_db`` on every image) and where each classical method matches DIP."""
+    """Means over images, the quality bar (DIP's worst-seed peak gains ``min_gain_db`` over the
+    observation on every image) and where each classical method matches DIP."""
     def mean(f):
         return float(np.mean([f(m) for m in per_image.values()]))
 
@@ -353,8 +305,7 @@ def summarise(per_image: dict, methods: list[str], min_gain_db: float = 5.0) -> 
         "mean_over_images": {"observed_psnr": mean(lambda m: m["observed_psnr"]), **dip_means,
                              **{f"{k}_{q}": mean(lambda m, k=k, q=q: m[k][q])
                                 for q in ("psnr", "ssim") for k in methods}},
-        "quality_bar": {"rule": f"DIP peak PSNR (worst seed) - observed PSNR >= {min_gain_db} dB "
-                                "on every image", "threshold_db": min_gain_db, "gain_db": gains,
+        "quality_bar": {"threshold_db": min_gain_db, "gain_db": gains,
                         "passed": bool(all(g >= min_gain_db for g in gains.values()))},
         "classical_at_least_dip_final": {m: where("final", m) for m in methods},
         "classical_at_least_dip_peak": {m: where("peak", m) for m in methods},
@@ -364,23 +315,19 @@ def summarise(per_image: dict, methods: list[str], min_gain_db: float = 5.0) -> 
 
 
 def compute_totals(restorations: list[ImageRestoration]) -> dict:
-    """Total DIP compute (iterations, GFLOPs, wall seconds) and classical wall seconds."""
     fits = [f for r in restorations for f in r.fits]
     runs = [c for r in restorations for c in r.classical.values()]
     return {"dip": {"networks_fitted": len(fits),
                     "iterations": int(sum(len(f.history["psnr_clean"]) for f in fits)),
                     "gflops": float(sum(f.flops for f in fits) / 1e9),
                     "wall_s": float(sum(f.wall_s for f in fits)),
-                    "all_from_cache": bool(all(f.from_cache for f in fits)),
-                    "wall_s_note": "measured when each fit was computed (cached fits keep it)"},
+                    "all_from_cache": bool(all(f.from_cache for f in fits))},
             "classical": {"runs": len(runs), "wall_s": float(sum(c.wall_s for c in runs)),
-                          "flops": None, "flops_note": FLOPS_NOT_COUNTED}}
+                          "flops": None}}
 
 
 def save_arrays(out_dir, r: ImageRestoration, prefix: str = "") -> list[str]:
-    """Save ``clean_``, ``observed_``, ``dip_final_``, ``dip_peak_`` (S×C×H×W, one per seed),
-    each classical output and, for inpainting, the mask, as ``<prefix><kind>_<image>.npy``
-    (``<image>``: the photograph's name, or its file's stem)."""
+    """Save every image of ``r`` (DIP's S×C×H×W, one per seed) as ``<prefix><kind>_<image>.npy``."""
     arrays = {"clean": r.clean, "observed": r.degradation.observation,
               "dip_final": torch.cat([f.output_ema for f in r.fits]),
               "dip_peak": torch.cat([f.best_output for f in r.fits]),

@@ -1,7 +1,6 @@
-"""Chapter 03, tasks A and B: a DIP start for the digit DDPM's reverse chain, in generation (A)
-and in denoising at a diffusion noise level (B), every DIP-based method matched by plain samplers
-at its FLOPs. Tidy rows, one per (method, seed): quality, FLOPs / NFE / DIP iterations per image,
-wall seconds of the whole set. Numbers only; the notebook says what they mean."""
+"""Chapter 03, tasks A (generation) and B (denoising at a diffusion noise level): a DIP start for
+the digit DDPM's chain, each DIP-based method matched by plain samplers at its FLOPs. Tidy rows,
+one per (method, seed): quality, compute per image, wall seconds of the whole set."""
 from __future__ import annotations
 
 import re
@@ -29,11 +28,10 @@ LABELS = {"test_refs": "test images (the references)", "noisy_rescaled": "noisy 
           r"ddpm_(\d+)": "DDPM-{}", r"ddim_(\d+)": "DDIM-{}", r"dpmpp_(\d+)": "DPM-Solver++-{}"}
 
 
-def method_label(method: str) -> str:
-    """A reader's name for a task A / B method identifier (tables, legends, sentences)."""
+def method_label(method: str, labels: dict = LABELS) -> str:
     if method.startswith("ddim_eq_"):
         return f"DDIM at the FLOPs of {method_label(method[len('ddim_eq_'):])}"
-    for pattern, label in LABELS.items():
+    for pattern, label in labels.items():
         if m := re.fullmatch(pattern, method):
             return label.format(*m.groups())
     return method
@@ -41,19 +39,17 @@ def method_label(method: str) -> str:
 
 # --------------------------------------------------------------------------- set-up
 def unet_flops_per_image(model: TrainedDDPM) -> float:
-    """FLOPs of one denoiser evaluation on one image of the model's own size."""
     cfg = model.unet.config
     return unet_flops(model, (cfg.in_channels, cfg.sample_size, cfg.sample_size))
 
 
 def equal_flops_steps(flops_per_image: float, unet_flops: float, max_steps: int = 1000) -> int:
-    """The number of denoiser evaluations that costs the same FLOPs (at least 1)."""
+    """Denoiser calls that cost the same FLOPs (at least 1)."""
     return int(min(max_steps, max(1, round(flops_per_image / unet_flops))))
 
 
 def diffusion_noisy(x0: torch.Tensor, t_noise: int, seed: int, beta_schedule: str,
                     num_train_timesteps: int = 1000) -> torch.Tensor:
-    """``y = sqrt(abar_t) x0 + sqrt(1 − abar_t) ε`` (model space) for clean ``x0`` in [0, 1]."""
     check_images(x0, "clean images")
     check_timestep("t_noise", t_noise, num_train_timesteps)
     eps = prior_noise(len(x0), tuple(x0.shape[1:]), seed + 20_000)
@@ -62,8 +58,7 @@ def diffusion_noisy(x0: torch.Tensor, t_noise: int, seed: int, beta_schedule: st
 
 def rescale_to_x0(y: torch.Tensor, t_noise: int, beta_schedule: str,
                   num_train_timesteps: int = 1000) -> tuple[torch.Tensor, float]:
-    """``(y / sqrt(abar_t) + 1) / 2``: an unbiased, unclipped estimate of x0 in [0, 1], and its
-    noise std ``sqrt((1 − abar) / abar) / 2``."""
+    """``(y / sqrt(abar_t) + 1) / 2``, an unbiased estimate of x0 in [0, 1], and its noise std."""
     abar = float(alphas_cumprod(beta_schedule, num_train_timesteps)[t_noise])
     return (y / abar ** 0.5 + 1.0) / 2.0, ((1 - abar) / abar) ** 0.5 / 2.0
 
@@ -71,7 +66,6 @@ def rescale_to_x0(y: torch.Tensor, t_noise: int, beta_schedule: str,
 def check_study_params(t0_list, t_trunc_list, dip_iterations, chain_sampler: str,
                        chain_steps: int, t_noise: int, num_refs: int, denoise_images: int,
                        beta_schedule: str, num_train_timesteps: int = 1000) -> None:
-    """Validate tasks A and B's parameters at once, before anything is trained or written."""
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
     check_choice("chain sampler", chain_sampler, SAMPLERS)
     for name, v in (("chain_steps", chain_steps), ("num_refs", num_refs),
@@ -84,7 +78,7 @@ def check_study_params(t0_list, t_trunc_list, dip_iterations, chain_sampler: str
 
 
 TASKS = ("A", "B", "C")
-#: Task C's notebook parameters (passed to :func:`photo_denoising.make_config`).
+# task C's notebook parameters (for photo_denoising.make_config)
 PHOTO_PARAMETERS = ("photos", "photo_sigmas", "photo_methods", "photo_t0_list", "tuned",
                     "photo_dip_iterations", "red_lambda", "red_sigma_eff_ratio", "red_refresh",
                     "target_lambda")
@@ -92,8 +86,6 @@ PHOTO_PARAMETERS = ("photos", "photo_sigmas", "photo_methods", "photo_t0_list", 
 
 @dataclass(frozen=True)
 class Plan:
-    """Chapter 03's settings, every one checked: tasks A and B's, and task C's config."""
-
     profile: object
     tasks: list
     seeds: list
@@ -114,8 +106,8 @@ def make_plan(profile: str, tasks=None, seeds=None, beta_schedule: str = "linear
               dip_iterations=None, t0_list=None, t_trunc_list=None, chain_sampler=None,
               chain_steps=None, t_noise=None, denoise_images=None, data_dir=None,
               prior_train_steps=None, prior_unet_channels=None, device=None, **photo) -> Plan:
-    """Chapter 03's parameters (``None``: the profile's value; ``0`` is a value) checked at
-    once, before anything is trained or written; ``photo``: task C's (:data:`PHOTO_PARAMETERS`)."""
+    """Chapter 03's parameters (``None``: the profile's) checked before any work; ``photo``: task
+    C's (:data:`PHOTO_PARAMETERS`)."""
     from ..features import check_scoring
     from ..profiles import check_device, get_profile
     from . import photo_denoising
@@ -151,9 +143,8 @@ def make_plan(profile: str, tasks=None, seeds=None, beta_schedule: str = "linear
 
 # --------------------------------------------------------------------------- studies
 def cached_study(kind: str, key: dict, run, cache: Cache | None):
-    """``run()`` → ``(rows, images)``, stored whole under ``key`` (:func:`~dipddpm_lib.cache.cached`);
-    a hit returns the stored rows (their ``wall_s`` are the first run's) and the images in
-    their original order. Without a ``cache``, ``run()`` itself."""
+    """``run()`` → ``(rows, images)``, cached whole under ``key`` (a hit keeps the first run's
+    ``wall_s``)."""
     if cache is None:
         return run()
 
@@ -166,8 +157,8 @@ def cached_study(kind: str, key: dict, run, cache: Cache | None):
 
 
 def _cached_call(kind: str, study, args: dict, data: tuple[str, ...]):
-    """``study(**args)`` through :func:`cached_study`, keyed by every setting in ``args``, the
-    model's training config, the feature network's name and the ``data`` tensors' digests."""
+    """``study(**args)`` through :func:`cached_study`, keyed by its settings, the model's config,
+    the feature network's name and the ``data`` tensors."""
     skip = ("model", "classifier", "progress", "cache") + data
     key = {**{k: v for k, v in args.items() if k not in skip}, "model": args["model"].meta["config"],
            "features": getattr(args.get("classifier"), "name", None), "data": {k: args[k] for k in data}}
@@ -175,7 +166,6 @@ def _cached_call(kind: str, study, args: dict, data: tuple[str, ...]):
 
 
 def _row(method: str, seed: int, c: Compute, n: int, **extra) -> dict:
-    """A tidy row: compute per image, wall seconds of the whole set of ``n`` images."""
     return {"method": method, "seed": seed, "gflops_per_image": c.flops / 1e9, "nfe": c.nfe,
             "dip_iters": c.dip_iters, "wall_s": c.wall_s * n, **extra}
 
@@ -186,21 +176,15 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
                      baselines=("ddim", "dpm-solver++"), sample_batch: int = 256,
                      ddpm_steps: int = 1000, progress: bool = True, keep_images: bool = True,
                      ddpm_pool: int | None = None, device: str = "cpu", cache: Cache | None = None):
-    """Task A, per seed from ``num_refs`` test references: DIP→t0 (``dip_iterations`` ×
-    ``t0_list``) and TDPM-DIP (× ``t_trunc_list``), chains of at most ``chain_steps`` calls; the
-    DDPM chain from noise (``ddpm_<steps>``, the first ``num_refs`` of chapter 01's cached set of
-    ``ddpm_pool``); each baseline from noise at each variant's FLOPs. Rows carry FID/KID/confident
-    fraction and distances to the own reference and to the nearest training image. Returns
-    ``(rows, images)`` (the first seed's)."""
+    """Task A per seed from ``num_refs`` test references: DIP→t0 and TDPM-DIP variants, the DDPM
+    chain from noise (the first ``num_refs`` of chapter 01's cached ``ddpm_pool``) and each
+    baseline at each variant's FLOPs. ``(rows, images)``, images of the first seed."""
     if cache is not None:
         return _cached_call("int_generation", generation_study, dict(locals()), ("x_train", "x_test"))
     from .. import ddpm
     from ..metrics import GenerationScorer, nearest_distance
 
-    num_refs = check_positive_int("num_refs", num_refs)
-    for t in list(t0_list) + list(t_trunc_list):
-        check_timestep("t0 / T_trunc", t, model.num_train_timesteps)
-    its = check_iterations(dip_iterations)
+    its = check_iterations(dip_iterations)  # the other settings: check_study_params
     unet_flops = unet_flops_per_image(model)
     scorer = GenerationScorer(x_train, classifier, kid_subset=min(50, num_refs))
     rows, images = [], {}
@@ -248,20 +232,13 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
                     tdpm_iterations: int | None = None, chain_sampler: str = "ddim",
                     chain_steps: int = 20, progress: bool = True, device: str = "cpu",
                     cache: Cache | None = None):
-    """Task B, per seed on ``y`` = ``x_clean`` noised to ``t_noise``: the DDPM chain (all steps)
-    and DDIM (``ddim_steps``) from ``y``, DIP alone on the rescaled ``y`` (and its oracle peak),
-    DIP→t0 per ``t0`` and TDPM-DIP (chains of at most ``chain_steps`` calls), and DDIM from ``y``
-    at each DIP-based method's FLOPs (``ddim_eq_<method>``). Returns ``(rows, images)`` (the
-    first seed's, with ``clean`` and ``noisy``)."""
+    """Task B per seed on ``x_clean`` noised to ``t_noise``: chains from ``y``, DIP (and its oracle
+    peak), DIP→t0, TDPM-DIP, and DDIM at each DIP-based method's FLOPs (``ddim_eq_<method>``)."""
     if cache is not None:
         return _cached_call("int_denoising", denoising_study, dict(locals()), ("x_clean",))
     from ..metrics import psnr, ssim
 
-    check_images(x_clean, "clean images")
     T = model.num_train_timesteps
-    check_timestep("t_noise", t_noise, T)
-    for t in t0_list:
-        check_timestep("t0", t, T)
     n, rows, images = len(x_clean), [], {}
     unet_flops = unet_flops_per_image(model)
     tdpm_iterations = dip_iterations if tdpm_iterations is None else tdpm_iterations

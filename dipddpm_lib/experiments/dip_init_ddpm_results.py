@@ -1,5 +1,4 @@
-"""Chapter 03, tasks A and B: the studies' rows summarised per method, every DIP-based method
-against the plain samplers at its FLOPs, the near-copies, and the verdicts as numbers."""
+"""Chapter 03, tasks A and B: summaries, equal-FLOPs comparisons, near-copies, verdicts."""
 from __future__ import annotations
 
 import re
@@ -7,15 +6,13 @@ import re
 from ..results import fmt, paired_difference, spread
 from .dip_init_ddpm import method_label
 
-
 SUMMARY_KEYS = ("fid", "kid", "confident_fraction", "psnr", "ssim", "dist_to_ref", "nn_train_dist",
                 "gflops_per_image", "nfe", "dip_iters", "wall_s")
 
 
 def summarise(rows: list[dict], keys=SUMMARY_KEYS) -> dict:
-    """Per method: the :func:`~dipddpm_lib.results.spread` over seeds of each numeric key, the
-    per-seed values (``values``, in seed order, for paired comparisons), the seeds, and the
-    method's non-numeric parameters."""
+    """Per method: the spread over seeds of each numeric key, its per-seed ``values``, the seeds
+    and the method's non-numeric parameters."""
     out: dict[str, dict] = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         group = [r for r in rows if r["method"] == method]
@@ -30,8 +27,7 @@ def summarise(rows: list[dict], keys=SUMMARY_KEYS) -> dict:
 
 
 def paired(a: dict, b: dict, metric: str) -> dict:
-    """:func:`~dipddpm_lib.results.paired_difference` ``a − b`` of ``metric`` between two
-    summary entries, over their shared seeds (same references and prior noise)."""
+    """Paired difference ``a − b`` of ``metric`` over the two entries' shared seeds."""
     va, vb = (dict(zip(e["seeds"], e["values"][metric])) for e in (a, b))
     seeds = [s for s in a["seeds"] if s in vb]
     return paired_difference([va[s] for s in seeds], [vb[s] for s in seeds])
@@ -39,10 +35,9 @@ def paired(a: dict, b: dict, metric: str) -> dict:
 
 def equal_compute_comparison(summary: dict, metric: str, higher_is_better: bool,
                              baselines: dict[str, str]) -> list[dict]:
-    """Per DIP-based method: its ``metric`` beside each baseline's at the same FLOPs per image,
-    and whether it wins or loses (the paired per-seed difference's 95 % interval excludes 0).
-    ``baselines``: a label → a key template filled with the method's ``equal_flops_steps``
-    (``{"DDIM": "ddim_{k}"}``) or its name (``"ddim_eq_{name}"``)."""
+    """Per DIP-based method: ``metric`` beside each baseline's at its FLOPs, and whether it wins or
+    loses (resolved paired difference). ``baselines``: label → key template (``"ddim_{k}"``,
+    ``k`` the method's ``equal_flops_steps``, or ``"ddim_eq_{name}"``)."""
     out, sign = [], 1 if higher_is_better else -1
     for name, entry in summary.items():
         k = entry.get("equal_flops_steps")
@@ -62,9 +57,7 @@ def equal_compute_comparison(summary: dict, metric: str, higher_is_better: bool,
 
 
 def equal_flops_rows(cmp: list[dict], metric: str) -> list[dict]:
-    """The equal-FLOPs comparison (:func:`equal_compute_comparison`) as tidy rows with readers'
-    names: each method's metric and GFLOPs, and per baseline its value at the same FLOPs and the
-    outcome (wins, loses, not resolved)."""
+    """:func:`equal_compute_comparison` as tidy rows with readers' names."""
     rows = []
     for r in cmp:
         row = {"method": method_label(r["method"]), metric: r[metric], "gflops": r["gflops_per_image"]}
@@ -77,7 +70,6 @@ def equal_flops_rows(cmp: list[dict], metric: str) -> list[dict]:
 
 
 def ddpm_chain_key(summary: dict) -> str:
-    """Task A's plain DDPM chain from noise in ``summary``: ``ddpm_<steps>``."""
     keys = [m for m in summary if re.fullmatch(r"ddpm_\d+", m)]
     if len(keys) != 1:
         raise ValueError(f"expected one DDPM chain (ddpm_<steps>) in the summary, got {keys}")
@@ -89,17 +81,15 @@ def _count(cmp: list[dict], key: str) -> int:
 
 
 def near_copies(summary: dict, cmp: list[dict]) -> tuple[float, set[str]]:
-    """``(threshold, methods)``: the DIP-based methods of ``cmp`` whose samples end closer to
-    their own reference than half of the DDPM chain's distance (the threshold)."""
+    """``(threshold, methods)``: methods of ``cmp`` closer to their own reference than half the
+    DDPM chain's distance."""
     limit = 0.5 * summary[ddpm_chain_key(summary)]["dist_to_ref"]["mean"]
     return limit, {r["method"] for r in cmp if summary[r["method"]]["dist_to_ref"]["mean"] < limit}
 
 
 def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
-    """Task A's numbers. A variant closer than half the DDPM chain's distance to its own
-    reference is a *near-copy* (``copy``): its FID inherits the test images'. Equal-FLOPs wins
-    and losses per group; the largest speed-up over the DDPM chain at matched-or-better FID, in
-    FLOPs and wall time, for plain samplers and for variants that make ``new`` samples only."""
+    """Task A's numbers: equal-FLOPs wins and losses for ``new`` samples and near-copies (whose
+    FID inherits the test images'), and the largest speed-up over the DDPM chain at matched FID."""
     key = ddpm_chain_key(summary)
     ddpm, refs = summary[key], summary["test_refs"]
     fid, gfl, wall = ({m: summary[m][k]["mean"] for m in summary} for k in ("fid", "gflops_per_image", "wall_s"))
@@ -132,10 +122,8 @@ def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
 
 
 def verdict_denoising(summary: dict, cmp: list[dict]) -> dict:
-    """Task B's numbers: the best DIP-based method against the DDPM chain from ``t_noise``
-    (paired over seeds), the best method without DIP, DIP's oracle peak, the equal-FLOPs wins
-    and losses against DDIM from ``y``, and the best method's gain over its own equal-FLOPs
-    DDIM twin (``gain_over_ddim_at_equal_flops_db``, when it ran)."""
+    """Task B's numbers: the best DIP-based method against the DDPM chain from ``y`` (paired), the
+    best method without DIP, DIP's oracle peak, and the equal-FLOPs wins and losses."""
     psnr = {m: summary[m]["psnr"]["mean"] for m in summary}
     dip_based = [m for m in psnr if m.startswith(("dip_", "tdpm")) and m != "dip_oracle_peak"]
     best = max(dip_based, key=psnr.get)

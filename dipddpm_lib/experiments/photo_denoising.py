@@ -1,13 +1,6 @@
-"""Chapter 03, task C: photographs at DIP's noise levels, every single prior and every
-combination on the same noisy images.
-
-For each σ, the eval photographs × seeds form one batch ``y = x + n`` (the noise of seed s
-is the same field for every photograph). Every method of :data:`METHODS` restores it; the
-DIP-based ones share one grouped DIP fit per target (plain, RED, blend), each network fitted
-to one image. Rows are tidy: one per (method, photo, σ, seed), with PSNR, SSIM and the
-compute per image (FLOPs of every DIP iteration forward and backward and of every denoiser
-call; wall seconds, a grouped fit's divided evenly among its images).
-"""
+"""Chapter 03, task C: every single prior and every combination on the same noisy photographs.
+Per σ, photographs × seeds form one batch; the DIP-based methods share one grouped fit per target.
+Tidy rows, one per (method, photo, σ, seed), compute per image."""
 from __future__ import annotations
 
 import dataclasses
@@ -33,7 +26,7 @@ from ..methods.fuse import fuse_avg
 from ..methods.hybrid_red import REDTarget
 from ..methods.hybrid_target import BlendTarget
 from ..methods.tdpm_dip import tdpm_dip
-from .dip_init_ddpm import cached_study
+from .dip_init_ddpm import cached_study, method_label as ab_label
 
 #: Method families, in table order. ``ddim_<k>`` and ``dip_t0_<t0>`` expand per setting.
 SINGLE = ("noisy", "bm3d", "nl_means", "dip", "dip_oracle", "ddpm_x0", "ddpm_chain", "ddim")
@@ -50,8 +43,6 @@ CONTROLS = ("fuse_avg",)
 
 @dataclass(frozen=True)
 class PhotoConfig:
-    """Every setting of task C."""
-
     sigmas: tuple[float, ...] = (15.0, 25.0, 50.0)
     seeds: tuple[int, ...] = (0, 1, 2)
     dip: DIPConfig = DIPConfig(scales=3, channels=32)
@@ -90,7 +81,7 @@ class PhotoConfig:
             raise ValueError("task C needs at least one seed")
 
     def wants(self, family: str) -> bool:
-        """Whether ``family`` runs (its inputs run whenever it does)."""
+        """Whether ``family`` runs (an input of a method that runs does)."""
         need = set(self.methods)
         if need & {"dip_oracle", "tdpm_dip", "dip_t0", "fuse_avg"}:
             need.add("dip")
@@ -99,20 +90,16 @@ class PhotoConfig:
         return family in need
 
 
+LABELS = {"noisy": "noisy input", "bm3d": "BM3D", "nl_means": "NL-means",
+          "dip": "DIP (fixed count)", "dip_oracle": "DIP oracle peak (upper bound)",
+          "ddpm_x0": "DDPM one-step x̂0", "ddpm_chain": "DDPM ancestral chain from t_σ",
+          "tdpm_dip": "TDPM-DIP", "fuse_avg": "average of DIP and x̂0 (control)",
+          "hybrid_red": "RED-guided DIP", "hybrid_target": "DIP on a DDPM-blended target",
+          r"ddim_(\d+)": "DDIM from t_σ, {} calls", r"dip_t0_(\d+)": "DIP→t0, t0 = {}"}
+
+
 def method_label(method: str) -> str:
-    """A reader's name for a method identifier (tables, legends, sentences)."""
-    fixed = {"noisy": "noisy input", "bm3d": "BM3D", "nl_means": "NL-means",
-             "dip": "DIP (fixed count)", "dip_oracle": "DIP oracle peak (upper bound)",
-             "ddpm_x0": "DDPM one-step x̂0", "ddpm_chain": "DDPM ancestral chain from t_σ",
-             "tdpm_dip": "TDPM-DIP", "fuse_avg": "average of DIP and x̂0 (control)",
-             "hybrid_red": "RED-guided DIP", "hybrid_target": "DIP on a DDPM-blended target"}
-    if method in fixed:
-        return fixed[method]
-    if method.startswith("ddim_"):
-        return f"DDIM from t_σ, {method[5:]} calls"
-    if method.startswith("dip_t0_"):
-        return f"DIP→t0, t0 = {method[7:]}"
-    return method
+    return ab_label(method, LABELS)
 
 
 def family(method: str) -> str:
@@ -123,11 +110,8 @@ def family(method: str) -> str:
 
 def run_study(model: TrainedDDPM, photos: dict[str, torch.Tensor], config: PhotoConfig,
               cache: Cache | None = None, progress: bool = True):
-    """Task C on ``photos`` (name → 1×C×H×W clean image in [0, 1]) for every σ of ``config``.
-
-    Returns ``(rows, images)``: tidy rows (method, photo, sigma, seed, psnr, ssim, compute,
-    and for DIP-based methods the oracle peak's iteration), and per ``(method, σ)`` the
-    estimates as a tensor photos × seeds × C × H × W (plus ``clean`` and ``noisy``)."""
+    """Task C on ``photos`` (name → 1×C×H×W): ``(rows, images)``, images keyed ``method|σ`` as
+    photos × seeds × C × H × W, and ``curve.method|σ`` (mean clean PSNR per DIP iteration)."""
     if not photos:
         raise ValueError("task C needs at least one photograph")
     if cache is not None:
@@ -176,17 +160,14 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
 
     curves = {}
 
-    def add_fit(method, res, c):  # a DIP fit's EMA output, its peaks' iterations, its curve
-        add(method, res.output_ema, c,
-            peak_iteration=np.asarray(res.best_iteration).reshape(-1).tolist())
-        curves[method] = res.history["psnr_clean_ema"]
+    def add_fit(method, x, res, c, curve=None):  # a fit's output, peaks' iterations, curve
+        add(method, x, c, peak_iteration=np.asarray(res.best_iteration).reshape(-1).tolist())
+        curves[curve or method] = res.history["psnr_clean_ema"]
 
     if config.wants("dip"):
         res, c = dip_fit(None, f"DIP σ={sigma:g}")
         add("dip", res.output_ema, c)
-        add("dip_oracle", res.best_output, c,
-            peak_iteration=np.asarray(res.best_iteration).reshape(-1).tolist())
-        curves["dip"] = res.history["psnr_clean_ema"]
+        add_fit("dip_oracle", res.best_output, res, c, curve="dip")
         x_dip = res.output_ema
         if config.wants("tdpm_dip"):
             xc, cc = tdpm_dip(model, x_dip, t_sigma, int(sigma), config.chain_sampler,
@@ -205,10 +186,10 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
         tgt = REDTarget(model, y, config.red_lambda, config.red_sigma_eff_ratio * sigma,
                         config.red_refresh, x_init=x0[0] if warm else None)
         res, c = dip_fit(tgt, f"RED-DIP σ={sigma:g}")
-        add_fit("hybrid_red", res, c + (x0[1] if warm else Compute()))  # + the warm start's x̂0
+        add_fit("hybrid_red", res.output_ema, res, c + (x0[1] if warm else Compute()))  # + warm x̂0
     if config.wants("hybrid_target"):
-        add_fit("hybrid_target", *dip_fit(BlendTarget(model, y, config.target_lambda, sigma, x0),
-                                          f"blend-DIP σ={sigma:g}"))
+        res, c = dip_fit(BlendTarget(model, y, config.target_lambda, sigma, x0), f"blend-DIP σ={sigma:g}")
+        add_fit("hybrid_target", res.output_ema, res, c)
 
     rows, images = [], {}
     p_all = {m: psnr(x, clean).numpy() for m, (x, _, _) in out.items()}
@@ -231,9 +212,8 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
 
 # --------------------------------------------------------------------------- summaries
 def summarise(rows: list[dict]) -> dict:
-    """Per σ (a string key, e.g. ``"25"``) and method: spreads of PSNR and SSIM over the
-    (photo, seed) problems, the mean compute, and the per-problem PSNR values in row order
-    (for paired differences)."""
+    """Per σ (``"25"``) and method: PSNR and SSIM spreads over (photo, seed) problems, mean
+    compute, and the per-problem PSNR ``values`` (for paired differences)."""
     out: dict = {}
     for r in rows:
         s = out.setdefault(f"{r['sigma']:g}", {}).setdefault(r["method"], {"rows": []})
@@ -255,10 +235,8 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def verdict(summary: dict) -> dict:
-    """Per σ: the best combined method (highest mean PSNR, no oracle, no control), and its
-    paired PSNR difference (over the same photo/seed problems) against the best single
-    prior, against BM3D, against ``fuse_avg`` and against DIP's oracle peak, each with its
-    compute ratio (FLOPs and wall). Numbers only; the notebook says what they mean."""
+    """Per σ: the best combined method (no oracle, no control), paired against the best single
+    prior, BM3D, ``fuse_avg``, DIP and its oracle peak, and ``ddpm_x0``, with compute ratios."""
     out = {}
     for sig, by in summary.items():
         combined = [m for m in by if family(m) in COMBINED and m not in CONTROLS]
@@ -283,7 +261,7 @@ def verdict(summary: dict) -> dict:
 
 # --------------------------------------------------------------------------- the chapter's plan
 NOTEBOOK = "03_dip_init_ddpm"
-#: notebook parameter -> the profile field it overrides (and the field a tuning grid sets)
+# notebook parameter -> the profile field it overrides (and a tuning grid sets)
 PARAMETER_FIELDS = {"photo_dip_iterations": "photo_dip_iterations",
                     "red_lambda": "photo_red_lambda",
                     "red_sigma_eff_ratio": "photo_red_sigma_eff_ratio",
@@ -292,11 +270,9 @@ PARAMETER_FIELDS = {"photo_dip_iterations": "photo_dip_iterations",
 
 def make_config(profile, photos=None, sigmas=None, seeds=None, methods=None, t0_list=None,
                 tuned=None, **settings) -> tuple[PhotoConfig, tuple[str, ...], dict]:
-    """Task C's config from the profile, the tuned file and the notebook's parameters
-    (``None`` = not given; ``settings``: the keys of :data:`PARAMETER_FIELDS`). Checks every
-    input before any work: photographs (names or image files at least ``photo_size``), σ,
-    seeds, methods. Returns ``(config, photos, record)``, where ``record`` says where each
-    tuned setting came from (parameter, tuned file or profile)."""
+    """Task C's config from the profile, the tuned file and the parameters (``None``: not given),
+    checked before any work: ``(config, photos, record)``, ``record`` saying where each tuned
+    setting came from."""
     from ..data import check_photos
     from ..tuned import tuned_overrides
 
@@ -327,10 +303,7 @@ def make_config(profile, photos=None, sigmas=None, seeds=None, methods=None, t0_
 
 
 def verdict_rows(verdict_by_sigma: dict) -> list[dict]:
-    """:func:`verdict` as a tidy table: one row per (σ, comparison), with the outcome
-    (``beats`` / ``loses to`` / ``not resolved``), the paired difference and the compute
-    ratios, method names as readers' labels. The best single prior and BM3D are one row
-    when they are the same method."""
+    """:func:`verdict` as tidy rows, one per (σ, comparison), with readers' names."""
     rows = []
     for sig, v in verdict_by_sigma.items():
         for key, e in v["against"].items():

@@ -1,5 +1,4 @@
-"""Chapter 02's figures and tables: PSNR against DIP iteration, the restored images side by side,
-the quality and compute tables (Markdown, methods by their human names)."""
+"""Chapter 02's figures and Markdown tables."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -12,14 +11,10 @@ from ..metrics import psnr
 from ..plots import to_hwc
 from ..results import fmt, markdown_table
 
-#: Human names of the methods, for tables, labels and sentences.
 METHOD_NAMES = {**classical.NAMES, "observed": "observed", "dip_final": "DIP (final)",
                 "dip_peak": "DIP (peak, oracle)"}
-#: Human names of the tasks.
 TASK_NAMES = {"denoise": "denoising", "inpaint": "inpainting", "sr4": "×4 super-resolution"}
 
-#: Logged curve → (label, colour, line style): blue against the observation, red against the
-#: clean image; dashed the raw output, solid its EMA.
 CURVES = {"psnr_obs": ("vs observation, raw", "tab:blue", "--"),
           "psnr_obs_ema": ("vs observation, EMA", "tab:blue", "-"),
           "psnr_clean": ("vs clean, raw", "tab:red", "--"),
@@ -27,8 +22,7 @@ CURVES = {"psnr_obs": ("vs observation, raw", "tab:blue", "--"),
 
 
 def plot_psnr_curve(r: ImageRestoration, ax) -> None:
-    """PSNR against iteration (mean over seeds, min–max band) for the raw and EMA output,
-    against the observation and the clean image; stars mark the clean curves' peaks."""
+    """PSNR against iteration (mean over seeds, min–max band); stars mark the clean peaks."""
     curves = r.curves()
     it = np.arange(1, curves["psnr_clean"].shape[1] + 1)
     for key, (label, color, ls) in CURVES.items():
@@ -57,7 +51,6 @@ def plot_psnr_curve(r: ImageRestoration, ax) -> None:
 
 
 def plot_psnr_curves(restorations: list[ImageRestoration], ncols: int = 3):
-    """:func:`plot_psnr_curve` for each image, in a grid with one shared legend."""
     n = len(restorations)
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
@@ -73,9 +66,8 @@ def plot_psnr_curves(restorations: list[ImageRestoration], ncols: int = 3):
     return fig
 
 
-def panels(r: ImageRestoration, seed_index: int = 0) -> list[tuple[str, torch.Tensor]]:
-    """(title, image) pairs: clean, observed, each classical output, DIP final and peak."""
-    f = r.fits[seed_index]
+def panels(r: ImageRestoration) -> list[tuple[str, torch.Tensor]]:
+    f = r.fits[0]
     out = [("clean", r.clean), (f"observed\n{r.observed_psnr():.2f} dB", r.observed)]
     out += [(f"{METHOD_NAMES[m]}\n{c.psnr:.2f} dB", c.output) for m, c in r.classical.items()]
     out += [(f"DIP final (seed {f.seed})\n{float(psnr(f.output_ema, r.clean)):.2f} dB", f.output_ema),
@@ -84,9 +76,8 @@ def panels(r: ImageRestoration, seed_index: int = 0) -> list[tuple[str, torch.Te
     return out
 
 
-def plot_restorations(restorations: list[ImageRestoration], seed_index: int = 0):
-    """One row per image: :func:`panels` side by side; returns the figure."""
-    rows = [panels(r, seed_index) for r in restorations]
+def plot_restorations(restorations: list[ImageRestoration]):
+    rows = [panels(r) for r in restorations]
     ncols = max(len(p) for p in rows)
     fig, axes = plt.subplots(len(rows), ncols, figsize=(1.9 * ncols, 2.2 * len(rows)),
                              squeeze=False)
@@ -106,8 +97,7 @@ def plot_restorations(restorations: list[ImageRestoration], seed_index: int = 0)
 
 # --------------------------------------------------------------------------- tables
 def _table(per_image: dict, cells: dict) -> str:
-    """A Markdown table, one row per image: ``cells`` maps a column's title to a function of
-    the image's metrics giving the cell's text."""
+    """One row per image; ``cells``: column title → function of the image's metrics."""
     rows = [{"image": name, **{title: cell(m) for title, cell in cells.items()}}
             for name, m in per_image.items()]
     return markdown_table(rows, {"image": "image", **{t: t for t in cells}})
@@ -119,8 +109,7 @@ def _classical_in(per_image: dict) -> list[str]:
 
 
 def quality_table(per_image: dict) -> str:
-    """PSNR in dB (SSIM) of the observation, DIP's final and peak output and each classical
-    method; DIP's cells are mean ± the 95 % t-interval's half-width over seeds."""
+    """PSNR in dB (SSIM) per method; DIP's cells are mean ± the 95 % half-width over seeds."""
     def both(p, s):
         return f"{p} ({s:.3f})"
 
@@ -135,7 +124,6 @@ def quality_table(per_image: dict) -> str:
 
 
 def compute_table(per_image: dict) -> str:
-    """DIP's iterations, wall seconds and GFLOPs per network; each classical method's wall s."""
     return _table(per_image, {
         "DIP iterations": lambda m: m["dip"]["iterations"],
         "DIP wall s (per network)": lambda m: fmt(m["dip"]["wall_s"], 1),

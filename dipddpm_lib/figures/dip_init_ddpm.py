@@ -1,6 +1,4 @@
-"""Chapter 03's figures: quality against compute for tasks A and B (near-copies ringed), sample
-rows, and task C's photographs (PSNR against wall time, PSNR along the DIP fit, examples with a
-zoomed crop). Every number drawn is passed in; methods are shown by their readers' names."""
+"""Chapter 03's figures (every number drawn is passed in)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -20,7 +18,6 @@ PHOTO_FAMILIES = {"classical": ("bm3d", "nl_means"), "DIP alone": ("dip",),
 
 
 def generation_groups(summary: dict) -> dict[str, list[str]]:
-    """Task A's legend: a group label → its methods."""
     key = ddpm_chain_key(summary)
     return {FROM_NOISE[0]: [m for m in summary if m.startswith("ddim_")],
             FROM_NOISE[1]: [m for m in summary if m.startswith("dpmpp_")],
@@ -30,7 +27,7 @@ def generation_groups(summary: dict) -> dict[str, list[str]]:
 
 
 def _plain_log_ticks(*axes):
-    """Log axes labelled 0.2, 1, 60 (no overlapping minor labels on x)."""
+    """Log axes labelled 0.2, 1, 60 (no minor labels on x: they overlap)."""
     for ax in axes:
         for axis, minor in ((ax.xaxis, NullFormatter()), (ax.yaxis, FormatStrFormatter("%g"))):
             if axis.get_scale() == "log":
@@ -39,7 +36,6 @@ def _plain_log_ticks(*axes):
 
 
 def _ring(ax, summary, copies, metric, x="gflops_per_image"):
-    """Ring the near-copies of their reference (their FID only reflects the test images')."""
     ms = [m for m in copies if m in summary]
     if ms:
         ax.scatter([max(summary[m][x]["mean"], 1e-3) for m in ms], [summary[m][metric]["mean"] for m in ms],
@@ -48,8 +44,7 @@ def _ring(ax, summary, copies, metric, x="gflops_per_image"):
 
 
 def plot_generation_quality(summary: dict, copies=(), threshold: float | None = None):
-    """FID (log), confident fraction and distance to the own reference against GFLOPs per image;
-    the test images' FID dotted, the near-copy threshold dashed."""
+    """FID, confident fraction (or novelty) and distance to the own reference against GFLOPs."""
     groups = generation_groups(summary)
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     labelled = "confident_fraction" in summary["test_refs"]  # without labels: novelty instead
@@ -71,8 +66,7 @@ def plot_generation_quality(summary: dict, copies=(), threshold: float | None = 
 
 
 def plot_generation_wall_and_novelty(summary: dict, copies=()):
-    """FID against wall seconds (whole set); distance to the own reference against distance to
-    the nearest training image, the references starred."""
+    """FID against wall seconds; distance to the own reference against novelty."""
     groups = generation_groups(summary)
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     metric_vs_compute(summary, "fid", groups, ax[0], x="wall_s", xlabel="wall seconds (whole set, log)",
@@ -93,7 +87,6 @@ def plot_generation_wall_and_novelty(summary: dict, copies=()):
 
 
 def plot_image_rows(images: dict, show, n: int = 16, label=method_label):
-    """One row of ``n`` images per method of ``show``, titled by its reader's name."""
     fig, axes = plt.subplots(len(show), 1, figsize=(8, 1.0 * len(show)), squeeze=False)
     for ax, m in zip(axes[:, 0], show):
         image_grid(images[m][:n], nrow=n, ax=ax)
@@ -103,7 +96,6 @@ def plot_image_rows(images: dict, show, n: int = 16, label=method_label):
 
 
 def plot_denoising_quality(summary: dict):
-    """Task B: PSNR and SSIM against GFLOPs per image (mean ± std over seeds)."""
     groups = {"DDIM from y": [m for m in summary if m.startswith("ddim_") and not m.startswith("ddim_eq")],
               "DDIM from y (equal FLOPs)": [m for m in summary if m.startswith("ddim_eq")],
               "DDPM chain from y": ["ddpm_all"], "DIP alone": ["dip_fixed"],
@@ -119,8 +111,7 @@ def plot_denoising_quality(summary: dict):
 
 # --------------------------------------------------------------------------- task C
 def plot_photo_psnr_vs_wall(summary_c: dict):
-    """Per σ: PSNR (mean ± 95 % interval over photograph × seed problems) against wall seconds
-    per image, by family; DIP's oracle peak dotted, the noisy input dashed."""
+    """Per σ: PSNR (mean ± 95 % interval) against wall seconds per image, by family."""
     fig, axes = plt.subplots(1, len(summary_c), figsize=(5 * len(summary_c), 3.8), squeeze=False)
     for ax, (sig, by) in zip(axes[0], summary_c.items()):
         for name, fams in PHOTO_FAMILIES.items():
@@ -140,8 +131,7 @@ def plot_photo_psnr_vs_wall(summary_c: dict):
 
 
 def plot_photo_curves(images_c: dict, summary_c: dict):
-    """Per σ: clean PSNR of the EMA output along each DIP fit (mean over problems), with the
-    DDPM's one-step estimate dashed; None when no curve was stored."""
+    """Per σ: clean PSNR along each DIP fit (None without curves)."""
     curves = [(*k[len("curve."):].split("|"), v) for k, v in images_c.items() if k.startswith("curve.")]
     if not curves:
         return None
@@ -162,8 +152,7 @@ def plot_photo_curves(images_c: dict, summary_c: dict):
 
 
 def plot_photo_examples(photo_clean: dict, images_c: dict, sig: str, seed: int, size: int):
-    """Every photograph at ``σ = sig`` (first seed) with each method and a zoomed crop (a third
-    of the side), each titled with its PSNR."""
+    """Every photograph at ``σ = sig`` with each method, and a zoomed crop of a third of the side."""
     show = [m for m in ("noisy", "bm3d", "nl_means", "dip", "ddpm_x0", "ddpm_chain", "tdpm_dip", "fuse_avg",
                         "hybrid_red", "hybrid_target") if f"{m}|{sig}" in images_c]
     names = list(photo_clean)

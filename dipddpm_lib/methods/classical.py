@@ -1,10 +1,5 @@
-"""Classical restorers: BM3D (Dabov et al. 2007; the authors' ``bm3d`` package, told the true σ,
-as its authors run it) and scikit-image's NL-means, wavelet (BayesShrink) and TV (Chambolle)
-denoisers, biharmonic inpainting and bicubic ×4 upsampling, at their usual settings. The
-scikit-image ones are blind: they estimate the noise level from the observation.
-
-Each ``RESTORERS`` entry maps ``(degradation, size)`` to an H×W×C array and the settings it
-used; :func:`restore` turns that into a clipped 1×C×H×W tensor."""
+"""Classical restorers at their usual settings: BM3D (the authors' package, told σ) and
+scikit-image's blind NL-means, wavelet, TV, biharmonic inpainting and bicubic upsampling."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,10 +10,7 @@ from ..errors import check_choice, check_images, check_sigma
 
 
 def bm3d_denoise(y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, Compute]:
-    """BM3D on each image of ``y`` (N×C×H×W, C = 1 or 3) with noise std ``sigma`` (0-255):
-    ``bm3d_rgb`` (its opponent colour transform) for colour, ``bm3d`` for grey, the authors'
-    normal profile on one thread (same input, same output). Its FLOPs are not counted
-    (compiled code); its wall time is."""
+    """BM3D (``bm3d_rgb`` for colour) on each image, the authors' normal profile; no FLOPs."""
     import bm3d
 
     check_images(y, "noisy images")
@@ -28,16 +20,15 @@ def bm3d_denoise(y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, Compute]:
     outs = []
     with Timer() as timer:
         for img in y:
-            a = img.permute(1, 2, 0).double().numpy()
+            a = _hwc(img[None])
             out = (bm3d.bm3d_rgb(a, s, profile) if a.shape[2] == 3
                    else bm3d.bm3d(a[..., 0], s, profile)[..., None])
-            outs.append(torch.from_numpy(np.clip(out, 0, 1).astype(np.float32)).permute(2, 0, 1))
+            outs.append(_from_hwc(out)[0])
     return torch.stack(outs), Compute(wall_s=timer.seconds / len(y))
 
 
 def nl_means_denoise(y: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, Compute]:
-    """NL-means (:func:`nl_means`) on each image, with σ̂ estimated from the image itself
-    (``sigma`` is ignored: NL-means is run blind, as in chapter 02)."""
+    """Blind :func:`nl_means` on each image (``sigma`` is ignored)."""
     check_images(y, "noisy images")
     with Timer() as timer:
         outs = [_from_hwc(nl_means(_hwc(img[None]))[0])[0] for img in y]
@@ -46,18 +37,15 @@ def nl_means_denoise(y: torch.Tensor, sigma: float | None = None) -> tuple[torch
 
 # --------------------------------------------------------------------------- scikit-image
 def _hwc(x: torch.Tensor) -> np.ndarray:
-    """1×C×H×W tensor → H×W×C float64 array (what scikit-image takes with channel_axis=-1)."""
     return x[0].permute(1, 2, 0).double().numpy()
 
 
 def _from_hwc(a: np.ndarray) -> torch.Tensor:
-    """H×W×C array → 1×C×H×W float32 tensor clipped to [0, 1]."""
     return torch.from_numpy(np.clip(a, 0, 1).astype(np.float32)).permute(2, 0, 1).unsqueeze(0)
 
 
 def estimate_noise_sigma(y: torch.Tensor | np.ndarray) -> float:
-    """Blind noise std of an observation (1×C×H×W tensor or H×W×C array) in [0,1] units
-    (scikit-image's wavelet ``estimate_sigma``, averaged over channels)."""
+    """Blind noise std in [0, 1] units (scikit-image's ``estimate_sigma``, channels averaged)."""
     from skimage.restoration import estimate_sigma
 
     y = _hwc(y) if isinstance(y, torch.Tensor) else y
@@ -111,14 +99,12 @@ def bicubic(y: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, dict]:
     return out, {"order": 3, "scale": 4}
 
 
-#: Which classical restorers each task has, in table order.
 BY_TASK = {"denoise": ("nl_means", "wavelet", "tv"), "inpaint": ("biharmonic",),
            "sr4": ("bicubic",)}
 
 
 def restore(method: str, degradation, size: tuple[int, int]) -> tuple[torch.Tensor, dict]:
-    """A classical restorer (a name of :data:`BY_TASK`) on a 1×C×H×W degradation
-    (:class:`~dipddpm_lib.dip.Degradation`), at ``size``: the clipped output and its settings."""
+    """A restorer of :data:`BY_TASK` on a 1×C×H×W degradation: clipped output and settings."""
     check_choice(f"classical method for task {degradation.task!r}", method,
                  BY_TASK[degradation.task])
     y = _hwc(degradation.observation)
@@ -131,7 +117,6 @@ def restore(method: str, degradation, size: tuple[int, int]) -> tuple[torch.Tens
     return _from_hwc(out), settings
 
 
-#: Human names of the classical restorers, for tables, labels and sentences.
 NAMES = {"bm3d": "BM3D", "nl_means": "NL-means", "wavelet": "wavelet (BayesShrink)",
          "tv": "TV (Chambolle)", "biharmonic": "biharmonic inpainting",
          "bicubic": "bicubic upsampling"}

@@ -1,10 +1,5 @@
-"""The photo DDPM alone on a noisy photograph.
-
-``y = x + n``, ``n ~ N(0, (σ/255)²)``, rescaled to model space, *is* the diffusion state at the
-step ``t_σ`` whose noise matches σ (:func:`~dipddpm_lib.physics.sigma_to_t`):
-``x_t = sqrt(abar_t) (2y − 1)``. From there the prior gives its one-step posterior-mean
-estimate (``ddpm_x0``), the ancestral chain of all ``t_σ`` steps (``ddpm_chain``, a posterior
-*sample*), or a DDIM chain of ``k`` calls (``ddim_<k>``)."""
+"""The photo DDPM alone: ``y = x + n`` rescaled is the state at ``t_σ``, ``sqrt(abar_t) (2y − 1)``;
+from there one call (``ddpm_x0``), the ancestral chain (``ddpm_chain``) or DDIM (``ddim_<k>``)."""
 from __future__ import annotations
 
 import torch
@@ -33,9 +28,8 @@ def ddpm_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Te
 
 def chain_from(model: TrainedDDPM, x_t: torch.Tensor, t: int, sampler: str, steps: int,
                seed: int = 0, channels: int = 3) -> tuple[torch.Tensor, Compute]:
-    """The reverse chain from the state ``x_t`` at step ``t`` with at most ``steps`` calls;
-    returns images in [0, 1] (``channels`` = 1 averages the RGB estimate back to grey) and
-    the compute per image."""
+    """The chain from ``x_t`` at step ``t``, at most ``steps`` calls: images in [0, 1]
+    (``channels=1`` averages RGB back to grey) and the compute per image."""
     res = sample(model.unet, model.beta_schedule, sampler, min(check_positive_int("steps", steps),
                  max(t, 1)), x_start=x_t, t_start=t, seed=seed, progress=False,
                  num_train_timesteps=model.num_train_timesteps)

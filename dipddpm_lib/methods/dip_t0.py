@@ -1,11 +1,5 @@
-"""DIP→t0: SDEdit (Meng et al. 2022) with a DIP start. The DIP estimate ``x̂`` (in [0, 1]) is
-forward-noised to ``t0``, ``x_t0 = sqrt(abar_t0) (2x̂ − 1) + sqrt(1 − abar_t0) ε``, and the DDPM's
-reverse chain runs from ``t0`` (diffusers img2img's ``strength``, with DIP's output as the
-image). One code path for the digits (chapter 03, tasks A and B) and the photographs (task C):
-a grey estimate given to an RGB prior is repeated to three channels and averaged back.
-
-:func:`fit_dip_snapshots` is the DIP start of tasks A and B (and of TDPM-DIP): one batched fit,
-its EMA output kept at several iteration counts. Every compute is per image."""
+"""DIP→t0: SDEdit (Meng et al. 2022) from a DIP estimate, noised to ``t0`` and denoised by the
+DDPM's chain (img2img's ``strength``). Every compute is per image."""
 from __future__ import annotations
 
 import time
@@ -28,11 +22,10 @@ def check_iterations(iterations) -> list[int]:
 
 
 def fit_dip_snapshots(target: torch.Tensor, cfg: DIPConfig, iterations, seed: int = 0,
-                      lr: float = 0.01, reg_noise_std: float = 1.0 / 30.0, ema: float = 0.99,
+                      lr: float = 0.01, reg_noise_std: float = 1.0 / 30.0,
                       net_input: torch.Tensor | None = None, progress: bool = True,
                       desc: str = "DIP prior", device: str = "cpu") -> dict[int, tuple]:
-    """One batched DIP fit to ``target`` (N images); ``{i: (EMA output, compute per image)}``
-    at each count ``i > 0`` of ``iterations``, the compute being what was spent up to ``i``."""
+    """One batched DIP fit to ``target``: ``{i: (EMA output, compute up to i)}`` per count ``i > 0``."""
     its = [i for i in check_iterations(iterations) if i > 0]
     if not its:
         return {}
@@ -44,7 +37,7 @@ def fit_dip_snapshots(target: torch.Tensor, cfg: DIPConfig, iterations, seed: in
         return False
 
     res = fit(Degradation("denoise", target), cfg, its[-1], lr=lr, reg_noise_std=reg_noise_std,
-              ema=ema, seed=seed, callback=grab, net_input=net_input, progress=progress,
+              seed=seed, callback=grab, net_input=net_input, progress=progress,
               desc=desc, device=device)
     flops_per_it = res.compute.flops / res.stopped_at / n
     return {i: (x, Compute(flops=flops_per_it * i, dip_iters=i, wall_s=wall / n))
@@ -52,16 +45,13 @@ def fit_dip_snapshots(target: torch.Tensor, cfg: DIPConfig, iterations, seed: in
 
 
 def prior_channels(model: TrainedDDPM, x: torch.Tensor) -> torch.Tensor:
-    """``x`` with the prior's channel count (a grey image repeated for an RGB prior)."""
     rgb = x.shape[1] == 1 and model.unet.config.in_channels == 3
     return x.expand(-1, 3, -1, -1) if rgb else x
 
 
 def dip_t0(model: TrainedDDPM, x_dip: torch.Tensor, t0: int, seed: int = 0,
            sampler: str = "ddim", steps: int = 20) -> tuple[torch.Tensor, Compute]:
-    """Noise the DIP estimates ``x_dip`` (N×C×H×W in [0, 1]) to ``t0`` and denoise them with at
-    most ``steps`` denoiser calls. ``t0 = 0`` returns ``x_dip`` unchanged. The compute is the
-    chain's, per image (add the DIP fit's)."""
+    """Noise ``x_dip`` to ``t0`` and denoise it in at most ``steps`` calls (the chain's compute)."""
     check_images(x_dip, "DIP estimate")
     check_timestep("t0", t0, model.num_train_timesteps)
     if t0 == 0:

@@ -1,5 +1,4 @@
-"""``fuse_avg``: the plain average of the DIP and the one-step DDPM estimates. A control, not
-a method: a hybrid in which the DDPM guides the DIP fit must beat it to mean anything."""
+"""``fuse_avg``: the average of the DIP and one-step DDPM estimates, a control for the hybrids."""
 from __future__ import annotations
 
 import torch
@@ -8,7 +7,6 @@ from ..errors import check_images
 
 
 def fuse_avg(x_dip: torch.Tensor, x_ddpm: torch.Tensor) -> torch.Tensor:
-    """``(x̂_DIP + x̂_DDPM) / 2``; the compute is the sum of the two estimates'."""
     check_images(x_dip, "DIP estimate")
     check_images(x_ddpm, "DDPM estimate", channels=x_dip.shape[1])
     if x_dip.shape != x_ddpm.shape:

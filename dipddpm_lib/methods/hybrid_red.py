@@ -1,22 +1,9 @@
-"""``hybrid_red``: DIP regularised by the photo DDPM's denoiser, RED-style (Romano et al. 2017;
-DeepRED, Mataev et al. 2019).
+"""``hybrid_red``: DIP regularised by the DDPM's denoiser, RED-style (Romano et al. 2017).
+DIP's target is RED's fixed point ``(y + λ D(x)) / (1 + λ)``, ``x`` its EMA output, ``D`` the
+one-step x̂0 at ``σ_eff``, refreshed every ``refresh`` steps; ``λ = 0`` is plain DIP.
 
-RED's objective for denoising is ``½‖x − y‖² + (λ/2) xᵀ(x − D(x))``; with its gradient rule
-``∇ = (x − y) + λ (x − D(x))`` the stationary point satisfies the fixed point
-
-    x = (y + λ D(x)) / (1 + λ).
-
-DeepRED solves it with ADMM over DIP's weights. Here the simplest form: DIP's data-fit target
-*is* that fixed point, with ``x`` the DIP's own moving-average output and ``D`` the DDPM's
-one-step x̂0 at a small noise level ``σ_eff``, refreshed every ``refresh`` iterations. Until
-the first refresh the target is ``y``. ``λ = 0`` is plain DIP, exactly.
-
-**Warm start** (``x_init``): a fixed-point iteration needs a first ``x``, and DIP's early output
-is a poor one (a blur that lags the fit by the EMA's window), which drags the target towards it.
-Given ``x_init`` (the DDPM's own estimate of ``y``), ``D`` is applied to ``x_init`` until DIP's
-output fits the observation at least as closely as ``x_init`` does (‖f − y‖ ≤ ‖x_init − y‖, per
-image: no clean image is read), and to DIP's output from then on.
-"""
+Warm start: DIP's early output is a blur that would drag the target towards it, so ``D`` sees
+``x_init`` until DIP fits ``y`` at least as closely (per image, no clean image read)."""
 from __future__ import annotations
 
 import torch
@@ -52,7 +39,6 @@ class REDTarget:
         return self.current
 
     def observe(self, i: int, out, out_ema, history) -> bool:
-        """After DIP step ``i``: every ``refresh`` steps, ``D`` of the EMA output."""
         if self.lam > 0 and i % self.refresh == 0:
             f = out_ema.detach().cpu()
             if self.x_init is not None:

@@ -1,15 +1,5 @@
-"""``hybrid_target``: DIP fitted to a target that the photo DDPM has half-denoised.
-
-The DDPM's one-step posterior mean ``x̂0 = D_σ(y)`` is smooth where DIP is sharp, and DIP's
-early iterations recover structure that ``x̂0`` blurs. Fitting DIP to the blend
-
-    y_λ = (y + λ D_σ(y)) / (1 + λ)
-
-keeps DIP's data term but shrinks the noise it can fit: the residual noise of ``y_λ`` is
-``1/(1 + λ)`` of ``y``'s plus ``λ/(1 + λ)`` of ``x̂0``'s error. It is RED's fixed point with
-``D`` applied once, to the observation rather than to DIP's output (``hybrid_red``).
-``λ = 0`` is plain DIP, exactly; ``λ → ∞`` is DIP fitted to ``x̂0``.
-"""
+"""``hybrid_target``: DIP fitted to ``y_λ = (y + λ D_σ(y)) / (1 + λ)``, RED's fixed point with
+``D`` applied once, to ``y``: the noise DIP can fit shrinks. ``λ = 0`` is plain DIP."""
 from __future__ import annotations
 
 import torch
@@ -39,5 +29,5 @@ class BlendTarget:
         return self.current
 
     def observe(self, i: int, out, out_ema, history) -> bool:
-        """The target never changes: nothing to do after a DIP step."""
+        """The target never changes."""
         return False

@@ -1,13 +1,6 @@
-"""TDPM-DIP (truncated diffusion): a DIP output *is* the state at step ``t``, without fresh
-noise, and the reverse chain runs from ``t``. It differs from DIP→t0 (which adds noise at
-``t0``) in trusting the DIP output to carry the remaining noise of ``x_t``.
-
-Two code paths, named by ``space`` in :func:`tdpm_dip`: on photographs (chapter 03, task C) DIP
-estimates the clean image in [0, 1] and the state is ``sqrt(abar_t) (2x̂ − 1)`` (``"image"``);
-on digits (tasks A and B) DIP fits the noisy state itself in model units (``"state"``,
-:func:`tdpm_fit`): the truncated start ``x_T'`` of a reference (task A, DIP fed the noise ``z``
-itself, so at ``T' = T`` with no DIP this is the plain DDPM chain), or the observation ``y``
-(task B). Every compute is per image."""
+"""TDPM-DIP (truncated diffusion): a DIP output *is* the state at ``t``, with no fresh noise, and
+the chain runs from there. ``space="image"``: an estimate in [0, 1] (photographs); ``"state"``:
+DIP fitted the noisy state itself in model units (digits). Every compute is per image."""
 from __future__ import annotations
 
 import torch
@@ -22,9 +15,6 @@ from .dip_t0 import check_iterations, fit_dip_snapshots, prior_channels
 
 def tdpm_dip(model: TrainedDDPM, x_dip: torch.Tensor, t: int, seed: int = 0, sampler: str = "ddim",
              steps: int = 20, space: str = "image") -> tuple[torch.Tensor, Compute]:
-    """The chain from DIP's output taken as the state at ``t``, at most ``steps`` calls: an
-    estimate in [0, 1] (``space="image"``) or a state in model units (``"state"``). Returns
-    the estimate in [0, 1] and the chain's compute per image."""
     check_images(x_dip, "DIP estimate")
     check_timestep("t", t, model.num_train_timesteps)
     if space not in ("image", "state"):
@@ -42,9 +32,8 @@ def tdpm_fit(model: TrainedDDPM, x_t: torch.Tensor, t: int, cfg: DIPConfig, iter
              seed: int = 0, sampler: str = "ddim", steps: int = 20, lr: float = 0.01,
              net_input: torch.Tensor | None = None, progress: bool = True,
              device: str = "cpu") -> dict[int, tuple[torch.Tensor, Compute]]:
-    """DIP (linear output) fits the state ``x_t`` for each count of ``iterations`` (0: no DIP,
-    the state itself), then the chain from ``t``: ``{i: (estimate, compute per image)}``. With
-    ``net_input`` DIP is fed that tensor, without input noise, instead of its own code."""
+    """DIP (linear output) fits ``x_t`` for each count of ``iterations`` (0: no DIP), then the
+    chain from ``t``. ``net_input``: fed to DIP instead of its code, with no reg-noise."""
     check_images(x_t, "state")
     its = check_iterations(iterations)
     extra = {} if net_input is None else {"input_depth": x_t.shape[1]}
@@ -62,8 +51,7 @@ def tdpm_fit(model: TrainedDDPM, x_t: torch.Tensor, t: int, cfg: DIPConfig, iter
 
 def truncated_start(x_ref: torch.Tensor, t_trunc: int, z: torch.Tensor, beta_schedule: str,
                     num_train_timesteps: int = 1000) -> torch.Tensor:
-    """``x_T' = sqrt(abar_T') x_ref + sqrt(1 − abar_T') z`` in model space; at ``T' = T`` the
-    start is ``z`` itself (the prior the sampler draws; abar_T ≈ 0 is taken as 0)."""
+    """``x_T'`` of ``x_ref`` with noise ``z`` (at ``T' = T``, ``z`` itself: abar_T ≈ 0 as 0)."""
     check_timestep("T_trunc", t_trunc, num_train_timesteps)
     if t_trunc == num_train_timesteps:
         return z.clone()
@@ -72,10 +60,8 @@ def truncated_start(x_ref: torch.Tensor, t_trunc: int, z: torch.Tensor, beta_sch
 
 def tdpm_generate(model: TrainedDDPM, x_ref: torch.Tensor, t_trunc: int, cfg: DIPConfig,
                   iterations, seed: int = 0, **kwargs) -> dict[int, tuple[torch.Tensor, Compute]]:
-    """Task A: ``z`` is the sampler's prior draw for ``seed``; DIP, fed ``z``, fits the
-    truncated start of the references (:func:`tdpm_fit`'s ``kwargs``)."""
+    """Task A: DIP, fed the sampler's prior draw ``z``, fits the references' truncated start."""
     check_images(x_ref, "reference images")
-    check_timestep("T_trunc", t_trunc, model.num_train_timesteps)
     z = prior_noise(len(x_ref), tuple(x_ref.shape[1:]), seed)
     target = truncated_start(x_ref, t_trunc, z, model.beta_schedule, model.num_train_timesteps)
     return tdpm_fit(model, target, t_trunc, cfg, iterations, seed, net_input=z, **kwargs)
