@@ -47,17 +47,17 @@ def test_discrepancy_stops_at_the_first_fit_error_below_sigma_squared():
 def test_es_wmv_on_a_constant_sequence_stops_after_its_patience():
     window, patience = 20, 200
     variance = np.r_[np.full(window - 1, np.nan), np.full(600, 0.3)]
-    s = stopping.es_wmv_stop(variance, patience)
+    s = stopping.last_minimum_stop(variance, patience)
     assert s == stopping.Stop(window, window + patience, True)  # minimum at the first full window
 
 
 def test_es_wmv_returns_the_minimum_once_patience_runs_out():
     it = np.arange(1, 1001)
     variance = 1.0 + ((it - 250) / 100.0) ** 2  # U shape, minimum at iteration 250
-    assert stopping.es_wmv_stop(variance, 100) == stopping.Stop(250, 350, True)
-    assert stopping.es_wmv_stop(variance[:300], 100) == stopping.Stop(250, 300, False)  # not yet decided
+    assert stopping.last_minimum_stop(variance, 100) == stopping.Stop(250, 350, True)
+    assert stopping.last_minimum_stop(variance[:300], 100) == stopping.Stop(250, 300, False)  # not yet decided
     falling = np.linspace(2, 1, 300)
-    assert stopping.es_wmv_stop(falling, 50) == stopping.Stop(300, 300, False)
+    assert stopping.last_minimum_stop(falling, 50) == stopping.Stop(300, 300, False)
 
 
 def test_moving_variance_matches_the_definition():
@@ -282,7 +282,7 @@ def test_bad_profile_values_fail_when_the_setup_is_read(smoke):
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda: stopping.es_wmv_stop([1.0, 2.0], 0), "positive whole number"),
+    (lambda: stopping.last_minimum_stop([1.0, 2.0], 0), "positive whole number"),
     (lambda: stopping.MovingVariance(1), "at least 2"),
     (lambda: stopping.discrepancy_stop([0.1], -3), r"\[0, 255\]"),
     (lambda: stopping.oracle_stop([]), "non-empty"),

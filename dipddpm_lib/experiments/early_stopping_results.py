@@ -13,7 +13,7 @@ from ..compute import Compute
 from ..data import photo_name, photo_roles
 from ..metrics import psnr, ssim
 from ..results import paired_difference, save_array, spread
-from ..stopping import CRITERIA, NEEDS_SIGMA, ORACLES, RAW, SigmaLookup, es_wmv_stop
+from ..stopping import CRITERIA, NEEDS_SIGMA, ORACLES, RAW, SigmaLookup, last_minimum_stop
 from .early_stopping import NOTEBOOK, ReferenceRun, SeedRuns, StoppingSetup, _fit_kwargs, criteria_of
 
 
@@ -75,7 +75,7 @@ def es_wmv_sensitivity(setup: StoppingSetup, references: list[ReferenceRun]) -> 
             for ref in references:
                 curve = ref.history["psnr_clean"]
                 for n in range(curve.shape[1]):
-                    stop = es_wmv_stop(ref.history[key][:, n], p)
+                    stop = last_minimum_stop(ref.history[key][:, n], p)
                     gaps.append(curve[:, n].max() - curve[stop.iteration - 1, n])
                     runs.append(stop.iterations_run)
             out[f"W={w},P={p}"] = {"window": w, "patience": p, "gap_db": _gap_stats(gaps),
