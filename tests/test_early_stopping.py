@@ -132,7 +132,7 @@ def test_stage_noise_follows_the_ddpm_schedule():
 
 def test_progressive_targets_end_at_the_observation(photo_pair):
     clean, noisy = photo_pair
-    _, stds = es.guided_schedule(dataclasses.replace(_quick_like(), num_stages=5), [25.0])
+    stds = es.guided_schedule(dataclasses.replace(_quick_like(), num_stages=5), [25.0])
     ctl = gd.ProgressiveTargets(noisy, [25.0], stds, stage_iterations=10, seed=0)
     assert torch.equal(ctl.target(41), noisy) and torch.equal(ctl.target(50), noisy)
     first = ctl.target(1) - noisy

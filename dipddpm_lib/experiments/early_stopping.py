@@ -283,17 +283,15 @@ class GuidedRun:
     stage_residual: np.ndarray  # stages × images
     stage_absorbed: np.ndarray  # stages × images (NaN for the final stage)
     noise_stds: np.ndarray  # images × stages, on [0, 1] images
-    timesteps: np.ndarray  # images × stages
     history: dict[str, np.ndarray]  # psnr_target, ssim_target, residual, psnr_clean
     flops_per_iteration: float
     wall_s: float
 
 
-def guided_schedule(setup: StoppingSetup, sigmas) -> tuple[np.ndarray, np.ndarray]:
-    """``(timesteps, noise stds)``, images × stages, for a batch with these σ."""
-    levels = [stage_noise_levels(s, setup.num_stages, setup.stage_schedule, setup.start_ratio,
-                                 setup.beta_schedule) for s in sigmas]
-    return np.stack([t for t, _ in levels]), np.stack([s for _, s in levels])
+def guided_schedule(setup: StoppingSetup, sigmas) -> np.ndarray:
+    """Extra noise stds, images × stages, for a batch with these σ."""
+    return np.stack([stage_noise_levels(s, setup.num_stages, setup.stage_schedule,
+                                        setup.start_ratio, setup.beta_schedule)[1] for s in sigmas])
 
 
 def run_guided(setup: StoppingSetup, profile, seed: int, cache: Cache | None = None,
@@ -303,7 +301,7 @@ def run_guided(setup: StoppingSetup, profile, seed: int, cache: Cache | None = N
     setup.check()
     cfg = dip.DIPConfig.from_profile(profile)
     clean, noisy, sigmas = make_batch(setup, seed)
-    timesteps, stds = guided_schedule(setup, sigmas)
+    stds = guided_schedule(setup, sigmas)
 
     def compute():
         ctl = ProgressiveTargets(noisy, sigmas, stds, setup.stage_iterations, seed)
@@ -327,7 +325,7 @@ def run_guided(setup: StoppingSetup, profile, seed: int, cache: Cache | None = N
                            compute, cache)
     return GuidedRun(seed, [Stop(*s) for s in meta["stops"]], tensors["outputs"],
                      tensors["stage_outputs"], tensors["stage_residual"].double().numpy(),
-                     tensors["stage_absorbed"].double().numpy(), stds, timesteps,
+                     tensors["stage_absorbed"].double().numpy(), stds,
                      _histories(tensors), meta["flops_per_iteration"], meta["wall_s"])
 
 

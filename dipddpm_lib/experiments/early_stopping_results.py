@@ -11,7 +11,7 @@ from .. import dip
 from ..compute import Compute
 from ..data import photo_name, photo_roles
 from ..metrics import psnr, ssim
-from ..results import paired_difference, save_array, spread
+from ..results import markdown_table, paired_difference, save_array, spread
 from ..stopping import CRITERIA, NEEDS_SIGMA, ORACLES, RAW, SigmaLookup, last_minimum_stop
 from .early_stopping import NOTEBOOK, ReferenceRun, SeedRuns, StoppingSetup, _fit_kwargs, criteria_of
 
@@ -83,15 +83,11 @@ def es_wmv_sensitivity(setup: StoppingSetup, references: list[ReferenceRun]) -> 
 
 def sensitivity_table(sensitivity: dict) -> str:
     """ES-WMV's mean (worst) gap per window (rows) and patience (columns)."""
-    windows = sorted({v["window"] for v in sensitivity.values()})
     patiences = sorted({v["patience"] for v in sensitivity.values()})
-    lines = ["| window W | " + " | ".join(f"P = {p}" for p in patiences) + " |",
-             "|---|" + "---|" * len(patiences)]
-    for w in windows:
-        cells = [sensitivity[f"W={w},P={p}"]["gap_db"] for p in patiences]
-        lines.append(f"| {w} | " + " | ".join(f"{c['mean']:.2f} (worst {c['worst']:.2f})"
-                                             for c in cells) + " |")
-    return "\n".join(lines)
+    cell = "{mean:.2f} (worst {worst:.2f})"
+    rows = [{"w": w, **{p: cell.format(**sensitivity[f"W={w},P={p}"]["gap_db"]) for p in patiences}}
+            for w in sorted({v["window"] for v in sensitivity.values()})]
+    return markdown_table(rows, {"w": "window W", **{p: f"P = {p}" for p in patiences}})
 
 
 def _gap_stats(gaps) -> dict:
@@ -190,14 +186,11 @@ def build_metrics(profile, setup: StoppingSetup, runs: list[SeedRuns], records, 
 def sigma_table(summary: dict, setup: StoppingSetup) -> str:
     """Mean gap to the oracle ± its 95 % t-interval (and the worst) per criterion and σ."""
     sig = [str(s) for s in setup.sigmas]
-    head = ("| criterion | " + " | ".join(f"σ = {float(s):g}" for s in sig) + " |\n|---|"
-            + "---|" * len(sig) + "\n")
     cell = "{mean:.2f} ± {ci95:.2f} (worst {worst:.2f})"
-    rows = [f"| {LABELS[c]} | " + " | ".join(cell.format(**summary[c]["gap_db_by_sigma"][s])
-                                            if s in summary[c]["gap_db_by_sigma"] else "–"
-                                            for s in sig) + " |"
+    rows = [{"c": LABELS[c], **{s: cell.format(**summary[c]["gap_db_by_sigma"][s])
+                                if s in summary[c]["gap_db_by_sigma"] else "–" for s in sig}}
             for c in summary if c not in ORACLES]
-    return head + "\n".join(rows)
+    return markdown_table(rows, {"c": "criterion", **{s: f"σ = {float(s):g}" for s in sig}})
 
 
 LABELS = {"guided": "guided (ours)", "prior_distance": "learned prior (ours)",
@@ -236,17 +229,13 @@ def results_table(summary: dict) -> str:
 def stops_table(records: list[dict]) -> str:
     """Per criterion (rows) and image (columns): stop iteration, gap (own-peak gap)."""
     images = list(dict.fromkeys((r["photo"], r["sigma"]) for r in records))
-    head = ("| criterion | " + " | ".join(f"{photo_name(p)}, σ = {s:g}" for p, s in images)
-            + " |\n|---|" + "---|" * len(images) + "\n")
-    rows = []
-    for c in [c for c in CRITERIA if any(r["criterion"] == c for r in records)]:
-        cells = []
-        for p, s in images:
-            r = next(r for r in records if r["criterion"] == c and (r["photo"], r["sigma"]) == (p, s))
-            cell = f"{r['iteration']}: {r['gap_db']:.2f} ({r['own_gap_db']:.2f})"
-            cells.append(cell + ("" if r["fired"] or c in ORACLES else ", not fired"))
-        rows.append(f"| {LABELS[c]} | " + " | ".join(cells) + " |")
-    return head + "\n".join(rows)
+    rows = {c: {"c": LABELS[c]} for c in CRITERIA if any(r["criterion"] == c for r in records)}
+    for r in records:
+        rows[r["criterion"]].setdefault((r["photo"], r["sigma"]),  # the first seed's
+            f"{r['iteration']}: {r['gap_db']:.2f} ({r['own_gap_db']:.2f})"
+            + ("" if r["fired"] or r["criterion"] in ORACLES else ", not fired"))
+    return markdown_table(list(rows.values()),
+                          {"c": "criterion", **{(p, s): f"{photo_name(p)}, σ = {s:g}" for p, s in images}})
 
 
 def paired_gap_difference(records: list[dict], a: str, b: str) -> dict:
