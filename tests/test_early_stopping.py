@@ -409,7 +409,6 @@ def test_sure_run_stops_every_image_and_charges_its_probes(smoke, setup, cache):
                          es.run_guided(setup, smoke, 0, cache, progress=False), run)]
     records = esr.evaluate(setup, seeds[0])
     assert {r["criterion"] for r in records} >= {"sure", "guided"}
-    assert es.criteria_of(seeds)[:3] == ["guided", "sure", "discrepancy"]
     assert set(esr.run_compute(setup, seeds)) == {"reference", "guided", "sure"}
 
 

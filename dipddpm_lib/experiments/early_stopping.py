@@ -17,7 +17,7 @@ from ..errors import check_choice, check_positive_int, check_seeds, check_sigma
 from ..methods.guided_dip import ProgressiveTargets, stage_noise_levels
 from ..profiles import check_device, get_profile
 from ..methods.sure_dip import KINDS as SURE_KINDS, SURE_PROBE_EVERY, fit_sure_dip
-from ..stopping import CRITERIA, ReferenceRecorder, SigmaLookup, Stop
+from ..stopping import ReferenceRecorder, SigmaLookup, Stop
 
 NOTEBOOK = "04_early_stopping"
 #: Notebook knob → profile field.
@@ -31,7 +31,6 @@ PAPER_ITERATIONS, PAPER_WINDOW, PAPER_PATIENCE = 3000, 100, 1000
 WMV_PATIENCE_FACTORS = (0.5, 1.0, 2.0)
 
 
-# --------------------------------------------------------------------------- set-up
 @dataclass(frozen=True)
 class StoppingSetup:
     photos: tuple[str, ...]
@@ -225,7 +224,6 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
                         meta["flops_per_iteration"], meta["wall_s"])
 
 
-# --------------------------------------------------------------------------- σ lookup
 def tune_setup(setup: StoppingSetup, profile) -> StoppingSetup:
     """The set-up on the profile's tune photographs (first seed), where ``sigma_lookup`` is fitted."""
     tuned = dataclasses.replace(setup, photos=tuple(profile.tune_photos), seeds=setup.seeds[:1])
@@ -242,7 +240,6 @@ def calibrate_lookup(setup: StoppingSetup, profile, cache: Cache | None = None,
     return SigmaLookup.fit([s for _, s in tune.pairs], peaks), ref
 
 
-# --------------------------------------------------------------------------- SURE run
 @dataclass
 class SureRun:
     seed: int
@@ -273,7 +270,6 @@ def run_sure(setup: StoppingSetup, profile, seed: int, cache: Cache | None = Non
                    _histories(tensors), meta["flops_per_iteration"], meta["wall_s"])
 
 
-# --------------------------------------------------------------------------- guided run
 @dataclass
 class GuidedRun:
     seed: int
@@ -348,8 +344,3 @@ def run_all(setup: StoppingSetup, profile, cache: Cache | None = None,
                             run_sure(setup, profile, seed, cache) if sure else None))
     return out
 
-
-def criteria_of(runs: list[SeedRuns]) -> list[str]:
-    have = set(runs[0].reference.stops) | ({"guided"} if runs[0].guided else set()) | \
-        ({"sure"} if runs[0].sure else set())
-    return [c for c in CRITERIA if c in have]

@@ -13,7 +13,7 @@ from ..data import photo_name, photo_roles
 from ..metrics import psnr, ssim
 from ..results import markdown_table, paired_difference, save_array, spread
 from ..stopping import CRITERIA, NEEDS_SIGMA, ORACLES, RAW, SigmaLookup, last_minimum_stop
-from .early_stopping import NOTEBOOK, ReferenceRun, SeedRuns, StoppingSetup, _fit_kwargs, criteria_of
+from .early_stopping import NOTEBOOK, ReferenceRun, SeedRuns, StoppingSetup, _fit_kwargs
 
 
 def _stop_outputs(run: SeedRuns) -> tuple[dict, dict, dict, dict]:
@@ -158,7 +158,7 @@ def save_stop_arrays(out_dir, setup: StoppingSetup, runs: list[SeedRuns]) -> lis
     for n, (photo, sigma) in enumerate(setup.pairs):
         photo = photo_name(photo)
         tag = f"{photo}_{sigma:g}"
-        for c in criteria_of(runs):
+        for c in [c for c in CRITERIA if c in per_seed[0]]:
             save_array(out_dir, f"stop_{c}_{tag}", torch.stack([o[c][n] for o in per_seed]))
             names.append(f"stop_{c}_{tag}")
         save_array(out_dir, f"noisy_{tag}", torch.stack([r.reference.noisy[n] for r in runs]))
