@@ -1,6 +1,4 @@
-"""The stopping criteria added for chapter 04's peers (`stopping`): ES-EMV as its authors
-update it, SURE with a Monte-Carlo divergence, the learned-prior distance rule and the σ
-lookup; each on a synthetic history with a known answer, its degenerate cases, and bad inputs."""
+"""Chapter 04's peer criteria (`stopping`): ES-EMV, SURE, the learned-prior rule and the σ lookup."""
 import numpy as np
 import pytest
 import torch
@@ -12,12 +10,6 @@ from dipddpm_lib.stopping import Stop
 def online_statistic(recorder, outputs) -> np.ndarray:
     """A recorder's statistic over a sequence of outputs (T×C×H×W), one image: shape T."""
     return np.array([recorder.push(torch.as_tensor(o).unsqueeze(0))[0] for o in outputs])
-
-
-def u_curve(n=400, low=250):
-    """A smooth U with its single minimum at iteration ``low`` (1-based)."""
-    i = np.arange(1, n + 1, dtype=float)
-    return (i - low) ** 2 / 1e4 + 1.0
 
 
 # --------------------------------------------------------------------------- ES-EMV
@@ -43,11 +35,8 @@ def test_exp_moving_variance_follows_the_authors_recurrence():
     assert np.allclose([b[0] for b in batch[1:]], expect[1:], rtol=1e-12)
 
 
-def test_es_emv_is_zero_for_a_still_output_and_stops_at_the_minimum():
+def test_es_emv_is_zero_for_a_still_output():
     assert np.allclose(online_statistic(stopping.ExpMovingVariance(0.1), torch.ones(5, 1, 4, 4))[1:], 0.0)
-    emv = np.r_[np.nan, u_curve()[1:]]  # the first entry is undefined, never the minimum
-    assert stopping.es_emv_stop(emv, 100) == Stop(250, 350, True)
-    assert stopping.es_emv_stop(emv[:300], 100) == Stop(250, 300, False)
 
 
 # --------------------------------------------------------------------------- SURE
@@ -76,9 +65,7 @@ def test_sure_estimates_the_true_mse_of_a_shrinkage_without_the_clean_image():
         assert est == pytest.approx(true, abs=0.05 * (sigma / 255) ** 2)
 
 
-def test_sure_stop_and_bad_inputs():
-    sure = np.r_[np.nan, np.nan, u_curve()[2:]]
-    assert stopping.sure_stop(sure, 50) == Stop(250, 300, True)
+def test_sure_bad_inputs():
     with pytest.raises(ValueError, match="differ in length"):
         stopping.sure_mse([0.1, 0.2], [0.5], 25)
     with pytest.raises(ValueError, match="eps must be positive"):
@@ -91,8 +78,8 @@ def test_prior_distance_with_a_perfect_denoiser_is_the_oracle():
     the oracle's PSNR peak."""
     psnr = 30.0 - (np.arange(1, 501) - 317) ** 2 / 5e3
     mse = 10 ** (-psnr / 10)
-    assert stopping.prior_distance_stop(mse, 100).iteration == stopping.oracle_stop(psnr).iteration
-    assert stopping.prior_distance_stop(mse, 100) == Stop(317, 417, True)
+    assert stopping.last_minimum_stop(mse, 100).iteration == stopping.oracle_stop(psnr).iteration
+    assert stopping.last_minimum_stop(mse, 100) == Stop(317, 417, True)
 
 
 # --------------------------------------------------------------------------- σ lookup

@@ -1,13 +1,5 @@
-"""Chapter 04's study: when to stop DIP without the clean image, every criterion on the same
-networks, seeds and images.
-
-The criteria and their online recorders are :mod:`dipddpm_lib.stopping`; the guided fit
-(progressive targets) is :mod:`dipddpm_lib.methods.guided_dip`; the evaluation and tables are
-:mod:`.early_stopping_results`; the figures :mod:`dipddpm_lib.figures.early_stopping`. This
-module holds the set-up read from a profile and the cached runs: the plain DIP run every
-plain-run criterion reads, the guided run, the SURE run, the ES authors' regime and the σ
-lookup's calibration on the tune photos.
-"""
+"""Chapter 04's set-up and cached runs: the plain DIP run every plain-run criterion reads, the
+guided run, the SURE run and the σ lookup's calibration on the tune photos."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +16,8 @@ from ..ddpm import BETA_SCHEDULES
 from ..errors import check_choice, check_positive_int, check_seeds, check_sigma
 from ..methods.guided_dip import ProgressiveTargets, stage_noise_levels
 from ..profiles import check_device, get_profile
-from ..methods.sure_dip import SURE_PROBE_EVERY, fit_sure_dip
-from ..stopping import CRITERIA, ReferenceRecorder, SigmaLookup, Stop
+from ..methods.sure_dip import KINDS as SURE_KINDS, SURE_PROBE_EVERY, fit_sure_dip
+from ..stopping import ReferenceRecorder, SigmaLookup, Stop
 
 NOTEBOOK = "04_early_stopping"
 #: Notebook knob → profile field.
@@ -33,18 +25,14 @@ KNOBS = {"photos": "photos", "photo_size": "es_photo_size", "sigmas": "es_sigmas
          "num_stages": "es_num_stages", "stage_iterations": "es_stage_iterations",
          "stage_schedule": "es_stage_schedule", "start_ratio": "es_start_ratio",
          "paper_scale": "es_paper_scale"}
-#: The reference setting's iteration counts: Ulyanov et al.'s denoising run (3000 Adam steps,
-#: lr 0.01, the 5-scale × 128-channel net) and ES-WMV's window and patience (W=100, P=1000).
+#: Ulyanov et al.'s denoising iterations and ES-WMV's window and patience.
 PAPER_ITERATIONS, PAPER_WINDOW, PAPER_PATIENCE = 3000, 100, 1000
 #: ES-WMV sensitivity check: patience × these (windows come from the profile).
 WMV_PATIENCE_FACTORS = (0.5, 1.0, 2.0)
 
 
-# --------------------------------------------------------------------------- set-up
 @dataclass(frozen=True)
 class StoppingSetup:
-    """Every knob of the chapter-04 experiment, read from a profile."""
-
     photos: tuple[str, ...]
     photo_size: int
     sigmas: tuple[float, ...]
@@ -60,7 +48,6 @@ class StoppingSetup:
 
     @classmethod
     def from_profile(cls, profile, seeds=None) -> "StoppingSetup":
-        """The profile's chapter-04 set-up (``seeds=None``: the profile's seeds), checked."""
         setup = cls(tuple(profile.photos), profile.es_photo_size,
                     tuple(float(s) for s in profile.es_sigmas),
                     tuple(profile.seeds if seeds is None else seeds), profile.dip_iterations,
@@ -71,7 +58,6 @@ class StoppingSetup:
         return setup
 
     def check(self) -> None:
-        """Raise ``ValueError`` (naming the valid choices) for any bad knob; no work done."""
         from ..data import check_photos
 
         check_photos(self.photos, "photos", min_size=self.photo_size)
@@ -95,43 +81,38 @@ class StoppingSetup:
                                self.beta_schedule)
 
     @property
-    def window(self) -> int:
-        """ES-WMV window: the paper's W = 100 scaled (at least 2)."""
+    def window(self) -> int:  # the papers' counts × paper_scale
         return max(2, round(PAPER_WINDOW * self.paper_scale))
 
     @property
     def patience(self) -> int:
-        """ES-WMV patience: the paper's P = 1000 scaled (at least 1)."""
         return max(1, round(PAPER_PATIENCE * self.paper_scale))
 
     @property
+    def ulyanov_iterations(self) -> int:
+        return max(1, round(PAPER_ITERATIONS * self.paper_scale))
+
+    @property
     def wmv_windows(self) -> tuple[int, ...]:
-        """Every ES-WMV window the plain run records: W and W × the sensitivity factors."""
+        """W and W × the sensitivity factors: every window the plain run records."""
         return tuple(sorted({self.window} | {max(2, round(self.window * f))
                                              for f in self.wmv_window_factors}))
 
     @property
     def wmv_patiences(self) -> tuple[int, ...]:
-        """The patiences of the ES-WMV sensitivity check: P × 0.5, 1, 2."""
         return tuple(sorted({max(1, round(self.patience * f)) for f in WMV_PATIENCE_FACTORS}))
 
     @property
-    def ulyanov_iterations(self) -> int:
-        """Ulyanov et al.'s 3000 denoising iterations, scaled."""
-        return max(1, round(PAPER_ITERATIONS * self.paper_scale))
-
-    @property
     def budget(self) -> int:
-        """Length of the plain DIP trajectory that every baseline reads."""
+        """Length of the plain DIP trajectory."""
         return max(self.fixed_iterations, self.ulyanov_iterations)
 
     @property
     def pairs(self) -> list[tuple[str, float]]:
-        """Every (photograph, σ) pair, the order of the images in a batch."""
+        """Every (photograph, σ) pair, in batch order."""
         return [(p, s) for p in self.photos for s in self.sigmas]
 
     def to_dict(self) -> dict:
-        """JSON-able dict, with the derived counts."""
         d = dataclasses.asdict(self)
         d.update(window=self.window, patience=self.patience,
                  ulyanov_iterations=self.ulyanov_iterations, budget=self.budget)
@@ -139,12 +120,8 @@ class StoppingSetup:
 
 
 def make_setup(profile: str, seeds=None, tuned=None, device=None, **knobs):
-    """``(profile, setup, settings)`` for the notebook: knobs left at None take the value in
-    the ``tuned`` file (``tuned.json`` of the ablation grids' collate step: DIP depth, width,
-    learning rate and the stage settings), else the profile's. ``settings`` records where each
-    tunable setting came from (:func:`dipddpm_lib.tuned.tuned_overrides`). Every knob and
-    tuned value is checked here, before any work, and the ``device`` (default: the
-    profile's; :func:`~dipddpm_lib.profiles.check_device`)."""
+    """``(profile, setup, settings)``, all checked before any work: knobs left at None take the
+    ``tuned`` file's value, else the profile's; ``settings`` records where each came from."""
     from ..tuned import tuned_overrides
 
     for k in knobs:
@@ -162,8 +139,8 @@ def make_setup(profile: str, seeds=None, tuned=None, device=None, **knobs):
 
 
 def make_batch(setup: StoppingSetup, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """``(clean, noisy, sigmas)`` for every (photograph, σ) pair; the noise of pair ``j``
-    under ``seed`` is drawn with seed ``1000·seed + j``."""
+    """``(clean, noisy, sigmas)`` for every (photograph, σ) pair; pair ``j``'s noise seed is
+    ``1000·seed + j``."""
     photos = {p: load_photo(p, setup.photo_size) for p in setup.photos}
     clean = torch.cat([photos[p] for p, _ in setup.pairs])
     noisy = torch.cat([dip.degrade(photos[p], "denoise", s, seed=1000 * seed + j).observation
@@ -174,6 +151,10 @@ def make_batch(setup: StoppingSetup, seed: int) -> tuple[torch.Tensor, torch.Ten
 def _fit_kwargs(profile) -> dict:
     return dict(lr=profile.dip_lr, reg_noise_std=profile.dip_reg_noise_std, ema=profile.dip_ema,
                 device=profile.device)
+
+
+def _per_image_flops(res, n: int) -> float:
+    return res.compute.flops / res.compute.dip_iters / n
 
 
 def _histories(tensors: dict) -> dict[str, np.ndarray]:
@@ -194,8 +175,6 @@ def _cache_config(kind: str, setup: StoppingSetup, cfg: dip.DIPConfig, profile, 
 
 @dataclass
 class ReferenceRun:
-    """One plain DIP trajectory per (photograph, σ) for one seed, read by every baseline."""
-
     seed: int
     clean: torch.Tensor
     noisy: torch.Tensor
@@ -212,11 +191,9 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
                   prior_x0: torch.Tensor | None = None, cfg: dip.DIPConfig | None = None,
                   until_fired: tuple[str, ...] = (), kind: str = "reference",
                   fit_kwargs: dict | None = None, prior_key: str | None = None) -> ReferenceRun:
-    """Fit plain DIP to every (photograph, σ) pair for ``setup.budget`` iterations (one
-    batched fit; ``cfg``: the profile's net unless given) and apply every criterion to the
-    history (:class:`ReferenceRecorder`: ``lookup``, ``prior_x0`` and ``until_fired``).
-    ``fit_kwargs`` replace the profile's Adam and EMA settings. Cached; the key holds the
-    lookup's counts and ``prior_key`` (default: a digest of ``prior_x0``)."""
+    """One batched plain DIP fit of every (photograph, σ) pair for ``setup.budget`` iterations,
+    every plain-run criterion applied online (:class:`ReferenceRecorder`). Cached; the key
+    holds the lookup's counts and ``prior_key`` (default: a digest of ``prior_x0``)."""
     setup.check()
     cfg = cfg or dip.DIPConfig.from_profile(profile)
     fit_kwargs = fit_kwargs or _fit_kwargs(profile)
@@ -233,8 +210,8 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
                  for c in names}
         tensors = {**{f"history_{k}": v for k, v in hist.items()},
                    **{f"output_{c}": rec.outputs[c] for c in names}}
-        meta = {"stops": stops, "flops_per_iteration": res.compute.flops / res.compute.dip_iters
-                / len(sigmas), "wall_s": res.compute.wall_s}
+        meta = {"stops": stops, "flops_per_iteration": _per_image_flops(res, len(sigmas)),
+                "wall_s": res.compute.wall_s}
         return tensors, meta
 
     key = _cache_config("reference", setup, cfg, profile, seed) | {"fit": fit_kwargs}
@@ -247,10 +224,8 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
                         meta["flops_per_iteration"], meta["wall_s"])
 
 
-# --------------------------------------------------------------------------- σ lookup
 def tune_setup(setup: StoppingSetup, profile) -> StoppingSetup:
-    """The set-up on the profile's tune photographs (first seed): where ``sigma_lookup`` is
-    calibrated, never on the photographs the chapter scores."""
+    """The set-up on the profile's tune photographs (first seed), where ``sigma_lookup`` is fitted."""
     tuned = dataclasses.replace(setup, photos=tuple(profile.tune_photos), seeds=setup.seeds[:1])
     tuned.check()
     return tuned
@@ -258,19 +233,15 @@ def tune_setup(setup: StoppingSetup, profile) -> StoppingSetup:
 
 def calibrate_lookup(setup: StoppingSetup, profile, cache: Cache | None = None,
                      progress: bool = True) -> tuple[SigmaLookup, ReferenceRun]:
-    """Fit ``sigma_lookup`` (iterations as a function of σ, for this image size and net) on
-    the oracle peaks of plain DIP runs on the tune photographs (:func:`tune_setup`)."""
+    """``sigma_lookup`` fitted on the oracle peaks of plain DIP on the tune photographs."""
     tune = tune_setup(setup, profile)
     ref = run_reference(tune, profile, tune.seeds[0], cache, progress)
     peaks = [s.iteration for s in ref.stops["oracle"]]
     return SigmaLookup.fit([s for _, s in tune.pairs], peaks), ref
 
 
-# --------------------------------------------------------------------------- SURE run
 @dataclass
 class SureRun:
-    """The SURE run's fits for every (photograph, σ) pair of one seed."""
-
     seed: int
     stops: dict[str, list[Stop]]  # sure, oracle_raw (the run's own raw peak)
     outputs: dict[str, torch.Tensor]
@@ -281,10 +252,8 @@ class SureRun:
 
 def run_sure(setup: StoppingSetup, profile, seed: int, cache: Cache | None = None,
              progress: bool = True, probe_every: int = SURE_PROBE_EVERY) -> SureRun:
-    """DIP fed the observation (the profile's net with ``input_depth`` = the image's
-    channels, no input perturbation: Jo et al.'s DF-STE set-up) with an MSE fit, stopped by
-    SURE's estimate of the MSE to the clean image (no clean image read): the minimum of
-    SURE, once it has not fallen for P (ES-WMV's patience) iterations. Cached."""
+    """SURE-stopped DIP (:func:`~dipddpm_lib.methods.sure_dip.fit_sure_dip`) with ES-WMV's
+    patience. Cached."""
     setup.check()
     clean, noisy, sigmas = make_batch(setup, seed)
     cfg = dip.DIPConfig.from_profile(profile, input_depth=noisy.shape[1])
@@ -296,16 +265,13 @@ def run_sure(setup: StoppingSetup, profile, seed: int, cache: Cache | None = Non
     key = _cache_config("reference", setup, cfg, profile, seed) | {
         "kind": "sure", "probe_every": probe_every}
     tensors, meta = cached("es_sure", key, compute, cache)
-    return SureRun(seed, {c: [Stop(*s) for s in meta["stops"][c]] for c in ("sure", "oracle_raw")},
-                   {c: tensors[f"output_{c}"] for c in ("sure", "oracle_raw")},
+    return SureRun(seed, {c: [Stop(*s) for s in meta["stops"][c]] for c in SURE_KINDS},
+                   {c: tensors[f"output_{c}"] for c in SURE_KINDS},
                    _histories(tensors), meta["flops_per_iteration"], meta["wall_s"])
 
 
-# --------------------------------------------------------------------------- guided run
 @dataclass
 class GuidedRun:
-    """The guided scheme's fits for every (photograph, σ) pair of one seed."""
-
     seed: int
     stops: list[Stop]
     outputs: torch.Tensor
@@ -313,28 +279,25 @@ class GuidedRun:
     stage_residual: np.ndarray  # stages × images
     stage_absorbed: np.ndarray  # stages × images (NaN for the final stage)
     noise_stds: np.ndarray  # images × stages, on [0, 1] images
-    timesteps: np.ndarray  # images × stages
     history: dict[str, np.ndarray]  # psnr_target, ssim_target, residual, psnr_clean
     flops_per_iteration: float
     wall_s: float
 
 
-def guided_schedule(setup: StoppingSetup, sigmas) -> tuple[np.ndarray, np.ndarray]:
-    """``(timesteps, noise stds)``, images × stages, for a batch with these σ."""
-    levels = [stage_noise_levels(s, setup.num_stages, setup.stage_schedule, setup.start_ratio,
-                                 setup.beta_schedule) for s in sigmas]
-    return np.stack([t for t, _ in levels]), np.stack([s for _, s in levels])
+def guided_schedule(setup: StoppingSetup, sigmas) -> np.ndarray:
+    """Extra noise stds, images × stages, for a batch with these σ."""
+    return np.stack([stage_noise_levels(s, setup.num_stages, setup.stage_schedule,
+                                        setup.start_ratio, setup.beta_schedule)[1] for s in sigmas])
 
 
 def run_guided(setup: StoppingSetup, profile, seed: int, cache: Cache | None = None,
                progress: bool = True) -> GuidedRun:
-    """Fit DIP with progressive targets to every (photograph, σ) pair (one batched fit,
-    same network and seed as :func:`run_reference`) and stop each by the guided rule.
-    The clean image only feeds the logged PSNR, never the rule. Cached."""
+    """One batched DIP fit with progressive targets (same net and seed as the plain run),
+    each image stopped by the guided rule; the clean image feeds only the logged PSNR. Cached."""
     setup.check()
     cfg = dip.DIPConfig.from_profile(profile)
     clean, noisy, sigmas = make_batch(setup, seed)
-    timesteps, stds = guided_schedule(setup, sigmas)
+    stds = guided_schedule(setup, sigmas)
 
     def compute():
         ctl = ProgressiveTargets(noisy, sigmas, stds, setup.stage_iterations, seed)
@@ -350,7 +313,7 @@ def run_guided(setup: StoppingSetup, profile, seed: int, cache: Cache | None = N
                    "stage_absorbed": torch.from_numpy(ctl.stage_absorbed),
                    **{f"history_{k}": torch.from_numpy(v).float() for k, v in hist.items()}}
         meta = {"stops": [dataclasses.astuple(s) for s in ctl.stops],
-                "flops_per_iteration": res.compute.flops / res.compute.dip_iters / len(sigmas),
+                "flops_per_iteration": _per_image_flops(res, len(sigmas)),
                 "wall_s": res.compute.wall_s}
         return tensors, meta
 
@@ -358,31 +321,21 @@ def run_guided(setup: StoppingSetup, profile, seed: int, cache: Cache | None = N
                            compute, cache)
     return GuidedRun(seed, [Stop(*s) for s in meta["stops"]], tensors["outputs"],
                      tensors["stage_outputs"], tensors["stage_residual"].double().numpy(),
-                     tensors["stage_absorbed"].double().numpy(), stds, timesteps,
+                     tensors["stage_absorbed"].double().numpy(), stds,
                      _histories(tensors), meta["flops_per_iteration"], meta["wall_s"])
 
 
 @dataclass
 class SeedRuns:
-    """Every fit of one seed: the plain run (every baseline), the guided run and, when asked
-    for, the SURE run."""
-
     reference: ReferenceRun
     guided: GuidedRun | None = None
     sure: SureRun | None = None
-
-    @property
-    def seed(self) -> int:
-        """The seed of these runs."""
-        return self.reference.seed
 
 
 def run_all(setup: StoppingSetup, profile, cache: Cache | None = None,
             lookup: SigmaLookup | None = None, prior_x0=None, sure: bool = False
             ) -> list[SeedRuns]:
-    """The plain, guided and (``sure``) SURE runs of every seed (cached), with a progress
-    bar. ``prior_x0(seed) -> tensor`` gives the learned prior's estimates for that seed's
-    observations (they differ per seed: the noise does)."""
+    """Every seed's runs (cached); ``prior_x0(seed)`` gives that seed's learned-prior estimates."""
     out = []
     for seed in tqdm(setup.seeds, desc="seeds"):
         x0 = prior_x0(seed) if prior_x0 is not None else None
@@ -391,9 +344,3 @@ def run_all(setup: StoppingSetup, profile, cache: Cache | None = None,
                             run_sure(setup, profile, seed, cache) if sure else None))
     return out
 
-
-def criteria_of(runs: list[SeedRuns]) -> list[str]:
-    """The criteria these runs report, in :data:`CRITERIA`'s order."""
-    have = set(runs[0].reference.stops) | ({"guided"} if runs[0].guided else set()) | \
-        ({"sure"} if runs[0].sure else set())
-    return [c for c in CRITERIA if c in have]

@@ -1,6 +1,5 @@
-"""Chapter 04's evaluation: one record per (photograph, σ, seed, criterion) from the cached
-runs of :mod:`.early_stopping`, summaries with 95 % intervals, the quality bar, and tidy
-tables. Numbers and tables only; the chapter's sentences are in its notebook."""
+"""Chapter 04's evaluation: one record per (photograph, σ, seed, criterion), summaries with
+95 % intervals, the quality bar, and Markdown tables."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,19 +11,19 @@ from .. import dip
 from ..compute import Compute
 from ..data import photo_name, photo_roles
 from ..metrics import psnr, ssim
-from ..results import paired_difference, save_array, spread
-from ..stopping import CRITERIA, NEEDS_SIGMA, ORACLES, RAW, SigmaLookup, es_wmv_stop
-from .early_stopping import NOTEBOOK, ReferenceRun, SeedRuns, StoppingSetup, _fit_kwargs, criteria_of
+from ..results import markdown_table, paired_difference, save_array, spread
+from ..stopping import CRITERIA, NEEDS_SIGMA, ORACLES, RAW, SigmaLookup, last_minimum_stop
+from .early_stopping import NOTEBOOK, ReferenceRun, SeedRuns, StoppingSetup, _fit_kwargs
 
 
 def _stop_outputs(run: SeedRuns) -> tuple[dict, dict, dict, dict]:
-    """Per criterion: stops, outputs, FLOPs per iteration, and the own peak's outputs (the
-    best output of the trajectory and convention the criterion reads)."""
+    """Per criterion: stops, outputs, FLOPs per iteration, and its own peak (the best output of
+    the trajectory and convention it reads; the guided run's: its best clean PSNR)."""
     ref = run.reference
     stops, outputs = dict(ref.stops), dict(ref.outputs)
     flops = {c: ref.flops_per_iteration for c in stops}
     peak = {c: ref.outputs["oracle_raw" if c in RAW else "oracle"] for c in stops}
-    if run.guided is not None:  # its own peak: the best clean PSNR along its own trajectory
+    if run.guided is not None:
         stops["guided"], outputs["guided"] = run.guided.stops, run.guided.outputs
         flops["guided"] = run.guided.flops_per_iteration
         peak["guided"] = torch.from_numpy(np.nanmax(run.guided.history["psnr_clean"], 0))
@@ -34,38 +33,37 @@ def _stop_outputs(run: SeedRuns) -> tuple[dict, dict, dict, dict]:
     return stops, outputs, flops, peak
 
 
+def _record(setup: StoppingSetup, photo, sigma, seed, c, s, psnr_db, ssim_, gap, own_gap,
+            flops) -> dict:
+    fixed = setup.fixed_iterations
+    return {"photo": photo, "sigma": sigma, "seed": seed, "criterion": c,
+            "iteration": s.iteration, "iterations_run": s.iterations_run, "fired": s.fired,
+            "psnr": psnr_db, "ssim": ssim_, "gap_db": gap, "own_gap_db": own_gap,
+            "compute_saved": (fixed - s.iterations_run) / fixed,
+            "gflops": s.iterations_run * flops / 1e9}
+
+
 def evaluate(setup: StoppingSetup, run: SeedRuns) -> list[dict]:
-    """One record per (photograph, σ, criterion) of a seed: the stop, the output's PSNR and
-    SSIM against the clean image, ``gap_db`` (to the plain run's EMA peak, the common
-    yardstick), ``own_gap_db`` (to the peak of the trajectory and output convention the
-    criterion reads: the raw peak for the raw criteria, the guided and SURE runs' own peaks),
-    and the compute saved against the fixed count."""
+    """One record per (photograph, σ, criterion) of a seed: stop, PSNR, SSIM, ``gap_db`` (to
+    the plain run's EMA peak), ``own_gap_db`` (to its own peak), compute."""
     ref = run.reference
     stops, outputs, flops, peak = _stop_outputs(run)
-    fixed = setup.fixed_iterations
     quality = {c: (psnr(outputs[c], ref.clean).double().numpy(),
                    ssim(outputs[c], ref.clean).double().numpy()) for c in stops}
-    own = {c: (peak[c].double().numpy() if c == "guided" and peak[c] is not None else
-               psnr(peak[c], ref.clean).double().numpy()) for c in stops if peak[c] is not None}
+    own = {c: (peak[c].double().numpy() if c == "guided" else
+               psnr(peak[c], ref.clean).double().numpy()) for c in stops}
     records = []
     for n, (photo, sigma) in enumerate(setup.pairs):
         for c in [c for c in CRITERIA if c in stops]:
-            s = stops[c][n]
             p = float(quality[c][0][n])
-            records.append({
-                "photo": photo, "sigma": sigma, "seed": ref.seed, "criterion": c,
-                "iteration": s.iteration, "iterations_run": s.iterations_run, "fired": s.fired,
-                "psnr": p, "ssim": float(quality[c][1][n]),
-                "gap_db": float(quality["oracle"][0][n]) - p,
-                "own_gap_db": float(max(own[c][n], p)) - p if c in own else float("nan"),
-                "compute_saved": (fixed - s.iterations_run) / fixed,
-                "gflops": s.iterations_run * flops[c] / 1e9})
+            records.append(_record(setup, photo, sigma, ref.seed, c, stops[c][n], p,
+                                   float(quality[c][1][n]), float(quality["oracle"][0][n]) - p,
+                                   float(max(own[c][n], p)) - p, flops[c]))
     return records
 
 
 def es_wmv_sensitivity(setup: StoppingSetup, references: list[ReferenceRun]) -> dict:
-    """ES-WMV's gap to the oracle for every recorded window × patience (P × 0.5, 1, 2), read
-    from the plain runs' histories: is its showing an artefact of the scaled W and P?"""
+    """ES-WMV's gap to the oracle for every recorded window × patience, from the histories."""
     references = [getattr(r, "reference", r) for r in references]
     out = {}
     for w in setup.wmv_windows:
@@ -75,7 +73,7 @@ def es_wmv_sensitivity(setup: StoppingSetup, references: list[ReferenceRun]) -> 
             for ref in references:
                 curve = ref.history["psnr_clean"]
                 for n in range(curve.shape[1]):
-                    stop = es_wmv_stop(ref.history[key][:, n], p)
+                    stop = last_minimum_stop(ref.history[key][:, n], p)
                     gaps.append(curve[:, n].max() - curve[stop.iteration - 1, n])
                     runs.append(stop.iterations_run)
             out[f"W={w},P={p}"] = {"window": w, "patience": p, "gap_db": _gap_stats(gaps),
@@ -84,28 +82,21 @@ def es_wmv_sensitivity(setup: StoppingSetup, references: list[ReferenceRun]) -> 
 
 
 def sensitivity_table(sensitivity: dict) -> str:
-    """A Markdown table of ES-WMV's mean (worst) gap per window (rows) and patience (columns)."""
-    windows = sorted({v["window"] for v in sensitivity.values()})
+    """ES-WMV's mean (worst) gap per window (rows) and patience (columns)."""
     patiences = sorted({v["patience"] for v in sensitivity.values()})
-    lines = ["| window W | " + " | ".join(f"P = {p}" for p in patiences) + " |",
-             "|---|" + "---|" * len(patiences)]
-    for w in windows:
-        cells = [sensitivity[f"W={w},P={p}"]["gap_db"] for p in patiences]
-        lines.append(f"| {w} | " + " | ".join(f"{c['mean']:.2f} (worst {c['worst']:.2f})"
-                                             for c in cells) + " |")
-    return "\n".join(lines)
+    cell = "{mean:.2f} (worst {worst:.2f})"
+    rows = [{"w": w, **{p: cell.format(**sensitivity[f"W={w},P={p}"]["gap_db"]) for p in patiences}}
+            for w in sorted({v["window"] for v in sensitivity.values()})]
+    return markdown_table(rows, {"w": "window W", **{p: f"P = {p}" for p in patiences}})
 
 
 def _gap_stats(gaps) -> dict:
-    """:func:`~dipddpm_lib.results.spread` of gaps to a peak, with the worst (largest) one."""
     s = spread(gaps)
     return {**s, "worst": s["max"]}
 
 
 def summarize(records: list[dict], setup: StoppingSetup) -> dict:
-    """Per criterion: detected iteration, PSNR/SSIM, the gap to the oracle (mean, median,
-    worst, 95 % interval, and per σ), the gap to its own trajectory's peak, compute saved
-    against the fixed count (iterations and GFLOPs), whether it needs σ."""
+    """Per criterion: spreads of every record field, gaps per σ, what it reads and returns."""
     out = {}
     for c in [c for c in CRITERIA if any(r["criterion"] == c for r in records)]:
         rows = [r for r in records if r["criterion"] == c]
@@ -128,20 +119,17 @@ def summarize(records: list[dict], setup: StoppingSetup) -> dict:
 
 
 def quality_bar(summary: dict, max_gap_db: float = 1.0, sigmas=(25.0, 50.0)) -> dict:
-    """The chapter's quality bar: the guided mean gap at σ ∈ ``sigmas`` (those this run has)
-    is ≤ ``max_gap_db``; the best criterion without the clean image (lowest mean gap to the
-    plain run's peak); the guided rule's difference to every peer."""
+    """Is the guided mean gap at ``sigmas`` (those run) ≤ ``max_gap_db``; the best criterion
+    without the clean image; the guided rule's difference to every peer."""
     g = summary["guided"]
     have = [str(float(s)) for s in sigmas if str(float(s)) in g["gap_db_by_sigma"]]
     gaps = [g["gap_db_by_sigma"][s]["mean"] for s in have]
-    at = float(np.mean(gaps)) if gaps else g["gap_db"]["mean"]
     peers = [c for c in summary if c not in ORACLES]
     best = min(peers, key=lambda c: summary[c]["gap_db"]["mean"])
     return {"guided_mean_gap_db": g["gap_db"]["mean"], "max_gap_db": max_gap_db,
             "bar_sigmas": [float(s) for s in have] or None,
-            "guided_mean_gap_at_bar_sigmas_db": at,
             "guided_gap_by_bar_sigma_db": dict(zip(have, gaps)),
-            "guided_within_max_gap": bool(max(gaps or [at]) <= max_gap_db),
+            "guided_within_max_gap": bool(max(gaps or [g["gap_db"]["mean"]]) <= max_gap_db),
             "best_criterion": best, "best_gap_db": summary[best]["gap_db"]["mean"],
             "guided_is_best": best == "guided",
             "guided_minus_peer_db": {c: g["gap_db"]["mean"] - summary[c]["gap_db"]["mean"]
@@ -152,8 +140,7 @@ def quality_bar(summary: dict, max_gap_db: float = 1.0, sigmas=(25.0, 50.0)) -> 
 
 
 def run_compute(setup: StoppingSetup, runs: list[SeedRuns]) -> dict:
-    """Compute each kind of run took: DIP iterations, GFLOPs and wall seconds, summed over
-    seeds and images (a batched fit's wall time covers all its images)."""
+    """DIP iterations, GFLOPs and wall seconds of each kind of run, summed over seeds and images."""
     def cost(run) -> Compute:
         iters = len(run.history["residual"]) * len(setup.pairs)
         return Compute(flops=iters * run.flops_per_iteration, dip_iters=iters, wall_s=run.wall_s)
@@ -164,15 +151,14 @@ def run_compute(setup: StoppingSetup, runs: list[SeedRuns]) -> dict:
 
 
 def save_stop_arrays(out_dir, setup: StoppingSetup, runs: list[SeedRuns]) -> list[str]:
-    """``stop_<criterion>_<image>_<sigma>.npy`` (one image per seed; ``<image>`` is the
-    photograph's name or its file's stem), plus ``clean_<image>``
-    and ``noisy_<image>_<sigma>`` (one per seed); returns the names written."""
+    """Write ``stop_<criterion>_<image>_<sigma>`` and ``noisy_<image>_<sigma>`` (one image per
+    seed) and ``clean_<image>``; return the names written."""
     names = []
     per_seed = [_stop_outputs(r)[1] for r in runs]
     for n, (photo, sigma) in enumerate(setup.pairs):
         photo = photo_name(photo)
         tag = f"{photo}_{sigma:g}"
-        for c in criteria_of(runs):
+        for c in [c for c in CRITERIA if c in per_seed[0]]:
             save_array(out_dir, f"stop_{c}_{tag}", torch.stack([o[c][n] for o in per_seed]))
             names.append(f"stop_{c}_{tag}")
         save_array(out_dir, f"noisy_{tag}", torch.stack([r.reference.noisy[n] for r in runs]))
@@ -185,10 +171,7 @@ def save_stop_arrays(out_dir, setup: StoppingSetup, runs: list[SeedRuns]) -> lis
 
 def build_metrics(profile, setup: StoppingSetup, runs: list[SeedRuns], records, summary,
                   settings: dict | None = None, extra: dict | None = None) -> dict:
-    """Everything the chapter reports, for ``metrics.json``; ``settings`` (from
-    :func:`make_setup`) records where each tunable setting came from (``settings_source``),
-    and ``photo_sets`` the set (eval, tune, prior_train) of each photograph; ``extra`` adds
-    sections (the σ lookup, the learned prior, the paper-regime run)."""
+    """Everything the chapter reports, for ``metrics.json``; ``extra`` adds sections."""
     return {"profile": profile.name, "notebook": NOTEBOOK, "seeds": list(setup.seeds),
             "setup": setup.to_dict(), "photo_sets": photo_roles(profile, setup.photos),
             "settings_source": settings or {},
@@ -197,21 +180,17 @@ def build_metrics(profile, setup: StoppingSetup, runs: list[SeedRuns], records, 
             "es_wmv_sensitivity": es_wmv_sensitivity(setup, runs),
             "compute": run_compute(setup, runs),
             "flops_per_iteration": runs[0].reference.flops_per_iteration, "runs": records,
-            "output": {c: summary[c]["output"] for c in summary}, **(extra or {})}
+            **(extra or {})}
 
 
 def sigma_table(summary: dict, setup: StoppingSetup) -> str:
-    """A Markdown table of the mean gap to the oracle ± its 95 % t-interval (and the worst)
-    per criterion and σ."""
+    """Mean gap to the oracle ± its 95 % t-interval (and the worst) per criterion and σ."""
     sig = [str(s) for s in setup.sigmas]
-    head = ("| criterion | " + " | ".join(f"σ = {float(s):g}" for s in sig) + " |\n|---|"
-            + "---|" * len(sig) + "\n")
     cell = "{mean:.2f} ± {ci95:.2f} (worst {worst:.2f})"
-    rows = [f"| {LABELS[c]} | " + " | ".join(cell.format(**summary[c]["gap_db_by_sigma"][s])
-                                            if s in summary[c]["gap_db_by_sigma"] else "–"
-                                            for s in sig) + " |"
+    rows = [{"c": LABELS[c], **{s: cell.format(**summary[c]["gap_db_by_sigma"][s])
+                                if s in summary[c]["gap_db_by_sigma"] else "–" for s in sig}}
             for c in summary if c not in ORACLES]
-    return head + "\n".join(rows)
+    return markdown_table(rows, {"c": "criterion", **{s: f"σ = {float(s):g}" for s in sig}})
 
 
 LABELS = {"guided": "guided (ours)", "prior_distance": "learned prior (ours)",
@@ -223,15 +202,12 @@ LABELS = {"guided": "guided (ours)", "prior_distance": "learned prior (ours)",
 
 
 def _ci(s: dict) -> float:
-    """The 95 % t-interval's half-width of a :func:`spread` dict (its std for an old one)."""
+    """The 95 % t-interval's half-width (the std in results stored before it existed)."""
     return s.get("ci95", s["std"])
 
 
 def results_table(summary: dict) -> str:
-    """A Markdown table of the summary, one row per criterion (± the 95 % t-interval over
-    photographs × σ × seeds, stated under the table with its n): what it reads (σ, the clean
-    image), its output, its stop, PSNR, gaps to the plain run's peak and to its own
-    trajectory's peak, compute saved."""
+    """The summary, one row per criterion (± the 95 % t-interval)."""
     head = ("| criterion | reads | output | stop iteration | iterations run | PSNR (dB) | SSIM | "
             "gap mean | gap median | gap worst | own-peak gap | compute saved |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -251,27 +227,20 @@ def results_table(summary: dict) -> str:
 
 
 def stops_table(records: list[dict]) -> str:
-    """A Markdown table with one row per criterion and one column per image of a run: the
-    stop iteration, the gap to the plain run's EMA peak and (in brackets) to the peak of the
-    criterion's own convention; "not fired" where the rule never triggered."""
+    """Per criterion (rows) and image (columns): stop iteration, gap (own-peak gap)."""
     images = list(dict.fromkeys((r["photo"], r["sigma"]) for r in records))
-    head = ("| criterion | " + " | ".join(f"{photo_name(p)}, σ = {s:g}" for p, s in images)
-            + " |\n|---|" + "---|" * len(images) + "\n")
-    rows = []
-    for c in [c for c in CRITERIA if any(r["criterion"] == c for r in records)]:
-        cells = []
-        for p, s in images:
-            r = next(r for r in records if r["criterion"] == c and (r["photo"], r["sigma"]) == (p, s))
-            cell = f"{r['iteration']}: {r['gap_db']:.2f} ({r['own_gap_db']:.2f})"
-            cells.append(cell + ("" if r["fired"] or c in ORACLES else ", not fired"))
-        rows.append(f"| {LABELS[c]} | " + " | ".join(cells) + " |")
-    return head + "\n".join(rows)
+    rows = {c: {"c": LABELS[c]} for c in CRITERIA if any(r["criterion"] == c for r in records)}
+    for r in records:
+        rows[r["criterion"]].setdefault((r["photo"], r["sigma"]),  # the first seed's
+            f"{r['iteration']}: {r['gap_db']:.2f} ({r['own_gap_db']:.2f})"
+            + ("" if r["fired"] or r["criterion"] in ORACLES else ", not fired"))
+    return markdown_table(list(rows.values()),
+                          {"c": "criterion", **{(p, s): f"{photo_name(p)}, σ = {s:g}" for p, s in images}})
 
 
 def paired_gap_difference(records: list[dict], a: str, b: str) -> dict:
-    """:func:`~dipddpm_lib.results.paired_difference` of two criteria's gaps (``a`` − ``b``,
-    dB) over the runs they share (the same photograph, σ and seed): its 95 % t-interval and
-    ``resolved`` say whether the two differ."""
+    """:func:`~dipddpm_lib.results.paired_difference` of two criteria's gaps (``a`` − ``b``)
+    over the runs they share."""
     key = lambda r: (r["photo"], r["sigma"], r["seed"])  # noqa: E731
     gb = {key(r): r["gap_db"] for r in records if r["criterion"] == b}
     pairs = [(r["gap_db"], gb[key(r)]) for r in records if r["criterion"] == a and key(r) in gb]
@@ -281,19 +250,14 @@ def paired_gap_difference(records: list[dict], a: str, b: str) -> dict:
 
 
 def lookup_records(setup: StoppingSetup, run: SeedRuns, lookup: SigmaLookup) -> list[dict]:
-    """``sigma_lookup``'s records on a plain run that did not carry the lookup, read off its
-    EMA PSNR history (no output image is kept, so SSIM is NaN): how a count calibrated
-    elsewhere does here."""
+    """``sigma_lookup``'s records read off the EMA PSNR history of a run without the lookup
+    (no output image is kept, so SSIM is NaN)."""
     ref = run.reference
     curve = ref.history["psnr_clean"]
     out = []
     for n, (photo, sigma) in enumerate(setup.pairs):
         stop = lookup.stop(sigma, len(curve))
         p, peak = float(curve[stop.iteration - 1, n]), float(np.nanmax(curve[:, n]))
-        out.append({"photo": photo, "sigma": sigma, "seed": ref.seed, "criterion": "sigma_lookup",
-                    "iteration": stop.iteration, "iterations_run": stop.iterations_run,
-                    "fired": stop.fired, "psnr": p, "ssim": float("nan"), "gap_db": peak - p,
-                    "own_gap_db": peak - p,
-                    "compute_saved": (setup.fixed_iterations - stop.iterations_run) / setup.fixed_iterations,
-                    "gflops": stop.iterations_run * ref.flops_per_iteration / 1e9})
+        out.append(_record(setup, photo, sigma, ref.seed, "sigma_lookup", stop, p, float("nan"),
+                           peak - p, peak - p, ref.flops_per_iteration))
     return out

@@ -1,9 +1,6 @@
-"""ES-WMV and ES-EMV in their authors' regime (chapter 04): one plain DIP run at the
-profile's ``es_paper_*`` size, σ and net, with the authors' learning rate, input perturbation,
-window W = 100 and patience P = 1000, ending once both rules have fired. Nothing in it depends
-on a tuned setting, so the report build runs it as its own job
-(``python -m dipddpm_lib.experiments.es_authors_regime``) and chapter 04 finds it in the cache.
-"""
+"""ES-WMV and ES-EMV in their authors' regime (chapter 04): one plain DIP run at the profile's
+``es_paper_*`` settings, ending once both rules have fired. Nothing in it is tuned, so the build
+runs it as its own job (``python -m dipddpm_lib.experiments.es_authors_regime``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,9 +15,8 @@ from .early_stopping import (PAPER_ITERATIONS, SeedRuns, StoppingSetup, _fit_kwa
 
 
 def paper_setup(setup: StoppingSetup, profile) -> StoppingSetup:
-    """ES-WMV and ES-EMV as their authors run them: the profile's ``es_paper_*`` photographs,
-    size and σ, the first seed, W = 100 and P = 1000 (× ``es_paper_regime_scale``, 1 in
-    quick and full) and Ulyanov's 3000 iterations as the budget."""
+    """The profile's ``es_paper_*`` photographs, size and σ, the first seed, and the papers'
+    counts × ``es_paper_regime_scale``."""
     from ..data import check_photos
 
     check_photos(profile.es_paper_photos, f"es_paper_photos of profile {profile.name!r}",
@@ -38,9 +34,7 @@ def paper_setup(setup: StoppingSetup, profile) -> StoppingSetup:
 
 
 def paper_net(profile) -> dip.DIPConfig:
-    """The paper-regime run's network: Ulyanov et al.'s skip net (:class:`~dipddpm_lib.dip.DIPConfig`'s
-    defaults) at the profile's ``es_paper_dip_scales`` × ``es_paper_dip_channels`` (the ES
-    authors use 5 × 128); nothing in it is tuned."""
+    """Ulyanov et al.'s skip net (``DIPConfig``'s defaults) at the profile's ``es_paper_dip_*``."""
     return dip.DIPConfig(scales=profile.es_paper_dip_scales, channels=profile.es_paper_dip_channels)
 
 
@@ -49,8 +43,7 @@ PAPER_LR, PAPER_REG_NOISE = 0.01, 1.0 / 30.0
 
 
 def paper_fit_kwargs(profile) -> dict:
-    """The paper-regime fit's settings: the authors' learning rate and input perturbation
-    (never the tuned ones), the profile's EMA and device."""
+    """The authors' learning rate and input perturbation, the profile's EMA and device."""
     return _fit_kwargs(profile) | {"lr": PAPER_LR, "reg_noise_std": PAPER_REG_NOISE}
 
 
@@ -60,13 +53,8 @@ def _weights_digest(model) -> str:
 
 def run_paper_regime(setup: StoppingSetup, profile, cache: Cache | None = None, prior=None,
                      progress: bool = True) -> SeedRuns:
-    """One plain DIP run in the ES authors' regime (:func:`paper_setup`, :func:`paper_net`,
-    :func:`paper_fit_kwargs`), read by every plain-run criterion (the learned-prior rule too
-    when the photo DDPM ``prior`` is given); it ends when ES-WMV and ES-EMV have both fired on
-    every image (the authors' runs end at detection) or at the budget. Nothing in it depends
-    on the tuned settings, so the report build runs it as its own job
-    (``python -m dipddpm_lib.experiments.es_authors_regime``); the σ lookup is read off its
-    history afterwards (:func:`lookup_records`)."""
+    """The authors'-regime plain run (the learned-prior rule too when the photo DDPM ``prior``
+    is given), ending when ES-WMV and ES-EMV have fired on every image, as the authors' do."""
     paper = paper_setup(setup, profile)
     net = paper_net(profile)
     if paper.photo_size % net.min_size:
@@ -82,9 +70,7 @@ def run_paper_regime(setup: StoppingSetup, profile, cache: Cache | None = None, 
 
 
 def main(argv=None) -> None:
-    """``python -m dipddpm_lib.experiments.es_authors_regime --profile quick``: run chapter 04's
-    ES-authors'-regime fit into the cache (a step of the report build, after the photo prior),
-    or say that it is there already."""
+    """Fit chapter 04's ES-authors'-regime run into the cache (a build step, after the photo prior)."""
     import argparse
     import time
 

@@ -1,5 +1,4 @@
-"""Chapter 04's figures: the stage targets, the guided rule's evidence, every criterion's stop on
-the PSNR curves, the σ lookup and the gaps. Every number drawn is passed in."""
+"""Chapter 04's figures; every number drawn is passed in."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -31,12 +30,9 @@ def plot_stage_levels(setup: StoppingSetup, sigma: float, ax=None):
     return ax
 
 
-def plot_stage_gallery(guided: GuidedRun, noisy: torch.Tensor, n: int, stage_iterations: int,
-                       stages=None):
-    """Stage targets (top) and the EMA output at each stage end (bottom) for image ``n``, for
-    the stages the batched run reached; the guided stop is marked."""
-    reached = len(guided.history["residual"]) // stage_iterations
-    k_all = list(range(reached)) if stages is None else list(stages)
+def plot_stage_gallery(guided: GuidedRun, noisy: torch.Tensor, n: int, stage_iterations: int):
+    """Stage targets (top) and the EMA output at each stage end the run reached (bottom)."""
+    k_all = list(range(len(guided.history["residual"]) // stage_iterations))
     ctl = ProgressiveTargets(noisy, np.ones(len(noisy)), guided.noise_stds,
                              stage_iterations, guided.seed)
     fig, axes = plt.subplots(2, len(k_all), figsize=(1.3 * len(k_all), 3))
@@ -55,8 +51,7 @@ def plot_stage_gallery(guided: GuidedRun, noisy: torch.Tensor, n: int, stage_ite
 
 
 def plot_stage_monitor(guided: GuidedRun, sigma: float, n: int, stage_iterations: int, axes=None):
-    """PSNR and SSIM of the output against the current stage's target, with each stage's
-    noise floor (the PSNR of the clean image against that target)."""
+    """PSNR and SSIM against the current stage's target, with each stage's noise floor."""
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(9, 3))
     it = np.arange(1, len(guided.history["psnr_target"]) + 1)
@@ -76,9 +71,7 @@ def plot_stage_monitor(guided: GuidedRun, sigma: float, n: int, stage_iterations
 
 
 def plot_rule_evidence(guided: GuidedRun, sigmas, indices, labels, stage_iterations: int):
-    """Both sides of the guided rule per stage — the drop of the fit error to the
-    observation and 2σ² × the absorbed noise share (both ÷ σ²) — with the clean PSNR at each
-    stage end (evaluation only) and the stop marked."""
+    """Both sides of the guided rule per stage (÷ σ²), with the clean PSNR at each stage end."""
     fig, axes = plt.subplots(1, len(indices), figsize=(3.3 * len(indices), 3), squeeze=False)
     for ax, n, lab in zip(axes[0], indices, labels):
         s2 = (sigmas[n] / 255.0) ** 2
@@ -101,12 +94,11 @@ def plot_rule_evidence(guided: GuidedRun, sigmas, indices, labels, stage_iterati
 
 def plot_stop_curves(reference: ReferenceRun, guided: GuidedRun | None, n: int, title: str,
                      ax=None, sure: SureRun | None = None):
-    """Clean PSNR of the plain DIP output per iteration (EMA: grey; raw: light grey) with each
-    criterion's stop marked on the curve of the output it returns, the guided (and SURE) runs'
-    own curves and stops, and the ES-WMV variance of the raw outputs (right axis)."""
+    """Clean PSNR of the plain run (EMA and raw) with each criterion's stop on the curve it
+    returns, the guided (and SURE) runs' own curves and stops, and ES-WMV's variance."""
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
     curves = {"EMA": reference.history["psnr_clean"][:, n],
-              "raw": reference.history.get("psnr_clean_raw", reference.history["psnr_clean"])[:, n]}
+              "raw": reference.history["psnr_clean_raw"][:, n]}
     it = np.arange(1, len(curves["EMA"]) + 1)
     ax.plot(it, curves["raw"], color="0.8", lw=0.6, label="plain DIP, raw")
     ax.plot(it, curves["EMA"], color="C7", lw=1.2, label="plain DIP, EMA")
@@ -131,8 +123,7 @@ def plot_stop_curves(reference: ReferenceRun, guided: GuidedRun | None, n: int, 
 
 
 def plot_lookup(lookup: SigmaLookup, sigmas, ax=None):
-    """The σ lookup: the tune photos' oracle peaks (dots) and the fitted line, with the
-    counts it gives at ``sigmas``."""
+    """The σ lookup's calibration points, fitted line and the counts at ``sigmas``."""
     ax = ax or plt.subplots(figsize=(4.2, 3))[1]
     cal = np.asarray(lookup.calibration, dtype=float)
     ax.loglog(cal[:, 0], cal[:, 1], "o", color=COLORS["oracle"], mfc="none",
@@ -147,7 +138,7 @@ def plot_lookup(lookup: SigmaLookup, sigmas, ax=None):
 
 
 def plot_gaps(records: list[dict], ax=None):
-    """Gap to the oracle per criterion: every run as a dot, the mean as a bar."""
+    """Gap to the oracle per criterion: every run a dot, the mean a bar."""
     ax = ax or plt.subplots(figsize=(6, 3))[1]
     shown = [c for c in CRITERIA if c != "oracle" and any(r["criterion"] == c for r in records)]
     for j, c in enumerate(shown):

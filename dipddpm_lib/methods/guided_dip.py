@@ -1,15 +1,6 @@
-"""The guided DIP fit of chapter 04: progressive targets along a DDPM noise schedule, and the
-online controller that stops each image by the guided rule
-(:func:`dipddpm_lib.stopping.guided_stop`).
-
-DIP fits stage targets ``y + s_k ε_k`` whose extra noise ``s_k`` follows the DDPM schedule down
-to 0 (the observation itself). The injected noise is known, so the share of it that the output
-absorbs measures how fast the network fits white noise. With ``R`` the output's MSE to the
-observation and ``C`` its MSE to the clean image, ``C = R − σ² + 2⟨out − x, n⟩/N``: over a stage
-``ΔC ≈ ΔR + 2σ²a`` when the observation noise ``n`` is absorbed at the rate ``a`` measured on
-the stage's own noise. The rule stops at the end of the first stage where the fit stops
-improving faster than the noise it absorbs: ``R_{k−1} − R_k ≤ 2σ² a_k``.
-"""
+"""Chapter 04's guided DIP fit: stage targets ``y + s_k ε_k`` whose extra noise ``s_k`` follows a
+DDPM noise schedule down to 0 (the observation), each image stopped online by
+:func:`dipddpm_lib.stopping.guided_stop` (the derivation is in the notebook)."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +15,7 @@ STAGE_SCHEDULES = ("linear", "cosine", "log")
 
 
 def extra_noise_std(timesteps, beta_schedule: str = "linear") -> np.ndarray:
-    """Std (on [0, 1] images) of the noise a DDPM adds by time ``t``, in the rescaled form
-    ``x_t / √ᾱ_t = x_0 + √((1 − ᾱ_t)/ᾱ_t) ε`` (model space [−1, 1]: halved here)."""
+    """Std on [0, 1] images of the noise in ``x_t / √ᾱ_t = x_0 + √((1 − ᾱ_t)/ᾱ_t) ε``."""
     abar = alphas_cumprod(beta_schedule).double().numpy()
     t = np.asarray(timesteps, dtype=int)
     return 0.5 * np.sqrt((1.0 - abar[t]) / abar[t])
@@ -46,9 +36,8 @@ def start_timestep(sigma: float, start_ratio: float, beta_schedule: str = "linea
 
 
 def stage_timesteps(num_stages: int, t_start: int, stage_schedule: str = "linear") -> np.ndarray:
-    """Diffusion times of the ``num_stages`` stage targets, from ``t_start`` down to 0 (the
-    observation): evenly spaced (``linear``), slow at first (``cosine``) or geometric
-    (``log``, dense near 0)."""
+    """Diffusion times of the stage targets, from ``t_start`` down to 0: evenly spaced, slow at
+    first (``cosine``) or geometric (``log``, dense near 0)."""
     check_choice("stage schedule", stage_schedule, STAGE_SCHEDULES)
     num_stages = check_positive_int("num_stages", num_stages)
     if num_stages < 2:
@@ -79,15 +68,9 @@ def stage_noise_levels(sigma: float, num_stages: int, stage_schedule: str = "lin
 
 
 class ProgressiveTargets:
-    """``dip.fit``'s ``target`` and ``callback`` for the guided scheme.
-
-    Stage ``k`` lasts ``stage_iterations`` steps and fits ``y + s_k ε_k`` (fresh, known
-    ``ε_k``; ``s_k`` per image from :func:`stage_noise_levels`; the last stage is ``y``).
-    At every step it records PSNR and SSIM of the EMA output against the stage's target;
-    at every stage end the fit error to the observation and the absorbed share of the
-    stage's noise, and applies :func:`guided_stop` per image. The fit ends when every
-    image has stopped. It never sees the clean image.
-    """
+    """``dip.fit``'s ``target`` and ``callback`` for the guided scheme: logs the fit to each
+    stage's target, and at each stage end the residual and absorbed share, then applies
+    :func:`guided_stop` per image. The fit ends when every image has stopped."""
 
     def __init__(self, noisy: torch.Tensor, sigmas, noise_stds: np.ndarray,
                  stage_iterations: int, seed: int = 0):
@@ -107,7 +90,6 @@ class ProgressiveTargets:
         self._before = None
 
     def stage_of(self, i: int) -> int:
-        """The stage of step ``i`` (1-based)."""
         return min((i - 1) // self.stage_iterations, self.num_stages - 1)
 
     def stage_target(self, k: int) -> torch.Tensor:
@@ -115,7 +97,6 @@ class ProgressiveTargets:
         return self.noisy + self.noise_stds[:, k].view(-1, 1, 1, 1) * self.noise[k]
 
     def target(self, i: int) -> torch.Tensor:
-        """The target of step ``i`` (passed to ``dip.fit`` as ``target``)."""
         return self.stage_target(self.stage_of(i))
 
     def __call__(self, i: int, out: torch.Tensor, out_ema: torch.Tensor, hist) -> bool:
