@@ -27,15 +27,18 @@ TRAIN_PRECISIONS = ("fp32", "bf16")  # bf16: forward under bfloat16 autocast
 
 
 def to_model(x: torch.Tensor) -> torch.Tensor:  # [0, 1] → [-1, 1]
+    """[0, 1] → [-1, 1]."""
     return x * 2.0 - 1.0
 
 
 def from_model(x: torch.Tensor) -> torch.Tensor:  # [-1, 1] → [0, 1], clipped
+    """[-1, 1] → [0, 1], clipped."""
     return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
 def make_scheduler(beta_schedule: str = "linear", sampler: str = "ddpm",
                    num_train_timesteps: int = 1000):
+    """A diffusers scheduler for ``sampler`` with ``beta_schedule`` in {linear, cosine}."""
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
@@ -55,6 +58,7 @@ def make_scheduler(beta_schedule: str = "linear", sampler: str = "ddpm",
 
 
 def make_unet(profile, channels: int | None = None) -> UNet2DModel:
+    """The profile's ``UNet2DModel`` (block widths and attention placement from the profile)."""
     from diffusers import UNet2DModel
 
     channels = (1 if profile.dataset == "digits" else 3) if channels is None else channels

@@ -118,6 +118,7 @@ class Degradation:
     mask: torch.Tensor | None = None
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``A(x)``, differentiable."""
         if self.task == "inpaint":
             return x * self.mask
         if self.task == "sr4":
@@ -126,6 +127,7 @@ class Degradation:
         return x
 
     def per_image_mse(self, x: torch.Tensor) -> torch.Tensor:
+        """Data-fit MSE of each image in the batch (shape N)."""
         return (self.apply(x) - self.observation).pow(2).flatten(1).mean(1)
 
 

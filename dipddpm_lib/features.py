@@ -103,6 +103,7 @@ def load_inception(path: str | Path | None = None, device: str = "cpu") -> Featu
 
 
 def load_torchscript(path: str | Path, device: str = "cpu") -> FeatureSource:
+    """A user's TorchScript feature net (see the module docstring) on ``device``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"fid_features: TorchScript file {path} does not exist")

@@ -25,6 +25,7 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 def ssim(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM of ``x`` against ``ref`` (both N×C×H×W in [0,1])."""
     x, ref = _batch(x), _batch(ref)
     kernel = 7 if min(x.shape[-2:]) < 32 else 11
     return structural_similarity_index_measure(x.clamp(0, 1), ref, data_range=1.0,
@@ -53,6 +54,7 @@ class FeatureNet(nn.Module):
         self.num_features = num_features
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer features of images in [0,1]."""
         return self.body(x * 2 - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,6 +70,7 @@ class Classifier:
 
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax class probabilities for images in [0,1]."""
         return torch.cat([F.softmax(self.net(x[i:i + 512].float()), 1) for i in range(0, len(x), 512)])
 
 

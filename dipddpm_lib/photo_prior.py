@@ -111,6 +111,7 @@ def denoise_x0_each(model: TrainedDDPM, noisy: torch.Tensor, sigmas) -> tuple[to
 
 
 def unet_flops(model: TrainedDDPM, shape: tuple[int, int, int]) -> float:
+    """FLOPs of one denoiser call on one C×H×W image."""
     device = next(model.unet.parameters()).device
     x = torch.zeros(1, *shape, device=device)
     with torch.no_grad():
@@ -151,6 +152,7 @@ def one_step_curve(model: TrainedDDPM, names, size: int, sigmas, seeds,
 
 
 def sample_crops(model: TrainedDDPM, n: int, seed: int = 0, steps: int = 50) -> torch.Tensor:
+    """``n`` crops drawn from the prior with DDIM (``steps`` calls), at its training size."""
     from .ddpm import sample
 
     return sample(model.unet, model.beta_schedule, "ddim", steps, num_samples=n, seed=seed,

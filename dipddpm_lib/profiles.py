@@ -150,6 +150,7 @@ class Profile:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """Plain JSON-able dict of every field."""
         return dataclasses.asdict(self)
 
 
@@ -267,4 +268,5 @@ def check_device(profile: Profile) -> Profile:
 
 
 def run_device(profile: Profile) -> str:
+    """Where the profile's networks run."""
     return check_device(profile).device

@@ -57,6 +57,7 @@ def oracle_stop(psnr_clean) -> Stop:
 
 
 def fixed_stop(history_length: int, iterations: int) -> Stop:
+    """A fixed iteration count."""
     iterations = check_positive_int("iterations", iterations)
     it = min(iterations, history_length)
     return Stop(it, it, bool(history_length >= iterations))
@@ -124,6 +125,7 @@ class MovingVariance:
         self._sum = self._sum_sq = None
 
     def push(self, outputs: torch.Tensor) -> np.ndarray:
+        """Add one step's outputs (N×C×H×W)."""
         x = outputs.detach().cpu().double()
         if self._sum is None:
             self._sum, self._sum_sq = torch.zeros_like(x), torch.zeros_like(x)
@@ -155,6 +157,7 @@ class ExpMovingVariance:
         self.emv: torch.Tensor | None = None
 
     def push(self, outputs: torch.Tensor) -> np.ndarray:
+        """Add one step's outputs (N×C×H×W)."""
         x = outputs.detach().cpu().double()
         if self.ema is None:
             self.ema, self.emv = x.clone(), torch.zeros(x.shape[0], dtype=torch.float64)
@@ -209,12 +212,14 @@ class SigmaLookup:
         return cls(a, b, [(float(x), float(y)) for x, y in zip(s, p)])
 
     def predict(self, sigma: float) -> int:
+        """The fitted iteration count at ``sigma`` (0-255 scale, positive)."""
         sigma = check_sigma(sigma)
         if sigma <= 0:
             raise ValueError("σ must be positive")
         return max(1, int(round(float(np.exp(self.a + self.b * np.log(sigma))))))
 
     def stop(self, sigma: float, history_length: int) -> Stop:
+        """The looked-up count as a :class:`Stop` on a history of ``history_length``."""
         return fixed_stop(history_length, self.predict(sigma))
 
 

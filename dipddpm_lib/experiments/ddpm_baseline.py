@@ -52,6 +52,7 @@ class Method:
 
 
 def check_steps(what: str, steps) -> tuple[int, ...]:
+    """A non-empty list of distinct positive whole step counts (a single int is allowed)."""
     if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool):
         steps = (steps,)
     if isinstance(steps, str) or not hasattr(steps, "__iter__"):
@@ -63,6 +64,7 @@ def check_steps(what: str, steps) -> tuple[int, ...]:
 
 
 def check_methods(methods, num_train_timesteps: int = 1000) -> list[Method]:
+    """A non-empty list of distinct :class:`Method` with at most T steps each."""
     methods = list(methods)
     if not methods or not all(isinstance(m, Method) for m in methods):
         raise ValueError(f"methods must be a non-empty list of Method(sampler, num_steps); "
@@ -94,6 +96,7 @@ class SweepPlan:
     beta_schedule = property(lambda self: self.profile.beta_schedule)
 
     def to_dict(self) -> dict:
+        """The run's settings for ``metrics.json``."""
         p = self.profile
         return {"profile": p.name, "beta_schedule": p.beta_schedule, "seeds": list(self.seeds),
                 "train_seed": self.train_seed, "image_size": p.image_size,
@@ -129,6 +132,7 @@ def make_plan(profile: str = "quick", seeds=None, beta_schedule=None, image_size
 
 
 def check_num_samples(num_samples) -> int:
+    """At least ``PR_K + 1`` samples per set (precision and recall need ``PR_K`` neighbours)."""
     if check_positive_int("num_samples", num_samples) < PR_K + 1:
         raise ValueError(f"num_samples must be at least {PR_K + 1} (precision and recall use "
                          f"each sample's {PR_K} nearest neighbours), got {num_samples}")
@@ -142,6 +146,7 @@ class Sweep:
     samples: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
 
     def images(self, key: str) -> torch.Tensor:  # every seed's samples, in seed order
+        """Every seed's samples of one method, in seed order."""
         return torch.cat([self.samples[key][s] for s in sorted(self.samples[key])])
 
 
@@ -197,6 +202,7 @@ def real_reference(x_test: torch.Tensor, x_train: torch.Tensor, classifier, seed
 
 
 def control_labels(image_size: int) -> dict[str, str]:
+    """Reader-facing names of :data:`metrics.CONTROLS`."""
     k = blur_kernel(image_size)
     return {"noise": "uniform noise", "black": "constant black", "white": "constant white",
             "blurred": f"blurred test images ({k}×{k} box)",
@@ -205,6 +211,7 @@ def control_labels(image_size: int) -> dict[str, str]:
 
 def controls(x_test: torch.Tensor, x_train: torch.Tensor, classifier, seeds,
              num_samples: int) -> dict:
+    """Every control of :func:`metrics.control_sets` scored like a sample set, per seed."""
     check_images(x_test, "test images")
     labels = control_labels(min(x_test.shape[-2:]))
     scored = _per_seed(lambda s: control_sets(x_test, num_samples, s), seeds, x_train, classifier)
@@ -226,6 +233,7 @@ def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
 
 
 def summarize(rows: list[dict]) -> dict:
+    """Per method: its rows, the spread of each score and wall time, its compute."""
     out = {}
     fixed = ("label", "sampler", "num_steps", "num_samples", "features", "nfe", "gflops")
     for key in dict.fromkeys(r["method"] for r in rows):
@@ -357,6 +365,7 @@ def results_table(methods: dict, reference: dict, controls: dict | None = None) 
 
 
 def comparison_table(comparisons: dict, baseline_label: str) -> str:
+    """:func:`paired_comparisons` as a Markdown table."""
     rows = [{"method": c["label"], **{q: _signed(c[q], _DIGITS[q]) for q in COMPARED},
              "verdict": c["verdict"], **{f"{w}_on": ", ".join(SCORE_NAMES[q] for q in c[f"{w}_on"])
                                          or "–" for w in ("better", "worse")}}

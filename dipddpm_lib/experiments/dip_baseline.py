@@ -36,12 +36,14 @@ class ClassicalResult:
     settings: dict
 
     def to_dict(self) -> dict:  # FLOPs: None, scikit-image code is outside torch's counter
+        """JSON-able summary (FLOPs are not counted for classical methods)."""
         return {"psnr": self.psnr, "ssim": self.ssim, "wall_s": self.wall_s, "flops": None,
                 "settings": self.settings}
 
 
 def classical_restore(method: str, degradation: dip.Degradation,
                       clean: torch.Tensor) -> ClassicalResult:
+    """Restore one observation with a classical method of its task, scored against ``clean``."""
     with Timer() as timer:
         x, settings = classical.restore(method, degradation, tuple(clean.shape[-2:]))
     return ClassicalResult(method, x, float(psnr(x, clean)), float(ssim(x, clean)), timer.seconds,
@@ -101,6 +103,7 @@ def fit_cached(degradation: dip.Degradation, clean: torch.Tensor, cfg: dip.DIPCo
 
 # --------------------------------------------------------------------------- one image
 def peak(curve: np.ndarray) -> tuple[float, int]:
+    """Peak value and its 1-based iteration."""
     j = int(np.nanargmax(curve))
     return float(curve[j]), j + 1
 
@@ -122,9 +125,11 @@ class ImageRestoration:
         return y.clamp(0, 1)
 
     def observed_psnr(self) -> float:
+        """PSNR of the observation (as shown) against the clean image."""
         return float(psnr(self.observed, self.clean))
 
     def curves(self) -> dict[str, np.ndarray]:  # each as seeds × iterations
+        """Each logged PSNR curve as seeds × iterations."""
         return {k: np.stack([f.history[k] for f in self.fits]) for k in self.fits[0].history}
 
     def dip_summary(self) -> dict:
@@ -147,6 +152,7 @@ class ImageRestoration:
                 "seeds": [f.seed for f in self.fits], "from_cache": [f.from_cache for f in self.fits]}
 
     def metrics(self) -> dict:
+        """Everything reported for this image."""
         out = {"observed_psnr": self.observed_psnr(),
                "observed_ssim": float(ssim(self.observed, self.clean)), "dip": self.dip_summary(),
                **{m: c.to_dict() for m, c in self.classical.items()}}
@@ -184,6 +190,7 @@ class BaselinePlan:
     settings: dict = field(default_factory=dict)  # where the tunable settings came from
 
     def to_dict(self) -> dict:
+        """The run's settings, where each tunable one came from, and each image's photo set."""
         p = self.profile
         return {"profile": p.name, "seeds": list(self.seeds), "images": list(self.images),
                 "photo_sets": photo_roles(p, [*self.images, *self.showcases.values()]),
@@ -217,15 +224,18 @@ class BaselinePlan:
                 for i, (n, x) in enumerate(images.items())]
 
     def run_main(self, cache: Cache | None = None, progress: bool = True) -> list[ImageRestoration]:
+        """The main task on every image."""
         return self.restore(self.images, self.task, self.sigma, self.iterations, cache, progress)
 
     def run_showcases(self, cache: Cache | None = None,
                       progress: bool = True) -> dict[str, ImageRestoration]:
+        """Each showcase task (noiseless) on its one image."""
         return {task: self.restore([name], task, 0.0, self.showcase_iterations, cache, progress)[0]
                 for task, name in self.showcases.items()}
 
 
 def make_arch(profile: Profile, arch: dict | None) -> dip.DIPConfig:
+    """The profile's DIP network with the knobs given in ``arch`` overridden."""
     arch = dict(arch or {})
     unknown = sorted(set(arch) - set(ARCH_KEYS))
     if unknown:
@@ -281,6 +291,7 @@ def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
 # --------------------------------------------------------------------------- results
 def chapter_metrics(plan: BaselinePlan, main: list[ImageRestoration],
                     showcases: dict[str, ImageRestoration], min_gain_db: float = 5.0) -> dict:
+    """Everything chapter 02 reports, as one JSON-able dict for ``metrics.json``."""
     per_image = {r.name: r.metrics() for r in main}
     return {**plan.to_dict(), "per_image": per_image,
             "summary": summarise(per_image, list(CLASSICAL[plan.task]), min_gain_db),
@@ -315,6 +326,7 @@ def summarise(per_image: dict, methods: list[str], min_gain_db: float = 5.0) -> 
 
 
 def compute_totals(restorations: list[ImageRestoration]) -> dict:
+    """Total DIP compute (iterations, GFLOPs, wall seconds) and classical wall seconds."""
     fits = [f for r in restorations for f in r.fits]
     runs = [c for r in restorations for c in r.classical.values()]
     return {"dip": {"networks_fitted": len(fits),

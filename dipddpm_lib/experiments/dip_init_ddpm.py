@@ -29,6 +29,7 @@ LABELS = {"test_refs": "test images (the references)", "noisy_rescaled": "noisy 
 
 
 def method_label(method: str, labels: dict = LABELS) -> str:
+    """A reader's name for a task A / B method identifier (tables, legends, sentences)."""
     if method.startswith("ddim_eq_"):
         return f"DDIM at the FLOPs of {method_label(method[len('ddim_eq_'):])}"
     for pattern, label in labels.items():
@@ -39,6 +40,7 @@ def method_label(method: str, labels: dict = LABELS) -> str:
 
 # --------------------------------------------------------------------------- set-up
 def unet_flops_per_image(model: TrainedDDPM) -> float:
+    """FLOPs of one denoiser evaluation on one image of the model's own size."""
     cfg = model.unet.config
     return unet_flops(model, (cfg.in_channels, cfg.sample_size, cfg.sample_size))
 
@@ -50,6 +52,7 @@ def equal_flops_steps(flops_per_image: float, unet_flops: float, max_steps: int 
 
 def diffusion_noisy(x0: torch.Tensor, t_noise: int, seed: int, beta_schedule: str,
                     num_train_timesteps: int = 1000) -> torch.Tensor:
+    """``y = sqrt(abar_t) x0 + sqrt(1 − abar_t) ε`` (model space) for clean ``x0`` in [0, 1]."""
     check_images(x0, "clean images")
     check_timestep("t_noise", t_noise, num_train_timesteps)
     eps = prior_noise(len(x0), tuple(x0.shape[1:]), seed + 20_000)
@@ -66,6 +69,7 @@ def rescale_to_x0(y: torch.Tensor, t_noise: int, beta_schedule: str,
 def check_study_params(t0_list, t_trunc_list, dip_iterations, chain_sampler: str,
                        chain_steps: int, t_noise: int, num_refs: int, denoise_images: int,
                        beta_schedule: str, num_train_timesteps: int = 1000) -> None:
+    """Validate tasks A and B's parameters at once, before anything is trained or written."""
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
     check_choice("chain sampler", chain_sampler, SAMPLERS)
     for name, v in (("chain_steps", chain_steps), ("num_refs", num_refs),

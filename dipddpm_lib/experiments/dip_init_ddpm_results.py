@@ -70,6 +70,7 @@ def equal_flops_rows(cmp: list[dict], metric: str) -> list[dict]:
 
 
 def ddpm_chain_key(summary: dict) -> str:
+    """Task A's plain DDPM chain from noise in ``summary``."""
     keys = [m for m in summary if re.fullmatch(r"ddpm_\d+", m)]
     if len(keys) != 1:
         raise ValueError(f"expected one DDPM chain (ddpm_<steps>) in the summary, got {keys}")

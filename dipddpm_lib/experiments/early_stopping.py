@@ -58,6 +58,7 @@ class StoppingSetup:
         return setup
 
     def check(self) -> None:
+        """Raise ``ValueError`` (naming the valid choices) for any bad knob."""
         from ..data import check_photos
 
         check_photos(self.photos, "photos", min_size=self.photo_size)
@@ -113,6 +114,7 @@ class StoppingSetup:
         return [(p, s) for p in self.photos for s in self.sigmas]
 
     def to_dict(self) -> dict:
+        """JSON-able dict, with the derived counts."""
         d = dataclasses.asdict(self)
         d.update(window=self.window, patience=self.patience,
                  ulyanov_iterations=self.ulyanov_iterations, budget=self.budget)

@@ -99,6 +99,7 @@ LABELS = {"noisy": "noisy input", "bm3d": "BM3D", "nl_means": "NL-means",
 
 
 def method_label(method: str) -> str:
+    """A reader's name for a method identifier (tables, legends, sentences)."""
     return ab_label(method, LABELS)
 
 

@@ -18,6 +18,7 @@ COSTS = {"nfe": "denoiser evaluations (NFE)", "gflops": "GFLOPs per sample set",
 
 
 def plot_training_loss(loss_history, window: int = 50, ax=None):
+    """Per-step training loss (faint) and its running mean over ``window`` steps (log scale)."""
     loss = np.asarray(loss_history, dtype=np.float64)
     ax = ax or plt.subplots(figsize=(6, 3))[1]
     ax.plot(np.arange(1, len(loss) + 1), loss, color="tab:blue", alpha=0.25, lw=0.6,
@@ -31,6 +32,7 @@ def plot_training_loss(loss_history, window: int = 50, ax=None):
 
 
 def plot_sample_grids(sweep_result: Sweep, methods, seed: int, n: int = 32):
+    """The first ``n`` samples of ``seed`` per method, one grid each (same prior noise for all)."""
     methods, nrow = list(methods), 16
     rows = -(-min(n, len(sweep_result.samples[methods[0].key][seed])) // nrow)
     fig, axes = plt.subplots(len(methods), 1, squeeze=False, figsize=(

@@ -51,6 +51,7 @@ def plot_psnr_curve(r: ImageRestoration, ax) -> None:
 
 
 def plot_psnr_curves(restorations: list[ImageRestoration], ncols: int = 3):
+    """:func:`plot_psnr_curve` for each image, in a grid with one shared legend."""
     n = len(restorations)
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
@@ -67,6 +68,7 @@ def plot_psnr_curves(restorations: list[ImageRestoration], ncols: int = 3):
 
 
 def panels(r: ImageRestoration) -> list[tuple[str, torch.Tensor]]:
+    """(title, image) pairs."""
     f = r.fits[0]
     out = [("clean", r.clean), (f"observed\n{r.observed_psnr():.2f} dB", r.observed)]
     out += [(f"{METHOD_NAMES[m]}\n{c.psnr:.2f} dB", c.output) for m, c in r.classical.items()]
@@ -77,6 +79,7 @@ def panels(r: ImageRestoration) -> list[tuple[str, torch.Tensor]]:
 
 
 def plot_restorations(restorations: list[ImageRestoration]):
+    """One row per image."""
     rows = [panels(r) for r in restorations]
     ncols = max(len(p) for p in rows)
     fig, axes = plt.subplots(len(rows), ncols, figsize=(1.9 * ncols, 2.2 * len(rows)),
@@ -124,6 +127,7 @@ def quality_table(per_image: dict) -> str:
 
 
 def compute_table(per_image: dict) -> str:
+    """DIP's iterations, wall seconds and GFLOPs per network."""
     return _table(per_image, {
         "DIP iterations": lambda m: m["dip"]["iterations"],
         "DIP wall s (per network)": lambda m: fmt(m["dip"]["wall_s"], 1),

@@ -18,6 +18,7 @@ PHOTO_FAMILIES = {"classical": ("bm3d", "nl_means"), "DIP alone": ("dip",),
 
 
 def generation_groups(summary: dict) -> dict[str, list[str]]:
+    """Task A's legend."""
     key = ddpm_chain_key(summary)
     return {FROM_NOISE[0]: [m for m in summary if m.startswith("ddim_")],
             FROM_NOISE[1]: [m for m in summary if m.startswith("dpmpp_")],
@@ -87,6 +88,7 @@ def plot_generation_wall_and_novelty(summary: dict, copies=()):
 
 
 def plot_image_rows(images: dict, show, n: int = 16, label=method_label):
+    """One row of ``n`` images per method of ``show``, titled by its reader's name."""
     fig, axes = plt.subplots(len(show), 1, figsize=(8, 1.0 * len(show)), squeeze=False)
     for ax, m in zip(axes[:, 0], show):
         image_grid(images[m][:n], nrow=n, ax=ax)
@@ -96,6 +98,7 @@ def plot_image_rows(images: dict, show, n: int = 16, label=method_label):
 
 
 def plot_denoising_quality(summary: dict):
+    """Task B."""
     groups = {"DDIM from y": [m for m in summary if m.startswith("ddim_") and not m.startswith("ddim_eq")],
               "DDIM from y (equal FLOPs)": [m for m in summary if m.startswith("ddim_eq")],
               "DDPM chain from y": ["ddpm_all"], "DIP alone": ["dip_fixed"],

@@ -45,6 +45,7 @@ def fit_dip_snapshots(target: torch.Tensor, cfg: DIPConfig, iterations, seed: in
 
 
 def prior_channels(model: TrainedDDPM, x: torch.Tensor) -> torch.Tensor:
+    """``x`` with the prior's channel count (a grey image repeated for an RGB prior)."""
     rgb = x.shape[1] == 1 and model.unet.config.in_channels == 3
     return x.expand(-1, 3, -1, -1) if rgb else x
 

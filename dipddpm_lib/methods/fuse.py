@@ -7,6 +7,7 @@ from ..errors import check_images
 
 
 def fuse_avg(x_dip: torch.Tensor, x_ddpm: torch.Tensor) -> torch.Tensor:
+    """``(x̂_DIP + x̂_DDPM) / 2``."""
     check_images(x_dip, "DIP estimate")
     check_images(x_ddpm, "DDPM estimate", channels=x_dip.shape[1])
     if x_dip.shape != x_ddpm.shape:

@@ -90,6 +90,7 @@ class ProgressiveTargets:
         self._before = None
 
     def stage_of(self, i: int) -> int:
+        """The stage of step ``i`` (1-based)."""
         return min((i - 1) // self.stage_iterations, self.num_stages - 1)
 
     def stage_target(self, k: int) -> torch.Tensor:
@@ -97,6 +98,7 @@ class ProgressiveTargets:
         return self.noisy + self.noise_stds[:, k].view(-1, 1, 1, 1) * self.noise[k]
 
     def target(self, i: int) -> torch.Tensor:
+        """The target of step ``i`` (passed to ``dip.fit`` as ``target``)."""
         return self.stage_target(self.stage_of(i))
 
     def __call__(self, i: int, out: torch.Tensor, out_ema: torch.Tensor, hist) -> bool:

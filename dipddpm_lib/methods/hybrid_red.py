@@ -39,6 +39,7 @@ class REDTarget:
         return self.current
 
     def observe(self, i: int, out, out_ema, history) -> bool:
+        """After DIP step ``i``."""
         if self.lam > 0 and i % self.refresh == 0:
             f = out_ema.detach().cpu()
             if self.x_init is not None:

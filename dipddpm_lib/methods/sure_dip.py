@@ -27,6 +27,7 @@ class SureRecorder:
         self.length = 0
 
     def stops_for(self, n: int, psnr_raw: np.ndarray) -> dict[str, Stop]:
+        """SURE's stop and the run's own raw peak for image ``n`` on the history so far."""
         return {"sure": last_minimum_stop(self.sure[:self.length, n], self.patience),
                 "oracle_raw": oracle_stop(psnr_raw[:self.length, n])}
 

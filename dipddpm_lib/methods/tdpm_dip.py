@@ -15,6 +15,7 @@ from .dip_t0 import check_iterations, fit_dip_snapshots, prior_channels
 
 def tdpm_dip(model: TrainedDDPM, x_dip: torch.Tensor, t: int, seed: int = 0, sampler: str = "ddim",
              steps: int = 20, space: str = "image") -> tuple[torch.Tensor, Compute]:
+    """The chain from DIP's output taken as the state at ``t``, at most ``steps`` calls."""
     check_images(x_dip, "DIP estimate")
     check_timestep("t", t, model.num_train_timesteps)
     if space not in ("image", "state"):
