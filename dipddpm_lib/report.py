@@ -150,14 +150,12 @@ def _dip_section(m: dict) -> str:
 
 def _integration_section(m: dict) -> str:
     from .experiments import dip_init_ddpm_results as ch03
-
-    gen, den = m["generation"], m["denoising"]
     columns = {"method": "method", "gflops": "GFLOPs/img", "DDIM": "DDIM, equal FLOPs",
                "DPM-Solver++": "DPM-Solver++, equal FLOPs"}
-    return ("**Generation (task A), in-domain FID at equal FLOPs per image.**\n\n"
-            + markdown_table(ch03.equal_flops_rows(gen["equal_compute"], "fid"), {**columns, "fid": "FID"})
-            + f"\n\n**Denoising (task B) at t_noise = {den['t_noise']}, PSNR (dB) at equal FLOPs.**\n\n"
-            + markdown_table(ch03.equal_flops_rows(den["equal_compute"], "psnr"), {**columns, "psnr": "PSNR (dB)"}))
+    return "\n\n".join(markdown_table(ch03.equal_flops_rows(m[task]["equal_compute"], metric),
+                                      {**columns, metric: label})
+                         for task, metric, label in (("generation", "fid", "FID"),
+                                                     ("denoising", "psnr", "PSNR (dB)")))
 
 
 def _early_stopping_section(m: dict) -> str:
@@ -169,11 +167,8 @@ def _ablations_section(m: dict) -> str:
     rows = [{"grid": name, "parameter": f"`{g['parameter']}`", "chosen": f"`{g['chosen']['value']}`",
              "reason": g["choice"]["reason"], "metric": g["chosen"]["metric"], "value": g["chosen"]}
             for name, g in m["grids"].items() if g.get("chosen")]
-    table = markdown_table(rows, {"grid": "grid", "parameter": "parameter", "chosen": "chosen value",
-                                  "reason": "why", "metric": "by", "value": "mean ± 95 % CI"})
-    missing = m.get("missing_points", [])
-    return (table if rows else "_No setting was chosen._") + (
-        f"\n\nPoints without results: {', '.join(f'`{p}`' for p in missing)}." if missing else "")
+    return markdown_table(rows, {"grid": "grid", "parameter": "parameter", "chosen": "chosen value",
+                                 "reason": "why", "metric": "by", "value": "mean ± 95 % CI"})
 
 
 _SECTIONS = {"01_ddpm_baseline": _ddpm_section, "02_dip_baseline": _dip_section,
