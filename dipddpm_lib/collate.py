@@ -13,7 +13,7 @@ from .profiles import PROFILES
 from .results import fmt, format_value, half_width, markdown_table, read_json, spread
 from .sweep import REPO, Grid, Point, grid_photos, grid_points, is_done, load_grids, tuning_grids, \
     value_slug
-from .tuned import TUNABLE, TUNED_VERSION, tuned_values, write_tuned
+from .tuned import TUNABLE, TUNED_VERSION, chapters_using, tuned_values, write_tuned
 
 TABLE_COLUMNS = ("grid", "notebook", "parameter", "value", "point", "metric", "key", "mean",
                  "std", "ci95", "median", "min", "max", "n", "seeds", "wall_s", "copied_from",
@@ -226,7 +226,7 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
         out["grids"][g.name] = {
             "parameter": g.parameter, "kind": "setting" if g.choose else "condition",
             "photos": grid_photos(g), "tunes": dict(g.tunes),
-            "used_by": sorted({ch for f in g.tunes for ch in TUNABLE[f][1]}),
+            "used_by": chapters_using(g.tunes),
             "curves": {m: grid_curve(rows, g, m) for m in g.metrics},
             "choice": choice,
             "chosen": None if choice is None else {

@@ -12,48 +12,26 @@ from .profiles import PROFILES
 from .results import format_value, markdown_table
 
 
-def _whole(lo: int, hi: int):
-    def check(what: str, v) -> int:
-        if isinstance(v, bool) or not (isinstance(v, int) or isinstance(v, float) and v.is_integer()) \
-                or not lo <= v <= hi:
-            raise ValueError(f"{what} must be a whole number in [{lo}, {hi}], got {v!r}")
-        return int(v)
-    return check
-
-
-def _positive(hi: float):
-    def check(what: str, v) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= hi:
-            raise ValueError(f"{what} must be a number in (0, {hi:g}], got {v!r}")
-        return float(v)
-    return check
-
-
-def _one_of(*choices):
-    def check(what: str, v) -> str:
-        check_choice(what, v, choices)
-        return str(v)
-    return check
-
-
 DIP_CHAPTERS = ("02_dip_baseline", "04_early_stopping")  # both fit the profile's DIP net
 ES_CHAPTERS = ("04_early_stopping",)
 PHOTO_CHAPTERS = ("03_dip_init_ddpm",)  # task C: DDPM × DIP on photographs
-#: The settings a grid may choose: profile field -> (its check, the chapters that use it).
-#: ``es_stage_schedule``'s choices are ``methods.guided_dip.STAGE_SCHEDULES`` (a test keeps them equal).
+#: The settings a grid may choose: profile field -> (what is valid, the chapters that use it);
+#: ``(lo, hi)`` of ints: a whole number in [lo, hi]; ``(0, hi)`` of a float: a number in (0, hi];
+#: else the choices (``es_stage_schedule``'s are ``methods.guided_dip.STAGE_SCHEDULES``, a test
+#: keeps them equal).
 TUNABLE = {
-    "dip_scales": (_whole(1, 8), DIP_CHAPTERS),
-    "dip_channels": (_whole(1, 1024), DIP_CHAPTERS),
-    "dip_lr": (_positive(1.0), DIP_CHAPTERS),
-    "es_num_stages": (_whole(2, 10_000), ES_CHAPTERS),
-    "es_stage_iterations": (_whole(1, 1_000_000), ES_CHAPTERS),
-    "es_stage_schedule": (_one_of("linear", "cosine", "log"), ES_CHAPTERS),
-    "es_start_ratio": (_positive(100.0), ES_CHAPTERS),
-    "photo_dip_iterations": (_whole(1, 1_000_000), PHOTO_CHAPTERS),
-    "photo_red_lambda": (_positive(100.0), PHOTO_CHAPTERS),
-    "photo_red_sigma_eff_ratio": (_positive(10.0), PHOTO_CHAPTERS),
-    "photo_red_refresh": (_whole(1, 1_000_000), PHOTO_CHAPTERS),
-    "photo_target_lambda": (_positive(100.0), PHOTO_CHAPTERS),
+    "dip_scales": ((1, 8), DIP_CHAPTERS),
+    "dip_channels": ((1, 1024), DIP_CHAPTERS),
+    "dip_lr": ((0, 1.0), DIP_CHAPTERS),
+    "es_num_stages": ((2, 10_000), ES_CHAPTERS),
+    "es_stage_iterations": ((1, 1_000_000), ES_CHAPTERS),
+    "es_stage_schedule": (("linear", "cosine", "log"), ES_CHAPTERS),
+    "es_start_ratio": ((0, 100.0), ES_CHAPTERS),
+    "photo_dip_iterations": ((1, 1_000_000), PHOTO_CHAPTERS),
+    "photo_red_lambda": ((0, 100.0), PHOTO_CHAPTERS),
+    "photo_red_sigma_eff_ratio": ((0, 10.0), PHOTO_CHAPTERS),
+    "photo_red_refresh": ((1, 1_000_000), PHOTO_CHAPTERS),
+    "photo_target_lambda": ((0, 100.0), PHOTO_CHAPTERS),
 }
 TUNED_VERSION = 1
 
@@ -61,7 +39,23 @@ TUNED_VERSION = 1
 def check_tuned_value(field_name: str, value, where: str = "") -> object:
     """``value`` checked for the profile field it tunes (``ValueError`` naming what is valid)."""
     check_choice("tuned setting", field_name, TUNABLE)
-    return TUNABLE[field_name][0](f"tuned {field_name}{where}", value)
+    (lo, hi), what = TUNABLE[field_name][0][-2:], f"tuned {field_name}{where}"
+    if isinstance(hi, str):
+        check_choice(what, value, TUNABLE[field_name][0])
+        return str(value)
+    if isinstance(hi, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= hi:
+            raise ValueError(f"{what} must be a number in (0, {hi:g}], got {value!r}")
+        return float(value)
+    if isinstance(value, bool) or not (isinstance(value, int) or isinstance(value, float)
+                                       and value.is_integer()) or not lo <= value <= hi:
+        raise ValueError(f"{what} must be a whole number in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def chapters_using(fields) -> list[str]:
+    """The chapters that use any of the profile ``fields`` (sorted)."""
+    return sorted({ch for f in fields for ch in TUNABLE[f][1]})
 
 
 def tuned_values(grid, value) -> dict:
