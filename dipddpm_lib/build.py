@@ -83,17 +83,11 @@ def plan(profile: str, root: str | Path, grid_file: str | Path | None = None) ->
     return out
 
 
-def _declared(nb: Path, params: dict) -> dict:
-    declared = sweep.notebook_parameters(nb)
-    return {k: v for k, v in params.items() if k in declared and v is not None}
-
-
 def chapter_parameters(chapter: str, profile: str, root: str | Path, extra: dict) -> dict:
     """A chapter's papermill parameters: the profile, its output folder under ``root`` and
     those of ``extra`` that it declares."""
-    nb = NOTEBOOKS / f"{chapter}.ipynb"
-    return {"profile": profile, **_declared(nb, {"output_dir": str(Path(root).resolve() / chapter),
-                                                 **extra})}
+    return {"profile": profile, **sweep.declared_only(
+        NOTEBOOKS / f"{chapter}.ipynb", {"output_dir": str(Path(root).resolve() / chapter), **extra})}
 
 
 # --------------------------------------------------------------------------- the rules' steps
@@ -113,9 +107,9 @@ def run_point(pt: sweep.Point, profile: str, extra: dict | None = None) -> float
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(pt.grid.notebook), str(folder / pt.grid.notebook.name),
-                            parameters={**pt.parameters(profile), **_declared(pt.grid.notebook, extra or {})},
-                            cwd=str(pt.grid.notebook.parent), progress_bar=False,
+        nb = pt.grid.notebook
+        pm.execute_notebook(str(nb), str(folder / nb.name), cwd=str(nb.parent), progress_bar=False,
+                            parameters={**pt.parameters(profile), **sweep.declared_only(nb, extra or {})},
                             kernel_name="python3")
         if not (folder / "metrics.json").exists():
             raise RuntimeError(f"{pt.grid.notebook.name} finished without writing metrics.json")

@@ -128,15 +128,22 @@ def notebook_parameters(notebook: Path) -> dict:
     return out
 
 
+def _require(ok, name: str, problem: str) -> None:
+    """``ValueError`` naming grid ``name`` and the ``problem`` unless ``ok``."""
+    if not ok:
+        raise ValueError(f"grid {name!r}{problem}")
+
+
+def _known_keys(name: str, spec: dict, valid: tuple, what: str = "") -> None:
+    unknown = sorted(set(spec) - set(valid))
+    _require(not unknown, name, f": unknown {what}key(s) {unknown}; valid keys: {', '.join(valid)}")
+
+
 def _check_grid_spec(name: str, spec, notebook_dir: Path) -> Path:
-    if not isinstance(spec, dict):
-        raise ValueError(f"grid {name!r}: expected a mapping with keys {', '.join(REQUIRED_KEYS)}")
-    unknown = sorted(set(spec) - set(GRID_KEYS))
-    if unknown:
-        raise ValueError(f"grid {name!r}: unknown key(s) {unknown}; valid keys: {', '.join(GRID_KEYS)}")
+    _require(isinstance(spec, dict), name, f": expected a mapping with keys {', '.join(REQUIRED_KEYS)}")
+    _known_keys(name, spec, GRID_KEYS)
     missing = [k for k in REQUIRED_KEYS if k not in spec]
-    if missing:
-        raise ValueError(f"grid {name!r}: missing key(s) {missing}")
+    _require(not missing, name, f": missing key(s) {missing}")
     available = sorted(p.stem for p in notebook_dir.glob("*.ipynb"))
     check_choice(f"notebook in grid {name!r}", str(spec["notebook"]), available)
     return notebook_dir / f"{spec['notebook']}.ipynb"
@@ -147,27 +154,23 @@ def _check_values(name: str, spec, profile: str) -> tuple:
     if isinstance(spec["values"], dict):
         missing = [p for p in PROFILES if p not in spec["values"]]
         extra = sorted(set(spec["values"]) - set(PROFILES))
-        if missing or extra:
-            raise ValueError(f"grid {name!r}: values must be one list or one list per profile "
-                             f"({', '.join(PROFILES)}); missing {missing}, unknown {extra}")
-    if not isinstance(values, list) or (not values and not isinstance(spec["values"], dict)):
-        raise ValueError(f"grid {name!r}: values for profile {profile!r} must be a non-empty list "
-                         f"(an empty list per profile leaves the grid out of it), got {values!r}")
+        _require(not (missing or extra), name, f": values must be one list or one list per profile "
+                 f"({', '.join(PROFILES)}); missing {missing}, unknown {extra}")
+    _require(isinstance(values, list) and (values or isinstance(spec["values"], dict)), name,
+             f": values for profile {profile!r} must be a non-empty list (an empty list per "
+             f"profile leaves the grid out of it), got {values!r}")
     slugs = [value_slug(v) for v in values]
-    if len(set(slugs)) != len(slugs):
-        raise ValueError(f"grid {name!r}: values {values} repeat (as folder names {slugs})")
+    _require(len(set(slugs)) == len(slugs), name, f": values {values} repeat (as folder names {slugs})")
     return tuple(values)
 
 
 def _check_fixed(name: str, spec, profile: str, declared: dict) -> dict:
     """The settings every point shares (the grid's own parameter there is the chapters' setting)."""
     fixed = _per_profile(spec.get("fixed") or {}, profile) or {}
-    if not isinstance(fixed, dict):
-        raise ValueError(f"grid {name!r}: fixed must map parameter names to values, got {fixed!r}")
+    _require(isinstance(fixed, dict), name, f": fixed must map parameter names to values, got {fixed!r}")
     bad = sorted(set(fixed) & set(RESERVED_PARAMETERS))
-    if bad:
-        raise ValueError(f"grid {name!r}: fixed may not set {bad} ("
-                         f"{', '.join(RESERVED_PARAMETERS)} are set per point by the runner)")
+    _require(not bad, name, f": fixed may not set {bad} ({', '.join(RESERVED_PARAMETERS)} are set "
+             f"per point by the runner)")
     for key in fixed:
         check_choice(f"fixed parameter of grid {name!r}", key, declared)
     return dict(fixed)
@@ -175,19 +178,15 @@ def _check_fixed(name: str, spec, profile: str, declared: dict) -> dict:
 
 def _check_metrics(name: str, spec) -> tuple[dict, dict]:
     metrics = spec["metrics"]
-    if not isinstance(metrics, dict) or not metrics or \
-            not all(isinstance(v, str) and v for v in metrics.values()):
-        raise ValueError(f"grid {name!r}: metrics must map labels to dotted paths into "
-                         f"metrics.json, e.g. {{psnr: per_image.*.dip.peak_psnr}}")
+    _require(isinstance(metrics, dict) and metrics and all(isinstance(v, str) and v
+                                                           for v in metrics.values()), name,
+             ": metrics must map labels to dotted paths into metrics.json, e.g. "
+             "{psnr: per_image.*.dip.peak_psnr}")
     choose = spec.get("choose")
     if choose is None:  # a condition (σ, t_noise), not a setting: nothing to choose
         return dict(metrics), {}
-    if not isinstance(choose, dict):
-        raise ValueError(f"grid {name!r}: choose must be {{metric: <label>, higher_is_better: bool}}")
-    unknown = sorted(set(choose) - set(CHOOSE_KEYS))
-    if unknown:
-        raise ValueError(f"grid {name!r}: unknown choose key(s) {unknown}; valid keys: "
-                         f"{', '.join(CHOOSE_KEYS)}")
+    _require(isinstance(choose, dict), name, ": choose must be {metric: <label>, higher_is_better: bool}")
+    _known_keys(name, choose, CHOOSE_KEYS, "choose ")
     check_choice(f"choose.metric of grid {name!r}", choose.get("metric"), metrics)
     if "cost" in choose:
         check_choice(f"choose.cost of grid {name!r}", choose["cost"], metrics)
@@ -199,16 +198,13 @@ def _check_tunes(name: str, spec, choose: dict) -> dict:
     ``choose`` only with it: a grid chooses only what a chapter uses."""
     tunes = spec.get("tunes")
     if tunes is None:
-        if choose:
-            raise ValueError(f"grid {name!r} chooses a value but no chapter uses it: add "
-                             f"'tunes: <profile field>' (one of {', '.join(TUNABLE)}) or drop "
-                             f"'choose' (a condition grid)")
+        _require(not choose, name, f" chooses a value but no chapter uses it: add 'tunes: <profile "
+                 f"field>' (one of {', '.join(TUNABLE)}) or drop 'choose' (a condition grid)")
         return {}
-    if not choose:
-        raise ValueError(f"grid {name!r}: 'tunes' needs 'choose' (the metric that picks the value)")
+    _require(choose, name, ": 'tunes' needs 'choose' (the metric that picks the value)")
     tunes = {tunes: None} if isinstance(tunes, str) else tunes
-    if not isinstance(tunes, dict) or not tunes:
-        raise ValueError(f"grid {name!r}: tunes must be a profile field or {{field: key}}, got {tunes!r}")
+    _require(isinstance(tunes, dict) and tunes, name,
+             f": tunes must be a profile field or {{field: key}}, got {tunes!r}")
     for f in tunes:
         check_choice(f"tunes field of grid {name!r}", f, TUNABLE)
     return {str(f): (None if k is None else str(k)) for f, k in tunes.items()}
@@ -220,21 +216,16 @@ def _check_tune_photos(grid: Grid, profile: str, declared) -> None:
         return
     tune = PROFILES[profile].tune_photos
     for key in PHOTO_PARAMETERS:
-        if key not in grid.fixed or grid.fixed[key] is None:
-            continue
-        names = [grid.fixed[key]] if isinstance(grid.fixed[key], str) else list(grid.fixed[key])
-        outside = [n for n in names if n not in tune]
-        if outside:
-            raise ValueError(f"grid {grid.name!r} chooses a setting, so it must run on tune photos; "
-                             f"its {key} holds {outside}. Valid choices (tune_photos of profile "
-                             f"{profile!r}): {', '.join(tune)}")
-    if grid.parameter in PHOTO_PARAMETERS:
-        raise ValueError(f"grid {grid.name!r} chooses a setting and may not vary the photographs")
+        outside = [n for n in _names(grid.fixed.get(key)) if n not in tune]
+        _require(not outside, grid.name, f" chooses a setting, so it must run on tune photos; its "
+                 f"{key} holds {outside}. Valid choices (tune_photos of profile {profile!r}): "
+                 f"{', '.join(tune)}")
+    _require(grid.parameter not in PHOTO_PARAMETERS, grid.name,
+             " chooses a setting and may not vary the photographs")
     keys = ("images", "photos")
-    if not any(k in grid.fixed for k in keys) and any(k in declared for k in keys):
-        raise ValueError(f"grid {grid.name!r} chooses a setting, so 'fixed' must name its tune "
-                         f"photos ('images' or 'photos'; tune_photos of profile {profile!r}: "
-                         f"{', '.join(tune)})")
+    _require(any(k in grid.fixed for k in keys) or not any(k in declared for k in keys), grid.name,
+             f" chooses a setting, so 'fixed' must name its tune photos ('images' or 'photos'; "
+             f"tune_photos of profile {profile!r}: {', '.join(tune)})")
 
 
 def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[Grid]:
@@ -260,13 +251,12 @@ def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[
         notebook = _check_grid_spec(name, spec, path.parent)
         values = _check_values(name, spec, profile)
         if not values:
-            if only is not None:
-                raise ValueError(f"grid {name!r} has no values for profile {profile!r}")
+            _require(only is None, name, f" has no values for profile {profile!r}")
             continue
         declared = notebook_parameters(notebook)
         parameter = str(spec["parameter"])
-        if parameter in RESERVED_PARAMETERS:
-            raise ValueError(f"grid {name!r}: {parameter!r} is set by the runner, not a grid parameter")
+        _require(parameter not in RESERVED_PARAMETERS, name,
+                 f": {parameter!r} is set by the runner, not a grid parameter")
         check_choice(f"parameter of grid {name!r} ({notebook.name})", parameter, declared)
         metrics, choose = _check_metrics(name, spec)
         fixed = _check_fixed(name, spec, profile, declared)
@@ -288,13 +278,14 @@ def load_grids(profile: str, path: str | Path | None = None, only=None) -> list[
     return grids
 
 
+def _names(names) -> list[str]:
+    """A photo parameter's value as a list of names (one name, a list, or ``None``)."""
+    return [] if names is None else [names] if isinstance(names, str) else list(names)
+
+
 def grid_photos(grid: Grid) -> list[str]:
     """The photographs a grid's points run on (its ``images`` / ``photos``)."""
-    for key in ("images", "photos"):
-        names = grid.fixed.get(key)
-        if names:
-            return [names] if isinstance(names, str) else list(names)
-    return []
+    return _names(grid.fixed.get("images") or grid.fixed.get("photos") or None)
 
 
 def tuning_grids(grids: list[Grid]) -> list[Grid]:
@@ -304,12 +295,14 @@ def tuning_grids(grids: list[Grid]) -> list[Grid]:
 
 def with_fixed(grids: list[Grid], **params) -> list[Grid]:
     """The grids with more shared settings (e.g. ``seeds``) where their notebooks declare them."""
-    out = []
-    for g in grids:
-        declared = notebook_parameters(g.notebook)
-        extra = {k: v for k, v in params.items() if v is not None and k in declared}
-        out.append(dataclasses.replace(g, fixed={**g.fixed, **extra}))
-    return out
+    return [dataclasses.replace(g, fixed={**g.fixed, **declared_only(g.notebook, params)})
+            for g in grids]
+
+
+def declared_only(notebook: Path, params: dict) -> dict:
+    """Those of ``params`` that are not ``None`` and that ``notebook`` declares."""
+    declared = notebook_parameters(notebook)
+    return {k: v for k, v in params.items() if k in declared and v is not None}
 
 
 # --------------------------------------------------------------------------- points
