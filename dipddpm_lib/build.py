@@ -90,7 +90,6 @@ def chapter_parameters(chapter: str, profile: str, root: str | Path, extra: dict
         NOTEBOOKS / f"{chapter}.ipynb", {"output_dir": str(Path(root).resolve() / chapter), **extra})}
 
 
-# --------------------------------------------------------------------------- the rules' steps
 def check(profile: str, device: str | None = None, grid_file: str | Path | None = None) -> None:
     """``ValueError`` for an unknown profile, a device this machine lacks or a bad grid file."""
     check_device(get_profile(profile, **({"device": device} if device else {})))

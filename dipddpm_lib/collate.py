@@ -21,7 +21,6 @@ TABLE_COLUMNS = ("grid", "notebook", "parameter", "value", "point", "metric", "k
 _JSON_COLUMNS = ("value", "seeds")  # stored as JSON text in the CSV
 
 
-# --------------------------------------------------------------------------- the table
 def lookup(metrics: dict, path: str) -> list[tuple[str, object]]:
     """Every ``(key, leaf)`` that a dotted ``path`` reaches in ``metrics``. A ``*`` component
     names a series by the matched keys (``per_image.*.psnr``: one per image); a pattern such as
@@ -111,7 +110,6 @@ def read_table(path: str | Path) -> list[dict]:
     return out
 
 
-# --------------------------------------------------------------------------- reading a grid
 def grid_curve(rows: list[dict], grid: Grid, metric: str) -> list[dict]:
     """Per value of the grid: the metric's mean over seeds averaged over its keys (e.g. images);
     ``std`` the RMS of the keys' stds, ``ci95`` their intervals combined (√Σ ci² / K)."""
@@ -219,10 +217,11 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
            "n_points": n_points, "n_done": n_points - len(missing),
            "seeds": sorted({s for r in rows for s in (r.get("seeds") or [])}),
            "tune_photos": list(PROFILES[profile].tune_photos)}
+    walls = []  # per grid: its distinct runs' wall seconds (a copied point is not counted twice)
     for g in grids:
         choice = choose_value(rows, g)
-        walls = {r["point"]: r["wall_s"] for r in rows if r["grid"] == g.name
-                 and r["wall_s"] is not None and not r.get("copied_from")}
+        walls.append(sum({r["point"]: r["wall_s"] for r in rows if r["grid"] == g.name
+                          and r["wall_s"] is not None and not r.get("copied_from")}.values()))
         out["grids"][g.name] = {
             "parameter": g.parameter, "kind": "setting" if g.choose else "condition",
             "photos": grid_photos(g), "tunes": dict(g.tunes),
@@ -232,15 +231,11 @@ def ablation_metrics(rows: list[dict], grids: list[Grid], profile: str, missing:
             "chosen": None if choice is None else {
                 "value": format_value(choice["chosen"]["value"]), "metric": choice["metric"],
                 "mean": choice["chosen"]["mean"], "std": choice["chosen"]["std"],
-                "ci95": choice["chosen"]["ci95"]},
-            "compute": {"point_wall_s": walls, "total_wall_s": sum(walls.values())},
-        }
-    # a point copied from an identical run is not counted twice
-    out["compute"] = {"total_point_wall_s": sum(g["compute"]["total_wall_s"] for g in out["grids"].values())}
+                "ci95": choice["chosen"]["ci95"]}}
+    out["compute"] = {"total_point_wall_s": sum(walls)}
     return out
 
 
-# --------------------------------------------------------------------------- the collate step
 def collate_tuned(profile: str, root: str | Path | None = None, path: str | Path | None = None,
                   grid_file: str | Path | None = None, log=print) -> Path:
     """Choose each tuning grid's setting and write ``tuned.json`` (default

@@ -22,7 +22,6 @@ MATHJAX_FILES = ("MathJax.js", f"config/{MATHJAX_CONFIG}.js", "config/local", "e
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
-# --------------------------------------------------------------------------- export tools
 def find_chromium() -> str | None:
     """The path of a Chromium (or Chrome) executable, or ``None``."""
     return next((path for path in map(shutil.which, CHROMIUM_NAMES) if path), None)
@@ -34,12 +33,6 @@ def find_mathjax() -> Path | None:
                  if c and (Path(c) / "MathJax.js").exists()), None)
 
 
-def missing_export_tools() -> list[str]:
-    """The Debian packages the export needs and does not find."""
-    return [pkg for pkg, found in (("chromium", find_chromium()), ("libjs-mathjax", find_mathjax()))
-            if found is None]
-
-
 def can_apt_install() -> bool:
     """Root, with apt-get on the PATH."""
     return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None
@@ -48,7 +41,11 @@ def can_apt_install() -> bool:
 def ensure_export_tools(install: bool = True, log=print) -> list[str]:
     """Install the missing export tools with apt-get where possible; return what is still
     missing, after saying in one line what to install."""
-    missing = missing_export_tools()
+    def missing_tools():
+        return [pkg for pkg, found in (("chromium", find_chromium()), ("libjs-mathjax", find_mathjax()))
+                if found is None]
+
+    missing = missing_tools()
     if missing and install and can_apt_install():
         log(f"installing {' '.join(missing)} with apt-get (for the report's maths and PDF) …")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -57,14 +54,13 @@ def ensure_export_tools(install: bool = True, log=print) -> list[str]:
         if done.returncode != 0:  # the package lists may be stale: refresh once and retry
             subprocess.run(["apt-get", "update"], env=env, capture_output=True)
             subprocess.run(cmd, env=env, capture_output=True, text=True)
-        missing = missing_export_tools()
+        missing = missing_tools()
     if missing:
         log(f"NOTE: install {' '.join(missing)} (e.g. `sudo apt-get install {' '.join(missing)}`) "
             f"for rendered maths and the PDF; the HTML is written without them.")
     return missing
 
 
-# --------------------------------------------------------------------------- HTML
 _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {#- no require.js from a CDN: the report needs no JavaScript but MathJax, which is local -#}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
@@ -94,8 +90,7 @@ def copy_mathjax(dest: Path) -> Path | None:
     source = find_mathjax()
     if source is None:
         return None
-    for rel in MATHJAX_FILES:
-        src, dst = source / rel, dest / rel
+    for src, dst in ((source / rel, dest / rel) for rel in MATHJAX_FILES):
         if src.is_dir():
             shutil.copytree(src, dst, dirs_exist_ok=True, symlinks=False)
         elif src.exists():
@@ -131,7 +126,6 @@ def export_html(notebook: Path, html_path: Path, mathjax_url: str | None = None,
     return html_path
 
 
-# --------------------------------------------------------------------------- PDF
 def chromium_command(chromium: str, html_path: Path, pdf_path: Path, profile_dir: Path,
                      budget_ms: int = 30000) -> list[str]:
     """Headless Chromium printing a local HTML file to PDF, offline: no network services, a
@@ -160,7 +154,6 @@ def export_pdf(html_path: Path, pdf_path: Path, timeout_s: int = 300) -> Path:
     return pdf_path
 
 
-# --------------------------------------------------------------------------- the export step
 def export_report(executed_dir: Path, out_dir: Path, install: bool = True, log=print) -> dict:
     """The executed report and chapters as HTML, the report as PDF (``pdf``: ``None`` without
     Chromium); returns the paths written."""

@@ -1,18 +1,6 @@
-"""Ablation grids as data: the grid file (``notebooks/ablations.yaml``), each grid's points and
-their folders, ``results/<profile>/ablations/<grid>/<parameter>=<value>/``. The file is checked
-as a whole before any point runs; this module runs none (:mod:`dipddpm_lib.build` does)::
-
-    grids:
-      sigma:
-        notebook: 02_dip_baseline      # notebooks/02_dip_baseline.ipynb, next to the file
-        parameter: sigma
-        values: {smoke: [15, 50], quick: [15, 25, 50], full: [10, 15, 25, 50, 75]}
-        fixed: {quick: {images: [camera], sigma: 25}}  # per profile; sigma here = the default
-        metrics: {peak_psnr: per_image.*.dip.peak_psnr}   # label: path (``*``: one series per key)
-        choose: {metric: peak_psnr, higher_is_better: true, cost: gflops}  # settings only
-        tunes: dip_lr                  # the profile field the chosen value sets (with choose)
-        why: one sentence on what the grid asks
-"""
+"""Ablation grids as data: the grid file (``notebooks/ablations.yaml``, whose header describes
+its keys), each grid's points and their folders, ``results/<profile>/ablations/<grid>/<parameter>=<value>/``.
+The file is checked as a whole before any point runs; this module runs none (:mod:`.build` does)."""
 from __future__ import annotations
 
 import dataclasses
@@ -39,7 +27,6 @@ RESERVED_PARAMETERS = ("profile", "output_dir")  # set by the runner for every p
 PHOTO_PARAMETERS = ("images", "photos", "inpaint_image", "sr4_image")
 
 
-# --------------------------------------------------------------------------- the grid file
 @dataclass(frozen=True)
 class Grid:
     name: str
@@ -305,7 +292,6 @@ def declared_only(notebook: Path, params: dict) -> dict:
     return {k: v for k, v in params.items() if k in declared and v is not None}
 
 
-# --------------------------------------------------------------------------- points
 def grid_points(grid: Grid, profile: str, root: str | Path | None = None) -> list[Point]:
     """The points of a grid, each with its folder under ``root`` (``results/<profile>/ablations``)."""
     base = (REPO / "results" / profile / "ablations" if root is None else Path(root)) / grid.name
