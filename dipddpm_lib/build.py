@@ -167,33 +167,30 @@ def write_timings(profile: str, benchmarks: str | Path, path: str | Path,
 def main(argv: list[str] | None = None) -> int:
     """``python -m dipddpm_lib.build {check,point,copy,stamp} …``: the build's steps."""
     ap = argparse.ArgumentParser(description="The report build's steps (workflow/Snakefile runs them).")
-    common = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("step", choices=("check", "point", "copy", "stamp"))
+    ap.add_argument("path", nargs="?", help="stamp: the done.json to write")
     for arg in ("--profile", "--grid-file", "--device", "--root", "--grid", "--point", "--data-dir"):
-        common.add_argument(arg, required=arg == "--profile")
-    sub = ap.add_subparsers(dest="step", required=True)
-    for name in ("check", "point", "copy", "stamp"):
-        sub.add_parser(name, parents=[common])
-    sub.choices["stamp"].add_argument("path")
+        ap.add_argument(arg, required=arg == "--profile")
     args = ap.parse_args(argv)
+    if (args.step == "stamp") != (args.path is not None):
+        ap.error("stamp, and only stamp, takes the path of its done.json")
     try:
         if args.step == "check":
-            check(args.profile, args.device, args.grid_file)
-        elif args.step == "stamp":
-            stamp(args.path, args.profile)
-        else:
-            points = plan(args.profile, Path(args.root).resolve(), args.grid_file)
-            check_choice("ablation point", f"{args.grid}/{args.point}", [f"{g}/{p}" for g, p in points])
-            pp = points[(args.grid, args.point)]
-            if args.step == "copy":
-                copy_point(pp.point, points[pp.source].point, args.profile)
-                return 0
-            try:
-                wall = run_point(pp.point, args.profile, {"data_dir": args.data_dir, "device": args.device})
-            except Exception as err:  # noqa: BLE001 — name the point, then fail the job
-                print(f"FAILED: ablation point {args.grid}/{args.point}: {error_summary(err)} "
-                      f"(partial run kept in {pp.point.failed_folder})", file=sys.stderr, flush=True)
-                return 1
-            print(f"ablation point {args.grid}/{args.point}: done in {wall:.1f} s", flush=True)
+            return check(args.profile, args.device, args.grid_file) or 0
+        if args.step == "stamp":
+            return stamp(args.path, args.profile) or 0
+        points = plan(args.profile, Path(args.root).resolve(), args.grid_file)
+        check_choice("ablation point", f"{args.grid}/{args.point}", [f"{g}/{p}" for g, p in points])
+        pp = points[(args.grid, args.point)]
+        if args.step == "copy":
+            return copy_point(pp.point, points[pp.source].point, args.profile) or 0
+        try:
+            wall = run_point(pp.point, args.profile, {"data_dir": args.data_dir, "device": args.device})
+        except Exception as err:  # noqa: BLE001 — name the point, then fail the job
+            print(f"FAILED: ablation point {args.grid}/{args.point}: {error_summary(err)} "
+                  f"(partial run kept in {pp.point.failed_folder})", file=sys.stderr, flush=True)
+            return 1
+        print(f"ablation point {args.grid}/{args.point}: done in {wall:.1f} s", flush=True)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

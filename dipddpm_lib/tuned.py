@@ -152,14 +152,8 @@ def tuned_overrides(profile: str, tuned, chapter: str, explicit: dict | None = N
 
 def settings_table(record: dict) -> str:
     """:func:`tuned_overrides`' record as a Markdown table: setting, value, source, how."""
-    rows = []
-    for f, e in record["settings"].items():
-        if e["source"] == "tuned":
-            how = (f"grid {e['grid']} by {e['metric']} on {', '.join(e.get('photos') or []) or '–'}"
-                   f" (profile value {format_value(e['profile_value'])})")
-        else:
-            how = e.get("note", "")
-        rows.append({"setting": f"`{f}`", "value": format_value(e["value"]), "source": e["source"],
-                     "how": how})
-    return markdown_table(rows, {"setting": "setting", "value": "value", "source": "source",
-                                 "how": "how"})
+    rows = [{"setting": f"`{f}`", "value": format_value(e["value"]), "source": e["source"],
+             "how": f"grid {e['grid']} by {e['metric']} on {', '.join(e.get('photos') or []) or '–'} "
+                    f"(profile value {format_value(e['profile_value'])})"
+             if e["source"] == "tuned" else e.get("note", "")} for f, e in record["settings"].items()]
+    return markdown_table(rows, {k: k for k in ("setting", "value", "source", "how")})
