@@ -72,13 +72,9 @@ def plan(profile: str, root: str | Path, grid_file: str | Path | None = None) ->
             first.setdefault(key, (g.name, pt.name))
             nb = g.notebook_name
             needs = "prior" if photo_only(pt) else "ddpm" if nb in NEEDS_DDPM else None
-            if source is not None:
-                prio = PRIORITY["copy"]
-            elif key in tuning:
-                prio = PRIORITY["tune_es" if nb == "04_early_stopping" else
-                                "tune_photo" if photo_only(pt) else "tune"]
-            else:
-                prio = PRIORITY["ddpm_point" if needs == "ddpm" else "point"]
+            tune = "tune_es" if nb == "04_early_stopping" else "tune_photo" if photo_only(pt) else "tune"
+            prio = PRIORITY["copy" if source is not None else tune if key in tuning
+                            else "ddpm_point" if needs == "ddpm" else "point"]
             out[(g.name, pt.name)] = PlannedPoint(pt, source, key in tuning, needs, prio)
     return out
 
