@@ -22,9 +22,7 @@ from ..results import paired_difference, spread
 from ..methods.classical import bm3d_denoise, nl_means_denoise
 from ..methods.ddpm_denoise import ddim, ddpm_chain, ddpm_x0
 from ..methods.dip_t0 import dip_t0
-from ..methods.fuse import fuse_avg
-from ..methods.hybrid_red import REDTarget
-from ..methods.hybrid_target import BlendTarget
+from ..methods.hybrid_red import BlendTarget, REDTarget, fuse_avg
 from ..methods.tdpm_dip import tdpm_dip
 from .dip_init_ddpm import cached_study, method_label as ab_label
 
