@@ -221,7 +221,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def verdict(summary: dict) -> dict:
     """Per σ: the best combined method (no oracle, no control), paired against the best single
-    prior, BM3D, ``fuse_avg``, DIP and its oracle peak, and ``ddpm_x0``, with compute ratios."""
+    prior, BM3D, ``fuse_avg`` and DIP's oracle peak, with compute ratios."""
     out = {}
     for sig, by in summary.items():
         combined = [m for m in by if family(m) in COMBINED and m not in CONTROLS]
@@ -230,8 +230,7 @@ def verdict(summary: dict) -> dict:
             continue
         best_c = max(combined, key=lambda m: by[m]["psnr"]["mean"])
         best_s = max(singles, key=lambda m: by[m]["psnr"]["mean"])
-        against = {"best_single": best_s, **{k: k for k in ("bm3d", "fuse_avg", "dip_oracle",
-                                                            "dip", "ddpm_x0") if k in by}}
+        against = {"best_single": best_s, **{k: k for k in ("bm3d", "fuse_avg", "dip_oracle") if k in by}}
         out[sig] = {"best_combined": best_c, "best_single": best_s, "against": {}}
         for label, m in against.items():
             d = paired_difference(by[best_c]["values"], by[m]["values"])
@@ -292,8 +291,6 @@ def verdict_rows(verdict_by_sigma: dict) -> list[dict]:
     rows = []
     for sig, v in verdict_by_sigma.items():
         for key, e in v["against"].items():
-            if key not in ("best_single", "bm3d", "fuse_avg", "dip_oracle"):
-                continue
             if key == "bm3d" and v["best_single"] == "bm3d":
                 continue
             d = e["diff"]
