@@ -126,10 +126,6 @@ class Degradation:
                                  align_corners=False)
         return x
 
-    def per_image_mse(self, x: torch.Tensor) -> torch.Tensor:
-        """Data-fit MSE of each image in the batch (shape N)."""
-        return (self.apply(x) - self.observation).pow(2).flatten(1).mean(1)
-
 
 def stack_degradations(degradations: list[Degradation]) -> Degradation:
     """N single-image degradations of one task and shape as one (for a grouped :func:`fit`)."""
@@ -235,7 +231,7 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
 
     def step(z):
         out = net(z)
-        per_image = op.per_image_mse(out)
+        per_image = (op.apply(out) - op.observation).pow(2).flatten(1).mean(1)  # data-fit MSE each
         opt.zero_grad(set_to_none=True)
         per_image.sum().backward()
         opt.step()

@@ -83,19 +83,23 @@ def train_photo_prior(profile, seed: int = 0, cache: Cache | None = None,
                       data_key=recipe, shape=shape)  # the crops are made only to train
 
 
-def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, Compute]:
-    """One-step x̂0 of ``y = x + n`` (σ on 0-255): ``y`` rescaled *is* the state at ``t_σ``,
-    ``x_t = sqrt(abar_t) (2y − 1)``. Grey goes in as three channels and is averaged back."""
+def observation_state(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, int]:
+    """``(x_t, t_σ)``: ``y = x + n`` (σ on 0-255) rescaled *is* the diffusion state at ``t_σ``,
+    ``x_t = sqrt(abar_t) (2y − 1)``; grey goes in as three channels."""
     check_images(y, "noisy images")
-    sigma = check_sigma(sigma)
-    t = sigma_to_t(sigma, model.beta_schedule, model.num_train_timesteps)
-    rgb = y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
+    t = sigma_to_t(check_sigma(sigma), model.beta_schedule, model.num_train_timesteps)
     abar = float(alphas_cumprod(model.beta_schedule, model.num_train_timesteps)[t])
+    rgb = y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
+    return abar ** 0.5 * to_model(rgb), t
+
+
+def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, Compute]:
+    """One-step x̂0 of ``y`` from its :func:`observation_state`; grey is averaged back."""
+    x_t, t = observation_state(model, y, sigma)
     start = time.perf_counter()
-    x0 = predict_x0(model.unet, abar ** 0.5 * to_model(rgb), t, model.beta_schedule,
-                    model.num_train_timesteps)
+    x0 = predict_x0(model.unet, x_t, t, model.beta_schedule, model.num_train_timesteps)
     wall = time.perf_counter() - start
-    flops = unet_flops(model, tuple(rgb.shape[1:])) * len(y) if t > 0 else 0.0
+    flops = unet_flops(model, tuple(x_t.shape[1:])) * len(y) if t > 0 else 0.0
     x0 = x0.mean(1, keepdim=True) if y.shape[1] == 1 else x0
     return x0, Compute(flops=flops, nfe=int(t > 0), wall_s=wall)
 

@@ -9,9 +9,7 @@ from dipddpm_lib.dip import DIPConfig, Degradation, degrade, fit
 from dipddpm_lib.experiments import photo_denoising as task_c
 from dipddpm_lib.methods import classical, ddpm_denoise
 from dipddpm_lib.methods.dip_t0 import dip_t0
-from dipddpm_lib.methods.fuse import fuse_avg
-from dipddpm_lib.methods.hybrid_red import REDTarget
-from dipddpm_lib.methods.hybrid_target import BlendTarget
+from dipddpm_lib.methods.hybrid_red import BlendTarget, REDTarget, fuse_avg
 from dipddpm_lib.methods.tdpm_dip import tdpm_dip
 from dipddpm_lib.metrics import psnr
 from dipddpm_lib.physics import sigma_to_t

@@ -269,8 +269,7 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
                   clean=x_clean, seed=seed, progress=progress, desc="DIP on y", device=device)
         c_dip = dip.compute.per_image(n)
         add("dip_fixed", seed, dip.output_ema, c_dip)
-        add("dip_oracle_peak", seed, dip.best_output, c_dip, oracle=True,
-            peak_iteration=torch.as_tensor(dip.best_iteration).float().mean().item())
+        add("dip_oracle_peak", seed, dip.best_output, c_dip)
         dip_based = {"dip_fixed": (dip.output_ema, c_dip)}
         for t0 in t0_list:
             x, c = dip_t0(model, dip.output_ema, t0, seed, chain_sampler, chain_steps)

@@ -22,9 +22,7 @@ from ..results import paired_difference, spread
 from ..methods.classical import bm3d_denoise, nl_means_denoise
 from ..methods.ddpm_denoise import ddim, ddpm_chain, ddpm_x0
 from ..methods.dip_t0 import dip_t0
-from ..methods.fuse import fuse_avg
-from ..methods.hybrid_red import REDTarget
-from ..methods.hybrid_target import BlendTarget
+from ..methods.hybrid_red import BlendTarget, REDTarget, fuse_avg
 from ..methods.tdpm_dip import tdpm_dip
 from .dip_init_ddpm import cached_study, method_label as ab_label
 
@@ -132,10 +130,11 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
     y = torch.cat([degrade(photos[n], "denoise", sigma, seed=s).observation
                    for n in names for s in seeds])
     n_img, t_sigma = len(y), sigma_to_t(sigma, model.beta_schedule, model.num_train_timesteps)
-    out: dict[str, tuple[torch.Tensor, Compute, dict]] = {}
+    out: dict[str, tuple[torch.Tensor, Compute]] = {}
+    curves = {}  # a fit's mean clean PSNR of the EMA output per iteration
 
-    def add(method, x, c, **extra):
-        out[method] = (x.clamp(0, 1), c, extra)
+    def add(method, x, c):
+        out[method] = (x.clamp(0, 1), c)
 
     add("noisy", y, Compute())
     if config.wants("bm3d"):
@@ -152,23 +151,18 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
         for k in config.ddim_steps:
             add(f"ddim_{k}", *ddim(model, y, sigma, k, seed=int(sigma)))
 
-    def dip_fit(target, desc):
+    def dip_fit(method, target, desc):
         res = fit(Degradation("denoise", y), config.dip, config.dip_iterations, clean=clean,
                   lr=config.dip_lr, seed=int(sigma), progress=progress, desc=desc,
                   device=config.device,
                   target=target, callback=None if target is None else target.observe)
+        curves[method] = res.history["psnr_clean_ema"]
         return res, res.compute.per_image(n_img) + (Compute() if target is None else target.compute)
 
-    curves = {}
-
-    def add_fit(method, x, res, c, curve=None):  # a fit's output, peaks' iterations, curve
-        add(method, x, c, peak_iteration=np.asarray(res.best_iteration).reshape(-1).tolist())
-        curves[curve or method] = res.history["psnr_clean_ema"]
-
     if config.wants("dip"):
-        res, c = dip_fit(None, f"DIP σ={sigma:g}")
+        res, c = dip_fit("dip", None, f"DIP σ={sigma:g}")
         add("dip", res.output_ema, c)
-        add_fit("dip_oracle", res.best_output, res, c, curve="dip")
+        add("dip_oracle", res.best_output, c)
         x_dip = res.output_ema
         if config.wants("tdpm_dip"):
             xc, cc = tdpm_dip(model, x_dip, t_sigma, int(sigma), config.chain_sampler,
@@ -179,33 +173,32 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
                 if t0 <= t_sigma:
                     xc, cc = dip_t0(model, x_dip, t0, int(sigma), config.chain_sampler,
                                     config.chain_steps)
-                    add(f"dip_t0_{t0}", xc, c + cc, t0=t0)
+                    add(f"dip_t0_{t0}", xc, c + cc)
         if config.wants("fuse_avg"):
             add("fuse_avg", fuse_avg(x_dip, x0[0]), c + x0[1])
     if config.wants("hybrid_red"):
         warm = config.red_warm_start and config.red_lambda > 0
         tgt = REDTarget(model, y, config.red_lambda, config.red_sigma_eff_ratio * sigma,
                         config.red_refresh, x_init=x0[0] if warm else None)
-        res, c = dip_fit(tgt, f"RED-DIP σ={sigma:g}")
-        add_fit("hybrid_red", res.output_ema, res, c + (x0[1] if warm else Compute()))  # + warm x̂0
+        res, c = dip_fit("hybrid_red", tgt, f"RED-DIP σ={sigma:g}")
+        add("hybrid_red", res.output_ema, c + (x0[1] if warm else Compute()))  # + warm x̂0
     if config.wants("hybrid_target"):
-        res, c = dip_fit(BlendTarget(model, y, config.target_lambda, sigma, x0), f"blend-DIP σ={sigma:g}")
-        add_fit("hybrid_target", res.output_ema, res, c)
+        res, c = dip_fit("hybrid_target", BlendTarget(model, y, config.target_lambda, sigma, x0),
+                         f"blend-DIP σ={sigma:g}")
+        add("hybrid_target", res.output_ema, c)
 
     rows, images = [], {}
-    p_all = {m: psnr(x, clean).numpy() for m, (x, _, _) in out.items()}
-    s_all = {m: ssim(x, clean).numpy() for m, (x, _, _) in out.items()}
-    for m, (x, c, extra) in out.items():
+    p_all = {m: psnr(x, clean).numpy() for m, (x, _) in out.items()}
+    s_all = {m: ssim(x, clean).numpy() for m, (x, _) in out.items()}
+    for m, (x, c) in out.items():
         images[f"{m}|{sigma:g}"] = x.view(len(names), len(seeds), *x.shape[1:])
         for i, (name, seed) in enumerate((n, s) for n in names for s in seeds):
             rows.append({"method": m, "photo": name, "sigma": sigma, "seed": seed,
                          "t_sigma": t_sigma, "psnr": float(p_all[m][i]), "ssim": float(s_all[m][i]),
                          "gflops_per_image": c.flops / 1e9, "nfe": c.nfe,
                          "dip_iters": c.dip_iters, "wall_s": c.wall_s,
-                         "knows_sigma": family(m) in KNOWS_SIGMA, "oracle": m in ORACLES,
-                         **({"peak_iteration": int(extra["peak_iteration"][i])}
-                            if "peak_iteration" in extra else {})})
-    for m, curve in curves.items():  # mean clean PSNR of the EMA output per iteration
+                         "knows_sigma": family(m) in KNOWS_SIGMA, "oracle": m in ORACLES})
+    for m, curve in curves.items():
         c = np.asarray(curve, np.float32)
         images[f"curve.{m}|{sigma:g}"] = torch.from_numpy(c.reshape(len(c), -1).mean(1))
     return rows, images
@@ -215,29 +208,20 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
 def summarise(rows: list[dict]) -> dict:
     """Per σ (``"25"``) and method: PSNR and SSIM spreads over (photo, seed) problems, mean
     compute, and the per-problem PSNR ``values`` (for paired differences)."""
-    out: dict = {}
+    groups: dict = {}
     for r in rows:
-        s = out.setdefault(f"{r['sigma']:g}", {}).setdefault(r["method"], {"rows": []})
-        s["rows"].append(r)
-    for by_method in out.values():
-        for m, s in by_method.items():
-            rs = s.pop("rows")
-            s.update({"psnr": spread([r["psnr"] for r in rs]),
-                      "ssim": spread([r["ssim"] for r in rs]),
+        groups.setdefault(f"{r['sigma']:g}", {}).setdefault(r["method"], []).append(r)
+    return {sig: {m: {"psnr": spread([r["psnr"] for r in rs]), "ssim": spread([r["ssim"] for r in rs]),
                       "values": [r["psnr"] for r in rs],
-                      "problems": [f"{r['photo']}/{r['seed']}" for r in rs],
                       **{k: float(np.mean([r[k] for r in rs]))
                          for k in ("gflops_per_image", "nfe", "dip_iters", "wall_s")},
-                      "knows_sigma": rs[0]["knows_sigma"], "oracle": rs[0]["oracle"],
-                      "family": family(m)})
-            if "peak_iteration" in rs[0]:
-                s["peak_iteration"] = spread([r["peak_iteration"] for r in rs])
-    return out
+                      "knows_sigma": rs[0]["knows_sigma"], "oracle": rs[0]["oracle"]}
+                  for m, rs in by.items()} for sig, by in groups.items()}
 
 
 def verdict(summary: dict) -> dict:
     """Per σ: the best combined method (no oracle, no control), paired against the best single
-    prior, BM3D, ``fuse_avg``, DIP and its oracle peak, and ``ddpm_x0``, with compute ratios."""
+    prior, BM3D, ``fuse_avg`` and DIP's oracle peak, with compute ratios."""
     out = {}
     for sig, by in summary.items():
         combined = [m for m in by if family(m) in COMBINED and m not in CONTROLS]
@@ -246,8 +230,7 @@ def verdict(summary: dict) -> dict:
             continue
         best_c = max(combined, key=lambda m: by[m]["psnr"]["mean"])
         best_s = max(singles, key=lambda m: by[m]["psnr"]["mean"])
-        against = {"best_single": best_s, **{k: k for k in ("bm3d", "fuse_avg", "dip_oracle",
-                                                            "dip", "ddpm_x0") if k in by}}
+        against = {"best_single": best_s, **{k: k for k in ("bm3d", "fuse_avg", "dip_oracle") if k in by}}
         out[sig] = {"best_combined": best_c, "best_single": best_s, "against": {}}
         for label, m in against.items():
             d = paired_difference(by[best_c]["values"], by[m]["values"])
@@ -308,8 +291,6 @@ def verdict_rows(verdict_by_sigma: dict) -> list[dict]:
     rows = []
     for sig, v in verdict_by_sigma.items():
         for key, e in v["against"].items():
-            if key not in ("best_single", "bm3d", "fuse_avg", "dip_oracle"):
-                continue
             if key == "bm3d" and v["best_single"] == "bm3d":
                 continue
             d = e["diff"]

@@ -156,8 +156,7 @@ def plot_photo_curves(images_c: dict, summary_c: dict):
 
 def plot_photo_examples(photo_clean: dict, images_c: dict, sig: str, seed: int, size: int):
     """Every photograph at ``σ = sig`` with each method, and a zoomed crop of a third of the side."""
-    show = [m for m in ("noisy", "bm3d", "nl_means", "dip", "ddpm_x0", "ddpm_chain", "tdpm_dip", "fuse_avg",
-                        "hybrid_red", "hybrid_target") if f"{m}|{sig}" in images_c]
+    show = [m for m in task_c.METHODS if m != "dip_oracle" and f"{m}|{sig}" in images_c]  # not ddim_k, dip_t0_k
     names = list(photo_clean)
     fig, axes = plt.subplots(2 * len(names), len(show) + 1, figsize=(1.6 * (len(show) + 1), 3.4 * len(names)),
                              squeeze=False)

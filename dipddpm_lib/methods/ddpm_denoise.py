@@ -5,19 +5,9 @@ from __future__ import annotations
 import torch
 
 from ..compute import Compute
-from ..ddpm import TrainedDDPM, alphas_cumprod, sample, to_model
-from ..errors import check_images, check_positive_int
-from ..photo_prior import denoise_x0
-from ..physics import sigma_to_t
-
-
-def observation_state(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, int]:
-    """``(x_t, t_σ)``: the noisy images as the diffusion state at their noise level (RGB)."""
-    check_images(y, "noisy images")
-    t = sigma_to_t(sigma, model.beta_schedule, model.num_train_timesteps)
-    abar = float(alphas_cumprod(model.beta_schedule, model.num_train_timesteps)[t])
-    rgb = y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
-    return abar ** 0.5 * to_model(rgb), t
+from ..ddpm import TrainedDDPM, sample
+from ..errors import check_positive_int
+from ..photo_prior import denoise_x0, observation_state
 
 
 def ddpm_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, Compute]:
