@@ -287,11 +287,17 @@ class ReferenceRecorder:
         self.rows["psnr_clean"][i - 1] = psnr(ema, self.clean).double().numpy()
         self.rows["psnr_clean_raw"][i - 1] = psnr(raw, self.clean).double().numpy()
         self.length = i
-        done = True
-        for n in range(len(self.sigmas)):
-            stops = self.stops_for(n)
-            for name, stop in stops.items():
-                if stop.iteration == i:
-                    self.outputs[name][n] = (raw if name in RAW else ema)[n]
-            done &= all(stops[c].fired for c in self.until_fired)
-        return bool(self.until_fired) and done
+        return keep_at_stops(self, i, raw, ema, self.until_fired) and bool(self.until_fired)
+
+
+def keep_at_stops(recorder, i: int, raw: torch.Tensor, ema: torch.Tensor | None, until) -> bool:
+    """Keep each image's output (raw for :data:`RAW`, else EMA) of every criterion of
+    ``recorder.stops_for`` whose current stop is step ``i``; True once ``until`` fired on all."""
+    done = True
+    for n in range(len(recorder.sigmas)):
+        stops = recorder.stops_for(n)
+        for name, stop in stops.items():
+            if stop.iteration == i:
+                recorder.outputs[name][n] = (raw if name in RAW else ema)[n]
+        done &= all(stops[c].fired for c in until)
+    return done

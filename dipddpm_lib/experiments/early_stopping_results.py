@@ -13,7 +13,7 @@ from ..data import photo_name, photo_roles
 from ..metrics import psnr, ssim
 from ..results import markdown_table, paired_difference, save_array, spread
 from ..stopping import CRITERIA, NEEDS_SIGMA, ORACLES, RAW, SigmaLookup, last_minimum_stop
-from .early_stopping import NOTEBOOK, ReferenceRun, SeedRuns, StoppingSetup, _fit_kwargs
+from .early_stopping import NOTEBOOK, Run, SeedRuns, StoppingSetup, _fit_kwargs
 
 
 def _stop_outputs(run: SeedRuns) -> tuple[dict, dict, dict, dict]:
@@ -23,13 +23,11 @@ def _stop_outputs(run: SeedRuns) -> tuple[dict, dict, dict, dict]:
     stops, outputs = dict(ref.stops), dict(ref.outputs)
     flops = {c: ref.flops_per_iteration for c in stops}
     peak = {c: ref.outputs["oracle_raw" if c in RAW else "oracle"] for c in stops}
-    if run.guided is not None:
-        stops["guided"], outputs["guided"] = run.guided.stops, run.guided.outputs
-        flops["guided"] = run.guided.flops_per_iteration
-        peak["guided"] = torch.from_numpy(np.nanmax(run.guided.history["psnr_clean"], 0))
-    if run.sure is not None:
-        stops["sure"], outputs["sure"] = run.sure.stops["sure"], run.sure.outputs["sure"]
-        flops["sure"], peak["sure"] = run.sure.flops_per_iteration, run.sure.outputs["oracle_raw"]
+    for c, r in (("guided", run.guided), ("sure", run.sure)):
+        if r is not None:
+            stops[c], outputs[c], flops[c] = r.stops[c], r.outputs[c], r.flops_per_iteration
+            peak[c] = (torch.from_numpy(np.nanmax(r.history["psnr_clean"], 0)) if c == "guided"
+                       else r.outputs["oracle_raw"])
     return stops, outputs, flops, peak
 
 
@@ -62,7 +60,7 @@ def evaluate(setup: StoppingSetup, run: SeedRuns) -> list[dict]:
     return records
 
 
-def es_wmv_sensitivity(setup: StoppingSetup, references: list[ReferenceRun]) -> dict:
+def es_wmv_sensitivity(setup: StoppingSetup, references: list[Run]) -> dict:
     """ES-WMV's gap to the oracle for every recorded window × patience, from the histories."""
     references = [getattr(r, "reference", r) for r in references]
     out = {}
@@ -100,7 +98,7 @@ def summarize(records: list[dict], setup: StoppingSetup) -> dict:
     out = {}
     for c in [c for c in CRITERIA if any(r["criterion"] == c for r in records)]:
         rows = [r for r in records if r["criterion"] == c]
-        own = [r.get("own_gap_db", float("nan")) for r in rows]
+        own = [r["own_gap_db"] for r in rows]
         out[c] = {
             "iteration": spread([r["iteration"] for r in rows]),
             "iterations_run": spread([r["iterations_run"] for r in rows]),
@@ -201,29 +199,20 @@ LABELS = {"guided": "guided (ours)", "prior_distance": "learned prior (ours)",
           "oracle": "oracle (upper bound)", "oracle_raw": "oracle, raw output"}
 
 
-def _ci(s: dict) -> float:
-    """The 95 % t-interval's half-width (the std in results stored before it existed)."""
-    return s.get("ci95", s["std"])
-
-
 def results_table(summary: dict) -> str:
     """The summary, one row per criterion (± the 95 % t-interval)."""
-    head = ("| criterion | reads | output | stop iteration | iterations run | PSNR (dB) | SSIM | "
-            "gap mean | gap median | gap worst | own-peak gap | compute saved |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-    rows = []
-    for c, s in summary.items():
-        reads = "clean image" if s.get("needs_clean") else "σ" if s.get("needs_sigma") else "–"
-        own = s.get("own_gap_db")
-        rows.append(f"| {LABELS[c]} | {reads} | {s.get('output', 'EMA')} | "
-                    f"{s['iteration']['mean']:.0f} ± {_ci(s['iteration']):.0f} "
-                    f"| {s['iterations_run']['mean']:.0f} | {s['psnr']['mean']:.2f} ± "
-                    f"{_ci(s['psnr']):.2f} | {s['ssim']['mean']:.3f} | "
-                    f"{s['gap_db']['mean']:.2f} ± {_ci(s['gap_db']):.2f} | "
-                    f"{s['gap_db']['median']:.2f} | {s['gap_db']['worst']:.2f} | "
-                    + (f"{own['mean']:.2f}" if own else "–") +
-                    f" | {100 * s['compute_saved']['mean']:.0f}% |")
-    return head + "\n".join(rows)
+    rows = [{"c": LABELS[c], "reads": "clean image" if s["needs_clean"] else "σ" if s["needs_sigma"] else "–",
+             "output": s["output"], "it": f"{s['iteration']['mean']:.0f} ± {s['iteration']['ci95']:.0f}",
+             "run": f"{s['iterations_run']['mean']:.0f}",
+             "psnr": f"{s['psnr']['mean']:.2f} ± {s['psnr']['ci95']:.2f}", "ssim": f"{s['ssim']['mean']:.3f}",
+             "gap": f"{s['gap_db']['mean']:.2f} ± {s['gap_db']['ci95']:.2f}",
+             "median": f"{s['gap_db']['median']:.2f}", "worst": f"{s['gap_db']['worst']:.2f}",
+             "own": f"{s['own_gap_db']['mean']:.2f}" if s["own_gap_db"] else "–",
+             "saved": f"{100 * s['compute_saved']['mean']:.0f}%"} for c, s in summary.items()]
+    return markdown_table(rows, {"c": "criterion", "reads": "reads", "output": "output",
+                                 "it": "stop iteration", "run": "iterations run", "psnr": "PSNR (dB)",
+                                 "ssim": "SSIM", "gap": "gap mean", "median": "gap median",
+                                 "worst": "gap worst", "own": "own-peak gap", "saved": "compute saved"})
 
 
 def stops_table(records: list[dict]) -> str:
