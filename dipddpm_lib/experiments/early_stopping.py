@@ -12,8 +12,7 @@ from tqdm.auto import tqdm
 from .. import dip
 from ..cache import Cache, cached, digest
 from ..data import load_photo
-from ..ddpm import BETA_SCHEDULES
-from ..errors import check_choice, check_positive_int, check_seeds, check_sigma
+from ..errors import check_choice, check_positive_int, check_seeds
 from ..methods.guided_dip import ProgressiveTargets, stage_noise_levels
 from ..profiles import check_device, get_profile
 from ..methods.sure_dip import KINDS as SURE_KINDS, SURE_PROBE_EVERY, fit_sure_dip
@@ -66,9 +65,6 @@ class StoppingSetup:
             raise ValueError("photos, sigmas and seeds must each hold at least one value")
         if self.photo_size % 32:
             raise ValueError(f"photo size must be a multiple of 32, got {self.photo_size}")
-        for s in self.sigmas:
-            if not 0 < check_sigma(s):
-                raise ValueError(f"sigma must be > 0 for denoising, got {s}")
         check_seeds(self.seeds)
         check_positive_int("fixed_iterations", self.fixed_iterations)
         if not 0 < self.paper_scale <= 10:
@@ -76,8 +72,7 @@ class StoppingSetup:
         check_positive_int("stage_iterations", self.stage_iterations)
         if not all(f > 0 for f in self.wmv_window_factors):
             raise ValueError(f"ES-WMV window factors must be positive, got {self.wmv_window_factors}")
-        check_choice("beta schedule", self.beta_schedule, BETA_SCHEDULES)
-        for s in self.sigmas:
+        for s in self.sigmas:  # checks σ > 0, the beta and stage schedules and the first stage
             stage_noise_levels(s, self.num_stages, self.stage_schedule, self.start_ratio,
                                self.beta_schedule)
 

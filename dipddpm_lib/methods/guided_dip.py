@@ -109,22 +109,17 @@ class ProgressiveTargets:
         self.rows["psnr_target"].append(psnr(ema, tgt).double().numpy())
         self.rows["ssim_target"].append(ssim(ema, tgt).double().numpy())
         self.rows["residual"].append((ema - self.noisy).pow(2).flatten(1).mean(1).double().numpy())
-        if i % self.stage_iterations == 0:
-            self._end_stage(k, i, ema)
-        return all(s is not None for s in self.stops)
-
-    def _end_stage(self, k: int, i: int, ema: torch.Tensor) -> None:
-        self.stage_residual[k] = self.rows["residual"][-1]
+        if i % self.stage_iterations:
+            return False
+        self.stage_residual[k] = self.rows["residual"][-1]  # the stage ends: apply the rule
         if k < self.num_stages - 1:
             self.stage_absorbed[k] = absorbed_fraction(ema, self._before, self.noise[k],
                                                        self.noise_stds[:, k]).double().numpy()
-        self.stage_outputs[k] = ema
-        self._before = ema.clone()
+        self.stage_outputs[k], self._before = ema, ema.clone()
         for n, sigma in enumerate(self.sigmas):
-            if self.stops[n] is not None:
-                continue
-            stop = guided_stop(self.stage_residual[:k + 1, n], self.stage_absorbed[:k + 1, n],
-                               sigma, self.stage_iterations)
-            if stop.fired or k == self.num_stages - 1:
-                self.stops[n] = Stop(i, i, stop.fired)
-                self.outputs[n] = ema[n]
+            if self.stops[n] is None:
+                stop = guided_stop(self.stage_residual[:k + 1, n], self.stage_absorbed[:k + 1, n],
+                                   sigma, self.stage_iterations)
+                if stop.fired or k == self.num_stages - 1:
+                    self.stops[n], self.outputs[n] = Stop(i, i, stop.fired), ema[n]
+        return all(s is not None for s in self.stops)
