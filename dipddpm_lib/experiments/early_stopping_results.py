@@ -62,7 +62,6 @@ def evaluate(setup: StoppingSetup, run: SeedRuns) -> list[dict]:
 
 def es_wmv_sensitivity(setup: StoppingSetup, references: list[Run]) -> dict:
     """ES-WMV's gap to the oracle for every recorded window × patience, from the histories."""
-    references = [getattr(r, "reference", r) for r in references]
     out = {}
     for w in setup.wmv_windows:
         key = "variance" if w == setup.window else f"variance_w{w}"
@@ -99,16 +98,14 @@ def summarize(records: list[dict], setup: StoppingSetup) -> dict:
     for c in [c for c in CRITERIA if any(r["criterion"] == c for r in records)]:
         rows = [r for r in records if r["criterion"] == c]
         own = [r["own_gap_db"] for r in rows]
+        of = lambda *keys: {k: spread([r[k] for r in rows]) for k in keys}  # noqa: E731
         out[c] = {
-            "iteration": spread([r["iteration"] for r in rows]),
-            "iterations_run": spread([r["iterations_run"] for r in rows]),
-            "psnr": spread([r["psnr"] for r in rows]), "ssim": spread([r["ssim"] for r in rows]),
+            **of("iteration", "iterations_run", "psnr", "ssim"),
             "gap_db": _gap_stats([r["gap_db"] for r in rows]),
             "gap_db_by_sigma": {str(s): _gap_stats([r["gap_db"] for r in rows if r["sigma"] == s])
                                 for s in setup.sigmas if any(r["sigma"] == s for r in rows)},
             "own_gap_db": _gap_stats(own) if np.isfinite(own).all() else None,
-            "compute_saved": spread([r["compute_saved"] for r in rows]),
-            "gflops": spread([r["gflops"] for r in rows]),
+            **of("compute_saved", "gflops"),
             "fired_fraction": float(np.mean([r["fired"] for r in rows])),
             "needs_sigma": c in NEEDS_SIGMA, "needs_clean": c in ORACLES,
             "output": "raw" if c in RAW else "EMA",
@@ -175,7 +172,7 @@ def build_metrics(profile, setup: StoppingSetup, runs: list[SeedRuns], records, 
             "settings_source": settings or {},
             "network": dataclasses.asdict(dip.DIPConfig.from_profile(profile)),
             "fit": _fit_kwargs(profile), "methods": summary, "quality_bar": quality_bar(summary),
-            "es_wmv_sensitivity": es_wmv_sensitivity(setup, runs),
+            "es_wmv_sensitivity": es_wmv_sensitivity(setup, [r.reference for r in runs]),
             "compute": run_compute(setup, runs),
             "flops_per_iteration": runs[0].reference.flops_per_iteration, "runs": records,
             **(extra or {})}

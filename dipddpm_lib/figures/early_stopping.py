@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
 from ..experiments.early_stopping import Run, StoppingSetup
 from ..experiments.early_stopping_results import LABELS
@@ -30,11 +29,11 @@ def plot_stage_levels(setup: StoppingSetup, sigma: float, ax=None):
     return ax
 
 
-def plot_stage_gallery(guided: Run, noisy: torch.Tensor, n: int, stage_iterations: int):
+def plot_stage_gallery(guided: Run, n: int, stage_iterations: int):
     """Stage targets (top) and the EMA output at each stage end the run reached (bottom)."""
     k_all = list(range(len(guided.history["residual"]) // stage_iterations))
-    ctl = ProgressiveTargets(noisy, np.ones(len(noisy)), guided.noise_stds,
-                             stage_iterations, guided.seed)
+    ctl = ProgressiveTargets(guided.noisy, guided.sigmas, guided.noise_stds, stage_iterations,
+                             guided.seed)
     fig, axes = plt.subplots(2, len(k_all), figsize=(1.3 * len(k_all), 3))
     for j, k in enumerate(k_all):
         axes[0, j].imshow(to_hwc(ctl.stage_target(k)[n]), cmap="gray", vmin=0, vmax=1)
@@ -50,13 +49,13 @@ def plot_stage_gallery(guided: Run, noisy: torch.Tensor, n: int, stage_iteration
     return fig
 
 
-def plot_stage_monitor(guided: Run, sigma: float, n: int, stage_iterations: int, axes=None):
+def plot_stage_monitor(guided: Run, n: int, stage_iterations: int, axes=None):
     """PSNR and SSIM against the current stage's target, with each stage's noise floor."""
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(9, 3))
     it = np.arange(1, len(guided.history["psnr_target"]) + 1)
     stage = np.minimum((it - 1) // stage_iterations, guided.noise_stds.shape[1] - 1)
-    total = (sigma / 255.0) ** 2 + guided.noise_stds[n, stage] ** 2
+    total = (guided.sigmas[n] / 255.0) ** 2 + guided.noise_stds[n, stage] ** 2
     axes[0].plot(it, guided.history["psnr_target"][:, n], label="output vs stage target")
     axes[0].plot(it, -10 * np.log10(total), "k--", lw=1, label="stage noise floor")
     axes[0].set(xlabel="iteration", ylabel="PSNR (dB)")
@@ -70,11 +69,11 @@ def plot_stage_monitor(guided: Run, sigma: float, n: int, stage_iterations: int,
     return axes
 
 
-def plot_rule_evidence(guided: Run, sigmas, indices, labels, stage_iterations: int):
+def plot_rule_evidence(guided: Run, indices, labels, stage_iterations: int):
     """Both sides of the guided rule per stage (÷ σ²), with the clean PSNR at each stage end."""
     fig, axes = plt.subplots(1, len(indices), figsize=(3.3 * len(indices), 3), squeeze=False)
     for ax, n, lab in zip(axes[0], indices, labels):
-        s2 = (sigmas[n] / 255.0) ** 2
+        s2 = (guided.sigmas[n] / 255.0) ** 2
         k = np.arange(2, guided.stage_residual.shape[0] + 1)
         drop = (guided.stage_residual[:-1, n] - guided.stage_residual[1:, n]) / s2
         ax.semilogy(k, np.clip(drop, 1e-3, None), "o-", ms=3, label="fit-error drop / σ²")
