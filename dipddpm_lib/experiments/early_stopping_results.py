@@ -116,22 +116,20 @@ def summarize(records: list[dict], setup: StoppingSetup) -> dict:
 def quality_bar(summary: dict, max_gap_db: float = 1.0, sigmas=(25.0, 50.0)) -> dict:
     """Is the guided mean gap at ``sigmas`` (those run) ≤ ``max_gap_db``; the best criterion
     without the clean image; the guided rule's difference to every peer."""
-    g = summary["guided"]
+    g, mean = summary["guided"], {c: summary[c]["gap_db"]["mean"] for c in summary}
     have = [str(float(s)) for s in sigmas if str(float(s)) in g["gap_db_by_sigma"]]
     gaps = [g["gap_db_by_sigma"][s]["mean"] for s in have]
     peers = [c for c in summary if c not in ORACLES]
-    best = min(peers, key=lambda c: summary[c]["gap_db"]["mean"])
-    return {"guided_mean_gap_db": g["gap_db"]["mean"], "max_gap_db": max_gap_db,
+    best = min(peers, key=mean.get)
+    return {"guided_mean_gap_db": mean["guided"], "max_gap_db": max_gap_db,
             "bar_sigmas": [float(s) for s in have] or None,
             "guided_gap_by_bar_sigma_db": dict(zip(have, gaps)),
-            "guided_within_max_gap": bool(max(gaps or [g["gap_db"]["mean"]]) <= max_gap_db),
-            "best_criterion": best, "best_gap_db": summary[best]["gap_db"]["mean"],
-            "guided_is_best": best == "guided",
-            "guided_minus_peer_db": {c: g["gap_db"]["mean"] - summary[c]["gap_db"]["mean"]
-                                     for c in peers if c != "guided"},
-            "es_wmv_mean_gap_db": summary["es_wmv"]["gap_db"]["mean"],
-            "guided_no_worse_than_es_wmv": bool(g["gap_db"]["mean"] <= summary["es_wmv"]["gap_db"]["mean"]),
-            "guided_minus_es_wmv_db": g["gap_db"]["mean"] - summary["es_wmv"]["gap_db"]["mean"]}
+            "guided_within_max_gap": bool(max(gaps or [mean["guided"]]) <= max_gap_db),
+            "best_criterion": best, "best_gap_db": mean[best], "guided_is_best": best == "guided",
+            "guided_minus_peer_db": {c: mean["guided"] - mean[c] for c in peers if c != "guided"},
+            "es_wmv_mean_gap_db": mean["es_wmv"],
+            "guided_no_worse_than_es_wmv": bool(mean["guided"] <= mean["es_wmv"]),
+            "guided_minus_es_wmv_db": mean["guided"] - mean["es_wmv"]}
 
 
 def run_compute(setup: StoppingSetup, runs: list[SeedRuns]) -> dict:
@@ -148,19 +146,20 @@ def run_compute(setup: StoppingSetup, runs: list[SeedRuns]) -> dict:
 def save_stop_arrays(out_dir, setup: StoppingSetup, runs: list[SeedRuns]) -> list[str]:
     """Write ``stop_<criterion>_<image>_<sigma>`` and ``noisy_<image>_<sigma>`` (one image per
     seed) and ``clean_<image>``; return the names written."""
-    names = []
-    per_seed = [_stop_outputs(r)[1] for r in runs]
+    names, per_seed = [], [_stop_outputs(r)[1] for r in runs]
+
+    def save(name: str, images) -> None:
+        save_array(out_dir, name, images)
+        names.append(name)
+
     for n, (photo, sigma) in enumerate(setup.pairs):
         photo = photo_name(photo)
         tag = f"{photo}_{sigma:g}"
         for c in [c for c in CRITERIA if c in per_seed[0]]:
-            save_array(out_dir, f"stop_{c}_{tag}", torch.stack([o[c][n] for o in per_seed]))
-            names.append(f"stop_{c}_{tag}")
-        save_array(out_dir, f"noisy_{tag}", torch.stack([r.reference.noisy[n] for r in runs]))
-        names.append(f"noisy_{tag}")
+            save(f"stop_{c}_{tag}", torch.stack([o[c][n] for o in per_seed]))
+        save(f"noisy_{tag}", torch.stack([r.reference.noisy[n] for r in runs]))
         if f"clean_{photo}" not in names:
-            save_array(out_dir, f"clean_{photo}", runs[0].reference.clean[n:n + 1])
-            names.append(f"clean_{photo}")
+            save(f"clean_{photo}", runs[0].reference.clean[n:n + 1])
     return names
 
 
