@@ -238,10 +238,11 @@ class ReferenceRecorder:
         if prior_x0 is not None and tuple(prior_x0.shape) != tuple(noisy.shape):
             raise ValueError(f"prior_x0 {tuple(prior_x0.shape)} must match the observations "
                              f"{tuple(noisy.shape)}")
-        self.variance_of = {w: MovingVariance(w) for w in setup.wmv_windows}
+        self.variance_of = {"variance" if w == setup.window else f"variance_w{w}": MovingVariance(w)
+                            for w in setup.wmv_windows}
         self.emv = ExpMovingVariance(EMV_ALPHA)
-        keys = ["residual", "variance", "emv", "psnr_clean", "psnr_clean_raw"]
-        keys += [f"variance_w{w}" for w in setup.wmv_windows if w != setup.window]
+        keys = ["residual", "variance", "emv", "psnr_clean", "psnr_clean_raw",
+                *(k for k in self.variance_of if k != "variance")]
         keys += ["distance"] if prior_x0 is not None else []
         self.rows = {k: np.full((setup.budget, len(self.sigmas)), np.nan) for k in keys}
         self.length = 0
@@ -279,8 +280,8 @@ class ReferenceRecorder:
         ema, raw = out_ema.detach().cpu(), out.detach().cpu()
         mse = lambda a, b: (a - b).pow(2).flatten(1).mean(1).double().numpy()  # noqa: E731
         self.rows["residual"][i - 1] = mse(ema, self.noisy)
-        for w, mv in self.variance_of.items():
-            self.rows["variance" if w == self.setup.window else f"variance_w{w}"][i - 1] = mv.push(raw)
+        for key, mv in self.variance_of.items():
+            self.rows[key][i - 1] = mv.push(raw)
         self.rows["emv"][i - 1] = self.emv.push(raw)
         if self.prior_x0 is not None:
             self.rows["distance"][i - 1] = mse(ema, self.prior_x0)
