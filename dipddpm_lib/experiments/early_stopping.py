@@ -217,7 +217,6 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
     cfg = cfg or dip.DIPConfig.from_profile(profile)
     fit_kwargs = fit_kwargs or _fit_kwargs(profile)
     clean, noisy, sigmas = make_batch(setup, seed)
-    names = ReferenceRecorder.criteria_for(lookup is not None, prior_x0 is not None)
 
     def compute():
         rec = ReferenceRecorder(noisy, clean, sigmas, setup, lookup, prior_x0, until_fired)
@@ -225,8 +224,8 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
                       callback=rec, progress=progress, desc=f"plain DIP, seed {seed}",
                       **fit_kwargs)
         return _pack(res, {k: v[:rec.length] for k, v in rec.rows.items()},
-                     {f"output_{c}": rec.outputs[c] for c in names},
-                     {c: [rec.stops_for(n)[c] for n in range(len(sigmas))] for c in names})
+                     {f"output_{c}": rec.outputs[c] for c in rec.criteria},
+                     {c: [rec.stops_for(n)[c] for n in range(len(sigmas))] for c in rec.criteria})
 
     key = _cache_config("reference", setup, cfg, profile, seed) | {"fit": fit_kwargs}
     key.update(lookup=None if lookup is None else [lookup.predict(s) for s in setup.sigmas],

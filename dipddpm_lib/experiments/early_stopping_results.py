@@ -66,15 +66,11 @@ def es_wmv_sensitivity(setup: StoppingSetup, references: list[Run]) -> dict:
     for w in setup.wmv_windows:
         key = "variance" if w == setup.window else f"variance_w{w}"
         for p in setup.wmv_patiences:
-            gaps, runs = [], []
-            for ref in references:
-                curve = ref.history["psnr_clean"]
-                for n in range(curve.shape[1]):
-                    stop = last_minimum_stop(ref.history[key][:, n], p)
-                    gaps.append(curve[:, n].max() - curve[stop.iteration - 1, n])
-                    runs.append(stop.iterations_run)
-            out[f"W={w},P={p}"] = {"window": w, "patience": p, "gap_db": _gap_stats(gaps),
-                                   "iterations_run": spread(runs)}
+            stops = [(r.history["psnr_clean"][:, n], last_minimum_stop(r.history[key][:, n], p))
+                     for r in references for n in range(r.history["psnr_clean"].shape[1])]
+            out[f"W={w},P={p}"] = {"window": w, "patience": p,
+                                   "gap_db": _gap_stats([c.max() - c[s.iteration - 1] for c, s in stops]),
+                                   "iterations_run": spread([s.iterations_run for _, s in stops])}
     return out
 
 
