@@ -15,7 +15,7 @@ from ..data import load_photo
 from ..errors import check_choice, check_positive_int, check_seeds
 from ..methods.guided_dip import ProgressiveTargets, stage_noise_levels
 from ..profiles import check_device, get_profile
-from ..methods.sure_dip import KINDS as SURE_KINDS, SURE_PROBE_EVERY, fit_sure_dip
+from ..methods.sure_dip import SURE_PROBE_EVERY, fit_sure_dip
 from ..stopping import ReferenceRecorder, SigmaLookup, Stop
 
 NOTEBOOK = "04_early_stopping"
@@ -164,6 +164,12 @@ def _pack(res, history: dict, outputs: dict, stops: dict | list, extra_flops: fl
                      "wall_s": res.compute.wall_s}
 
 
+def _recorded(rec) -> tuple[dict, dict]:
+    """A recorder's kept outputs (as ``output_*``) and each criterion's stop per image."""
+    return ({f"output_{c}": o for c, o in rec.outputs.items()},
+            {c: [rec.stops_for(n)[c] for n in range(len(rec.sigmas))] for c in rec.outputs})
+
+
 def _cache_config(kind: str, setup: StoppingSetup, cfg: dip.DIPConfig, profile, seed: int) -> dict:
     keyed = setup.to_dict() | {"seeds": None}
     if kind == "guided":  # the guided fit does not read ES-WMV's windows
@@ -223,9 +229,7 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
         res = dip.fit(dip.Degradation("denoise", noisy), cfg, setup.budget, seed=seed,
                       callback=rec, progress=progress, desc=f"plain DIP, seed {seed}",
                       **fit_kwargs)
-        return _pack(res, {k: v[:rec.length] for k, v in rec.rows.items()},
-                     {f"output_{c}": rec.outputs[c] for c in rec.criteria},
-                     {c: [rec.stops_for(n)[c] for n in range(len(sigmas))] for c in rec.criteria})
+        return _pack(res, {k: v[:rec.length] for k, v in rec.rows.items()}, *_recorded(rec))
 
     key = _cache_config("reference", setup, cfg, profile, seed) | {"fit": fit_kwargs}
     key.update(lookup=None if lookup is None else [lookup.predict(s) for s in setup.sigmas],
@@ -262,9 +266,7 @@ def run_sure(setup: StoppingSetup, profile, seed: int, cache: Cache | None = Non
         rec, res, hist, probe_flops = fit_sure_dip(noisy, clean, sigmas, cfg, setup.patience,
                                                    setup.budget, seed, _fit_kwargs(profile),
                                                    probe_every, progress)
-        return _pack(res, hist, {f"output_{c}": rec.outputs[c] for c in SURE_KINDS},
-                     {c: [rec.stops_for(n)[c] for n in range(len(sigmas))] for c in SURE_KINDS},
-                     probe_flops)
+        return _pack(res, hist, *_recorded(rec), probe_flops)
 
     key = _cache_config("reference", setup, cfg, profile, seed) | {
         "kind": "sure", "probe_every": probe_every}
