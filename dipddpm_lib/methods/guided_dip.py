@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ddpm import BETA_SCHEDULES, alphas_cumprod
+from ..ddpm import alphas_cumprod
 from ..errors import check_choice, check_positive_int, check_sigma
 from ..metrics import psnr, ssim
 from ..stopping import Stop, absorbed_fraction, guided_stop
@@ -61,7 +61,6 @@ def stage_noise_levels(sigma: float, num_stages: int, stage_schedule: str = "lin
                        start_ratio: float = 1.0, beta_schedule: str = "linear"
                        ) -> tuple[np.ndarray, np.ndarray]:
     """``(timesteps, extra noise std per stage)`` for an observation with noise σ (0-255)."""
-    check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
     t = stage_timesteps(num_stages, start_timestep(sigma, start_ratio, beta_schedule),
                         stage_schedule)
     return t, extra_noise_std(t, beta_schedule)
