@@ -158,10 +158,10 @@ def _pack(res, history: dict, outputs: dict, stops: dict | list, extra_flops: fl
     tuples = lambda ss: [dataclasses.astuple(s) for s in ss]  # noqa: E731
     tensors = {**{f"history_{k}": torch.from_numpy(np.asarray(v, dtype=np.float64)).float()
                   for k, v in history.items()}, **outputs}
+    flops = res.compute.flops / res.compute.dip_iters / n + extra_flops
     return tensors, {"stops": tuples(stops) if isinstance(stops, list) else
                      {c: tuples(ss) for c, ss in stops.items()},
-                     "flops_per_iteration": res.compute.flops / res.compute.dip_iters / n + extra_flops,
-                     "wall_s": res.compute.wall_s}
+                     "flops_per_iteration": flops, "wall_s": res.compute.wall_s}
 
 
 def _recorded(rec) -> tuple[dict, dict]:
@@ -296,7 +296,8 @@ def run_guided(setup: StoppingSetup, profile, seed: int, cache: Cache | None = N
                       callback=ctl, target=ctl.target, progress=progress,
                       desc=f"guided DIP, seed {seed}", **_fit_kwargs(profile))
         hist = {k: np.stack(v) for k, v in ctl.rows.items()}
-        hist["psnr_clean"] = np.asarray(res.history["psnr_clean_ema"]).reshape(len(hist["residual"]), -1)
+        steps = len(hist["residual"])
+        hist["psnr_clean"] = np.asarray(res.history["psnr_clean_ema"]).reshape(steps, -1)
         return _pack(res, hist, {"outputs": ctl.outputs, "stage_outputs": ctl.stage_outputs,
                                  "stage_residual": torch.from_numpy(ctl.stage_residual),
                                  "stage_absorbed": torch.from_numpy(ctl.stage_absorbed)}, ctl.stops)

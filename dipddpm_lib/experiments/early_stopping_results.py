@@ -68,8 +68,8 @@ def es_wmv_sensitivity(setup: StoppingSetup, references: list[Run]) -> dict:
         for p in setup.wmv_patiences:
             stops = [(r.history["psnr_clean"][:, n], last_minimum_stop(r.history[key][:, n], p))
                      for r in references for n in range(r.history["psnr_clean"].shape[1])]
-            out[f"W={w},P={p}"] = {"window": w, "patience": p,
-                                   "gap_db": _gap_stats([c.max() - c[s.iteration - 1] for c, s in stops]),
+            gaps = [c.max() - c[s.iteration - 1] for c, s in stops]
+            out[f"W={w},P={p}"] = {"window": w, "patience": p, "gap_db": _gap_stats(gaps),
                                    "iterations_run": spread([s.iterations_run for _, s in stops])}
     return out
 
@@ -193,18 +193,19 @@ LABELS = {"guided": "guided (ours)", "prior_distance": "learned prior (ours)",
 
 def results_table(summary: dict) -> str:
     """The summary, one row per criterion (± the 95 % t-interval)."""
-    rows = [{"c": LABELS[c], "reads": "clean image" if s["needs_clean"] else "σ" if s["needs_sigma"] else "–",
-             "output": s["output"], "it": f"{s['iteration']['mean']:.0f} ± {s['iteration']['ci95']:.0f}",
-             "run": f"{s['iterations_run']['mean']:.0f}",
-             "psnr": f"{s['psnr']['mean']:.2f} ± {s['psnr']['ci95']:.2f}", "ssim": f"{s['ssim']['mean']:.3f}",
-             "gap": f"{s['gap_db']['mean']:.2f} ± {s['gap_db']['ci95']:.2f}",
+    pm = lambda v, d: f"{v['mean']:.{d}f} ± {v['ci95']:.{d}f}"  # noqa: E731
+    rows = [{"c": LABELS[c], "output": s["output"], "it": pm(s["iteration"], 0),
+             "reads": "clean image" if s["needs_clean"] else "σ" if s["needs_sigma"] else "–",
+             "run": f"{s['iterations_run']['mean']:.0f}", "psnr": pm(s["psnr"], 2),
+             "ssim": f"{s['ssim']['mean']:.3f}", "gap": pm(s["gap_db"], 2),
              "median": f"{s['gap_db']['median']:.2f}", "worst": f"{s['gap_db']['worst']:.2f}",
              "own": f"{s['own_gap_db']['mean']:.2f}" if s["own_gap_db"] else "–",
              "saved": f"{100 * s['compute_saved']['mean']:.0f}%"} for c, s in summary.items()]
     return markdown_table(rows, {"c": "criterion", "reads": "reads", "output": "output",
-                                 "it": "stop iteration", "run": "iterations run", "psnr": "PSNR (dB)",
-                                 "ssim": "SSIM", "gap": "gap mean", "median": "gap median",
-                                 "worst": "gap worst", "own": "own-peak gap", "saved": "compute saved"})
+                                 "it": "stop iteration", "run": "iterations run",
+                                 "psnr": "PSNR (dB)", "ssim": "SSIM", "gap": "gap mean",
+                                 "median": "gap median", "worst": "gap worst",
+                                 "own": "own-peak gap", "saved": "compute saved"})
 
 
 def stops_table(records: list[dict]) -> str:

@@ -60,7 +60,8 @@ def run_paper_regime(setup: StoppingSetup, profile, cache: Cache | None = None, 
     if prior is not None:
         _, noisy, sig = make_batch(paper, paper.seeds[0])
         x0 = denoise_x0_each(prior, noisy, sig)[0]
-        key = digest(torch.cat([p.detach().flatten().cpu().float() for p in prior.unet.parameters()]))
+        key = digest(torch.cat([p.detach().flatten().cpu().float()
+                                for p in prior.unet.parameters()]))
     return SeedRuns(run_reference(paper, profile, paper.seeds[0], cache, progress, prior_x0=x0,
                                   cfg=net, until_fired=("es_wmv", "es_emv"), kind="paper",
                                   fit_kwargs=paper_fit_kwargs(profile), prior_key=key))
