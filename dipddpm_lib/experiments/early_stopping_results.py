@@ -17,17 +17,19 @@ from .early_stopping import NOTEBOOK, Run, SeedRuns, StoppingSetup, _fit_kwargs
 
 
 def _stop_outputs(run: SeedRuns) -> tuple[dict, dict, dict, dict]:
-    """Per criterion: stops, outputs, FLOPs per iteration, and its own peak (the best output of
-    the trajectory and convention it reads; the guided run's: its best clean PSNR)."""
+    """Per criterion: stops, outputs, FLOPs per iteration, and the clean PSNR of its own peak
+    (the best output of the trajectory and convention it reads)."""
     ref = run.reference
     stops, outputs = dict(ref.stops), dict(ref.outputs)
     flops = {c: ref.flops_per_iteration for c in stops}
-    peak = {c: ref.outputs["oracle_raw" if c in RAW else "oracle"] for c in stops}
+    at = lambda x: psnr(x, ref.clean).double().numpy()  # noqa: E731
+    ema_peak, raw_peak = at(ref.outputs["oracle"]), at(ref.outputs["oracle_raw"])
+    peak = {c: raw_peak if c in RAW else ema_peak for c in stops}
     for c, r in (("guided", run.guided), ("sure", run.sure)):
         if r is not None:
             stops[c], outputs[c], flops[c] = r.stops[c], r.outputs[c], r.flops_per_iteration
-            peak[c] = (torch.from_numpy(np.nanmax(r.history["psnr_clean"], 0)) if c == "guided"
-                       else r.outputs["oracle_raw"])
+            peak[c] = (np.nanmax(r.history["psnr_clean"], 0) if c == "guided"
+                       else at(r.outputs["oracle_raw"]))
     return stops, outputs, flops, peak
 
 
@@ -45,11 +47,9 @@ def evaluate(setup: StoppingSetup, run: SeedRuns) -> list[dict]:
     """One record per (photograph, σ, criterion) of a seed: stop, PSNR, SSIM, ``gap_db`` (to
     the plain run's EMA peak), ``own_gap_db`` (to its own peak), compute."""
     ref = run.reference
-    stops, outputs, flops, peak = _stop_outputs(run)
+    stops, outputs, flops, own = _stop_outputs(run)
     quality = {c: (psnr(outputs[c], ref.clean).double().numpy(),
                    ssim(outputs[c], ref.clean).double().numpy()) for c in stops}
-    own = {c: (peak[c].double().numpy() if c == "guided" else
-               psnr(peak[c], ref.clean).double().numpy()) for c in stops}
     records = []
     for n, (photo, sigma) in enumerate(setup.pairs):
         for c in [c for c in CRITERIA if c in stops]:
