@@ -153,7 +153,8 @@ def _fit_kwargs(profile) -> dict:
 def _pack(res, history: dict, outputs: dict, stops: dict | list, extra_flops: float = 0.0
           ) -> tuple[dict, dict]:
     """A fit as the cache's ``(tensors, meta)``: ``history_*`` (float32), then ``outputs``,
-    the stops, FLOPs per image-iteration (+ ``extra_flops``) and wall seconds."""
+    the stops (per criterion; the guided run's stored as one bare list), FLOPs per
+    image-iteration (+ ``extra_flops``) and wall seconds."""
     n = len(next(iter(outputs.values())))
     tuples = lambda ss: [dataclasses.astuple(s) for s in ss]  # noqa: E731
     tensors = {**{f"history_{k}": torch.from_numpy(np.asarray(v, dtype=np.float64)).float()
