@@ -79,7 +79,8 @@ def plot_rule_evidence(guided: Run, indices, labels, stage_iterations: int):
         ax.semilogy(k, np.clip(drop, 1e-3, None), "o-", ms=3, label="fit-error drop / σ²")
         ax.semilogy(k, np.clip(2 * guided.stage_absorbed[1:, n], 1e-3, None), "s-", ms=3,
                     label="2 × absorbed share")
-        ax.axvline(guided.stops["guided"][n].iteration / stage_iterations, color=COLORS["guided"], lw=1.2)
+        ax.axvline(guided.stops["guided"][n].iteration / stage_iterations, color=COLORS["guided"],
+                   lw=1.2)
         ax.set(xlabel="stage", title=lab)
         twin = ax.twinx()
         ends = np.arange(1, guided.stage_residual.shape[0] + 1) * stage_iterations
