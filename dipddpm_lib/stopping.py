@@ -153,8 +153,7 @@ class ExpMovingVariance:
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1], got {alpha}")
         self.alpha = float(alpha)
-        self.ema: torch.Tensor | None = None
-        self.emv: torch.Tensor | None = None
+        self.ema = self.emv = None  # tensors from the first push on
 
     def push(self, outputs: torch.Tensor) -> np.ndarray:
         """Add one step's outputs (N×C×H×W)."""
