@@ -153,8 +153,7 @@ class ExpMovingVariance:
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1], got {alpha}")
         self.alpha = float(alpha)
-        self.ema: torch.Tensor | None = None
-        self.emv: torch.Tensor | None = None
+        self.ema = self.emv = None  # tensors from the first push on
 
     def push(self, outputs: torch.Tensor) -> np.ndarray:
         """Add one step's outputs (N×C×H×W)."""
@@ -238,10 +237,11 @@ class ReferenceRecorder:
         if prior_x0 is not None and tuple(prior_x0.shape) != tuple(noisy.shape):
             raise ValueError(f"prior_x0 {tuple(prior_x0.shape)} must match the observations "
                              f"{tuple(noisy.shape)}")
-        self.variance_of = {w: MovingVariance(w) for w in setup.wmv_windows}
+        self.variance_of = {"variance" if w == setup.window else f"variance_w{w}": MovingVariance(w)
+                            for w in setup.wmv_windows}
         self.emv = ExpMovingVariance(EMV_ALPHA)
-        keys = ["residual", "variance", "emv", "psnr_clean", "psnr_clean_raw"]
-        keys += [f"variance_w{w}" for w in setup.wmv_windows if w != setup.window]
+        keys = ["residual", "variance", "emv", "psnr_clean", "psnr_clean_raw",
+                *(k for k in self.variance_of if k != "variance")]
         keys += ["distance"] if prior_x0 is not None else []
         self.rows = {k: np.full((setup.budget, len(self.sigmas)), np.nan) for k in keys}
         self.length = 0
@@ -279,19 +279,25 @@ class ReferenceRecorder:
         ema, raw = out_ema.detach().cpu(), out.detach().cpu()
         mse = lambda a, b: (a - b).pow(2).flatten(1).mean(1).double().numpy()  # noqa: E731
         self.rows["residual"][i - 1] = mse(ema, self.noisy)
-        for w, mv in self.variance_of.items():
-            self.rows["variance" if w == self.setup.window else f"variance_w{w}"][i - 1] = mv.push(raw)
+        for key, mv in self.variance_of.items():
+            self.rows[key][i - 1] = mv.push(raw)
         self.rows["emv"][i - 1] = self.emv.push(raw)
         if self.prior_x0 is not None:
             self.rows["distance"][i - 1] = mse(ema, self.prior_x0)
         self.rows["psnr_clean"][i - 1] = psnr(ema, self.clean).double().numpy()
         self.rows["psnr_clean_raw"][i - 1] = psnr(raw, self.clean).double().numpy()
         self.length = i
-        done = True
-        for n in range(len(self.sigmas)):
-            stops = self.stops_for(n)
-            for name, stop in stops.items():
-                if stop.iteration == i:
-                    self.outputs[name][n] = (raw if name in RAW else ema)[n]
-            done &= all(stops[c].fired for c in self.until_fired)
-        return bool(self.until_fired) and done
+        return keep_at_stops(self, i, raw, ema, self.until_fired) and bool(self.until_fired)
+
+
+def keep_at_stops(recorder, i: int, raw: torch.Tensor, ema: torch.Tensor | None, until) -> bool:
+    """Keep each image's output (raw for :data:`RAW`, else EMA) of every criterion of
+    ``recorder.stops_for`` whose current stop is step ``i``; True once ``until`` fired on all."""
+    done = True
+    for n in range(len(recorder.sigmas)):
+        stops = recorder.stops_for(n)
+        for name, stop in stops.items():
+            if stop.iteration == i:
+                recorder.outputs[name][n] = (raw if name in RAW else ema)[n]
+        done &= all(stops[c].fired for c in until)
+    return done

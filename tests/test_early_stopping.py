@@ -189,8 +189,8 @@ def test_runs_stop_every_image_cache_and_are_not_refit(smoke, setup, cache, monk
     assert set(ref.stops) == set(plain) and all(len(ref.stops[c]) == n for c in plain)
     cap = setup.num_stages * setup.stage_iterations
     assert all(1 <= s.iteration <= cap and s.iteration % setup.stage_iterations == 0
-               for s in guided.stops)
-    assert guided.outputs.shape == ref.clean.shape and guided.outputs.abs().sum() > 0
+               for s in guided.stops["guided"])
+    assert guided.outputs["guided"].shape == ref.clean.shape and guided.outputs["guided"].abs().sum() > 0
     assert guided.stage_outputs.shape[0] == setup.num_stages
     assert np.isnan(guided.stage_absorbed[-1]).all()
     assert guided.history["ssim_target"].shape == guided.history["psnr_target"].shape
@@ -214,7 +214,7 @@ def test_runs_stop_every_image_cache_and_are_not_refit(smoke, setup, cache, monk
 
     monkeypatch.setattr(dip, "fit", no_fit)
     again = es.run_guided(setup, smoke, 0, cache, progress=False)
-    assert again.stops == guided.stops and torch.equal(again.outputs, guided.outputs)
+    assert again.stops == guided.stops and torch.equal(again.outputs["guided"], guided.outputs["guided"])
     assert es.run_reference(setup, smoke, 0, cache, progress=False).stops == ref.stops
     assert cache_files(cache) == written
 

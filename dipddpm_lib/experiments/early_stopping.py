@@ -12,11 +12,10 @@ from tqdm.auto import tqdm
 from .. import dip
 from ..cache import Cache, cached, digest
 from ..data import load_photo
-from ..ddpm import BETA_SCHEDULES
-from ..errors import check_choice, check_positive_int, check_seeds, check_sigma
+from ..errors import check_choice, check_positive_int, check_seeds
 from ..methods.guided_dip import ProgressiveTargets, stage_noise_levels
 from ..profiles import check_device, get_profile
-from ..methods.sure_dip import KINDS as SURE_KINDS, SURE_PROBE_EVERY, fit_sure_dip
+from ..methods.sure_dip import SURE_PROBE_EVERY, fit_sure_dip
 from ..stopping import ReferenceRecorder, SigmaLookup, Stop
 
 NOTEBOOK = "04_early_stopping"
@@ -66,9 +65,6 @@ class StoppingSetup:
             raise ValueError("photos, sigmas and seeds must each hold at least one value")
         if self.photo_size % 32:
             raise ValueError(f"photo size must be a multiple of 32, got {self.photo_size}")
-        for s in self.sigmas:
-            if not 0 < check_sigma(s):
-                raise ValueError(f"sigma must be > 0 for denoising, got {s}")
         check_seeds(self.seeds)
         check_positive_int("fixed_iterations", self.fixed_iterations)
         if not 0 < self.paper_scale <= 10:
@@ -76,8 +72,7 @@ class StoppingSetup:
         check_positive_int("stage_iterations", self.stage_iterations)
         if not all(f > 0 for f in self.wmv_window_factors):
             raise ValueError(f"ES-WMV window factors must be positive, got {self.wmv_window_factors}")
-        check_choice("beta schedule", self.beta_schedule, BETA_SCHEDULES)
-        for s in self.sigmas:
+        for s in self.sigmas:  # checks σ > 0, the beta and stage schedules and the first stage
             stage_noise_levels(s, self.num_stages, self.stage_schedule, self.start_ratio,
                                self.beta_schedule)
 
@@ -155,13 +150,25 @@ def _fit_kwargs(profile) -> dict:
                 device=profile.device)
 
 
-def _per_image_flops(res, n: int) -> float:
-    return res.compute.flops / res.compute.dip_iters / n
+def _pack(res, history: dict, outputs: dict, stops: dict | list, extra_flops: float = 0.0
+          ) -> tuple[dict, dict]:
+    """A fit as the cache's ``(tensors, meta)``: ``history_*`` (float32), then ``outputs``,
+    the stops (per criterion; the guided run's stored as one bare list), FLOPs per
+    image-iteration (+ ``extra_flops``) and wall seconds."""
+    n = len(next(iter(outputs.values())))
+    tuples = lambda ss: [dataclasses.astuple(s) for s in ss]  # noqa: E731
+    tensors = {**{f"history_{k}": torch.from_numpy(np.asarray(v, dtype=np.float64)).float()
+                  for k, v in history.items()}, **outputs}
+    flops = res.compute.flops / res.compute.dip_iters / n + extra_flops
+    return tensors, {"stops": tuples(stops) if isinstance(stops, list) else
+                     {c: tuples(ss) for c, ss in stops.items()},
+                     "flops_per_iteration": flops, "wall_s": res.compute.wall_s}
 
 
-def _histories(tensors: dict) -> dict[str, np.ndarray]:
-    return {k[len("history_"):]: v.double().numpy() for k, v in tensors.items()
-            if k.startswith("history_")}
+def _recorded(rec) -> tuple[dict, dict]:
+    """A recorder's kept outputs (as ``output_*``) and each criterion's stop per image."""
+    return ({f"output_{c}": o for c, o in rec.outputs.items()},
+            {c: [rec.stops_for(n)[c] for n in range(len(rec.sigmas))] for c in rec.outputs})
 
 
 def _cache_config(kind: str, setup: StoppingSetup, cfg: dip.DIPConfig, profile, seed: int) -> dict:
@@ -176,23 +183,40 @@ def _cache_config(kind: str, setup: StoppingSetup, cfg: dip.DIPConfig, profile, 
 
 
 @dataclass
-class ReferenceRun:
+class Run:
+    """One cached batched fit of a seed: its batch, each criterion's stops and outputs, the
+    histories (iterations × images), FLOPs per image-iteration and wall seconds; the guided run
+    adds its stage-end outputs, residuals, absorbed shares (stages × images) and noise stds."""
+
     seed: int
     clean: torch.Tensor
     noisy: torch.Tensor
     sigmas: np.ndarray
-    history: dict[str, np.ndarray]  # residual, variance, emv, psnr_clean(_raw), …: iterations × images
     stops: dict[str, list[Stop]]
     outputs: dict[str, torch.Tensor]
+    history: dict[str, np.ndarray]
     flops_per_iteration: float
     wall_s: float
+    stage_outputs: torch.Tensor | None = None
+    stage_residual: np.ndarray | None = None
+    stage_absorbed: np.ndarray | None = None
+    noise_stds: np.ndarray | None = None
+
+
+def _read(seed: int, batch: tuple, tensors: dict, meta: dict, stops: dict, **stages) -> Run:
+    """A :class:`Run` from a cache entry; ``stops``: each criterion's stored stop tuples."""
+    return Run(seed, *batch, {c: [Stop(*s) for s in ss] for c, ss in stops.items()},
+               {c: tensors[f"output_{c}"] for c in stops},
+               {k[len("history_"):]: v.double().numpy() for k, v in tensors.items()
+                if k.startswith("history_")},
+               meta["flops_per_iteration"], meta["wall_s"], **stages)
 
 
 def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None = None,
                   progress: bool = True, lookup: SigmaLookup | None = None,
                   prior_x0: torch.Tensor | None = None, cfg: dip.DIPConfig | None = None,
                   until_fired: tuple[str, ...] = (), kind: str = "reference",
-                  fit_kwargs: dict | None = None, prior_key: str | None = None) -> ReferenceRun:
+                  fit_kwargs: dict | None = None, prior_key: str | None = None) -> Run:
     """One batched plain DIP fit of every (photograph, σ) pair for ``setup.budget`` iterations,
     every plain-run criterion applied online (:class:`ReferenceRecorder`). Cached; the key
     holds the lookup's counts and ``prior_key`` (default: a digest of ``prior_x0``)."""
@@ -200,30 +224,19 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
     cfg = cfg or dip.DIPConfig.from_profile(profile)
     fit_kwargs = fit_kwargs or _fit_kwargs(profile)
     clean, noisy, sigmas = make_batch(setup, seed)
-    names = ReferenceRecorder.criteria_for(lookup is not None, prior_x0 is not None)
 
     def compute():
         rec = ReferenceRecorder(noisy, clean, sigmas, setup, lookup, prior_x0, until_fired)
         res = dip.fit(dip.Degradation("denoise", noisy), cfg, setup.budget, seed=seed,
                       callback=rec, progress=progress, desc=f"plain DIP, seed {seed}",
                       **fit_kwargs)
-        hist = {k: torch.from_numpy(v[:rec.length]).float() for k, v in rec.rows.items()}
-        stops = {c: [dataclasses.astuple(rec.stops_for(n)[c]) for n in range(len(sigmas))]
-                 for c in names}
-        tensors = {**{f"history_{k}": v for k, v in hist.items()},
-                   **{f"output_{c}": rec.outputs[c] for c in names}}
-        meta = {"stops": stops, "flops_per_iteration": _per_image_flops(res, len(sigmas)),
-                "wall_s": res.compute.wall_s}
-        return tensors, meta
+        return _pack(res, {k: v[:rec.length] for k, v in rec.rows.items()}, *_recorded(rec))
 
     key = _cache_config("reference", setup, cfg, profile, seed) | {"fit": fit_kwargs}
     key.update(lookup=None if lookup is None else [lookup.predict(s) for s in setup.sigmas],
                prior_x0=prior_key or digest(prior_x0), until_fired=list(until_fired))
     tensors, meta = cached(f"es_{kind}", key, compute, cache)
-    return ReferenceRun(seed, clean, noisy, sigmas, _histories(tensors),
-                        {c: [Stop(*s) for s in meta["stops"][c]] for c in names},
-                        {c: tensors[f"output_{c}"] for c in names},
-                        meta["flops_per_iteration"], meta["wall_s"])
+    return _read(seed, (clean, noisy, sigmas), tensors, meta, meta["stops"])
 
 
 def tune_setup(setup: StoppingSetup, profile) -> StoppingSetup:
@@ -234,7 +247,7 @@ def tune_setup(setup: StoppingSetup, profile) -> StoppingSetup:
 
 
 def calibrate_lookup(setup: StoppingSetup, profile, cache: Cache | None = None,
-                     progress: bool = True) -> tuple[SigmaLookup, ReferenceRun]:
+                     progress: bool = True) -> tuple[SigmaLookup, Run]:
     """``sigma_lookup`` fitted on the oracle peaks of plain DIP on the tune photographs."""
     tune = tune_setup(setup, profile)
     ref = run_reference(tune, profile, tune.seeds[0], cache, progress)
@@ -242,48 +255,24 @@ def calibrate_lookup(setup: StoppingSetup, profile, cache: Cache | None = None,
     return SigmaLookup.fit([s for _, s in tune.pairs], peaks), ref
 
 
-@dataclass
-class SureRun:
-    seed: int
-    stops: dict[str, list[Stop]]  # sure, oracle_raw (the run's own raw peak)
-    outputs: dict[str, torch.Tensor]
-    history: dict[str, np.ndarray]  # sure, residual, divergence, psnr_clean_raw
-    flops_per_iteration: float  # the network's step plus the probes' forward passes
-    wall_s: float
-
-
 def run_sure(setup: StoppingSetup, profile, seed: int, cache: Cache | None = None,
-             progress: bool = True, probe_every: int = SURE_PROBE_EVERY) -> SureRun:
+             progress: bool = True, probe_every: int = SURE_PROBE_EVERY) -> Run:
     """SURE-stopped DIP (:func:`~dipddpm_lib.methods.sure_dip.fit_sure_dip`) with ES-WMV's
-    patience. Cached."""
+    patience; its stops are ``sure`` and ``oracle_raw`` (the run's own raw peak). Cached."""
     setup.check()
     clean, noisy, sigmas = make_batch(setup, seed)
     cfg = dip.DIPConfig.from_profile(profile, input_depth=noisy.shape[1])
 
     def compute():
-        return fit_sure_dip(noisy, clean, sigmas, cfg, setup.patience, setup.budget, seed,
-                            _fit_kwargs(profile), probe_every, progress)
+        rec, res, hist, probe_flops = fit_sure_dip(noisy, clean, sigmas, cfg, setup.patience,
+                                                   setup.budget, seed, _fit_kwargs(profile),
+                                                   probe_every, progress)
+        return _pack(res, hist, *_recorded(rec), probe_flops)
 
     key = _cache_config("reference", setup, cfg, profile, seed) | {
         "kind": "sure", "probe_every": probe_every}
     tensors, meta = cached("es_sure", key, compute, cache)
-    return SureRun(seed, {c: [Stop(*s) for s in meta["stops"][c]] for c in SURE_KINDS},
-                   {c: tensors[f"output_{c}"] for c in SURE_KINDS},
-                   _histories(tensors), meta["flops_per_iteration"], meta["wall_s"])
-
-
-@dataclass
-class GuidedRun:
-    seed: int
-    stops: list[Stop]
-    outputs: torch.Tensor
-    stage_outputs: torch.Tensor  # stages × images × C×H×W (EMA output at each stage end)
-    stage_residual: np.ndarray  # stages × images
-    stage_absorbed: np.ndarray  # stages × images (NaN for the final stage)
-    noise_stds: np.ndarray  # images × stages, on [0, 1] images
-    history: dict[str, np.ndarray]  # psnr_target, ssim_target, residual, psnr_clean
-    flops_per_iteration: float
-    wall_s: float
+    return _read(seed, (clean, noisy, sigmas), tensors, meta, meta["stops"])
 
 
 def guided_schedule(setup: StoppingSetup, sigmas) -> np.ndarray:
@@ -293,7 +282,7 @@ def guided_schedule(setup: StoppingSetup, sigmas) -> np.ndarray:
 
 
 def run_guided(setup: StoppingSetup, profile, seed: int, cache: Cache | None = None,
-               progress: bool = True) -> GuidedRun:
+               progress: bool = True) -> Run:
     """One batched DIP fit with progressive targets (same net and seed as the plain run),
     each image stopped by the guided rule; the clean image feeds only the logged PSNR. Cached."""
     setup.check()
@@ -310,28 +299,24 @@ def run_guided(setup: StoppingSetup, profile, seed: int, cache: Cache | None = N
         hist = {k: np.stack(v) for k, v in ctl.rows.items()}
         steps = len(hist["residual"])
         hist["psnr_clean"] = np.asarray(res.history["psnr_clean_ema"]).reshape(steps, -1)
-        tensors = {"outputs": ctl.outputs, "stage_outputs": ctl.stage_outputs,
-                   "stage_residual": torch.from_numpy(ctl.stage_residual),
-                   "stage_absorbed": torch.from_numpy(ctl.stage_absorbed),
-                   **{f"history_{k}": torch.from_numpy(v).float() for k, v in hist.items()}}
-        meta = {"stops": [dataclasses.astuple(s) for s in ctl.stops],
-                "flops_per_iteration": _per_image_flops(res, len(sigmas)),
-                "wall_s": res.compute.wall_s}
-        return tensors, meta
+        return _pack(res, hist, {"outputs": ctl.outputs, "stage_outputs": ctl.stage_outputs,
+                                 "stage_residual": torch.from_numpy(ctl.stage_residual),
+                                 "stage_absorbed": torch.from_numpy(ctl.stage_absorbed)}, ctl.stops)
 
-    tensors, meta = cached("es_guided", _cache_config("guided", setup, cfg, profile, seed),
-                           compute, cache)
-    return GuidedRun(seed, [Stop(*s) for s in meta["stops"]], tensors["outputs"],
-                     tensors["stage_outputs"], tensors["stage_residual"].double().numpy(),
-                     tensors["stage_absorbed"].double().numpy(), stds,
-                     _histories(tensors), meta["flops_per_iteration"], meta["wall_s"])
+    t, meta = cached("es_guided", _cache_config("guided", setup, cfg, profile, seed), compute, cache)
+    return _read(seed, (clean, noisy, sigmas), t | {"output_guided": t["outputs"]}, meta,
+                 {"guided": meta["stops"]}, stage_outputs=t["stage_outputs"],
+                 stage_residual=t["stage_residual"].double().numpy(),
+                 stage_absorbed=t["stage_absorbed"].double().numpy(), noise_stds=stds)
 
 
 @dataclass
 class SeedRuns:
-    reference: ReferenceRun
-    guided: GuidedRun | None = None
-    sure: SureRun | None = None
+    """A seed's plain run, and its guided and SURE runs where they were fitted."""
+
+    reference: Run
+    guided: Run | None = None
+    sure: Run | None = None
 
 
 def run_all(setup: StoppingSetup, profile, cache: Cache | None = None,
@@ -345,4 +330,3 @@ def run_all(setup: StoppingSetup, profile, cache: Cache | None = None,
                             run_guided(setup, profile, seed, cache),
                             run_sure(setup, profile, seed, cache) if sure else None))
     return out
-

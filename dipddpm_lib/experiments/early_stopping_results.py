@@ -13,23 +13,23 @@ from ..data import photo_name, photo_roles
 from ..metrics import psnr, ssim
 from ..results import markdown_table, paired_difference, save_array, spread
 from ..stopping import CRITERIA, NEEDS_SIGMA, ORACLES, RAW, SigmaLookup, last_minimum_stop
-from .early_stopping import NOTEBOOK, ReferenceRun, SeedRuns, StoppingSetup, _fit_kwargs
+from .early_stopping import NOTEBOOK, Run, SeedRuns, StoppingSetup, _fit_kwargs
 
 
 def _stop_outputs(run: SeedRuns) -> tuple[dict, dict, dict, dict]:
-    """Per criterion: stops, outputs, FLOPs per iteration, and its own peak (the best output of
-    the trajectory and convention it reads; the guided run's: its best clean PSNR)."""
+    """Per criterion: stops, outputs, FLOPs per iteration, and the clean PSNR of its own peak
+    (the best output of the trajectory and convention it reads)."""
     ref = run.reference
     stops, outputs = dict(ref.stops), dict(ref.outputs)
     flops = {c: ref.flops_per_iteration for c in stops}
-    peak = {c: ref.outputs["oracle_raw" if c in RAW else "oracle"] for c in stops}
-    if run.guided is not None:
-        stops["guided"], outputs["guided"] = run.guided.stops, run.guided.outputs
-        flops["guided"] = run.guided.flops_per_iteration
-        peak["guided"] = torch.from_numpy(np.nanmax(run.guided.history["psnr_clean"], 0))
-    if run.sure is not None:
-        stops["sure"], outputs["sure"] = run.sure.stops["sure"], run.sure.outputs["sure"]
-        flops["sure"], peak["sure"] = run.sure.flops_per_iteration, run.sure.outputs["oracle_raw"]
+    at = lambda x: psnr(x, ref.clean).double().numpy()  # noqa: E731
+    ema_peak, raw_peak = at(ref.outputs["oracle"]), at(ref.outputs["oracle_raw"])
+    peak = {c: raw_peak if c in RAW else ema_peak for c in stops}
+    for c, r in (("guided", run.guided), ("sure", run.sure)):
+        if r is not None:
+            stops[c], outputs[c], flops[c] = r.stops[c], r.outputs[c], r.flops_per_iteration
+            peak[c] = (np.nanmax(r.history["psnr_clean"], 0) if c == "guided"
+                       else at(r.outputs["oracle_raw"]))
     return stops, outputs, flops, peak
 
 
@@ -47,11 +47,9 @@ def evaluate(setup: StoppingSetup, run: SeedRuns) -> list[dict]:
     """One record per (photograph, σ, criterion) of a seed: stop, PSNR, SSIM, ``gap_db`` (to
     the plain run's EMA peak), ``own_gap_db`` (to its own peak), compute."""
     ref = run.reference
-    stops, outputs, flops, peak = _stop_outputs(run)
+    stops, outputs, flops, own = _stop_outputs(run)
     quality = {c: (psnr(outputs[c], ref.clean).double().numpy(),
                    ssim(outputs[c], ref.clean).double().numpy()) for c in stops}
-    own = {c: (peak[c].double().numpy() if c == "guided" else
-               psnr(peak[c], ref.clean).double().numpy()) for c in stops}
     records = []
     for n, (photo, sigma) in enumerate(setup.pairs):
         for c in [c for c in CRITERIA if c in stops]:
@@ -62,22 +60,17 @@ def evaluate(setup: StoppingSetup, run: SeedRuns) -> list[dict]:
     return records
 
 
-def es_wmv_sensitivity(setup: StoppingSetup, references: list[ReferenceRun]) -> dict:
+def es_wmv_sensitivity(setup: StoppingSetup, references: list[Run]) -> dict:
     """ES-WMV's gap to the oracle for every recorded window × patience, from the histories."""
-    references = [getattr(r, "reference", r) for r in references]
     out = {}
     for w in setup.wmv_windows:
         key = "variance" if w == setup.window else f"variance_w{w}"
         for p in setup.wmv_patiences:
-            gaps, runs = [], []
-            for ref in references:
-                curve = ref.history["psnr_clean"]
-                for n in range(curve.shape[1]):
-                    stop = last_minimum_stop(ref.history[key][:, n], p)
-                    gaps.append(curve[:, n].max() - curve[stop.iteration - 1, n])
-                    runs.append(stop.iterations_run)
+            stops = [(r.history["psnr_clean"][:, n], last_minimum_stop(r.history[key][:, n], p))
+                     for r in references for n in range(r.history["psnr_clean"].shape[1])]
+            gaps = [c.max() - c[s.iteration - 1] for c, s in stops]
             out[f"W={w},P={p}"] = {"window": w, "patience": p, "gap_db": _gap_stats(gaps),
-                                   "iterations_run": spread(runs)}
+                                   "iterations_run": spread([s.iterations_run for _, s in stops])}
     return out
 
 
@@ -100,17 +93,15 @@ def summarize(records: list[dict], setup: StoppingSetup) -> dict:
     out = {}
     for c in [c for c in CRITERIA if any(r["criterion"] == c for r in records)]:
         rows = [r for r in records if r["criterion"] == c]
-        own = [r.get("own_gap_db", float("nan")) for r in rows]
+        own = [r["own_gap_db"] for r in rows]
+        of = lambda *keys: {k: spread([r[k] for r in rows]) for k in keys}  # noqa: E731
         out[c] = {
-            "iteration": spread([r["iteration"] for r in rows]),
-            "iterations_run": spread([r["iterations_run"] for r in rows]),
-            "psnr": spread([r["psnr"] for r in rows]), "ssim": spread([r["ssim"] for r in rows]),
+            **of("iteration", "iterations_run", "psnr", "ssim"),
             "gap_db": _gap_stats([r["gap_db"] for r in rows]),
             "gap_db_by_sigma": {str(s): _gap_stats([r["gap_db"] for r in rows if r["sigma"] == s])
                                 for s in setup.sigmas if any(r["sigma"] == s for r in rows)},
             "own_gap_db": _gap_stats(own) if np.isfinite(own).all() else None,
-            "compute_saved": spread([r["compute_saved"] for r in rows]),
-            "gflops": spread([r["gflops"] for r in rows]),
+            **of("compute_saved", "gflops"),
             "fired_fraction": float(np.mean([r["fired"] for r in rows])),
             "needs_sigma": c in NEEDS_SIGMA, "needs_clean": c in ORACLES,
             "output": "raw" if c in RAW else "EMA",
@@ -121,22 +112,20 @@ def summarize(records: list[dict], setup: StoppingSetup) -> dict:
 def quality_bar(summary: dict, max_gap_db: float = 1.0, sigmas=(25.0, 50.0)) -> dict:
     """Is the guided mean gap at ``sigmas`` (those run) ≤ ``max_gap_db``; the best criterion
     without the clean image; the guided rule's difference to every peer."""
-    g = summary["guided"]
+    g, mean = summary["guided"], {c: summary[c]["gap_db"]["mean"] for c in summary}
     have = [str(float(s)) for s in sigmas if str(float(s)) in g["gap_db_by_sigma"]]
     gaps = [g["gap_db_by_sigma"][s]["mean"] for s in have]
     peers = [c for c in summary if c not in ORACLES]
-    best = min(peers, key=lambda c: summary[c]["gap_db"]["mean"])
-    return {"guided_mean_gap_db": g["gap_db"]["mean"], "max_gap_db": max_gap_db,
+    best = min(peers, key=mean.get)
+    return {"guided_mean_gap_db": mean["guided"], "max_gap_db": max_gap_db,
             "bar_sigmas": [float(s) for s in have] or None,
             "guided_gap_by_bar_sigma_db": dict(zip(have, gaps)),
-            "guided_within_max_gap": bool(max(gaps or [g["gap_db"]["mean"]]) <= max_gap_db),
-            "best_criterion": best, "best_gap_db": summary[best]["gap_db"]["mean"],
-            "guided_is_best": best == "guided",
-            "guided_minus_peer_db": {c: g["gap_db"]["mean"] - summary[c]["gap_db"]["mean"]
-                                     for c in peers if c != "guided"},
-            "es_wmv_mean_gap_db": summary["es_wmv"]["gap_db"]["mean"],
-            "guided_no_worse_than_es_wmv": bool(g["gap_db"]["mean"] <= summary["es_wmv"]["gap_db"]["mean"]),
-            "guided_minus_es_wmv_db": g["gap_db"]["mean"] - summary["es_wmv"]["gap_db"]["mean"]}
+            "guided_within_max_gap": bool(max(gaps or [mean["guided"]]) <= max_gap_db),
+            "best_criterion": best, "best_gap_db": mean[best], "guided_is_best": best == "guided",
+            "guided_minus_peer_db": {c: mean["guided"] - mean[c] for c in peers if c != "guided"},
+            "es_wmv_mean_gap_db": mean["es_wmv"],
+            "guided_no_worse_than_es_wmv": bool(mean["guided"] <= mean["es_wmv"]),
+            "guided_minus_es_wmv_db": mean["guided"] - mean["es_wmv"]}
 
 
 def run_compute(setup: StoppingSetup, runs: list[SeedRuns]) -> dict:
@@ -153,19 +142,20 @@ def run_compute(setup: StoppingSetup, runs: list[SeedRuns]) -> dict:
 def save_stop_arrays(out_dir, setup: StoppingSetup, runs: list[SeedRuns]) -> list[str]:
     """Write ``stop_<criterion>_<image>_<sigma>`` and ``noisy_<image>_<sigma>`` (one image per
     seed) and ``clean_<image>``; return the names written."""
-    names = []
-    per_seed = [_stop_outputs(r)[1] for r in runs]
+    names, per_seed = [], [_stop_outputs(r)[1] for r in runs]
+
+    def save(name: str, images) -> None:
+        save_array(out_dir, name, images)
+        names.append(name)
+
     for n, (photo, sigma) in enumerate(setup.pairs):
         photo = photo_name(photo)
         tag = f"{photo}_{sigma:g}"
         for c in [c for c in CRITERIA if c in per_seed[0]]:
-            save_array(out_dir, f"stop_{c}_{tag}", torch.stack([o[c][n] for o in per_seed]))
-            names.append(f"stop_{c}_{tag}")
-        save_array(out_dir, f"noisy_{tag}", torch.stack([r.reference.noisy[n] for r in runs]))
-        names.append(f"noisy_{tag}")
+            save(f"stop_{c}_{tag}", torch.stack([o[c][n] for o in per_seed]))
+        save(f"noisy_{tag}", torch.stack([r.reference.noisy[n] for r in runs]))
         if f"clean_{photo}" not in names:
-            save_array(out_dir, f"clean_{photo}", runs[0].reference.clean[n:n + 1])
-            names.append(f"clean_{photo}")
+            save(f"clean_{photo}", runs[0].reference.clean[n:n + 1])
     return names
 
 
@@ -177,7 +167,7 @@ def build_metrics(profile, setup: StoppingSetup, runs: list[SeedRuns], records, 
             "settings_source": settings or {},
             "network": dataclasses.asdict(dip.DIPConfig.from_profile(profile)),
             "fit": _fit_kwargs(profile), "methods": summary, "quality_bar": quality_bar(summary),
-            "es_wmv_sensitivity": es_wmv_sensitivity(setup, runs),
+            "es_wmv_sensitivity": es_wmv_sensitivity(setup, [r.reference for r in runs]),
             "compute": run_compute(setup, runs),
             "flops_per_iteration": runs[0].reference.flops_per_iteration, "runs": records,
             **(extra or {})}
@@ -201,29 +191,21 @@ LABELS = {"guided": "guided (ours)", "prior_distance": "learned prior (ours)",
           "oracle": "oracle (upper bound)", "oracle_raw": "oracle, raw output"}
 
 
-def _ci(s: dict) -> float:
-    """The 95 % t-interval's half-width (the std in results stored before it existed)."""
-    return s.get("ci95", s["std"])
-
-
 def results_table(summary: dict) -> str:
     """The summary, one row per criterion (± the 95 % t-interval)."""
-    head = ("| criterion | reads | output | stop iteration | iterations run | PSNR (dB) | SSIM | "
-            "gap mean | gap median | gap worst | own-peak gap | compute saved |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-    rows = []
-    for c, s in summary.items():
-        reads = "clean image" if s.get("needs_clean") else "σ" if s.get("needs_sigma") else "–"
-        own = s.get("own_gap_db")
-        rows.append(f"| {LABELS[c]} | {reads} | {s.get('output', 'EMA')} | "
-                    f"{s['iteration']['mean']:.0f} ± {_ci(s['iteration']):.0f} "
-                    f"| {s['iterations_run']['mean']:.0f} | {s['psnr']['mean']:.2f} ± "
-                    f"{_ci(s['psnr']):.2f} | {s['ssim']['mean']:.3f} | "
-                    f"{s['gap_db']['mean']:.2f} ± {_ci(s['gap_db']):.2f} | "
-                    f"{s['gap_db']['median']:.2f} | {s['gap_db']['worst']:.2f} | "
-                    + (f"{own['mean']:.2f}" if own else "–") +
-                    f" | {100 * s['compute_saved']['mean']:.0f}% |")
-    return head + "\n".join(rows)
+    pm = lambda v, d: f"{v['mean']:.{d}f} ± {v['ci95']:.{d}f}"  # noqa: E731
+    rows = [{"c": LABELS[c], "output": s["output"], "it": pm(s["iteration"], 0),
+             "reads": "clean image" if s["needs_clean"] else "σ" if s["needs_sigma"] else "–",
+             "run": f"{s['iterations_run']['mean']:.0f}", "psnr": pm(s["psnr"], 2),
+             "ssim": f"{s['ssim']['mean']:.3f}", "gap": pm(s["gap_db"], 2),
+             "median": f"{s['gap_db']['median']:.2f}", "worst": f"{s['gap_db']['worst']:.2f}",
+             "own": f"{s['own_gap_db']['mean']:.2f}" if s["own_gap_db"] else "–",
+             "saved": f"{100 * s['compute_saved']['mean']:.0f}%"} for c, s in summary.items()]
+    return markdown_table(rows, {"c": "criterion", "reads": "reads", "output": "output",
+                                 "it": "stop iteration", "run": "iterations run",
+                                 "psnr": "PSNR (dB)", "ssim": "SSIM", "gap": "gap mean",
+                                 "median": "gap median", "worst": "gap worst",
+                                 "own": "own-peak gap", "saved": "compute saved"})
 
 
 def stops_table(records: list[dict]) -> str:

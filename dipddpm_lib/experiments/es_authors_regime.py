@@ -47,10 +47,6 @@ def paper_fit_kwargs(profile) -> dict:
     return _fit_kwargs(profile) | {"lr": PAPER_LR, "reg_noise_std": PAPER_REG_NOISE}
 
 
-def _weights_digest(model) -> str:
-    return digest(torch.cat([p.detach().flatten().cpu().float() for p in model.unet.parameters()]))
-
-
 def run_paper_regime(setup: StoppingSetup, profile, cache: Cache | None = None, prior=None,
                      progress: bool = True) -> SeedRuns:
     """The authors'-regime plain run (the learned-prior rule too when the photo DDPM ``prior``
@@ -63,7 +59,9 @@ def run_paper_regime(setup: StoppingSetup, profile, cache: Cache | None = None, 
     x0 = key = None
     if prior is not None:
         _, noisy, sig = make_batch(paper, paper.seeds[0])
-        x0, key = denoise_x0_each(prior, noisy, sig)[0], _weights_digest(prior)
+        x0 = denoise_x0_each(prior, noisy, sig)[0]
+        key = digest(torch.cat([p.detach().flatten().cpu().float()
+                                for p in prior.unet.parameters()]))
     return SeedRuns(run_reference(paper, profile, paper.seeds[0], cache, progress, prior_x0=x0,
                                   cfg=net, until_fired=("es_wmv", "es_emv"), kind="paper",
                                   fit_kwargs=paper_fit_kwargs(profile), prior_key=key))

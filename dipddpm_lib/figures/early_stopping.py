@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
-from ..experiments.early_stopping import GuidedRun, ReferenceRun, StoppingSetup, SureRun
+from ..experiments.early_stopping import Run, StoppingSetup
 from ..experiments.early_stopping_results import LABELS
 from ..methods.guided_dip import STAGE_SCHEDULES, ProgressiveTargets, stage_noise_levels
 from ..plots import to_hwc
@@ -30,17 +29,17 @@ def plot_stage_levels(setup: StoppingSetup, sigma: float, ax=None):
     return ax
 
 
-def plot_stage_gallery(guided: GuidedRun, noisy: torch.Tensor, n: int, stage_iterations: int):
+def plot_stage_gallery(guided: Run, n: int, stage_iterations: int):
     """Stage targets (top) and the EMA output at each stage end the run reached (bottom)."""
     k_all = list(range(len(guided.history["residual"]) // stage_iterations))
-    ctl = ProgressiveTargets(noisy, np.ones(len(noisy)), guided.noise_stds,
-                             stage_iterations, guided.seed)
+    ctl = ProgressiveTargets(guided.noisy, guided.sigmas, guided.noise_stds, stage_iterations,
+                             guided.seed)
     fig, axes = plt.subplots(2, len(k_all), figsize=(1.3 * len(k_all), 3))
     for j, k in enumerate(k_all):
         axes[0, j].imshow(to_hwc(ctl.stage_target(k)[n]), cmap="gray", vmin=0, vmax=1)
         axes[0, j].set_title(f"stage {k + 1}\n+{255 * guided.noise_stds[n, k]:.0f}/255", fontsize=7)
         axes[1, j].imshow(to_hwc(guided.stage_outputs[k, n]), cmap="gray", vmin=0, vmax=1)
-        stop = (k + 1) * stage_iterations == guided.stops[n].iteration
+        stop = (k + 1) * stage_iterations == guided.stops["guided"][n].iteration
         axes[1, j].set_title(f"it {(k + 1) * stage_iterations}" + (" (stop)" if stop else ""),
                              fontsize=7, color=COLORS["guided"] if stop else "k")
     for ax in axes.flat:
@@ -50,13 +49,13 @@ def plot_stage_gallery(guided: GuidedRun, noisy: torch.Tensor, n: int, stage_ite
     return fig
 
 
-def plot_stage_monitor(guided: GuidedRun, sigma: float, n: int, stage_iterations: int, axes=None):
+def plot_stage_monitor(guided: Run, n: int, stage_iterations: int, axes=None):
     """PSNR and SSIM against the current stage's target, with each stage's noise floor."""
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(9, 3))
     it = np.arange(1, len(guided.history["psnr_target"]) + 1)
     stage = np.minimum((it - 1) // stage_iterations, guided.noise_stds.shape[1] - 1)
-    total = (sigma / 255.0) ** 2 + guided.noise_stds[n, stage] ** 2
+    total = (guided.sigmas[n] / 255.0) ** 2 + guided.noise_stds[n, stage] ** 2
     axes[0].plot(it, guided.history["psnr_target"][:, n], label="output vs stage target")
     axes[0].plot(it, -10 * np.log10(total), "k--", lw=1, label="stage noise floor")
     axes[0].set(xlabel="iteration", ylabel="PSNR (dB)")
@@ -65,22 +64,23 @@ def plot_stage_monitor(guided: GuidedRun, sigma: float, n: int, stage_iterations
     for ax in axes:
         for k in range(1, int(np.ceil(len(it) / stage_iterations))):
             ax.axvline(k * stage_iterations, color="0.85", lw=0.6, zorder=0)
-        ax.axvline(guided.stops[n].iteration, color=COLORS["guided"], lw=1.2)
+        ax.axvline(guided.stops["guided"][n].iteration, color=COLORS["guided"], lw=1.2)
     axes[0].legend(fontsize=7)
     return axes
 
 
-def plot_rule_evidence(guided: GuidedRun, sigmas, indices, labels, stage_iterations: int):
+def plot_rule_evidence(guided: Run, indices, labels, stage_iterations: int):
     """Both sides of the guided rule per stage (÷ σ²), with the clean PSNR at each stage end."""
     fig, axes = plt.subplots(1, len(indices), figsize=(3.3 * len(indices), 3), squeeze=False)
     for ax, n, lab in zip(axes[0], indices, labels):
-        s2 = (sigmas[n] / 255.0) ** 2
+        s2 = (guided.sigmas[n] / 255.0) ** 2
         k = np.arange(2, guided.stage_residual.shape[0] + 1)
         drop = (guided.stage_residual[:-1, n] - guided.stage_residual[1:, n]) / s2
         ax.semilogy(k, np.clip(drop, 1e-3, None), "o-", ms=3, label="fit-error drop / σ²")
         ax.semilogy(k, np.clip(2 * guided.stage_absorbed[1:, n], 1e-3, None), "s-", ms=3,
                     label="2 × absorbed share")
-        ax.axvline(guided.stops[n].iteration / stage_iterations, color=COLORS["guided"], lw=1.2)
+        ax.axvline(guided.stops["guided"][n].iteration / stage_iterations, color=COLORS["guided"],
+                   lw=1.2)
         ax.set(xlabel="stage", title=lab)
         twin = ax.twinx()
         ends = np.arange(1, guided.stage_residual.shape[0] + 1) * stage_iterations
@@ -92,8 +92,8 @@ def plot_rule_evidence(guided: GuidedRun, sigmas, indices, labels, stage_iterati
     return fig
 
 
-def plot_stop_curves(reference: ReferenceRun, guided: GuidedRun | None, n: int, title: str,
-                     ax=None, sure: SureRun | None = None):
+def plot_stop_curves(reference: Run, guided: Run | None, n: int, title: str,
+                     ax=None, sure: Run | None = None):
     """Clean PSNR of the plain run (EMA and raw) with each criterion's stop on the curve it
     returns, the guided (and SURE) runs' own curves and stops, and ES-WMV's variance."""
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
@@ -102,10 +102,8 @@ def plot_stop_curves(reference: ReferenceRun, guided: GuidedRun | None, n: int, 
     it = np.arange(1, len(curves["EMA"]) + 1)
     ax.plot(it, curves["raw"], color="0.8", lw=0.6, label="plain DIP, raw")
     ax.plot(it, curves["EMA"], color="C7", lw=1.2, label="plain DIP, EMA")
-    runs = [(guided.history["psnr_clean"][:, n], guided.stops[n], "guided")] if guided else []
-    if sure is not None:
-        runs.append((sure.history["psnr_clean_raw"][:, n], sure.stops["sure"][n], "sure"))
-    for g, stop, c in runs:
+    runs = [(guided, "psnr_clean", "guided"), (sure, "psnr_clean_raw", "sure")]
+    for g, stop, c in [(r.history[h][:, n], r.stops[c][n], c) for r, h, c in runs if r is not None]:
         ax.plot(np.arange(1, len(g) + 1), g, color=COLORS[c], lw=1, alpha=0.7,
                 label=f"{LABELS[c].split(' (')[0]} run")
         ax.plot(stop.iteration, g[stop.iteration - 1], "*", color=COLORS[c], ms=11, label=LABELS[c])

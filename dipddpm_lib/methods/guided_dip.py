@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ddpm import BETA_SCHEDULES, alphas_cumprod
+from ..ddpm import alphas_cumprod
 from ..errors import check_choice, check_positive_int, check_sigma
 from ..metrics import psnr, ssim
 from ..stopping import Stop, absorbed_fraction, guided_stop
@@ -61,7 +61,6 @@ def stage_noise_levels(sigma: float, num_stages: int, stage_schedule: str = "lin
                        start_ratio: float = 1.0, beta_schedule: str = "linear"
                        ) -> tuple[np.ndarray, np.ndarray]:
     """``(timesteps, extra noise std per stage)`` for an observation with noise σ (0-255)."""
-    check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
     t = stage_timesteps(num_stages, start_timestep(sigma, start_ratio, beta_schedule),
                         stage_schedule)
     return t, extra_noise_std(t, beta_schedule)
@@ -109,22 +108,17 @@ class ProgressiveTargets:
         self.rows["psnr_target"].append(psnr(ema, tgt).double().numpy())
         self.rows["ssim_target"].append(ssim(ema, tgt).double().numpy())
         self.rows["residual"].append((ema - self.noisy).pow(2).flatten(1).mean(1).double().numpy())
-        if i % self.stage_iterations == 0:
-            self._end_stage(k, i, ema)
-        return all(s is not None for s in self.stops)
-
-    def _end_stage(self, k: int, i: int, ema: torch.Tensor) -> None:
-        self.stage_residual[k] = self.rows["residual"][-1]
+        if i % self.stage_iterations:
+            return False
+        self.stage_residual[k] = self.rows["residual"][-1]  # the stage ends: apply the rule
         if k < self.num_stages - 1:
             self.stage_absorbed[k] = absorbed_fraction(ema, self._before, self.noise[k],
                                                        self.noise_stds[:, k]).double().numpy()
-        self.stage_outputs[k] = ema
-        self._before = ema.clone()
+        self.stage_outputs[k], self._before = ema, ema.clone()
         for n, sigma in enumerate(self.sigmas):
-            if self.stops[n] is not None:
-                continue
-            stop = guided_stop(self.stage_residual[:k + 1, n], self.stage_absorbed[:k + 1, n],
-                               sigma, self.stage_iterations)
-            if stop.fired or k == self.num_stages - 1:
-                self.stops[n] = Stop(i, i, stop.fired)
-                self.outputs[n] = ema[n]
+            if self.stops[n] is None:
+                stop = guided_stop(self.stage_residual[:k + 1, n], self.stage_absorbed[:k + 1, n],
+                                   sigma, self.stage_iterations)
+                if stop.fired or k == self.num_stages - 1:
+                    self.stops[n], self.outputs[n] = Stop(i, i, stop.fired), ema[n]
+        return all(s is not None for s in self.stops)
