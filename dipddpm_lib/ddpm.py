@@ -236,21 +236,15 @@ def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_ste
     fewer to keep its fixed stride)."""
     check_choice("sampler", sampler, SAMPLERS)
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
-    num_steps = check_positive_int("num_steps", num_steps)
-    batch_size = check_positive_int("batch_size", batch_size)
-    T = num_train_timesteps
-    if x_start is None:
-        if t_start is not None:
-            raise ValueError("t_start needs x_start (the image at that time)")
-        num_samples = check_positive_int("num_samples", num_samples)
-    else:
-        check_images(x_start, "x_start", channels=unet.config.in_channels)
-        if t_start is None:
-            raise ValueError("x_start needs t_start (its diffusion time in [0, T])")
-        check_timestep("t_start", t_start, T)
-        num_samples = len(x_start)
-    if t_start is None and num_steps > T:
+    num_steps, T = check_positive_int("num_steps", num_steps), num_train_timesteps
+    if (x_start is None) != (t_start is None):
+        raise ValueError("x_start and t_start go together (an image and its diffusion time)")
+    if x_start is None and num_steps > T:
         raise ValueError(f"num_steps must be at most T={T}, got {num_steps}")
+    if x_start is not None:
+        check_images(x_start, "x_start", channels=unet.config.in_channels)
+        check_timestep("t_start", t_start, T)
+    num_samples = check_positive_int("num_samples", num_samples) if x_start is None else len(x_start)
     device = next(unet.parameters()).device
     shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
     gen = torch.Generator().manual_seed(seed)
@@ -331,7 +325,6 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
                   num_samples: int = 64, seed: int = 0, batch_size: int = 256,
                   cache: Cache | None = None, progress: bool = True) -> SampleResult:
     """:func:`sample` from pure noise, cached; a hit returns the compute recorded when drawn."""
-    check_choice("sampler", sampler, SAMPLERS)
     cache = cache or Cache()
     cfg = {"model": model.meta["config"], "sampler": sampler, "num_steps": num_steps,
            "num_samples": num_samples, "seed": seed,

