@@ -72,17 +72,12 @@ def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
 CI_NOTE = "mean ± half-width of the 95 % t-interval over seeds"
 
 
-def t_quantile(n: int, level: float = 0.95) -> float:
-    """Student-t quantile for a two-sided ``level`` interval from ``n`` values (n ≥ 2)."""
-    from scipy.stats import t
-
-    return float(t.ppf(0.5 + level / 2, n - 1))
-
-
 def half_width(std, n) -> float:
     """Half-width of the 95 % t-interval of a mean of ``n`` values with this std (0 for n < 2)."""
+    from scipy.stats import t
+
     n = int(n or 0)
-    return float(t_quantile(n) * (std or 0.0) / math.sqrt(n)) if n > 1 else 0.0
+    return float(float(t.ppf(0.975, n - 1)) * (std or 0.0) / math.sqrt(n)) if n > 1 else 0.0
 
 
 def spread(values) -> dict:
