@@ -1,10 +1,5 @@
-"""Compute accounting shared by every experiment: FLOPs, network evaluations, wall seconds.
-
-FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (it counts matmuls and
-convolutions, forward and backward). A network call of a fixed shape always costs the same,
-so each distinct call is counted once under the counter and then multiplied by the number of
-calls; this keeps the counter's overhead out of the timed loops.
-"""
+"""Compute accounting: FLOPs (``FlopCounterMode``, each distinct network call counted once and
+multiplied by its number of calls), network evaluations, wall seconds."""
 from __future__ import annotations
 
 import time
