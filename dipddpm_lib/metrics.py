@@ -95,8 +95,7 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
                      y_test: torch.Tensor, steps: int = 600, seed: int = 0,
                      cache: Cache | None = None, min_accuracy: float = 0.0,
                      progress: bool = True) -> Classifier:
-    """Train (or load from the cache) the in-domain classifier whose features FID/KID use;
-    ``RuntimeError`` below ``min_accuracy`` test accuracy."""
+    """The cached in-domain classifier whose features FID/KID use (``RuntimeError`` below ``min_accuracy``)."""
     check_images(x_train, "classifier training images")
     n_cls = int(y_train.max()) + 1
     key = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
@@ -133,13 +132,11 @@ def confident_fraction(probs: torch.Tensor, threshold: float = 0.9) -> float:
 
 def class_entropy(probs: torch.Tensor) -> float:
     """Entropy of the mean class distribution (N×C) over log(C): 1 uniform, 0 one class."""
-    if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or probs.shape[1] < 2 \
-            or len(probs) == 0:
-        raise ValueError("class_entropy needs an N×C tensor of class probabilities with N ≥ 1, "
-                         f"C ≥ 2, got {getattr(probs, 'shape', type(probs).__name__)}")
-    if not torch.isfinite(probs).all() or (probs < 0).any():
-        raise ValueError("class probabilities must be finite and non-negative")
-    m = probs.double().mean(0)
+    p = _check_features(probs, "class probabilities")
+    if p.shape[1] < 2 or len(p) == 0 or (p < 0).any():
+        raise ValueError(f"class_entropy needs N ≥ 1 rows of C ≥ 2 non-negative class "
+                         f"probabilities, got shape {tuple(p.shape)}")
+    m = p.mean(0)
     m = m / m.sum()
     h = -(m * m.clamp_min(1e-300).log()).sum()
     return float((h / np.log(probs.shape[1])).clamp(0.0, 1.0))
@@ -199,9 +196,8 @@ def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
 
 
 class GenerationScorer:
-    """Every generation score of sample sets against one fixed reference, in the features of
-    ``source`` (a :class:`Classifier` or ``features.FeatureSource``; the class scores are None
-    without class probabilities). The reference's features and k-NN radii are computed once."""
+    """Every generation score of sample sets against one fixed reference (features and k-NN radii
+    computed once), in ``source``'s features; class scores None without probabilities."""
 
     def __init__(self, reference: torch.Tensor, source, kid_subset: int = 100):
         check_images(reference, "reference images")
