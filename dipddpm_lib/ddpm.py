@@ -207,11 +207,9 @@ def _timesteps(sched, sampler: str, num_steps: int, t_start: int | None, T: int)
     top = t_start - 1  # diffusers index of x_{t_start}
     if sampler == "ddim":
         # the smallest fixed stride T // n whose chain from `top` fits in `num_steps`
-        for n_inf in range(T, 0, -1):
-            stride = T // n_inf
-            if top // stride + 1 <= num_steps:
-                break
+        n_inf = next(n for n in range(T, 0, -1) if top // (T // n) + 1 <= num_steps)
         sched.set_timesteps(n_inf)
+        stride = T // n_inf
         ts = list(range(top, -1, -stride))
         sched.timesteps = torch.tensor(ts, dtype=torch.long)
         return ts

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .cache import cached, file_digest
+from .cache import file_digest
 from .errors import check_images, check_positive_int
 from .metrics import FeatureNet, fit_feature_net, train_classifier
 
@@ -117,27 +117,19 @@ def train_rotation_features(x_train: torch.Tensor, x_test: torch.Tensor, steps: 
     check_images(x_train, "feature-net training images")
     check_images(x_test, "feature-net test images")
     steps = check_positive_int("feature-net steps", steps)
-    c = x_train.shape[1]
 
     def batch_loss(net, gen):  # up to 128 training images, each given random quarter turns
         idx = torch.randint(0, len(x_train), (min(128, len(x_train)),), generator=gen)
         k = torch.randint(0, 4, (len(idx),), generator=gen)
         return F.cross_entropy(net(_rotate(x_train[idx], k)), k)
 
-    def _train():
-        net = fit_feature_net(lambda: FeatureNet(c, 4), batch_loss, steps, seed,
-                              "rotation feature net", progress)
+    def test():  # every test image at its index's quarter turn
         k = torch.arange(len(x_test)) % 4
-        with torch.no_grad():
-            acc = float((net(_rotate(x_test, k)).argmax(1) == k).float().mean())
-        return dict(net.state_dict()), {"rotation_accuracy": acc}
+        return _rotate(x_test, k), k
 
     key = {"x_train": x_train, "x_test": x_test, "steps": steps, "seed": seed}
-    tensors, meta = cached("rotation_features", key, _train, cache)
-    net = FeatureNet(c, 4)
-    net.load_state_dict(tensors)
-    net.eval()
-    acc = meta["rotation_accuracy"]
+    net, acc = fit_feature_net("rotation_features", key, lambda: FeatureNet(x_train.shape[1], 4),
+                               batch_loss, test, steps, seed, "rotation_accuracy", cache, progress)
     return FeatureSource(net, f"folder-trained rotation-prediction CNN features "
                               f"({net.num_features}-d, rotation acc {acc:.3f})", "rotation")
 

@@ -74,21 +74,31 @@ class Classifier:
         return torch.cat([F.softmax(self.net(x[i:i + 512].float()), 1) for i in range(0, len(x), 512)])
 
 
-def fit_feature_net(make_net, batch_loss, steps: int, seed: int, desc: str,
-                    progress: bool = True) -> nn.Module:
-    """``make_net()`` trained with AdamW (one-cycle to 3e-3) on ``batch_loss(net, gen)``."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+def fit_feature_net(kind: str, key: dict, make_net, batch_loss, test, steps: int, seed: int,
+                    acc_key: str, cache=None, progress: bool = True) -> tuple[nn.Module, float]:
+    """``make_net()`` trained (or cached under ``kind``) with AdamW, one-cycle to 3e-3, on
+    ``batch_loss(net, gen)``, and its accuracy ``acc_key`` on ``test() → (images, labels)``."""
+    def _train():
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        net = make_net()
+        opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+        for _ in tqdm(range(steps), desc=kind, disable=not progress, mininterval=2):
+            loss = batch_loss(net, gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        x, y = test()
+        with torch.no_grad():
+            acc = float((net.eval()(x).argmax(1) == y).float().mean())
+        return dict(net.state_dict()), {acc_key: acc}
+
+    tensors, meta = cached(kind, key, _train, cache)
     net = make_net()
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    for _ in tqdm(range(steps), desc=desc, disable=not progress, mininterval=2):
-        loss = batch_loss(net, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    return net.eval()
+    net.load_state_dict(tensors)
+    return net.eval(), meta[acc_key]
 
 
 def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
@@ -107,18 +117,9 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
         return F.cross_entropy(net(torch.roll(x_train[idx], shifts=(dx, dy), dims=(2, 3))),
                                y_train[idx])
 
-    def _train():
-        net = fit_feature_net(lambda: FeatureNet(x_train.shape[1], n_cls), batch_loss, steps, seed,
-                              "feature classifier", progress)
-        with torch.no_grad():
-            acc = float((net(x_test).argmax(1) == y_test).float().mean())
-        return dict(net.state_dict()), {"test_accuracy": acc}
-
-    tensors, meta = cached("classifier", key, _train, cache)
-    net = FeatureNet(x_train.shape[1], n_cls)
-    net.load_state_dict(tensors)
-    net.eval()
-    acc = meta["test_accuracy"]
+    net, acc = fit_feature_net("classifier", key, lambda: FeatureNet(x_train.shape[1], n_cls),
+                               batch_loss, lambda: (x_test, y_test), steps, seed, "test_accuracy",
+                               cache, progress)
     if acc < min_accuracy:
         raise RuntimeError(f"feature classifier test accuracy {acc:.3f} < required {min_accuracy}")
     return Classifier(net, acc, f"in-domain CNN classifier features ({net.num_features}-d, "

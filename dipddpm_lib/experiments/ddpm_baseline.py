@@ -139,7 +139,7 @@ class Sweep:
     rows: list[dict]
     samples: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
 
-    def images(self, key: str) -> torch.Tensor:  # every seed's samples, in seed order
+    def images(self, key: str) -> torch.Tensor:
         """Every seed's samples of one method, in seed order."""
         return torch.cat([self.samples[key][s] for s in sorted(self.samples[key])])
 
@@ -198,8 +198,7 @@ def control_labels(image_size: int) -> dict[str, str]:
     """Reader-facing names of :data:`metrics.CONTROLS`."""
     k = blur_kernel(image_size)
     return {"noise": "uniform noise", "black": "constant black", "white": "constant white",
-            "blurred": f"blurred test images ({k}×{k} box)",
-            "repeated": "one test image repeated"}
+            "blurred": f"blurred test images ({k}×{k} box)", "repeated": "one test image repeated"}
 
 
 def controls(x_test: torch.Tensor, x_train: torch.Tensor, classifier, seeds,
