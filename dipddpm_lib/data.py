@@ -54,12 +54,10 @@ def _to_tensor(img: np.ndarray, size: int, color: str) -> torch.Tensor:
     from skimage.util import img_as_float32
 
     img = img_as_float32(img)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = rgba2rgb(img)
-    if img.ndim == 3 and img.shape[2] not in (1, 3):
+    if img.ndim == 3 and img.shape[2] not in (1, 3, 4):
         raise ValueError(f"image has {img.shape[2]} channels; expected 1, 3 or 4 (RGBA)")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
+    if img.ndim == 3 and img.shape[2] != 3:
+        img = rgba2rgb(img) if img.shape[2] == 4 else img[..., 0]
     if color == "gray" and img.ndim == 3:
         img = rgb2gray(img)
     elif color == "rgb" and img.ndim == 2:
