@@ -229,8 +229,7 @@ def get_profile(name: str, **overrides) -> Profile:
     check_choice("profile", name, PROFILES)
     base = PROFILES[name]
     valid = {f.name for f in dataclasses.fields(Profile)} - {"name"}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
+    if unknown := sorted(set(overrides) - valid):
         raise ValueError(f"unknown profile field(s) {unknown}; valid fields: {sorted(valid)}")
     check_photo_sets(base)
     fixed = {k: tuple(v) if isinstance(getattr(base, k), tuple) else v for k, v in overrides.items()}

@@ -22,8 +22,7 @@ def output_dir(notebook: str, profile: str, override: str | None = None) -> Path
 
 def save_array(out_dir: str | Path, name: str, images) -> Path:
     """Save images as float32 N×C×H×W in [0,1] to ``<out_dir>/<name>.npy`` (atomically)."""
-    arr = images.detach().cpu().numpy() if is_tensor(images) else np.asarray(images)
-    arr = arr.astype(np.float32)
+    arr = (images.detach().cpu().numpy() if is_tensor(images) else np.asarray(images)).astype(np.float32)
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4:

@@ -240,9 +240,8 @@ def _bar_checks(entry: dict, reference: dict, min_precision: float, min_recall: 
                 max_fid_ratio: float) -> dict:
     p, r = entry["precision"]["mean"], entry["recall"]["mean"]
     ratio = entry["fid"]["mean"] / reference["fid"]["mean"]
-    ok = {"precision_ok": p >= min_precision, "recall_ok": r >= min_recall,
-          "fid_ok": ratio <= max_fid_ratio}
-    return {"precision": p, "recall": r, "fid_ratio": ratio, **ok, "passes": all(ok.values())}
+    passes = bool(p >= min_precision and r >= min_recall and ratio <= max_fid_ratio)
+    return {"precision": p, "recall": r, "fid_ratio": ratio, "passes": passes}
 
 
 def quality_bar(methods: dict, reference: dict, controls: dict | None = None,
