@@ -5,6 +5,7 @@ temporary folder renamed into place; a damaged entry reads as a miss. Nothing is
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,19 +16,13 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-import dataclasses
-
 import numpy as np
 
 if TYPE_CHECKING:  # annotations only: importing this module imports no torch
     import torch
 
-_TENSORS = "tensors.safetensors"
-_META = "meta.json"
-
-#: The one version of every cached computation's key. Bump it when code changes what a cached
-#: computation returns: every entry is then recomputed.
-CACHE_VERSION = 1
+_TENSORS, _META = "tensors.safetensors", "meta.json"
+CACHE_VERSION = 1  #: in every key; bump it when code changes what a cached computation returns
 
 
 def default_root() -> Path:
