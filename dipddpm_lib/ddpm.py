@@ -315,7 +315,6 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
                   num_samples: int = 64, seed: int = 0, batch_size: int = 256,
                   cache: Cache | None = None, progress: bool = True) -> SampleResult:
     """:func:`sample` from pure noise, cached; a hit returns the compute recorded when drawn."""
-    cache = cache or Cache()
     cfg = {"model": model.meta["config"], "sampler": sampler, "num_steps": num_steps,
            "num_samples": num_samples, "seed": seed,
            "scheduler": scheduler_key(make_scheduler(model.beta_schedule, sampler,
@@ -330,5 +329,5 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
 
     tensors, meta = cached("samples", cfg, _run, cache)
     c = meta["compute"]
-    compute = Compute(c["flops"], c["nfe"], c["dip_iters"], c["wall_s"])
-    return SampleResult(tensors["images"], compute, meta["timesteps"])
+    return SampleResult(tensors["images"], Compute(c["flops"], c["nfe"], c["dip_iters"], c["wall_s"]),
+                        meta["timesteps"])
