@@ -75,10 +75,8 @@ def _to_tensor(img: np.ndarray, size: int, color: str) -> torch.Tensor:
 
 def is_photo_path(name) -> bool:
     """Whether ``name`` means an image file (a Path, or a string with a separator or suffix)."""
-    if isinstance(name, Path):
-        return True
-    return isinstance(name, str) and name not in PHOTOS and name not in DUPLICATES and (
-        "/" in name or "\\" in name or Path(name).suffix != "")
+    return isinstance(name, Path) or isinstance(name, str) and name not in PHOTOS and (
+        name not in DUPLICATES and ("/" in name or "\\" in name or Path(name).suffix != ""))
 
 
 def photo_name(name) -> str:

@@ -258,10 +258,8 @@ _SCORER: dict = {}
 def scorer_for(reference: torch.Tensor, classifier) -> GenerationScorer:
     """The :class:`GenerationScorer` of the last (reference, feature source), kept."""
     key = (classifier.name, id(classifier), digest(reference))
-    if _SCORER.get("key") != key:
-        _SCORER.clear()
-        _SCORER.update(key=key, scorer=GenerationScorer(reference, classifier),
-                       classifier=classifier)
+    if _SCORER.get("key") != key:  # the classifier is kept so that its id is not reused
+        _SCORER.update(key=key, scorer=GenerationScorer(reference, classifier), classifier=classifier)
     return _SCORER["scorer"]
 
 
