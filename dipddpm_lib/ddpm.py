@@ -228,6 +228,7 @@ def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_ste
     check_choice("sampler", sampler, SAMPLERS)
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
     num_steps, T = check_positive_int("num_steps", num_steps), num_train_timesteps
+    check_positive_int("batch_size", batch_size)
     if (x_start is None) != (t_start is None):
         raise ValueError("x_start and t_start go together (an image and its diffusion time)")
     if x_start is None and num_steps > T:
