@@ -28,9 +28,7 @@ class Compute:
 
     def to_dict(self) -> dict:
         """JSON-able dict; FLOPs also given in GFLOPs for reading."""
-        d = asdict(self)
-        d["gflops"] = self.flops / 1e9
-        return d
+        return {**asdict(self), "gflops": self.flops / 1e9}
 
 
 def count_flops(fn: Callable, *args, **kwargs) -> tuple[float, object]:
@@ -50,4 +48,3 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self._start
-        return False

@@ -200,8 +200,7 @@ PROFILES: dict[str, Profile] = {
 
 
 PHOTO_SETS = ("eval_photos", "tune_photos", "prior_train_photos")
-# fields whose photos must be eval photos
-CHAPTER_PHOTO_FIELDS = ("photos", "dip_baseline_photos", "photo_task_photos", "es_paper_photos")
+CHAPTER_PHOTO_FIELDS = ("photos", "dip_baseline_photos", "photo_task_photos", "es_paper_photos")  # eval photos only
 
 
 def check_photo_sets(profile: Profile, chapters: bool = True) -> Profile:
