@@ -216,8 +216,7 @@ def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
     c, s = unet.config.in_channels, unet.config.sample_size
     x = torch.zeros(profile.batch_size, c, s, s, device=unet.device)
     t = torch.zeros(profile.batch_size, dtype=torch.long, device=unet.device)
-    step = count_flops(lambda: unet(x, t).sample.square().mean().backward())[0]
-    flops = step * profile.train_steps
+    flops = count_flops(lambda: unet(x, t).sample.square().mean().backward())[0] * profile.train_steps
     unet.zero_grad(set_to_none=True)
     return {"steps": profile.train_steps, "batch_size": profile.batch_size,
             "seconds": model.meta["train_seconds"], "n_params": model.meta["n_params"],
