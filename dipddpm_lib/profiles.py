@@ -179,20 +179,17 @@ PROFILES: dict[str, Profile] = {
         dip_baseline_photos=("astronaut", "camera", "coffee", "chelsea"),
         dip_baseline_iterations=3000, dip_showcase_iterations=3000,
         int_num_refs=1024, int_dip_iterations=(50, 100, 300), int_t0_list=(5, 10, 50, 100, 200),
-        int_dip_scales=4, int_dip_channels=64, int_denoise_images=64,
-        int_denoise_dip_iterations=1000,
+        int_dip_scales=4, int_dip_channels=64, int_denoise_images=64, int_denoise_dip_iterations=1000,
         photo_task_photos=("astronaut", "camera", "coffee", "chelsea"),  # every eval photo
         photo_dip_scales=5, photo_dip_channels=128, photo_dip_iterations=2000,
         photo_t0_list=(10, 30, 60), photo_chain_steps=20,
         prior_train_precision="fp32",  # bf16 was measured on the CPU only (quick); GPUs vary
         prior_photo_size=64, prior_unet_channels=(64, 128, 256, 256), prior_train_steps=20_000,
         prior_lr=2e-4, prior_warmup_steps=500, prior_ema_decay=0.999, prior_n_crops=65_536,
-        prior_short_sides=(256, 384, 512),
-        es_photo_size=256, es_paper_scale=1.0, es_stage_iterations=200,
+        prior_short_sides=(256, 384, 512), es_photo_size=256, es_paper_scale=1.0, es_stage_iterations=200,
         es_wmv_window_factors=(1.0,),  # larger windows of 256-px outputs cost GBs of memory
         es_paper_photos=("astronaut", "camera"),  # the eval photos of at least 512 px
-        es_paper_photo_size=512,  # the ES authors' size and net
-        es_paper_dip_scales=5, es_paper_dip_channels=128,
+        es_paper_photo_size=512, es_paper_dip_scales=5, es_paper_dip_channels=128,  # the ES authors'
         classifier_steps=5000,  # the rotation feature net's steps where Inception is absent
         min_classifier_accuracy=0.0, fid_features="inception",
     ),
