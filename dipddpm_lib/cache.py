@@ -93,11 +93,8 @@ def _locked(entry: Path):
         return
     name = hashlib.sha256(str(entry.resolve()).encode()).hexdigest()[:24]
     with open(Path(tempfile.gettempdir()) / f"dipddpm-{name}.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 class Cache:
