@@ -1,8 +1,5 @@
-"""dipddpm_lib: the helper library behind the dipddpm report (DIP × DDPM).
-
-Importing the package imports no torch: the report build's steps (``dipddpm_lib.build``, run
-once per job) stay light. The names below load their module on first use.
-"""
+"""dipddpm_lib: the helper library behind the dipddpm report (DIP × DDPM). Importing it imports
+no torch (the build's steps stay light): the names below load their module on first use."""
 from importlib import import_module
 
 from .repro import from_environment as _deterministic_from_env

@@ -1,13 +1,11 @@
-"""Content-addressed cache: one directory per entry, keyed by a hash of its config.
-
-An entry is ``<root>/<kind>/<key>/`` with ``tensors.safetensors`` (optional) and ``meta.json``.
-``meta.json`` records the config and the SHA-256 of every file. Writes go to a temporary
-directory that is renamed into place, so a killed run never leaves a half-written entry; a
-read re-checks the checksums and treats a damaged entry as a miss. Nothing is unpickled.
+"""Content-addressed cache: ``<root>/<kind>/<hash of config>/`` holds ``tensors.safetensors``
+(optional) and ``meta.json`` (the config and every file's SHA-256). Entries are written to a
+temporary folder renamed into place; a damaged entry reads as a miss. Nothing is unpickled.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,19 +16,13 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-import dataclasses
-
 import numpy as np
 
 if TYPE_CHECKING:  # annotations only: importing this module imports no torch
     import torch
 
-_TENSORS = "tensors.safetensors"
-_META = "meta.json"
-
-#: The one version of every cached computation's key. Bump it when code changes what a cached
-#: computation returns: every entry is then recomputed.
-CACHE_VERSION = 1
+_TENSORS, _META = "tensors.safetensors", "meta.json"
+CACHE_VERSION = 1  #: in every key; bump it when code changes what a cached computation returns
 
 
 def default_root() -> Path:
@@ -60,8 +52,7 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
-    """A temporary file beside ``path`` to write: renamed onto ``path`` when the block ends,
-    removed if it raises (a killed writer never leaves a half-written ``path``)."""
+    """A temporary file beside ``path`` to write, renamed onto it when the block ends."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -83,10 +74,8 @@ def atomic_write_json(path: str | Path, obj) -> None:
 
 
 def _json_default(o):
-    if hasattr(o, "tolist"):
+    if hasattr(o, "tolist"):  # numpy and torch values
         return o.tolist()
-    if hasattr(o, "item"):
-        return o.item()
     if isinstance(o, (set, tuple)):
         return list(o)
     if isinstance(o, Path):
@@ -96,8 +85,7 @@ def _json_default(o):
 
 @contextlib.contextmanager
 def _locked(entry: Path):
-    """An exclusive advisory lock for a cache entry (``fcntl.flock`` on a file named after the
-    entry's absolute path in the temporary folder; no lock where ``fcntl`` is missing)."""
+    """An exclusive ``fcntl.flock`` on a temporary file named after the entry (none without fcntl)."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no cross-process lock, as before
@@ -105,11 +93,8 @@ def _locked(entry: Path):
         return
     name = hashlib.sha256(str(entry.resolve()).encode()).hexdigest()[:24]
     with open(Path(tempfile.gettempdir()) / f"dipddpm-{name}.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 class Cache:
@@ -168,17 +153,11 @@ class Cache:
 
     def get_or_compute(self, kind: str, config: dict,
                        compute: Callable[[], tuple[dict[str, torch.Tensor], dict]]):
-        """Return the cached ``(tensors, meta)`` or compute, store and return them.
-
-        Two processes asking for the same missing entry (two chapters of one build, say) do
-        not both compute it: the second waits on an advisory lock (``<entry>.lock``, a file
-        lock on this machine) and then loads what the first stored."""
+        """The cached ``(tensors, meta)``, or computed and stored under a lock (one process computes)."""
         hit = self.get(kind, config)
         if hit is not None:
             return hit
-        entry = self.path(kind, config)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(entry):
+        with _locked(self.path(kind, config)):
             hit = self.get(kind, config)
             if hit is not None:
                 return hit
@@ -188,8 +167,7 @@ class Cache:
 
 
 def is_tensor(x) -> bool:
-    """``isinstance(x, torch.Tensor)`` without importing torch (no tensor exists before it is
-    imported): the report build's steps import this module and never torch."""
+    """``isinstance(x, torch.Tensor)`` without importing torch (the build's steps never do)."""
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
 
@@ -203,8 +181,7 @@ def digest(x) -> str | None:
 
 
 def keyable(value):
-    """``value`` as plain JSON for a cache key: tensors and arrays by :func:`digest`,
-    dataclasses by their fields, tuples as lists, paths as strings; dict keys as strings."""
+    """``value`` as plain JSON for a cache key (tensors and arrays by :func:`digest`)."""
     if is_tensor(value) or isinstance(value, np.ndarray):
         return digest(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -220,8 +197,7 @@ def keyable(value):
 
 def cached(kind: str, key: dict, compute: Callable[[], tuple[dict[str, torch.Tensor], dict]],
            cache: Cache | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """The one way this library caches a computation: ``compute()`` → ``(tensors, meta)``,
-    stored under ``kind`` and every setting in ``key`` (made :func:`keyable`, plus
-    :data:`CACHE_VERSION`). A hit returns what was stored, without calling ``compute``."""
+    """The library's one cache: ``compute()`` → ``(tensors, meta)`` stored under ``kind`` and
+    :func:`keyable` ``key`` plus :data:`CACHE_VERSION`; a hit skips ``compute``."""
     full_key = {**keyable(key), "cache_version": CACHE_VERSION}
     return (cache or Cache()).get_or_compute(kind, full_key, compute)

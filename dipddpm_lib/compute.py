@@ -1,10 +1,5 @@
-"""Compute accounting shared by every experiment: FLOPs, network evaluations, wall seconds.
-
-FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (it counts matmuls and
-convolutions, forward and backward). A network call of a fixed shape always costs the same,
-so each distinct call is counted once under the counter and then multiplied by the number of
-calls; this keeps the counter's overhead out of the timed loops.
-"""
+"""Compute accounting: FLOPs (``FlopCounterMode``, each distinct network call counted once and
+multiplied by its number of calls), network evaluations, wall seconds."""
 from __future__ import annotations
 
 import time
@@ -33,9 +28,7 @@ class Compute:
 
     def to_dict(self) -> dict:
         """JSON-able dict; FLOPs also given in GFLOPs for reading."""
-        d = asdict(self)
-        d["gflops"] = self.flops / 1e9
-        return d
+        return {**asdict(self), "gflops": self.flops / 1e9}
 
 
 def count_flops(fn: Callable, *args, **kwargs) -> tuple[float, object]:
@@ -55,4 +48,3 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self._start
-        return False

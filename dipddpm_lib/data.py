@@ -54,12 +54,10 @@ def _to_tensor(img: np.ndarray, size: int, color: str) -> torch.Tensor:
     from skimage.util import img_as_float32
 
     img = img_as_float32(img)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = rgba2rgb(img)
-    if img.ndim == 3 and img.shape[2] not in (1, 3):
+    if img.ndim == 3 and img.shape[2] not in (1, 3, 4):
         raise ValueError(f"image has {img.shape[2]} channels; expected 1, 3 or 4 (RGBA)")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
+    if img.ndim == 3 and img.shape[2] != 3:
+        img = rgba2rgb(img) if img.shape[2] == 4 else img[..., 0]
     if color == "gray" and img.ndim == 3:
         img = rgb2gray(img)
     elif color == "rgb" and img.ndim == 2:
@@ -77,10 +75,8 @@ def _to_tensor(img: np.ndarray, size: int, color: str) -> torch.Tensor:
 
 def is_photo_path(name) -> bool:
     """Whether ``name`` means an image file (a Path, or a string with a separator or suffix)."""
-    if isinstance(name, Path):
-        return True
-    return isinstance(name, str) and name not in PHOTOS and name not in DUPLICATES and (
-        "/" in name or "\\" in name or Path(name).suffix != "")
+    return isinstance(name, Path) or isinstance(name, str) and name not in PHOTOS and (
+        name not in DUPLICATES and ("/" in name or "\\" in name or Path(name).suffix != ""))
 
 
 def photo_name(name) -> str:
@@ -89,8 +85,7 @@ def photo_name(name) -> str:
 
 
 def check_photo(name, what: str = "photograph", min_size: int | None = None) -> str:
-    """``name`` if it is one of :data:`PHOTOS` or a readable image file at least ``min_size``
-    px on its shorter side; else one ``ValueError`` that says what is wrong."""
+    """``name`` if it is one of :data:`PHOTOS` or a readable image file of at least ``min_size`` px."""
     if is_photo_path(name):
         return _check_photo_file(Path(name), what, min_size)
     if isinstance(name, str) and name in DUPLICATES:
@@ -180,10 +175,7 @@ def photo_roles(profile, names) -> dict[str, str]:
 
 def load_folder(path: str | Path, size: int = 64) -> torch.Tensor:
     """Every image in a folder (recursively) as N×3×size×size RGB; others skipped, warned."""
-    size = check_positive_int("size", size)
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder {root} does not exist")
+    size, root = check_positive_int("size", size), _folder(path)
     files = sorted(p for p in root.rglob("*") if p.is_file())
     if not files:
         raise ValueError(f"data folder {root} is empty")
@@ -204,15 +196,19 @@ def load_folder(path: str | Path, size: int = 64) -> torch.Tensor:
 
 def check_folder(path) -> str:
     """``path`` if it is a folder holding a file with an image suffix (a cheap check)."""
-    if not path:
-        raise ValueError("dataset 'folder' needs data_dir (DATA=/path/to/images)")
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder {root} does not exist")
+    root = _folder(path)
     if not any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in root.rglob("*")):
         raise ValueError(f"data folder {root} holds no image file "
                          f"(supported: {', '.join(sorted(IMAGE_SUFFIXES))})")
     return str(root)
+
+
+def _folder(path) -> Path:
+    if not path:
+        raise ValueError("dataset 'folder' needs data_dir (DATA=/path/to/images)")
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"data folder {Path(path)} does not exist")
+    return Path(path)
 
 
 def load_generation_data(profile, split: str = "train") -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -220,8 +216,6 @@ def load_generation_data(profile, split: str = "train") -> tuple[torch.Tensor, t
     if profile.dataset == "digits":
         return load_digits(profile.image_size, split, profile.test_fraction)
     check_choice("dataset", profile.dataset, ("digits", "folder"))
-    if not profile.data_dir:
-        raise ValueError("dataset 'folder' needs data_dir (DATA=/path/to/images)")
     x = load_folder(profile.data_dir, profile.image_size)
     train, test = split_indices(len(x), profile.test_fraction)
     return x[torch.from_numpy(train if split == "train" else test)], None

@@ -1,8 +1,5 @@
-"""DDPM on diffusers: ``UNet2DModel`` + ``DDPMScheduler`` training with EMA, and one sampler.
-
-Images are in [0, 1], the model works in [-1, 1]. Time ``t`` counts noising steps (``t = 0``
-clean, ``t = T`` pure noise); diffusers indexes the same step as timestep ``t - 1``.
-"""
+"""DDPM on diffusers: ``UNet2DModel`` training with EMA, and one sampler. Images are in [0, 1],
+the model works in [-1, 1]; time ``t`` = 0 is clean, T pure noise (diffusers' timestep ``t - 1``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,12 +23,12 @@ SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
 TRAIN_PRECISIONS = ("fp32", "bf16")  # bf16: forward under bfloat16 autocast
 
 
-def to_model(x: torch.Tensor) -> torch.Tensor:  # [0, 1] → [-1, 1]
+def to_model(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] → [-1, 1]."""
     return x * 2.0 - 1.0
 
 
-def from_model(x: torch.Tensor) -> torch.Tensor:  # [-1, 1] → [0, 1], clipped
+def from_model(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] → [0, 1], clipped."""
     return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
 
@@ -49,8 +46,7 @@ def make_scheduler(beta_schedule: str = "linear", sampler: str = "ddpm",
         return DDPMScheduler(**common, clip_sample=True)
     if sampler == "ddim":
         return DDIMScheduler(**common, clip_sample=True, set_alpha_to_one=True)
-    # Dynamic thresholding is DPM-Solver++'s counterpart of DDIM's clip_sample; the clipped
-    # lambda_min keeps the last steps of the cosine schedule stable (diffusers' advice).
+    # thresholding: DPM-Solver++'s clip_sample; lambda_min_clipped: a stable cosine end (diffusers)
     extra = {"lambda_min_clipped": -5.1} if beta_schedule == "cosine" else {}
     return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2,
                                        final_sigmas_type="zero", thresholding=True,
@@ -127,9 +123,8 @@ def _draw_t(n: int, profile, gen: torch.Generator) -> torch.Tensor:
 def train_ddpm(images, profile, beta_schedule: str | None = None, seed: int = 0,
                cache: Cache | None = None, progress: bool = True,
                data_key: dict | None = None, shape: tuple | None = None) -> TrainedDDPM:
-    """Train (or load from the cache) a DDPM on ``images`` (N×C×H×W in [0,1]), returning EMA
-    weights. ``images`` may be a function, called only on a cache miss; then ``data_key`` says
-    what they are and ``shape`` is their N×C×H×W. bf16 autocasts the forward pass only."""
+    """Train (or load from the cache) a DDPM on ``images`` (N×C×H×W in [0,1], or a function called
+    on a miss, named by ``data_key``, of that ``shape``), returning EMA weights."""
     beta_schedule = beta_schedule or profile.beta_schedule
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
     if callable(images):
@@ -211,13 +206,10 @@ def _timesteps(sched, sampler: str, num_steps: int, t_start: int | None, T: int)
         return [int(t) for t in sched.timesteps]
     top = t_start - 1  # diffusers index of x_{t_start}
     if sampler == "ddim":
-        # DDIM steps by the fixed stride T // num_inference_steps: pick the smallest stride
-        # whose chain from `top` fits in `num_steps`, and start the chain exactly at `top`.
-        for n_inf in range(T, 0, -1):
-            stride = T // n_inf
-            if top // stride + 1 <= num_steps:
-                break
+        # the smallest fixed stride T // n whose chain from `top` fits in `num_steps`
+        n_inf = next(n for n in range(T, 0, -1) if top // (T // n) + 1 <= num_steps)
         sched.set_timesteps(n_inf)
+        stride = T // n_inf
         ts = list(range(top, -1, -stride))
         sched.timesteps = torch.tensor(ts, dtype=torch.long)
         return ts
@@ -232,25 +224,19 @@ def sample(unet: UNet2DModel, beta_schedule: str, sampler: str = "ddpm", num_ste
            t_start: int | None = None, batch_size: int = 256, progress: bool = True,
            num_train_timesteps: int = 1000) -> SampleResult:
     """The reverse chain from pure noise (``num_samples`` images) or from ``x_start`` (model
-    space) at ``t_start``, in at most ``num_steps`` denoiser calls (a midway DDIM chain may use
-    fewer to keep its fixed stride)."""
+    space) at ``t_start``, in at most ``num_steps`` denoiser calls."""
     check_choice("sampler", sampler, SAMPLERS)
     check_choice("beta schedule", beta_schedule, BETA_SCHEDULES)
-    num_steps = check_positive_int("num_steps", num_steps)
-    batch_size = check_positive_int("batch_size", batch_size)
-    T = num_train_timesteps
-    if x_start is None:
-        if t_start is not None:
-            raise ValueError("t_start needs x_start (the image at that time)")
-        num_samples = check_positive_int("num_samples", num_samples)
-    else:
-        check_images(x_start, "x_start", channels=unet.config.in_channels)
-        if t_start is None:
-            raise ValueError("x_start needs t_start (its diffusion time in [0, T])")
-        check_timestep("t_start", t_start, T)
-        num_samples = len(x_start)
-    if t_start is None and num_steps > T:
+    num_steps, T = check_positive_int("num_steps", num_steps), num_train_timesteps
+    check_positive_int("batch_size", batch_size)
+    if (x_start is None) != (t_start is None):
+        raise ValueError("x_start and t_start go together (an image and its diffusion time)")
+    if x_start is None and num_steps > T:
         raise ValueError(f"num_steps must be at most T={T}, got {num_steps}")
+    if x_start is not None:
+        check_images(x_start, "x_start", channels=unet.config.in_channels)
+        check_timestep("t_start", t_start, T)
+    num_samples = check_positive_int("num_samples", num_samples) if x_start is None else len(x_start)
     device = next(unet.parameters()).device
     shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
     gen = torch.Generator().manual_seed(seed)
@@ -307,8 +293,7 @@ def prior_noise(num_samples: int, shape: tuple[int, ...], seed: int = 0) -> torc
 
 
 def scheduler_key(scheduler) -> dict:
-    """A scheduler's public config as a cache key (the private ``_use_default_values`` is in
-    set order, which changes from one process to the next)."""
+    """A scheduler's public config as a cache key (``_use_default_values`` varies by process)."""
     return {k: v for k, v in sorted(scheduler.config.items()) if not k.startswith("_")}
 
 
@@ -331,8 +316,6 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
                   num_samples: int = 64, seed: int = 0, batch_size: int = 256,
                   cache: Cache | None = None, progress: bool = True) -> SampleResult:
     """:func:`sample` from pure noise, cached; a hit returns the compute recorded when drawn."""
-    check_choice("sampler", sampler, SAMPLERS)
-    cache = cache or Cache()
     cfg = {"model": model.meta["config"], "sampler": sampler, "num_steps": num_steps,
            "num_samples": num_samples, "seed": seed,
            "scheduler": scheduler_key(make_scheduler(model.beta_schedule, sampler,
@@ -347,5 +330,5 @@ def sample_cached(model: TrainedDDPM, sampler: str = "ddpm", num_steps: int = 10
 
     tensors, meta = cached("samples", cfg, _run, cache)
     c = meta["compute"]
-    compute = Compute(c["flops"], c["nfe"], c["dip_iters"], c["wall_s"])
-    return SampleResult(tensors["images"], compute, meta["timesteps"])
+    return SampleResult(tensors["images"], Compute(c["flops"], c["nfe"], c["dip_iters"], c["wall_s"]),
+                        meta["timesteps"])

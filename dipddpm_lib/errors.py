@@ -20,12 +20,9 @@ def check_choice(what: str, value, choices: Iterable) -> None:
 
 def check_positive_int(what: str, value) -> int:
     """Return ``value`` as an int, or raise ``ValueError`` unless it is a whole number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
-        isinstance(value, float) and value.is_integer()
-    ):
+    whole = isinstance(value, int) or isinstance(value, float) and value.is_integer()
+    if isinstance(value, bool) or not whole or value <= 0:
         raise ValueError(f"{what} must be a positive whole number, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{what} must be a positive whole number (>= 1), got {value!r}")
     return int(value)
 
 

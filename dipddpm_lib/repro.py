@@ -6,10 +6,8 @@ import os
 
 
 def deterministic(enabled: bool = True) -> None:
-    """Force deterministic kernels: ``torch.use_deterministic_algorithms``, cuDNN without
-    benchmarking, and a fixed cuBLAS workspace. Call it before any CUDA work. Ops that have no
-    deterministic CUDA kernel (the backward of bilinear interpolation and reflection padding,
-    both in DIP's net) warn instead of raising: DIP on a GPU is not made bit-reproducible."""
+    """Deterministic kernels (cuDNN without benchmarking, a fixed cuBLAS workspace), before any
+    CUDA work; ops without one (DIP's interpolation and padding backward) only warn."""
     import torch  # here: importing the library must not import torch (the build's steps)
 
     if enabled:

@@ -1,8 +1,5 @@
-"""A chapter's stored results: ``metrics.json``, raw ``.npy`` arrays and PNG figures.
-
-Every chapter notebook writes to its ``output_dir`` (default ``results/<profile>/<notebook>``)
-through these helpers, so the report can re-read every number from data. Writes are atomic.
-"""
+"""A chapter's stored results (``metrics.json``, ``.npy`` arrays, PNG figures, written
+atomically to its ``output_dir``) and the spreads and tables that report them."""
 from __future__ import annotations
 
 import json
@@ -25,8 +22,7 @@ def output_dir(notebook: str, profile: str, override: str | None = None) -> Path
 
 def save_array(out_dir: str | Path, name: str, images) -> Path:
     """Save images as float32 N×C×H×W in [0,1] to ``<out_dir>/<name>.npy`` (atomically)."""
-    arr = images.detach().cpu().numpy() if is_tensor(images) else np.asarray(images)
-    arr = arr.astype(np.float32)
+    arr = (images.detach().cpu().numpy() if is_tensor(images) else np.asarray(images)).astype(np.float32)
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4:
@@ -72,23 +68,17 @@ def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
 CI_NOTE = "mean ± half-width of the 95 % t-interval over seeds"
 
 
-def t_quantile(n: int, level: float = 0.95) -> float:
-    """Student-t quantile for a two-sided ``level`` interval from ``n`` values (n ≥ 2)."""
-    from scipy.stats import t
-
-    return float(t.ppf(0.5 + level / 2, n - 1))
-
-
 def half_width(std, n) -> float:
     """Half-width of the 95 % t-interval of a mean of ``n`` values with this std (0 for n < 2)."""
+    from scipy.stats import t
+
     n = int(n or 0)
-    return float(t_quantile(n) * (std or 0.0) / math.sqrt(n)) if n > 1 else 0.0
+    return float(float(t.ppf(0.975, n - 1)) * (std or 0.0) / math.sqrt(n)) if n > 1 else 0.0
 
 
 def spread(values) -> dict:
-    """Mean, std, median, min, max, n and the 95 % t-interval of the mean of a list of
-    per-seed (or per-image) numbers. ``ci95`` is the interval's half-width (0 for one value:
-    no interval can be given), ``ci_lo``/``ci_hi`` its ends."""
+    """Mean, std, median, min, max, n and the 95 % t-interval of the mean (``ci95``: its
+    half-width, 0 for one value; ``ci_lo``/``ci_hi``: its ends)."""
     v = np.asarray(list(values), dtype=np.float64)
     n, mean = int(len(v)), float(v.mean())
     std = float(v.std(ddof=1)) if n > 1 else 0.0
@@ -98,10 +88,8 @@ def spread(values) -> dict:
 
 
 def paired_difference(a, b) -> dict:
-    """Spread of the per-seed differences ``a − b`` (same seeds, same order), with
-    ``resolved``: True when its 95 % t-interval excludes 0, so the sign of the difference
-    is established at that level. Pairing removes the variance the two share (same prior
-    noise, same images), so this resolves smaller gaps than two separate intervals do."""
+    """Spread of the per-seed differences ``a − b`` (same seeds, same order), ``resolved``
+    when its 95 % t-interval excludes 0."""
     a, b = np.asarray(list(a), np.float64), np.asarray(list(b), np.float64)
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"paired values must have the same non-zero length, got {a.size}, {b.size}")
@@ -113,8 +101,7 @@ def paired_difference(a, b) -> dict:
 
 
 def scaled(s: dict, factor: float) -> dict:
-    """A :func:`spread` dict in other units (e.g. KID × 10³): every location and width × a
-    positive ``factor``."""
+    """A :func:`spread` dict in other units (e.g. KID × 10³): locations and widths × ``factor`` > 0."""
     if not factor > 0:
         raise ValueError(f"factor must be positive, got {factor}")
     keys = ("mean", "std", "median", "min", "max", "ci95", "ci_lo", "ci_hi")
@@ -128,8 +115,7 @@ def fmt(s: dict, digits: int = 2) -> str:
 
 
 def markdown_table(rows: list[dict], columns: dict[str, str], digits: int = 2) -> str:
-    """A Markdown table of ``rows``; ``columns`` maps each key to its header. Spread dicts
-    render as ``mean ± std``; floats with ``digits`` decimals."""
+    """A Markdown table of ``rows``; ``columns`` maps each key to its header (spreads by :func:`fmt`)."""
     def cell(v):
         if isinstance(v, dict) and "mean" in v:
             return fmt(v, digits)

@@ -53,18 +53,17 @@ class Method:
 
 def check_steps(what: str, steps) -> tuple[int, ...]:
     """A non-empty list of distinct positive whole step counts (a single int is allowed)."""
-    if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool):
-        steps = (steps,)
+    steps = (steps,) if isinstance(steps, (int, np.integer)) else steps
     if isinstance(steps, str) or not hasattr(steps, "__iter__"):
         raise ValueError(f"{what} must be a list of positive whole numbers, got {steps!r}")
-    steps = tuple(steps)
-    if not steps or len(set(steps)) != len(steps):
+    if len(set(steps := tuple(steps))) != len(steps) or not steps:
         raise ValueError(f"{what} must be a non-empty list of distinct step counts, got {steps!r}")
     return tuple(check_positive_int(what, s) for s in steps)
 
 
-def check_methods(methods, num_train_timesteps: int = 1000) -> list[Method]:
-    """A non-empty list of distinct :class:`Method` with at most T steps each."""
+def check_sweep(methods, seeds, num_samples, num_train_timesteps: int = 1000):
+    """Distinct :class:`Method` of at most T steps, the seeds, and at least ``PR_K + 1``
+    samples per set (precision and recall need ``PR_K`` neighbours)."""
     methods = list(methods)
     if not methods or not all(isinstance(m, Method) for m in methods):
         raise ValueError(f"methods must be a non-empty list of Method(sampler, num_steps); "
@@ -74,7 +73,11 @@ def check_methods(methods, num_train_timesteps: int = 1000) -> list[Method]:
     too_long = [m.label for m in methods if m.num_steps > num_train_timesteps]
     if too_long:
         raise ValueError(f"{too_long[0]}: num_steps must be at most T={num_train_timesteps}")
-    return methods
+    seeds = check_seeds(seeds)
+    if check_positive_int("num_samples", num_samples) < PR_K + 1:
+        raise ValueError(f"num_samples must be at least {PR_K + 1} (precision and recall use "
+                         f"each sample's {PR_K} nearest neighbours), got {num_samples}")
+    return methods, seeds
 
 
 def baseline_methods(ddim_steps, dpm_steps, ddpm_steps: int = 1000) -> list[Method]:
@@ -124,19 +127,10 @@ def make_plan(profile: str = "quick", seeds=None, beta_schedule=None, image_size
                          f"{levels}-level UNet, got {size}")
     check_positive_int("train_steps", prof.train_steps)
     check_positive_int("batch_size", prof.batch_size)
-    check_num_samples(prof.num_samples)
-    methods = check_methods(baseline_methods(prof.sampler_steps, prof.dpm_steps,
-                                             prof.ddpm_sample_steps), prof.num_train_timesteps)
-    return SweepPlan(prof, methods, check_seeds(prof.seeds if seeds is None else seeds),
-                     check_seeds([train_seed])[0])
-
-
-def check_num_samples(num_samples) -> int:
-    """At least ``PR_K + 1`` samples per set (precision and recall need ``PR_K`` neighbours)."""
-    if check_positive_int("num_samples", num_samples) < PR_K + 1:
-        raise ValueError(f"num_samples must be at least {PR_K + 1} (precision and recall use "
-                         f"each sample's {PR_K} nearest neighbours), got {num_samples}")
-    return int(num_samples)
+    methods, seeds = check_sweep(
+        baseline_methods(prof.sampler_steps, prof.dpm_steps, prof.ddpm_sample_steps),
+        prof.seeds if seeds is None else seeds, prof.num_samples, prof.num_train_timesteps)
+    return SweepPlan(prof, methods, seeds, check_seeds([train_seed])[0])
 
 
 @dataclass
@@ -145,7 +139,7 @@ class Sweep:
     rows: list[dict]
     samples: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
 
-    def images(self, key: str) -> torch.Tensor:  # every seed's samples, in seed order
+    def images(self, key: str) -> torch.Tensor:
         """Every seed's samples of one method, in seed order."""
         return torch.cat([self.samples[key][s] for s in sorted(self.samples[key])])
 
@@ -160,9 +154,8 @@ def sweep(model: TrainedDDPM, methods, seeds, num_samples: int, x_train: torch.T
           classifier, batch_size: int = 256, cache: Cache | None = None,
           progress: bool = True) -> Sweep:
     """Draw (cached) and score ``num_samples`` images per method × seed: a row each."""
-    methods, seeds = check_methods(methods, model.num_train_timesteps), check_seeds(seeds)
-    num_samples = check_num_samples(num_samples)
-    batch_size = check_positive_int("batch_size", batch_size)
+    methods, seeds = check_sweep(methods, seeds, num_samples, model.num_train_timesteps)
+    check_positive_int("batch_size", batch_size)
     check_images(x_train, "train images")
     out = Sweep([])
     for method, seed in tqdm(list(product(methods, seeds)), desc="sampler sweep",
@@ -205,8 +198,7 @@ def control_labels(image_size: int) -> dict[str, str]:
     """Reader-facing names of :data:`metrics.CONTROLS`."""
     k = blur_kernel(image_size)
     return {"noise": "uniform noise", "black": "constant black", "white": "constant white",
-            "blurred": f"blurred test images ({k}×{k} box)",
-            "repeated": "one test image repeated"}
+            "blurred": f"blurred test images ({k}×{k} box)", "repeated": "one test image repeated"}
 
 
 def controls(x_test: torch.Tensor, x_train: torch.Tensor, classifier, seeds,
@@ -224,8 +216,7 @@ def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
     c, s = unet.config.in_channels, unet.config.sample_size
     x = torch.zeros(profile.batch_size, c, s, s, device=unet.device)
     t = torch.zeros(profile.batch_size, dtype=torch.long, device=unet.device)
-    step = count_flops(lambda: unet(x, t).sample.square().mean().backward())[0]
-    flops = step * profile.train_steps
+    flops = count_flops(lambda: unet(x, t).sample.square().mean().backward())[0] * profile.train_steps
     unet.zero_grad(set_to_none=True)
     return {"steps": profile.train_steps, "batch_size": profile.batch_size,
             "seconds": model.meta["train_seconds"], "n_params": model.meta["n_params"],
@@ -248,9 +239,8 @@ def _bar_checks(entry: dict, reference: dict, min_precision: float, min_recall: 
                 max_fid_ratio: float) -> dict:
     p, r = entry["precision"]["mean"], entry["recall"]["mean"]
     ratio = entry["fid"]["mean"] / reference["fid"]["mean"]
-    ok = {"precision_ok": p >= min_precision, "recall_ok": r >= min_recall,
-          "fid_ok": ratio <= max_fid_ratio}
-    return {"precision": p, "recall": r, "fid_ratio": ratio, **ok, "passes": all(ok.values())}
+    passes = bool(p >= min_precision and r >= min_recall and ratio <= max_fid_ratio)
+    return {"precision": p, "recall": r, "fid_ratio": ratio, "passes": passes}
 
 
 def quality_bar(methods: dict, reference: dict, controls: dict | None = None,

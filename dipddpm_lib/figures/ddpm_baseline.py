@@ -72,9 +72,7 @@ def plot_quality_vs_compute(methods: dict, reference: dict):
                    label="real test images, same size (band: 95 % interval)")
         ax.axhspan((r["mean"] - _err(r)) * f, (r["mean"] + _err(r)) * f, color="green",
                    alpha=0.1)
-        ax.set_xscale("log")
-        if q == "fid":
-            ax.set_yscale("log")
+        ax.set(xscale="log", yscale="log" if q == "fid" else "linear")
         for axis in (ax.xaxis, ax.yaxis) if q == "fid" else (ax.xaxis,):  # ticks 1, 2, 5, 10, …
             axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
             axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
