@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -45,7 +46,8 @@ def check_timestep(what: str, value, num_train_timesteps: int) -> int:
 
 def check_sigma(sigma) -> float:
     """Check a noise level on the 0-255 scale."""
-    if not isinstance(sigma, (int, float)) or math.isnan(sigma) or not 0 <= sigma <= 255:
+    if not isinstance(sigma, numbers.Real) or isinstance(sigma, bool) or math.isnan(sigma) \
+            or not 0 <= sigma <= 255:
         raise ValueError(f"sigma is on the 0-255 scale and must be in [0, 255], got {sigma!r}")
     return float(sigma)
 

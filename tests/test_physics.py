@@ -54,3 +54,12 @@ def test_sigma_to_t_rejects_noise_beyond_the_schedule():
 def test_t_to_sigma_rejects_bad_steps(bad):
     with pytest.raises(ValueError, match="t must be"):
         physics.t_to_sigma(bad)
+
+
+def test_check_sigma_takes_any_real_number_and_rejects_the_rest():
+    from dipddpm_lib.errors import check_sigma
+
+    assert check_sigma(np.float32(25.0)) == 25.0 and check_sigma(np.int64(15)) == 15.0
+    for bad in (True, "25", float("nan"), -1.0, 256):
+        with pytest.raises(ValueError, match="0-255 scale"):
+            check_sigma(bad)
