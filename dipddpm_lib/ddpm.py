@@ -111,15 +111,6 @@ def _train_config(profile, beta_schedule: str, seed: int, n_train: int,
     return {**cfg, "beta_schedule": beta_schedule, "seed": seed, "n_train": n_train}
 
 
-def _draw_t(n: int, profile, gen: torch.Generator) -> torch.Tensor:
-    """Uniform on [0, T), a ``low_t_fraction`` of them on [0, low_t_max) instead."""
-    t = torch.randint(0, profile.num_train_timesteps, (n,), generator=gen)
-    if profile.low_t_fraction:
-        low = torch.rand(n, generator=gen) < profile.low_t_fraction
-        t = torch.where(low, torch.randint(0, profile.low_t_max, (n,), generator=gen), t)
-    return t
-
-
 def train_ddpm(images, profile, beta_schedule: str | None = None, seed: int = 0,
                cache: Cache | None = None, progress: bool = True,
                data_key: dict | None = None, shape: tuple | None = None) -> TrainedDDPM:
@@ -162,7 +153,11 @@ def train_ddpm(images, profile, beta_schedule: str | None = None, seed: int = 0,
             idx = torch.randint(0, len(data), (profile.batch_size,), generator=gen)
             x0 = data[idx.to(device)]
             noise = torch.randn(x0.shape, generator=gen).to(device)
-            t = _draw_t(len(x0), profile, gen).to(device)
+            t = torch.randint(0, profile.num_train_timesteps, (len(x0),), generator=gen)
+            if profile.low_t_fraction:  # a share of the steps on [0, low_t_max) instead
+                low = torch.rand(len(x0), generator=gen) < profile.low_t_fraction
+                t = torch.where(low, torch.randint(0, profile.low_t_max, (len(x0),), generator=gen), t)
+            t = t.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 eps = unet(sched.add_noise(x0, noise, t), t).sample
             loss = F.mse_loss(eps.float(), noise)

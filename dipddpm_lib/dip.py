@@ -47,16 +47,11 @@ class DIPConfig:
 # K independent networks run as one: every layer is grouped (groups = K), so each parameter
 # tensor is K per-network blocks along dim 0. With DIP's batch of one image per network,
 # BatchNorm's statistics and Adam's updates stay per network: a K-batched fit is K fits.
-def _conv(cin: int, cout: int, k: int, stride: int = 1, nets: int = 1) -> nn.Module:
-    pad = (k - 1) // 2
-    layers = [nn.ReflectionPad2d(pad)] if pad else []
-    return nn.Sequential(*layers, nn.Conv2d(cin * nets, cout * nets, k, stride=stride, groups=nets))
-
-
 def _cba(cin: int, cout: int, k: int, stride: int = 1, nets: int = 1) -> nn.Module:
-    """Conv → BatchNorm → LeakyReLU(0.2)."""
-    return nn.Sequential(_conv(cin, cout, k, stride, nets), nn.BatchNorm2d(cout * nets),
-                         nn.LeakyReLU(0.2))
+    """(Reflection pad →) Conv → BatchNorm → LeakyReLU(0.2)."""
+    pad = [nn.ReflectionPad2d((k - 1) // 2)] if k > 2 else []
+    conv = nn.Sequential(*pad, nn.Conv2d(cin * nets, cout * nets, k, stride=stride, groups=nets))
+    return nn.Sequential(conv, nn.BatchNorm2d(cout * nets), nn.LeakyReLU(0.2))
 
 
 class _Level(nn.Module):

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .cache import Cache, cached
-from .compute import Compute, count_flops
+from .compute import Compute, Timer, count_flops
 from .data import _photo_array, check_photos, resized
 from .ddpm import TrainedDDPM, alphas_cumprod, predict_x0, to_model, train_ddpm
 from .errors import check_images, check_positive_int, check_sigma
@@ -25,7 +25,8 @@ def crop_bank(names, crop: int, n: int, short_sides, seed: int = 0,
     sides = tuple(check_positive_int("short side", s) for s in short_sides)
     if not sides or min(sides) < crop:
         raise ValueError(f"every short side must be at least the crop size {crop}, got {sides}")
-    scaled = {(name, s): _rescaled(name, s) for name in names for s in sides}
+    scaled = {(name, s): torch.from_numpy(np.ascontiguousarray(resized(_photo_array(name), s), np.float32))
+              .permute(2, 0, 1).clamp(0, 1) for name in names for s in sides}  # 3×H×W each
     rng = np.random.default_rng(seed)
     out = torch.empty(n, 3, crop, crop)
     for i in tqdm(range(n), desc="photo crops", disable=not progress, mininterval=2):
@@ -37,12 +38,6 @@ def crop_bank(names, crop: int, n: int, short_sides, seed: int = 0,
             c = c.flip(2)
         out[i] = torch.rot90(c, int(rng.integers(4)), dims=(1, 2))
     return out
-
-
-def _rescaled(name: str, short_side: int) -> torch.Tensor:
-    """A photograph as 3×H×W in [0, 1], its shorter side resized to ``short_side``."""
-    img = resized(_photo_array(name), short_side)
-    return torch.from_numpy(np.ascontiguousarray(img, np.float32)).permute(2, 0, 1).clamp(0, 1)
 
 
 def prior_profile(profile):
@@ -86,12 +81,11 @@ def observation_state(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tupl
 def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, Compute]:
     """One-step x̂0 of ``y`` from its :func:`observation_state`; grey is averaged back."""
     x_t, t = observation_state(model, y, sigma)
-    start = time.perf_counter()
-    x0 = predict_x0(model.unet, x_t, t, model.beta_schedule, model.num_train_timesteps)
-    wall = time.perf_counter() - start
+    with Timer() as timer:
+        x0 = predict_x0(model.unet, x_t, t, model.beta_schedule, model.num_train_timesteps)
     flops = unet_flops(model, tuple(x_t.shape[1:])) * len(y) if t > 0 else 0.0
     x0 = x0.mean(1, keepdim=True) if y.shape[1] == 1 else x0
-    return x0, Compute(flops=flops, nfe=int(t > 0), wall_s=wall)
+    return x0, Compute(flops=flops, nfe=int(t > 0), wall_s=timer.seconds)
 
 
 def denoise_x0_each(model: TrainedDDPM, noisy: torch.Tensor, sigmas) -> tuple[torch.Tensor, float]:

@@ -13,25 +13,23 @@ def bm3d_denoise(y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, Compute]:
     """BM3D (``bm3d_rgb`` for colour) on each image, the authors' normal profile; no FLOPs."""
     import bm3d
 
-    check_images(y, "noisy images")
     s = check_sigma(sigma) / 255.0
     profile = bm3d.BM3DProfile()  # the authors' normal profile ("np"), single-threaded: with
     profile.num_threads = 1       # more threads its aggregation order, and output, vary
-    outs = []
-    with Timer() as timer:
-        for img in y:
-            a = _hwc(img[None])
-            out = (bm3d.bm3d_rgb(a, s, profile) if a.shape[2] == 3
-                   else bm3d.bm3d(a[..., 0], s, profile)[..., None])
-            outs.append(_from_hwc(out)[0])
-    return torch.stack(outs), Compute(wall_s=timer.seconds / len(y))
+    return _each(y, lambda a: bm3d.bm3d_rgb(a, s, profile) if a.shape[2] == 3
+                 else bm3d.bm3d(a[..., 0], s, profile)[..., None])
 
 
 def nl_means_denoise(y: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, Compute]:
     """Blind :func:`nl_means` on each image (``sigma`` is ignored)."""
+    return _each(y, lambda a: nl_means(a)[0])
+
+
+def _each(y: torch.Tensor, restorer) -> tuple[torch.Tensor, Compute]:
+    """``restorer`` (H×W×C array to array) on each noisy image, clipped; its wall seconds each."""
     check_images(y, "noisy images")
     with Timer() as timer:
-        outs = [_from_hwc(nl_means(_hwc(img[None]))[0])[0] for img in y]
+        outs = [_from_hwc(restorer(_hwc(img[None])))[0] for img in y]
     return torch.stack(outs), Compute(wall_s=timer.seconds / len(y))
 
 

@@ -8,7 +8,7 @@ import torch
 from ..compute import Compute
 from ..ddpm import TrainedDDPM, alphas_cumprod, from_model, prior_noise, q_sample, to_model
 from ..dip import DIPConfig
-from ..errors import check_images, check_timestep
+from ..errors import check_choice, check_images, check_timestep
 from .ddpm_denoise import chain_from
 from .dip_t0 import check_iterations, fit_dip_snapshots, prior_channels
 
@@ -18,8 +18,7 @@ def tdpm_dip(model: TrainedDDPM, x_dip: torch.Tensor, t: int, seed: int = 0, sam
     """The chain from DIP's output taken as the state at ``t``, at most ``steps`` calls."""
     check_images(x_dip, "DIP estimate")
     check_timestep("t", t, model.num_train_timesteps)
-    if space not in ("image", "state"):
-        raise ValueError(f"space must be 'image' or 'state', got {space!r}")
+    check_choice("space", space, ("image", "state"))
     if t == 0:
         return (x_dip.clone() if space == "image" else from_model(x_dip)), Compute()
     x_t = x_dip
