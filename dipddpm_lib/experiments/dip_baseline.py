@@ -73,14 +73,10 @@ def fit_cached(degradation: dip.Degradation, clean: torch.Tensor, cfg: dip.DIPCo
     ``callback`` sees every step but cannot stop the fit; a cached fit keeps its wall seconds."""
     computed = []
 
-    def every_step(*args) -> bool:  # a cached fit runs every iteration, whatever it returns
-        callback(*args)
-        return False
-
-    def compute():
+    def compute():  # a cached fit runs every iteration, whatever the callback returns
         r = dip.fit(degradation, cfg, iterations, clean=clean, lr=lr, reg_noise_std=reg_noise_std,
                     ema=ema, seed=seed, device=device, progress=False,
-                    callback=None if callback is None else every_step)
+                    callback=None if callback is None else lambda *a: callback(*a) and False)
         computed.append(True)
         best = np.atleast_1d(np.asarray(r.best_iteration, dtype=np.int64))
         columns = {k: np.asarray(v, np.float32).reshape(len(v), -1) for k, v in r.history.items()}
@@ -255,11 +251,9 @@ def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
     given = dict(arch or {}) if isinstance(arch, dict) else {}
     overrides, record = tuned_overrides(profile, tuned, NOTEBOOK, {
         "dip_scales": given.get("scales"), "dip_channels": given.get("channels"), "dip_lr": lr})
-    if device is not None:
-        overrides = {**overrides, "device": device}
-    prof = check_device(get_profile(profile, **overrides))
-    if lr is not None:
-        prof = get_profile(profile, **{**overrides, "dip_lr": check_positive_float("lr", lr)})
+    fields = {"device": device, "dip_lr": None if lr is None else check_positive_float("lr", lr)}
+    prof = check_device(get_profile(profile, **overrides | {k: v for k, v in fields.items()
+                                                           if v is not None}))
     check_choice("task", task, dip.TASKS)
     cfg = make_arch(prof, arch)
     size = check_positive_int("image_size", prof.photo_size if image_size is None else image_size)
