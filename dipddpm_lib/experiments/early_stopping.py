@@ -136,8 +136,9 @@ def make_setup(profile: str, seeds=None, tuned=None, device=None, **knobs):
 
 
 def make_batch(setup: StoppingSetup, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """``(clean, noisy, sigmas)`` for every (photograph, σ) pair; pair ``j``'s noise seed is
-    ``1000·seed + j``."""
+    """``(clean, noisy, sigmas)`` for every (photograph, σ) pair of the checked ``setup``; pair
+    ``j``'s noise seed is ``1000·seed + j``."""
+    setup.check()
     photos = {p: load_photo(p, setup.photo_size) for p in setup.photos}
     clean = torch.cat([photos[p] for p, _ in setup.pairs])
     noisy = torch.cat([dip.degrade(photos[p], "denoise", s, seed=1000 * seed + j).observation
@@ -220,7 +221,6 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
     """One batched plain DIP fit of every (photograph, σ) pair for ``setup.budget`` iterations,
     every plain-run criterion applied online (:class:`ReferenceRecorder`). Cached; the key
     holds the lookup's counts and ``prior_key`` (default: a digest of ``prior_x0``)."""
-    setup.check()
     cfg = cfg or dip.DIPConfig.from_profile(profile)
     fit_kwargs = fit_kwargs or _fit_kwargs(profile)
     clean, noisy, sigmas = make_batch(setup, seed)
@@ -259,7 +259,6 @@ def run_sure(setup: StoppingSetup, profile, seed: int, cache: Cache | None = Non
              progress: bool = True, probe_every: int = SURE_PROBE_EVERY) -> Run:
     """SURE-stopped DIP (:func:`~dipddpm_lib.methods.sure_dip.fit_sure_dip`) with ES-WMV's
     patience; its stops are ``sure`` and ``oracle_raw`` (the run's own raw peak). Cached."""
-    setup.check()
     clean, noisy, sigmas = make_batch(setup, seed)
     cfg = dip.DIPConfig.from_profile(profile, input_depth=noisy.shape[1])
 
@@ -285,7 +284,6 @@ def run_guided(setup: StoppingSetup, profile, seed: int, cache: Cache | None = N
                progress: bool = True) -> Run:
     """One batched DIP fit with progressive targets (same net and seed as the plain run),
     each image stopped by the guided rule; the clean image feeds only the logged PSNR. Cached."""
-    setup.check()
     cfg = dip.DIPConfig.from_profile(profile)
     clean, noisy, sigmas = make_batch(setup, seed)
     stds = guided_schedule(setup, sigmas)
