@@ -64,11 +64,9 @@ class PhotoConfig:
         for s in self.sigmas:
             if check_sigma(s) != round(s):  # arrays are named photo_<method>_<name>_s<σ>
                 raise ValueError(f"task C's sigmas must be whole numbers (0-255), got {s}")
-        check_positive_int("dip_iterations", self.dip_iterations)
-        check_positive_int("red_refresh", self.red_refresh)
-        check_positive_int("chain_steps", self.chain_steps)
-        for k in self.ddim_steps:
-            check_positive_int("ddim steps", k)
+        for what, v in [("dip_iterations", self.dip_iterations), ("red_refresh", self.red_refresh),
+                        ("chain_steps", self.chain_steps), *(("ddim steps", k) for k in self.ddim_steps)]:
+            check_positive_int(what, v)
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"unknown task C method(s) {unknown}; valid: {', '.join(METHODS)}")
@@ -263,25 +261,23 @@ def make_config(profile, photos=None, sigmas=None, seeds=None, methods=None, t0_
     unknown = sorted(set(settings) - set(PARAMETER_FIELDS))
     if unknown:
         raise ValueError(f"unknown task C setting(s) {unknown}; valid: {sorted(PARAMETER_FIELDS)}")
-    explicit = {PARAMETER_FIELDS[k]: v for k, v in settings.items()}
+    explicit = {PARAMETER_FIELDS[k]: v for k, v in settings.items() if v is not None}
     overrides, record = tuned_overrides(profile.name, tuned, NOTEBOOK, explicit)
-    p = check_device(dataclasses.replace(profile, **overrides))  # no CUDA: one clear error
-    val = {f: explicit.get(f) if explicit.get(f) is not None else getattr(p, f)
-           for f in PARAMETER_FIELDS.values()}
+    p = check_device(dataclasses.replace(profile, **overrides | explicit))  # no CUDA: one clear error
     names = check_photos(profile.photo_task_photos if photos is None else photos, "task C photographs",
                          min_size=p.photo_size)
     config = PhotoConfig(
         sigmas=tuple(float(s) for s in (p.photo_sigmas if sigmas is None else sigmas)),
         seeds=tuple(int(s) for s in (p.seeds if seeds is None else seeds)),
         dip=DIPConfig.from_profile(p, scales=p.photo_dip_scales, channels=p.photo_dip_channels),
-        dip_iterations=int(val["photo_dip_iterations"]),
+        dip_iterations=int(p.photo_dip_iterations),
         dip_lr=p.dip_lr, ddim_steps=tuple(p.photo_ddim_steps),
         t0_list=tuple(int(t) for t in (p.photo_t0_list if t0_list is None else t0_list)),
         chain_sampler=p.int_chain_sampler, chain_steps=p.photo_chain_steps,
-        red_lambda=float(val["photo_red_lambda"]),
-        red_sigma_eff_ratio=float(val["photo_red_sigma_eff_ratio"]),
-        red_refresh=int(val["photo_red_refresh"]), red_warm_start=bool(p.photo_red_warm_start),
-        target_lambda=float(val["photo_target_lambda"]),
+        red_lambda=float(p.photo_red_lambda),
+        red_sigma_eff_ratio=float(p.photo_red_sigma_eff_ratio),
+        red_refresh=int(p.photo_red_refresh), red_warm_start=bool(p.photo_red_warm_start),
+        target_lambda=float(p.photo_target_lambda),
         methods=tuple(METHODS if methods is None else methods), device=p.device)
     return config, names, record
 
