@@ -225,21 +225,6 @@ class BaselinePlan:
                 for task, name in self.showcases.items()}
 
 
-def make_arch(profile: Profile, arch: dict | None) -> dip.DIPConfig:
-    """The profile's DIP network with the knobs given in ``arch`` overridden."""
-    arch = dict(arch or {})
-    unknown = sorted(set(arch) - set(ARCH_KEYS))
-    if unknown:
-        raise ValueError(f"unknown arch key(s) {unknown}; valid keys: {', '.join(ARCH_KEYS)}")
-    cfg = dip.DIPConfig.from_profile(profile, **arch)
-    for key in ("scales", "channels", "input_depth"):
-        check_positive_int(f"arch {key}", getattr(cfg, key))
-    if type(cfg.skip_channels) is not int or cfg.skip_channels < 0:  # bool is no width
-        raise ValueError(f"arch skip_channels must be a whole number >= 0, got {cfg.skip_channels!r}")
-    check_choice("arch upsample", cfg.upsample, dip.UPSAMPLE_MODES)
-    return cfg
-
-
 def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
               sigma=25.0, task: str = "denoise", iterations=None, arch: dict | None = None,
               showcase_iterations=None, inpaint_image: str | None = None,
@@ -255,7 +240,16 @@ def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
     prof = check_device(get_profile(profile, **overrides | {k: v for k, v in fields.items()
                                                            if v is not None}))
     check_choice("task", task, dip.TASKS)
-    cfg = make_arch(prof, arch)
+    arch = dict(arch or {})  # the profile's net with these knobs overridden
+    unknown = sorted(set(arch) - set(ARCH_KEYS))
+    if unknown:
+        raise ValueError(f"unknown arch key(s) {unknown}; valid keys: {', '.join(ARCH_KEYS)}")
+    cfg = dip.DIPConfig.from_profile(prof, **arch)
+    for key in ("scales", "channels", "input_depth"):
+        check_positive_int(f"arch {key}", getattr(cfg, key))
+    if type(cfg.skip_channels) is not int or cfg.skip_channels < 0:  # bool is no width
+        raise ValueError(f"arch skip_channels must be a whole number >= 0, got {cfg.skip_channels!r}")
+    check_choice("arch upsample", cfg.upsample, dip.UPSAMPLE_MODES)
     size = check_positive_int("image_size", prof.photo_size if image_size is None else image_size)
     step = max(32, cfg.min_size)  # the photo loader's multiple, and the network's
     if size % step:
@@ -282,11 +276,18 @@ def chapter_metrics(plan: BaselinePlan, main: list[ImageRestoration],
                     showcases: dict[str, ImageRestoration], min_gain_db: float = 5.0) -> dict:
     """Everything chapter 02 reports, as one JSON-able dict for ``metrics.json``."""
     per_image = {r.name: r.metrics() for r in main}
+    fits = [f for r in (*main, *showcases.values()) for f in r.fits]
+    runs = [c for r in (*main, *showcases.values()) for c in r.classical.values()]
     return {**plan.to_dict(), "per_image": per_image,
             "summary": summarise(per_image, list(CLASSICAL[plan.task]), min_gain_db),
             **{task: {"image": r.name, "sigma": 0.0, "iterations": plan.showcase_iterations,
                       "seeds": list(plan.seeds), **r.metrics()} for task, r in showcases.items()},
-            "compute": compute_totals([*main, *showcases.values()])}
+            "compute": {"dip": {"networks_fitted": len(fits),  # totals: DIP's, the classical wall
+                                "iterations": int(sum(len(f.history["psnr_clean"]) for f in fits)),
+                                "gflops": float(sum(f.flops for f in fits) / 1e9),
+                                "wall_s": float(sum(f.wall_s for f in fits))},
+                        "classical": {"runs": len(runs), "wall_s": float(sum(c.wall_s for c in runs)),
+                                      "flops": None}}}
 
 
 def summarise(per_image: dict, methods: list[str], min_gain_db: float = 5.0) -> dict:
@@ -312,18 +313,6 @@ def summarise(per_image: dict, methods: list[str], min_gain_db: float = 5.0) -> 
         "peak_before_last_iteration": {n: m["comparison"]["peak_before_last_iteration"]
                                        for n, m in per_image.items()},
     }
-
-
-def compute_totals(restorations: list[ImageRestoration]) -> dict:
-    """Total DIP compute (iterations, GFLOPs, wall seconds) and classical wall seconds."""
-    fits = [f for r in restorations for f in r.fits]
-    runs = [c for r in restorations for c in r.classical.values()]
-    return {"dip": {"networks_fitted": len(fits),
-                    "iterations": int(sum(len(f.history["psnr_clean"]) for f in fits)),
-                    "gflops": float(sum(f.flops for f in fits) / 1e9),
-                    "wall_s": float(sum(f.wall_s for f in fits))},
-            "classical": {"runs": len(runs), "wall_s": float(sum(c.wall_s for c in runs)),
-                          "flops": None}}
 
 
 def save_arrays(out_dir, r: ImageRestoration, prefix: str = "") -> list[str]:
