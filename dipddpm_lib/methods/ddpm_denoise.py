@@ -28,12 +28,12 @@ def chain_from(model: TrainedDDPM, x_t: torch.Tensor, t: int, sampler: str, step
 
 
 def ddpm_chain(model: TrainedDDPM, y: torch.Tensor, sigma: float, seed: int = 0) -> tuple[torch.Tensor, Compute]:
-    """Ancestral sampling from ``t_σ``: all ``t_σ`` steps, each a denoiser call."""
-    x_t, t = observation_state(model, y, sigma)
-    return chain_from(model, x_t, t, "ddpm", max(t, 1), seed, y.shape[1])
+    """Ancestral sampling from ``t_σ``: all ``t_σ`` steps (T caps nothing), each a denoiser call."""
+    return ddim(model, y, sigma, model.num_train_timesteps, seed, "ddpm")
 
 
-def ddim(model: TrainedDDPM, y: torch.Tensor, sigma: float, k: int, seed: int = 0) -> tuple[torch.Tensor, Compute]:
-    """DDIM from ``t_σ`` with at most ``k`` denoiser calls (deterministic)."""
+def ddim(model: TrainedDDPM, y: torch.Tensor, sigma: float, k: int, seed: int = 0,
+         sampler: str = "ddim") -> tuple[torch.Tensor, Compute]:
+    """DDIM (deterministic; or ``sampler``) from ``t_σ`` with at most ``k`` denoiser calls."""
     x_t, t = observation_state(model, y, sigma)
-    return chain_from(model, x_t, t, "ddim", k, seed, y.shape[1])
+    return chain_from(model, x_t, t, sampler, k, seed, y.shape[1])
