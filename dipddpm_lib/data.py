@@ -92,7 +92,20 @@ def photo_name(name) -> str:
 def check_photo(name, what: str = "photograph", min_size: int | None = None) -> str:
     """``name`` if it is one of :data:`PHOTOS` or a readable image file of at least ``min_size`` px."""
     if is_photo_path(name):
-        return _check_photo_file(Path(name), what, min_size)
+        path = Path(name)
+        if path.is_dir():
+            raise ValueError(f"{what} {str(path)!r} is a folder; give one image file (PNG or JPEG)")
+        if not path.is_file():
+            raise ValueError(f"{what} {str(path)!r}: no such file")
+        try:
+            img = _read_image(path)
+        except Exception as err:  # noqa: BLE001 — any reader failure means "not an image"
+            raise ValueError(f"{what} {str(path)!r} is not a readable image "
+                             f"({type(err).__name__}: {err})") from None
+        if min_size is not None and min(img.shape[:2]) < min_size:
+            raise ValueError(f"{what} {str(path)!r} is too small: {img.shape[1]}×{img.shape[0]} px, "
+                             f"and its shorter side must be at least {min_size} px (it is not upscaled)")
+        return str(path)
     if isinstance(name, str) and name in DUPLICATES:
         raise ValueError(f"{what} {name!r} is the same picture as {DUPLICATES[name]!r}; use "
                          f"{DUPLICATES[name]!r}; valid choices: {', '.join(PHOTOS)}")
@@ -101,22 +114,6 @@ def check_photo(name, what: str = "photograph", min_size: int | None = None) -> 
     except ValueError as err:
         raise ValueError(f"{err}, or a path to an image file (PNG, JPEG, …)") from None
     return name
-
-
-def _check_photo_file(path: Path, what: str, min_size: int | None) -> str:
-    if path.is_dir():
-        raise ValueError(f"{what} {str(path)!r} is a folder; give one image file (PNG or JPEG)")
-    if not path.is_file():
-        raise ValueError(f"{what} {str(path)!r}: no such file")
-    try:
-        img = _read_image(path)
-    except Exception as err:  # noqa: BLE001 — any reader failure means "not an image"
-        raise ValueError(f"{what} {str(path)!r} is not a readable image "
-                         f"({type(err).__name__}: {err})") from None
-    if min_size is not None and min(img.shape[:2]) < min_size:
-        raise ValueError(f"{what} {str(path)!r} is too small: {img.shape[1]}×{img.shape[0]} px, "
-                         f"and its shorter side must be at least {min_size} px (it is not upscaled)")
-    return str(path)
 
 
 def _read_image(path: Path) -> np.ndarray:

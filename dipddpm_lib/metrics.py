@@ -223,18 +223,15 @@ class GenerationScorer:
         for i in range(0, len(f), 512):  # the batches the features were extracted in
             metric.update(f[i:i + 512], real=real)
 
-    def _kid(self, subset: int) -> KernelInceptionDistance:
-        if subset not in self._kids:
-            kid = KernelInceptionDistance(subset_size=subset, **self._kid_args)
-            self._update(kid, self._ref, real=True)
-            self._kids[subset] = kid
-        return self._kids[subset]
-
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor) -> dict:
         check_images(samples, "generated images")
         f = self._features(samples)
-        kid = self._kid(min(self.kid_subset, len(samples), self.n_real))
+        subset = min(self.kid_subset, len(samples), self.n_real)
+        if subset not in self._kids:  # one KID (the reference's features in) per subset size
+            self._kids[subset] = KernelInceptionDistance(subset_size=subset, **self._kid_args)
+            self._update(self._kids[subset], self._ref, real=True)
+        kid = self._kids[subset]
         for metric in (self.fid, kid):
             metric.reset()
             self._update(metric, f, real=False)
