@@ -53,10 +53,6 @@ class PlannedPoint:
     needs: str | None  # "ddpm" (chapter 01), "prior" (the photo prior) or None
     priority: int
 
-    @property
-    def key(self) -> tuple:
-        return (self.point.grid.name, self.point.name)
-
 
 def plan(profile: str, root: str | Path, grid_file: str | Path | None = None) -> dict:
     """Every point of the grid file, keyed ``(grid, point name)``; ``root``: ``results/<profile>``."""

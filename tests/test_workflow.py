@@ -57,7 +57,7 @@ def test_the_plan_runs_each_distinct_point_once_and_says_what_it_waits_on(tmp_pa
         key = pp.point.run_key("smoke")
         if pp.source is None:
             assert key not in keys  # one run per notebook and parameters
-            keys[key] = pp.key
+            keys[key] = (pp.point.grid.name, pp.point.name)
         else:  # copied from the first identical point, which runs itself
             assert keys[key] == pp.source and points[pp.source].source is None
     tuning = {g.name for g in sweep.tuning_grids(grids)}
