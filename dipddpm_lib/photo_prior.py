@@ -40,10 +40,12 @@ def crop_bank(names, crop: int, n: int, short_sides, seed: int = 0,
     return out
 
 
-def prior_profile(profile):
-    """The profile with its ``prior_*`` fields in place of the digit DDPM's, for ``train_ddpm``."""
+def train_photo_prior(profile, seed: int = 0, cache: Cache | None = None,
+                      progress: bool = True) -> TrainedDDPM:
+    """Train (or load from the cache) the photo DDPM: ``train_ddpm`` with the profile's ``prior_*``
+    fields in place of the digit DDPM's, keyed by its settings and the crops' recipe."""
     n = len(profile.prior_unet_channels)
-    return dataclasses.replace(
+    pp = dataclasses.replace(
         profile, dataset="photo_crops", data_dir=None, image_size=profile.prior_photo_size,
         unet_channels=tuple(profile.prior_unet_channels), unet_attention=(False,) * n,
         unet_layers_per_block=profile.prior_layers_per_block,
@@ -51,16 +53,9 @@ def prior_profile(profile):
         lr=profile.prior_lr, warmup_steps=profile.prior_warmup_steps,
         ema_decay=profile.prior_ema_decay, low_t_fraction=profile.prior_low_t_fraction,
         train_precision=profile.prior_train_precision)
-
-
-def train_photo_prior(profile, seed: int = 0, cache: Cache | None = None,
-                      progress: bool = True) -> TrainedDDPM:
-    """Train (or load from the cache) the photo DDPM; keyed by its settings and the crops' recipe."""
-    pp = prior_profile(profile)
     recipe = {"photos": list(profile.prior_train_photos), "crop": pp.image_size,
               "n": profile.prior_n_crops, "short_sides": list(profile.prior_short_sides),
               "seed": seed}
-    cache = cache or Cache()
     bank = lambda: crop_bank(profile.prior_train_photos, pp.image_size,  # noqa: E731
                              profile.prior_n_crops, profile.prior_short_sides, seed, progress)
     shape = (profile.prior_n_crops, 3, pp.image_size, pp.image_size)
