@@ -224,14 +224,6 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
     def forward(u: torch.Tensor) -> torch.Tensor:  # N×C×H×W input images (the probe)
         return net(u.reshape(1, -1, h, w).to(dev).contiguous(memory_format=torch.channels_last)).cpu()
 
-    def step(z):
-        out = net(z)
-        per_image = (op.apply(out) - op.observation).pow(2).flatten(1).mean(1)  # data-fit MSE each
-        opt.zero_grad(set_to_none=True)
-        per_image.sum().backward()
-        opt.step()
-        return out.detach(), per_image.detach()
-
     keys = ["loss", "psnr_obs", "psnr_obs_ema"]
     keys += ["psnr_clean", "psnr_clean_ema"] if clean is not None else []
     keys += ["divergence"] if divergence_every else []
@@ -252,7 +244,12 @@ def fit(degradation: Degradation, cfg: DIPConfig = DIPConfig(), iterations: int 
             if divergence_every and i % divergence_every == 0:  # before the step: its output
                 hist["divergence"][i] = mc_divergence(forward, net_input.float(), 1e-3,
                                                       probe_gen).numpy()
-            out, loss = step(z)
+            out = net(z)
+            per_image = (op.apply(out) - op.observation).pow(2).flatten(1).mean(1)  # data-fit MSE each
+            opt.zero_grad(set_to_none=True)
+            per_image.sum().backward()
+            opt.step()
+            out, loss = out.detach(), per_image.detach()
             out_ema = out if out_ema is None else ema * out_ema + (1 - ema) * out
             hist["loss"][i] = loss.cpu().numpy()
             hist["psnr_obs"][i] = psnr(op.apply(out), y_dev).cpu().numpy()
