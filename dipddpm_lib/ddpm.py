@@ -146,31 +146,30 @@ def train_ddpm(images, profile, beta_schedule: str | None = None, seed: int = 0,
         ema = EMAModel(unet.parameters(), decay=profile.ema_decay, use_ema_warmup=True, power=0.75)
         data = to_model(images).to(device)
         losses = np.zeros(profile.train_steps, dtype=np.float32)
-        timer = Timer().__enter__()
-        bar = tqdm(range(profile.train_steps), desc=f"DDPM train ({beta_schedule})",
-                   disable=not progress, mininterval=2)
-        for step in bar:
-            idx = torch.randint(0, len(data), (profile.batch_size,), generator=gen)
-            x0 = data[idx.to(device)]
-            noise = torch.randn(x0.shape, generator=gen).to(device)
-            t = torch.randint(0, profile.num_train_timesteps, (len(x0),), generator=gen)
-            if profile.low_t_fraction:  # a share of the steps on [0, low_t_max) instead
-                low = torch.rand(len(x0), generator=gen) < profile.low_t_fraction
-                t = torch.where(low, torch.randint(0, profile.low_t_max, (len(x0),), generator=gen), t)
-            t = t.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                eps = unet(sched.add_noise(x0, noise, t), t).sample
-            loss = F.mse_loss(eps.float(), noise)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), profile.grad_clip)
-            opt.step()
-            lr_sched.step()
-            ema.step(unet.parameters())
-            losses[step] = loss.item()
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{losses[max(0, step - 49):step + 1].mean():.4f}")
-        timer.__exit__()
+        with Timer() as timer:
+            bar = tqdm(range(profile.train_steps), desc=f"DDPM train ({beta_schedule})",
+                       disable=not progress, mininterval=2)
+            for step in bar:
+                idx = torch.randint(0, len(data), (profile.batch_size,), generator=gen)
+                x0 = data[idx.to(device)]
+                noise = torch.randn(x0.shape, generator=gen).to(device)
+                t = torch.randint(0, profile.num_train_timesteps, (len(x0),), generator=gen)
+                if profile.low_t_fraction:  # a share of the steps on [0, low_t_max) instead
+                    low = torch.rand(len(x0), generator=gen) < profile.low_t_fraction
+                    t = torch.where(low, torch.randint(0, profile.low_t_max, (len(x0),), generator=gen), t)
+                t = t.to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    eps = unet(sched.add_noise(x0, noise, t), t).sample
+                loss = F.mse_loss(eps.float(), noise)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(unet.parameters(), profile.grad_clip)
+                opt.step()
+                lr_sched.step()
+                ema.step(unet.parameters())
+                losses[step] = loss.item()
+                if step % 50 == 0:
+                    bar.set_postfix(loss=f"{losses[max(0, step - 49):step + 1].mean():.4f}")
         ema.copy_to(unet.parameters())
         tensors = {f"unet.{k}": v for k, v in unet.state_dict().items()}
         tensors["loss_history"] = torch.from_numpy(losses)
