@@ -155,15 +155,13 @@ class Cache:
                        compute: Callable[[], tuple[dict[str, torch.Tensor], dict]]):
         """The cached ``(tensors, meta)``, or computed and stored under a lock (one process computes)."""
         hit = self.get(kind, config)
-        if hit is not None:
-            return hit
-        with _locked(self.path(kind, config)):
-            hit = self.get(kind, config)
-            if hit is not None:
-                return hit
-            tensors, meta = compute()
-            self.put(kind, config, tensors, meta)
-        return self.get(kind, config)
+        if hit is None:
+            with _locked(self.path(kind, config)):
+                hit = self.get(kind, config)  # another process may have computed it meanwhile
+                if hit is None:
+                    self.put(kind, config, *compute())
+                    hit = self.get(kind, config)
+        return hit
 
 
 def is_tensor(x) -> bool:
