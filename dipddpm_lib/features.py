@@ -42,17 +42,6 @@ class _Wrapped(nn.Module):
         super().__init__()
         self.net, self.device, self.inception, self.batch_size = net, device, inception, batch_size
 
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float().to(self.device).clamp(0, 1)
-        if not self.inception:
-            return x
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = (x * 255).round()  # uint8 levels, as an image file holds them
-        x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
-                          align_corners=False)
-        return ((x - 128) / 128).clamp(-1.0, 127 / 128)  # TF's range, as fid-helper clamps it
-
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
         # identical images (the constant and repeated controls: 3 of 5) go through the net once
@@ -60,7 +49,13 @@ class _Wrapped(nn.Module):
         x = flat.view(len(flat), *x.shape[1:])
         out = []
         for i in range(0, len(x), self.batch_size):
-            f = self.net(self._prepare(x[i:i + self.batch_size]))
+            b = x[i:i + self.batch_size].float().to(self.device).clamp(0, 1)
+            if self.inception:  # RGB at uint8 levels, as an image file holds them
+                b = ((b.expand(-1, 3, -1, -1) if b.shape[1] == 1 else b) * 255).round()
+                b = F.interpolate(b, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
+                                  align_corners=False)
+                b = ((b - 128) / 128).clamp(-1.0, 127 / 128)  # TF's range, as fid-helper clamps it
+            f = self.net(b)
             out.append((f.flatten(2).mean(2) if f.dim() > 2 else f).float().cpu())
         return torch.cat(out)[inverse.cpu()]
 
