@@ -98,8 +98,7 @@ def unet_flops(model: TrainedDDPM, shape: tuple[int, int, int]) -> float:
     device = next(model.unet.parameters()).device
     x = torch.zeros(1, *shape, device=device)
     with torch.no_grad():
-        flops, _ = count_flops(model.unet, x, torch.zeros(1, dtype=torch.long, device=device))
-    return flops
+        return count_flops(model.unet, x, torch.zeros(1, dtype=torch.long, device=device))[0]
 
 
 def one_step_curve(model: TrainedDDPM, names, size: int, sigmas, seeds,
