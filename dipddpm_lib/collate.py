@@ -47,10 +47,8 @@ def _summary(leaf) -> dict | None:
         out = {k: leaf.get(k) for k in ("mean", "std", "median", "min", "max", "n")}
         return {**out, "ci95": leaf["ci95"] if isinstance(leaf.get("ci95"), (int, float))
                 else half_width(out["std"], out["n"])}
-    if isinstance(leaf, bool) or leaf is None:
-        return None
-    if isinstance(leaf, (int, float)):
-        return spread([leaf])
+    if isinstance(leaf, (int, float)) and not isinstance(leaf, bool):
+        leaf = [leaf]
     if isinstance(leaf, list) and leaf and all(isinstance(v, (int, float)) for v in leaf):
         return spread(leaf)
     return None

@@ -104,9 +104,7 @@ def notebook_parameters(notebook: Path) -> dict:
 
     nb = json.loads(Path(notebook).read_text())
     cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if not cells:
-        return {}
-    src = "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
+    src = "".join(cells[0]["source"]) if cells else ""  # a list of lines or one string
     out = {}
     for node in ast.parse(src).body:
         targets = node.targets if isinstance(node, ast.Assign) else \
