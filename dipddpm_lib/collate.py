@@ -58,18 +58,13 @@ def point_rows(point: Point, profile: str) -> list[dict]:
     """The tidy rows of one done point: one per (metric label, matched key)."""
     metrics = read_json(point.folder / "metrics.json") or {}
     saved = read_json(point.folder / "point.json") or {}
-    rows = []
-    for label, path in point.grid.metrics.items():
-        for key, leaf in lookup(metrics, path):
-            s = _summary(leaf)
-            if s is None:
-                continue
-            rows.append({"grid": point.grid.name, "notebook": point.grid.notebook_name,
-                         "parameter": point.grid.parameter, "value": point.value,
-                         "point": point.name, "metric": label, "key": key, **s,
-                         "seeds": metrics.get("seeds"), "wall_s": saved.get("wall_s"),
-                         "copied_from": saved.get("copied_from") or "", "profile": profile})
-    return rows
+    return [{"grid": point.grid.name, "notebook": point.grid.notebook_name,
+             "parameter": point.grid.parameter, "value": point.value, "point": point.name,
+             "metric": label, "key": key, **s, "seeds": metrics.get("seeds"),
+             "wall_s": saved.get("wall_s"), "copied_from": saved.get("copied_from") or "",
+             "profile": profile}
+            for label, path in point.grid.metrics.items() for key, leaf in lookup(metrics, path)
+            if (s := _summary(leaf)) is not None]
 
 
 def collect(grids: list[Grid], profile: str, root: str | Path | None = None

@@ -323,10 +323,8 @@ def run_all(setup: StoppingSetup, profile, cache: Cache | None = None,
             lookup: SigmaLookup | None = None, prior_x0=None, sure: bool = False
             ) -> list[SeedRuns]:
     """Every seed's runs (cached); ``prior_x0(seed)`` gives that seed's learned-prior estimates."""
-    out = []
-    for seed in tqdm(setup.seeds, desc="seeds"):
-        x0 = prior_x0(seed) if prior_x0 is not None else None
-        out.append(SeedRuns(run_reference(setup, profile, seed, cache, lookup=lookup, prior_x0=x0),
-                            run_guided(setup, profile, seed, cache),
-                            run_sure(setup, profile, seed, cache) if sure else None))
-    return out
+    return [SeedRuns(run_reference(setup, profile, seed, cache, lookup=lookup,
+                                   prior_x0=None if prior_x0 is None else prior_x0(seed)),
+                     run_guided(setup, profile, seed, cache),
+                     run_sure(setup, profile, seed, cache) if sure else None)
+            for seed in tqdm(setup.seeds, desc="seeds")]

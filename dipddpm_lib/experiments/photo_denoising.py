@@ -288,15 +288,9 @@ def make_config(profile, photos=None, sigmas=None, seeds=None, methods=None, t0_
 
 def verdict_rows(verdict_by_sigma: dict) -> list[dict]:
     """:func:`verdict` as tidy rows, one per (σ, comparison), with readers' names."""
-    rows = []
-    for sig, v in verdict_by_sigma.items():
-        for key, e in v["against"].items():
-            if key == "bm3d" and v["best_single"] == "bm3d":
-                continue
-            d = e["diff"]
-            rows.append({"sigma": sig, "combined": method_label(v["best_combined"]),
-                         "against": method_label(e["method"]) + (" (best single prior)"
-                                                                  if key == "best_single" else ""),
-                         "outcome": "beats" if e["beats"] else ("loses to" if e["loses"] else "not resolved"),
-                         "diff": d, "flops_ratio": e["flops_ratio"], "wall_ratio": e["wall_ratio"]})
-    return rows
+    return [{"sigma": sig, "combined": method_label(v["best_combined"]),
+             "against": method_label(e["method"]) + (" (best single prior)" if key == "best_single" else ""),
+             "outcome": "beats" if e["beats"] else ("loses to" if e["loses"] else "not resolved"),
+             "diff": e["diff"], "flops_ratio": e["flops_ratio"], "wall_ratio": e["wall_ratio"]}
+            for sig, v in verdict_by_sigma.items() for key, e in v["against"].items()
+            if not (key == "bm3d" and v["best_single"] == "bm3d")]  # already the best single
