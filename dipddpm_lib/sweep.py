@@ -105,12 +105,10 @@ def notebook_parameters(notebook: Path) -> dict:
     nb = json.loads(Path(notebook).read_text())
     cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
     src = "".join(cells[0]["source"]) if cells else ""  # a list of lines or one string
-    out = {}
-    for node in ast.parse(src).body:
-        targets = node.targets if isinstance(node, ast.Assign) else \
-            [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else []
-        out.update(dict.fromkeys(t.id for t in targets if isinstance(t, ast.Name)))
-    return out
+    return {t.id: None for node in ast.parse(src).body
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]
+                      if isinstance(node, ast.AnnAssign) and node.value is not None else [])
+            if isinstance(t, ast.Name)}
 
 
 def _require(ok, name: str, problem: str) -> None:
