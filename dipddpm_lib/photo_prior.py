@@ -75,7 +75,6 @@ def train_photo_prior(profile, seed: int = 0, cache: Cache | None = None,
     recipe = {"photos": list(profile.prior_train_photos), "crop": pp.image_size,
               "n": profile.prior_n_crops, "short_sides": list(profile.prior_short_sides),
               "seed": seed}
-    cache = cache or Cache()
     bank = lambda: crop_bank(profile.prior_train_photos, pp.image_size,  # noqa: E731
                              profile.prior_n_crops, profile.prior_short_sides, seed, progress)
     shape = (profile.prior_n_crops, 3, pp.image_size, pp.image_size)
