@@ -58,15 +58,13 @@ def equal_compute_comparison(summary: dict, metric: str, higher_is_better: bool,
 
 def equal_flops_rows(cmp: list[dict], metric: str) -> list[dict]:
     """:func:`equal_compute_comparison` as tidy rows with readers' names."""
-    rows = []
-    for r in cmp:
-        row = {"method": method_label(r["method"]), metric: r[metric], "gflops": r["gflops_per_image"]}
-        for k in [k for k in r if k.endswith(")")]:
-            name, key = k[:-1].split(" (")
-            row[name] = f"{method_label(key)}: {fmt(r[k])}; " + (
-                "wins" if r[f"wins vs {name}"] else "loses" if r[f"loses vs {name}"] else "not resolved")
-        rows.append(row)
-    return rows
+    def cell(r, name, key):  # the baseline's value and the verdict against it
+        verdict = "wins" if r[f"wins vs {name}"] else "loses" if r[f"loses vs {name}"] else "not resolved"
+        return f"{method_label(key)}: {fmt(r[f'{name} ({key})'])}; {verdict}"
+
+    return [{"method": method_label(r["method"]), metric: r[metric], "gflops": r["gflops_per_image"],
+             **{name: cell(r, name, key) for k in r if k.endswith(")") for name, key in [k[:-1].split(" (")]}}
+            for r in cmp]
 
 
 def ddpm_chain_key(summary: dict) -> str:
