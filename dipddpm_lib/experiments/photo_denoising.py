@@ -64,11 +64,9 @@ class PhotoConfig:
         for s in self.sigmas:
             if check_sigma(s) != round(s):  # arrays are named photo_<method>_<name>_s<σ>
                 raise ValueError(f"task C's sigmas must be whole numbers (0-255), got {s}")
-        check_positive_int("dip_iterations", self.dip_iterations)
-        check_positive_int("red_refresh", self.red_refresh)
-        check_positive_int("chain_steps", self.chain_steps)
-        for k in self.ddim_steps:
-            check_positive_int("ddim steps", k)
+        for name, v in (("dip_iterations", self.dip_iterations), ("red_refresh", self.red_refresh),
+                        ("chain_steps", self.chain_steps), *(("ddim steps", k) for k in self.ddim_steps)):
+            check_positive_int(name, v)
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"unknown task C method(s) {unknown}; valid: {', '.join(METHODS)}")
