@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from .cache import Cache, cached
 from .compute import Compute, count_flops
-from .data import _photo_array, check_photos
+from .data import _photo_array, _to_tensor, check_photos
 from .ddpm import TrainedDDPM, alphas_cumprod, predict_x0, to_model, train_ddpm
 from .errors import check_images, check_positive_int, check_sigma
 from .physics import sigma_to_t
@@ -41,18 +41,7 @@ def crop_bank(names, crop: int, n: int, short_sides, seed: int = 0,
 
 def _rescaled(name: str, short_side: int) -> torch.Tensor:
     """A photograph as 3×H×W in [0, 1], its shorter side resized to ``short_side``."""
-    from skimage.color import gray2rgb, rgba2rgb
-    from skimage.transform import resize
-    from skimage.util import img_as_float32
-
-    img = img_as_float32(_photo_array(name))
-    img = rgba2rgb(img) if img.ndim == 3 and img.shape[2] == 4 else img
-    img = gray2rgb(img) if img.ndim == 2 else img
-    h, w = img.shape[:2]
-    scale = short_side / min(h, w)
-    img = resize(img, (max(short_side, round(h * scale)), max(short_side, round(w * scale))),
-                 anti_aliasing=True)
-    return torch.from_numpy(np.ascontiguousarray(img, np.float32)).permute(2, 0, 1).clamp(0, 1)
+    return _to_tensor(_photo_array(name), short_side, "rgb", crop=False)[0]
 
 
 def prior_profile(profile):
