@@ -110,10 +110,8 @@ class StoppingSetup:
 
     def to_dict(self) -> dict:
         """JSON-able dict, with the derived counts."""
-        d = dataclasses.asdict(self)
-        d.update(window=self.window, patience=self.patience,
-                 ulyanov_iterations=self.ulyanov_iterations, budget=self.budget)
-        return d
+        return dataclasses.asdict(self) | dict(window=self.window, patience=self.patience,
+                                               ulyanov_iterations=self.ulyanov_iterations, budget=self.budget)
 
 
 def make_setup(profile: str, seeds=None, tuned=None, device=None, **knobs):
