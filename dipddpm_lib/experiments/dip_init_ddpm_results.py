@@ -17,12 +17,11 @@ def summarise(rows: list[dict], keys=SUMMARY_KEYS) -> dict:
     for method in dict.fromkeys(r["method"] for r in rows):
         group = [r for r in rows if r["method"] == method]
         present = [k for k in keys if group[0].get(k) is not None]  # class scores need labels
-        entry = {k: spread([r[k] for r in group]) for k in present}
-        entry["values"] = {k: [r[k] for r in group] for k in present}
-        entry.update({k: v for k, v in group[0].items()
-                      if k not in keys and k not in ("seed", "method") and not isinstance(v, float)})
-        entry["seeds"] = [r["seed"] for r in group]
-        out[method] = entry
+        out[method] = {**{k: spread([r[k] for r in group]) for k in present},
+                       "values": {k: [r[k] for r in group] for k in present},
+                       **{k: v for k, v in group[0].items()
+                          if k not in keys and k not in ("seed", "method") and not isinstance(v, float)},
+                       "seeds": [r["seed"] for r in group]}
     return out
 
 
