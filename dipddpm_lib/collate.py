@@ -92,15 +92,10 @@ def write_table(rows: list[dict], path: str | Path) -> Path:
 
 def read_table(path: str | Path) -> list[dict]:
     """Read a table written by :func:`write_table`."""
-    out = []
+    numbers = ("mean", "std", "ci95", "median", "min", "max", "n", "wall_s")
     with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            for k in ("mean", "std", "ci95", "median", "min", "max", "n", "wall_s"):
-                r[k] = float(r[k]) if r.get(k) not in (None, "") else None
-            for k in _JSON_COLUMNS:
-                r[k] = json.loads(r[k])
-            out.append(r)
-    return out
+        return [{**r, **{k: float(r[k]) if r.get(k) not in (None, "") else None for k in numbers},
+                 **{k: json.loads(r[k]) for k in _JSON_COLUMNS}} for r in csv.DictReader(f)]
 
 
 def grid_curve(rows: list[dict], grid: Grid, metric: str) -> list[dict]:
