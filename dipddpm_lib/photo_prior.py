@@ -94,12 +94,9 @@ def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch
 
 def denoise_x0_each(model: TrainedDDPM, noisy: torch.Tensor, sigmas) -> tuple[torch.Tensor, float]:
     """:func:`denoise_x0` of each image at its own σ, clipped, and the calls' GFLOPs."""
-    outs, flops = [], 0.0
-    for n, s in enumerate(np.asarray(sigmas, dtype=float)):
-        x0, c = denoise_x0(model, noisy[n:n + 1], float(s))
-        outs.append(x0.detach().cpu().float().clamp(0, 1))
-        flops += c.flops
-    return torch.cat(outs), flops / 1e9
+    done = [denoise_x0(model, noisy[n:n + 1], float(s)) for n, s in enumerate(np.asarray(sigmas, float))]
+    return (torch.cat([x0.detach().cpu().float().clamp(0, 1) for x0, _ in done]),
+            sum(c.flops for _, c in done) / 1e9)
 
 
 def unet_flops(model: TrainedDDPM, shape: tuple[int, int, int]) -> float:
