@@ -13,10 +13,9 @@ import yaml
 
 from .errors import check_choice
 from .profiles import PROFILES
-from .results import read_json
+from .results import REPO, read_json
 from .tuned import TUNABLE, tuned_values
 
-REPO = Path(__file__).resolve().parents[1]
 GRID_FILE = REPO / "notebooks" / "ablations.yaml"
 GRID_KEYS = ("notebook", "parameter", "values", "fixed", "default", "metrics", "choose", "tunes",
              "why")
