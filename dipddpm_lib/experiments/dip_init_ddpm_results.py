@@ -113,9 +113,8 @@ def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
                                      for w in ("wins", "loses")},
                   "best": min(names, key=fid.get) if names else None}
         if g == "new":  # a near-copy's lower cost is not a generation speed-up: none is given
-            sp, sp_wall = speedup(names)
-            out[g]["speedup_vs_ddpm_at_matched_fid"] = sp
-            out[g]["wall_speedup_vs_ddpm_at_matched_fid"] = sp_wall
+            out[g].update(zip(("speedup_vs_ddpm_at_matched_fid", "wall_speedup_vs_ddpm_at_matched_fid"),
+                              speedup(names)))
     return out
 
 
