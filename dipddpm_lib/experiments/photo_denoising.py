@@ -226,18 +226,16 @@ def verdict(summary: dict) -> dict:
         singles = [m for m in by if family(m) in SINGLE_PRIORS or family(m) == "ddim"]
         if not combined or not singles:
             continue
-        best_c = max(combined, key=lambda m: by[m]["psnr"]["mean"])
-        best_s = max(singles, key=lambda m: by[m]["psnr"]["mean"])
+        best_c, best_s = (max(ms, key=lambda m: by[m]["psnr"]["mean"]) for ms in (combined, singles))
         against = {"best_single": best_s, **{k: k for k in ("bm3d", "fuse_avg", "dip_oracle") if k in by}}
+        ratio = lambda k, m: by[best_c][k] / by[m][k] if by[m][k] > 0 else None  # noqa: E731
         out[sig] = {"best_combined": best_c, "best_single": best_s, "against": {}}
         for label, m in against.items():
             d = paired_difference(by[best_c]["values"], by[m]["values"])
-            ratio = (by[best_c]["gflops_per_image"] / by[m]["gflops_per_image"]
-                     if by[m]["gflops_per_image"] > 0 else None)
-            wall = by[best_c]["wall_s"] / by[m]["wall_s"] if by[m]["wall_s"] > 0 else None
-            out[sig]["against"][label] = {"method": m, "diff": d, "flops_ratio": ratio,
-                                          "wall_ratio": wall, "beats": d["resolved"] and d["mean"] > 0,
-                                          "loses": d["resolved"] and d["mean"] < 0}
+            out[sig]["against"][label] = {
+                "method": m, "diff": d, "flops_ratio": ratio("gflops_per_image", m),
+                "wall_ratio": ratio("wall_s", m), "beats": d["resolved"] and d["mean"] > 0,
+                "loses": d["resolved"] and d["mean"] < 0}
     return out
 
 
