@@ -82,10 +82,6 @@ def check_study_params(t0_list, t_trunc_list, dip_iterations, chain_sampler: str
 
 
 TASKS = ("A", "B", "C")
-# task C's notebook parameters (for photo_denoising.make_config)
-PHOTO_PARAMETERS = ("photos", "photo_sigmas", "photo_methods", "photo_t0_list", "tuned",
-                    "photo_dip_iterations", "red_lambda", "red_sigma_eff_ratio", "red_refresh",
-                    "target_lambda")
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,7 @@ def make_plan(profile: str, tasks=None, seeds=None, beta_schedule: str = "linear
               chain_steps=None, t_noise=None, denoise_images=None, data_dir=None,
               prior_train_steps=None, prior_unet_channels=None, device=None, **photo) -> Plan:
     """Chapter 03's parameters (``None``: the profile's) checked before any work; ``photo``: task
-    C's (:data:`PHOTO_PARAMETERS`)."""
+    C's (:data:`photo_denoising.NOTEBOOK_PARAMETERS`)."""
     from ..features import check_scoring
     from ..profiles import check_device, get_profile
     from . import photo_denoising
@@ -131,7 +127,7 @@ def make_plan(profile: str, tasks=None, seeds=None, beta_schedule: str = "linear
               chain_steps=given(chain_steps, p.int_chain_steps), t_noise=given(t_noise, p.int_t_noise),
               denoise_images=given(denoise_images, p.int_denoise_images))
     check_study_params(**ab, beta_schedule=beta_schedule, num_train_timesteps=p.num_train_timesteps)
-    unknown = sorted(set(photo) - set(PHOTO_PARAMETERS))
+    unknown = sorted(set(photo) - set(photo_denoising.NOTEBOOK_PARAMETERS))
     if unknown:
         raise TypeError(f"unknown chapter 03 parameter(s) {unknown}")
     seeds = list(given(seeds, p.seeds))

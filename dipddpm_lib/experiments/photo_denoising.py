@@ -246,6 +246,8 @@ PARAMETER_FIELDS = {"photo_dip_iterations": "photo_dip_iterations",
                     "red_lambda": "photo_red_lambda",
                     "red_sigma_eff_ratio": "photo_red_sigma_eff_ratio",
                     "red_refresh": "photo_red_refresh", "target_lambda": "photo_target_lambda"}
+#: Task C's notebook parameters (chapter 03 passes them to :func:`make_config`).
+NOTEBOOK_PARAMETERS = ("photos", "photo_sigmas", "photo_methods", "photo_t0_list", "tuned", *PARAMETER_FIELDS)
 
 
 def make_config(profile, photos=None, sigmas=None, seeds=None, methods=None, t0_list=None,
