@@ -135,19 +135,15 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
         out[method] = (x.clamp(0, 1), c)
 
     add("noisy", y, Compute())
-    if config.wants("bm3d"):
-        add("bm3d", *bm3d_denoise(y, sigma))
-    if config.wants("nl_means"):
-        add("nl_means", *nl_means_denoise(y, sigma))
-    x0 = None
-    if config.wants("ddpm_x0"):
-        x0 = ddpm_x0(model, y, sigma)
-        add("ddpm_x0", *x0)
-    if config.wants("ddpm_chain"):
-        add("ddpm_chain", *ddpm_chain(model, y, sigma, seed=int(sigma)))
-    if config.wants("ddim"):
-        for k in config.ddim_steps:
-            add(f"ddim_{k}", *ddim(model, y, sigma, k, seed=int(sigma)))
+    singles = {"bm3d": lambda: bm3d_denoise(y, sigma), "nl_means": lambda: nl_means_denoise(y, sigma),
+               "ddpm_x0": lambda: ddpm_x0(model, y, sigma),
+               "ddpm_chain": lambda: ddpm_chain(model, y, sigma, seed=int(sigma)),
+               **{f"ddim_{k}": lambda k=k: ddim(model, y, sigma, k, seed=int(sigma))
+                  for k in config.ddim_steps}}
+    for m, run in singles.items():  # in table order
+        if config.wants(family(m)):
+            add(m, *run())
+    x0 = out.get("ddpm_x0")  # (x̂0, its compute); x̂0 lies in [0, 1], so add's clamp kept it
 
     def dip_fit(method, target, desc):
         res = fit(Degradation("denoise", y), config.dip, config.dip_iterations, clean=clean,
@@ -185,17 +181,15 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
                          f"blend-DIP σ={sigma:g}")
         add("hybrid_target", res.output_ema, c)
 
-    rows, images = [], {}
     p_all = {m: psnr(x, clean).numpy() for m, (x, _) in out.items()}
     s_all = {m: ssim(x, clean).numpy() for m, (x, _) in out.items()}
-    for m, (x, c) in out.items():
-        images[f"{m}|{sigma:g}"] = x.view(len(names), len(seeds), *x.shape[1:])
-        for i, (name, seed) in enumerate((n, s) for n in names for s in seeds):
-            rows.append({"method": m, "photo": name, "sigma": sigma, "seed": seed,
-                         "t_sigma": t_sigma, "psnr": float(p_all[m][i]), "ssim": float(s_all[m][i]),
-                         "gflops_per_image": c.flops / 1e9, "nfe": c.nfe,
-                         "dip_iters": c.dip_iters, "wall_s": c.wall_s,
-                         "knows_sigma": family(m) in KNOWS_SIGMA, "oracle": m in ORACLES})
+    rows = [{"method": m, "photo": name, "sigma": sigma, "seed": seed, "t_sigma": t_sigma,
+             "psnr": float(p_all[m][i]), "ssim": float(s_all[m][i]), "gflops_per_image": c.flops / 1e9,
+             "nfe": c.nfe, "dip_iters": c.dip_iters, "wall_s": c.wall_s,
+             "knows_sigma": family(m) in KNOWS_SIGMA, "oracle": m in ORACLES}
+            for m, (_, c) in out.items()
+            for i, (name, seed) in enumerate((n, s) for n in names for s in seeds)]
+    images = {f"{m}|{sigma:g}": x.view(len(names), len(seeds), *x.shape[1:]) for m, (x, _) in out.items()}
     for m, curve in curves.items():
         c = np.asarray(curve, np.float32)
         images[f"curve.{m}|{sigma:g}"] = torch.from_numpy(c.reshape(len(c), -1).mean(1))
