@@ -50,14 +50,10 @@ def evaluate(setup: StoppingSetup, run: SeedRuns) -> list[dict]:
     stops, outputs, flops, own = _stop_outputs(run)
     quality = {c: (psnr(outputs[c], ref.clean).double().numpy(),
                    ssim(outputs[c], ref.clean).double().numpy()) for c in stops}
-    records = []
-    for n, (photo, sigma) in enumerate(setup.pairs):
-        for c in [c for c in CRITERIA if c in stops]:
-            p = float(quality[c][0][n])
-            records.append(_record(setup, photo, sigma, ref.seed, c, stops[c][n], p,
-                                   float(quality[c][1][n]), float(quality["oracle"][0][n]) - p,
-                                   float(max(own[c][n], p)) - p, flops[c]))
-    return records
+    return [_record(setup, photo, sigma, ref.seed, c, stops[c][n], p, float(quality[c][1][n]),
+                    float(quality["oracle"][0][n]) - p, float(max(own[c][n], p)) - p, flops[c])
+            for n, (photo, sigma) in enumerate(setup.pairs) for c in CRITERIA if c in stops
+            for p in [float(quality[c][0][n])]]
 
 
 def es_wmv_sensitivity(setup: StoppingSetup, references: list[Run]) -> dict:
