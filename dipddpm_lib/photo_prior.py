@@ -25,7 +25,8 @@ def crop_bank(names, crop: int, n: int, short_sides, seed: int = 0,
     sides = tuple(check_positive_int("short side", s) for s in short_sides)
     if not sides or min(sides) < crop:
         raise ValueError(f"every short side must be at least the crop size {crop}, got {sides}")
-    scaled = {(name, s): _rescaled(name, s) for name in names for s in sides}
+    scaled = {(name, s): _to_tensor(_photo_array(name), s, "rgb", crop=False)[0]  # 3×H×W, short side s
+              for name in names for s in sides}
     rng = np.random.default_rng(seed)
     out = torch.empty(n, 3, crop, crop)
     for i in tqdm(range(n), desc="photo crops", disable=not progress, mininterval=2):
@@ -37,11 +38,6 @@ def crop_bank(names, crop: int, n: int, short_sides, seed: int = 0,
             c = c.flip(2)
         out[i] = torch.rot90(c, int(rng.integers(4)), dims=(1, 2))
     return out
-
-
-def _rescaled(name: str, short_side: int) -> torch.Tensor:
-    """A photograph as 3×H×W in [0, 1], its shorter side resized to ``short_side``."""
-    return _to_tensor(_photo_array(name), short_side, "rgb", crop=False)[0]
 
 
 def prior_profile(profile):
