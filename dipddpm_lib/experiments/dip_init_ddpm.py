@@ -190,10 +190,9 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
     rows, images = [], {}
 
     def add(method, seed, x, c, refs, **extra):
-        q = scorer(x)
-        q["dist_to_ref"] = float(((x - refs).flatten(1).pow(2).mean(1).sqrt()).mean())
-        q["nn_train_dist"] = float(nearest_distance(x, x_train).mean())
-        rows.append(_row(method, seed, c, num_refs, **q, **extra))
+        rows.append(_row(method, seed, c, num_refs, **scorer(x),
+                         dist_to_ref=float(((x - refs).flatten(1).pow(2).mean(1).sqrt()).mean()),
+                         nn_train_dist=float(nearest_distance(x, x_train).mean()), **extra))
         if keep_images and seed == seeds[0]:
             images[method] = x
 
@@ -266,12 +265,11 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
         c_dip = dip.compute.per_image(n)
         add("dip_fixed", seed, dip.output_ema, c_dip)
         add("dip_oracle_peak", seed, dip.best_output, c_dip)
-        dip_based = {"dip_fixed": (dip.output_ema, c_dip)}
-        for t0 in t0_list:
-            x, c = dip_t0(model, dip.output_ema, t0, seed, chain_sampler, chain_steps)
-            dip_based[f"dip_t0_{t0}"] = (x, c_dip + c)
-        dip_based["tdpm_dip"] = tdpm_fit(model, y, t_noise, dip_cfg, [tdpm_iterations], seed, chain_sampler,
-                                         chain_steps, progress=progress, device=device)[tdpm_iterations]
+        dip_based = {"dip_fixed": (dip.output_ema, c_dip), **{  # each DIP→t0 with DIP's compute
+            f"dip_t0_{t0}": (x, c_dip + c) for t0 in t0_list
+            for x, c in [dip_t0(model, dip.output_ema, t0, seed, chain_sampler, chain_steps)]},
+            "tdpm_dip": tdpm_fit(model, y, t_noise, dip_cfg, [tdpm_iterations], seed, chain_sampler,
+                                 chain_steps, progress=progress, device=device)[tdpm_iterations]}
         for name, (x, c) in dip_based.items():
             if name != "dip_fixed":
                 add(name, seed, x, c, chain=f"{chain_sampler}, <= {chain_steps} calls")
