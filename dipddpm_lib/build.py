@@ -15,9 +15,8 @@ from . import sweep
 from .cache import atomic_write_json
 from .errors import check_choice
 from .profiles import check_device, get_profile
-from .results import read_json
+from .results import REPO, read_json
 
-REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 #: Chapter 01 trains the DDPM and the feature classifier that these notebooks then load from the
 #: cache (their runs wait for chapter 01 rather than train their own copies).

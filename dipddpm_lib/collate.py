@@ -47,10 +47,8 @@ def _summary(leaf) -> dict | None:
         out = {k: leaf.get(k) for k in ("mean", "std", "median", "min", "max", "n")}
         return {**out, "ci95": leaf["ci95"] if isinstance(leaf.get("ci95"), (int, float))
                 else half_width(out["std"], out["n"])}
-    if isinstance(leaf, bool) or leaf is None:
-        return None
-    if isinstance(leaf, (int, float)):
-        return spread([leaf])
+    if isinstance(leaf, (int, float)) and not isinstance(leaf, bool):
+        leaf = [leaf]
     if isinstance(leaf, list) and leaf and all(isinstance(v, (int, float)) for v in leaf):
         return spread(leaf)
     return None
@@ -60,18 +58,13 @@ def point_rows(point: Point, profile: str) -> list[dict]:
     """The tidy rows of one done point: one per (metric label, matched key)."""
     metrics = read_json(point.folder / "metrics.json") or {}
     saved = read_json(point.folder / "point.json") or {}
-    rows = []
-    for label, path in point.grid.metrics.items():
-        for key, leaf in lookup(metrics, path):
-            s = _summary(leaf)
-            if s is None:
-                continue
-            rows.append({"grid": point.grid.name, "notebook": point.grid.notebook_name,
-                         "parameter": point.grid.parameter, "value": point.value,
-                         "point": point.name, "metric": label, "key": key, **s,
-                         "seeds": metrics.get("seeds"), "wall_s": saved.get("wall_s"),
-                         "copied_from": saved.get("copied_from") or "", "profile": profile})
-    return rows
+    return [{"grid": point.grid.name, "notebook": point.grid.notebook_name,
+             "parameter": point.grid.parameter, "value": point.value, "point": point.name,
+             "metric": label, "key": key, **s, "seeds": metrics.get("seeds"),
+             "wall_s": saved.get("wall_s"), "copied_from": saved.get("copied_from") or "",
+             "profile": profile}
+            for label, path in point.grid.metrics.items() for key, leaf in lookup(metrics, path)
+            if (s := _summary(leaf)) is not None]
 
 
 def collect(grids: list[Grid], profile: str, root: str | Path | None = None
@@ -99,15 +92,10 @@ def write_table(rows: list[dict], path: str | Path) -> Path:
 
 def read_table(path: str | Path) -> list[dict]:
     """Read a table written by :func:`write_table`."""
-    out = []
+    numbers = ("mean", "std", "ci95", "median", "min", "max", "n", "wall_s")
     with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            for k in ("mean", "std", "ci95", "median", "min", "max", "n", "wall_s"):
-                r[k] = float(r[k]) if r.get(k) not in (None, "") else None
-            for k in _JSON_COLUMNS:
-                r[k] = json.loads(r[k])
-            out.append(r)
-    return out
+        return [{**r, **{k: float(r[k]) if r.get(k) not in (None, "") else None for k in numbers},
+                 **{k: json.loads(r[k]) for k in _JSON_COLUMNS}} for r in csv.DictReader(f)]
 
 
 def grid_curve(rows: list[dict], grid: Grid, metric: str) -> list[dict]:

@@ -47,18 +47,8 @@ def load_digits(size: int = 16, split: str = "train", test_fraction: float = 0.2
     return x[idx], y[idx]
 
 
-def _to_tensor(img: np.ndarray, size: int, color: str) -> torch.Tensor:
-    """H×W(×C) array → 1×C×size×size: shorter side resized, centre-cropped."""
-    img = resized(img, size, color)
-    top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
-    img = img[top:top + size, left:left + size]
-    t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
-    t = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
-    return check_images(t.unsqueeze(0).clamp(0, 1), "image")
-
-
-def resized(img: np.ndarray, size: int, color: str = "rgb") -> np.ndarray:
-    """H×W(×C) array as float ``color`` (``"rgb"`` or ``"gray"``), shorter side resized to ``size``."""
+def _to_tensor(img: np.ndarray, size: int, color: str, crop: bool = True) -> torch.Tensor:
+    """H×W(×C) array → 1×C×size×size: shorter side resized, centre-cropped (``crop``)."""
     from skimage.color import gray2rgb, rgb2gray, rgba2rgb
     from skimage.transform import resize
     from skimage.util import img_as_float32
@@ -75,7 +65,13 @@ def resized(img: np.ndarray, size: int, color: str = "rgb") -> np.ndarray:
     h, w = img.shape[:2]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    return resize(img, (nh, nw), anti_aliasing=True, preserve_range=True)
+    img = resize(img, (nh, nw), anti_aliasing=True, preserve_range=True)
+    if crop:
+        top, left = (nh - size) // 2, (nw - size) // 2
+        img = img[top:top + size, left:left + size]
+    t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+    t = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
+    return check_images(t.unsqueeze(0).clamp(0, 1), "image")
 
 
 def is_photo_path(name) -> bool:

@@ -177,8 +177,7 @@ def train_ddpm(images, profile, beta_schedule: str | None = None, seed: int = 0,
                          "n_params": sum(p.numel() for p in unet.parameters()),
                          "final_loss": float(losses[-100:].mean())}
 
-    tensors, meta = cached("ddpm", _train_config(profile, beta_schedule, seed, n, data_key),
-                           _train, cache or Cache())
+    tensors, meta = cached("ddpm", _train_config(profile, beta_schedule, seed, n, data_key), _train, cache)
     unet = make_unet(profile, channels)
     unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")})
     unet.to(device).eval()

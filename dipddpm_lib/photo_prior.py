@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from .cache import Cache, cached
 from .compute import Compute, Timer, count_flops
-from .data import _photo_array, check_photos, resized
+from .data import _photo_array, _to_tensor, check_photos
 from .ddpm import TrainedDDPM, alphas_cumprod, predict_x0, to_model, train_ddpm
 from .errors import check_images, check_positive_int, check_sigma
 from .physics import sigma_to_t
@@ -25,8 +25,8 @@ def crop_bank(names, crop: int, n: int, short_sides, seed: int = 0,
     sides = tuple(check_positive_int("short side", s) for s in short_sides)
     if not sides or min(sides) < crop:
         raise ValueError(f"every short side must be at least the crop size {crop}, got {sides}")
-    scaled = {(name, s): torch.from_numpy(np.ascontiguousarray(resized(_photo_array(name), s), np.float32))
-              .permute(2, 0, 1).clamp(0, 1) for name in names for s in sides}  # 3×H×W each
+    scaled = {(name, s): _to_tensor(_photo_array(name), s, "rgb", crop=False)[0]  # 3×H×W, short side s
+              for name in names for s in sides}
     rng = np.random.default_rng(seed)
     out = torch.empty(n, 3, crop, crop)
     for i in tqdm(range(n), desc="photo crops", disable=not progress, mininterval=2):
@@ -85,12 +85,9 @@ def denoise_x0(model: TrainedDDPM, y: torch.Tensor, sigma: float) -> tuple[torch
 
 def denoise_x0_each(model: TrainedDDPM, noisy: torch.Tensor, sigmas) -> tuple[torch.Tensor, float]:
     """:func:`denoise_x0` of each image at its own σ, clipped, and the calls' GFLOPs."""
-    outs, flops = [], 0.0
-    for n, s in enumerate(np.asarray(sigmas, dtype=float)):
-        x0, c = denoise_x0(model, noisy[n:n + 1], float(s))
-        outs.append(x0.detach().cpu().float().clamp(0, 1))
-        flops += c.flops
-    return torch.cat(outs), flops / 1e9
+    done = [denoise_x0(model, noisy[n:n + 1], float(s)) for n, s in enumerate(np.asarray(sigmas, float))]
+    return (torch.cat([x0.detach().cpu().float().clamp(0, 1) for x0, _ in done]),
+            sum(c.flops for _, c in done) / 1e9)
 
 
 def unet_flops(model: TrainedDDPM, shape: tuple[int, int, int]) -> float:

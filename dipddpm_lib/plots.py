@@ -44,11 +44,7 @@ def metric_vs_compute(summary: dict, metric: str, groups: dict[str, list[str]], 
         es = [summary[m][metric]["std"] for m in methods]
         ax.errorbar(xs, ys, yerr=es, fmt="-o" if label in connect else "o", ms=4, capsize=2,
                     label=label, alpha=0.85)
-    ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel or metric)
+    ax.set(xscale="log", **({"yscale": "log"} if logy else {}), xlabel=xlabel, ylabel=ylabel or metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return ax

@@ -150,17 +150,16 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", prior_photo_size=16, prior_unet_channels=(16, 32), prior_layers_per_block=1,
-        prior_train_steps=10, prior_batch_size=8, prior_warmup_steps=2, prior_n_crops=64,
-        prior_short_sides=(32, 48), image_size=16, unet_channels=(16, 32),
-        unet_attention=(False, False), train_steps=30, batch_size=32, warmup_steps=5,
-        num_samples=16, sample_batch=16, sampler_steps=(5, 10), dpm_steps=(5,), seeds=(0, 1),
-        photos=("astronaut", "camera"), photo_size=32, dip_scales=2, dip_channels=8,
+        name="smoke", prior_photo_size=16, prior_unet_channels=(16, 32), prior_train_steps=10,
+        prior_batch_size=8, prior_warmup_steps=2, prior_n_crops=64, prior_short_sides=(32, 48),
+        unet_channels=(16, 32), unet_attention=(False, False), train_steps=30, batch_size=32,
+        warmup_steps=5, num_samples=16, sample_batch=16, sampler_steps=(5, 10), dpm_steps=(5,),
+        seeds=(0, 1), photos=("astronaut", "camera"), photo_size=32, dip_scales=2, dip_channels=8,
         dip_iterations=20, ddpm_sample_steps=50, dip_baseline_photos=("astronaut", "camera"),
-        dip_baseline_iterations=20, dip_showcase_iterations=10,
-        int_num_refs=8, int_dip_iterations=(5, 10), int_t0_list=(5, 50), int_chain_steps=5,
-        int_denoise_images=4, int_t_noise=100, int_denoise_dip_iterations=10,
-        int_denoise_t0_list=(5,), int_denoise_ddim_steps=(1, 5), photo_sigmas=(25.0, 50.0),
+        dip_baseline_iterations=20, dip_showcase_iterations=10, int_num_refs=8,
+        int_dip_iterations=(5, 10), int_t0_list=(5, 50), int_chain_steps=5, int_denoise_images=4,
+        int_t_noise=100, int_denoise_dip_iterations=10, int_denoise_t0_list=(5,),
+        int_denoise_ddim_steps=(1, 5), photo_sigmas=(25.0, 50.0),
         photo_task_photos=("camera",),  # BM3D alone is 1.4 s per RGB image, whatever its size
         photo_dip_scales=2, photo_dip_channels=8, photo_dip_iterations=20, photo_t0_list=(5, 30),
         photo_chain_steps=3, es_paper_scale=0.01, es_num_stages=4, es_stage_iterations=5,
@@ -173,7 +172,7 @@ PROFILES: dict[str, Profile] = {
         name="full", device="cuda", dataset="folder", image_size=64,
         unet_channels=(128, 256, 256, 256), unet_attention=(False, False, True, False),
         unet_layers_per_block=2, train_steps=60_000, batch_size=128, lr=2e-4, warmup_steps=1000,
-        ema_decay=0.9999, num_samples=1024, sample_batch=512, seeds=(0, 1, 2),
+        ema_decay=0.9999, num_samples=1024, sample_batch=512,
         photos=("astronaut", "camera", "coffee", "chelsea"),  # every eval photo
         photo_size=256, dip_scales=5, dip_channels=128, dip_iterations=3000,
         dip_baseline_photos=("astronaut", "camera", "coffee", "chelsea"),

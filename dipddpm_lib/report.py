@@ -206,15 +206,13 @@ def compute_rows(results: dict) -> list[dict]:
         dip = m2["compute"].get("dip", {})
         add("02", f"DIP fits ({dip.get('iterations')} network-iterations)", dip.get("wall_s"),
             dip.get("gflops"))
-    if m3:
-        for task in ("generation", "denoising"):
-            task_rows = _get(m3, task, "rows") or []
-            if task_rows:  # a task-C-only run has none
-                add("03", f"{task} ({len(task_rows)} method × seed runs)", total(task_rows, "wall_s"))
-        photo_rows = _get(m3, "photographs", "rows") or []
-        if photo_rows:  # task C: per-image compute, summed over every method × photo × σ × seed
-            add("03", f"photographs, task C ({len(photo_rows)} method × photo × σ × seed runs)",
-                total(photo_rows, "wall_s"), total(photo_rows, "gflops_per_image"))
+    for task, what, runs in (("generation", "generation", "method × seed"),
+                             ("denoising", "denoising", "method × seed"),
+                             ("photographs", "photographs, task C", "method × photo × σ × seed")):
+        task_rows = _get(m3, task, "rows") or []  # a task-C-only run has no task A or B
+        if task_rows:  # task C's GFLOPs: per image, summed over every run
+            add("03", f"{what} ({len(task_rows)} {runs} runs)", total(task_rows, "wall_s"),
+                total(task_rows, "gflops_per_image") if task == "photographs" else None)
     if m4 and "compute" in m4:
         for what, runs in (("{} DIP runs", m4["compute"]),
                            ("σ lookup's calibration on the tune photos", _get(m4, "sigma_lookup", "compute")),

@@ -13,10 +13,9 @@ import yaml
 
 from .errors import check_choice
 from .profiles import PROFILES
-from .results import read_json
+from .results import REPO, read_json
 from .tuned import TUNABLE, tuned_values
 
-REPO = Path(__file__).resolve().parents[1]
 GRID_FILE = REPO / "notebooks" / "ablations.yaml"
 GRID_KEYS = ("notebook", "parameter", "values", "fixed", "default", "metrics", "choose", "tunes",
              "why")
@@ -104,15 +103,11 @@ def notebook_parameters(notebook: Path) -> dict:
 
     nb = json.loads(Path(notebook).read_text())
     cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if not cells:
-        return {}
-    src = "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
-    out = {}
-    for node in ast.parse(src).body:
-        targets = node.targets if isinstance(node, ast.Assign) else \
-            [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else []
-        out.update(dict.fromkeys(t.id for t in targets if isinstance(t, ast.Name)))
-    return out
+    src = "".join(cells[0]["source"]) if cells else ""  # a list of lines or one string
+    return {t.id: None for node in ast.parse(src).body
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]
+                      if isinstance(node, ast.AnnAssign) and node.value is not None else [])
+            if isinstance(t, ast.Name)}
 
 
 def _require(ok, name: str, problem: str) -> None:

@@ -62,14 +62,11 @@ def tuned_values(grid, value) -> dict:
     """The profile fields a grid's ``value`` sets; ``ValueError`` if it gives no valid setting."""
     out = {}
     for f, key in grid.tunes.items():
-        if key is None:
-            v = value
-        elif isinstance(value, dict) and key in value:
-            v = value[key]
-        else:
+        if key is not None and not (isinstance(value, dict) and key in value):
             raise ValueError(f"grid {grid.name!r} tunes {f} from the key {key!r} of its values, "
                              f"but {value!r} has no such key")
-        out[f] = check_tuned_value(f, v, f" (grid {grid.name!r}, value {format_value(value)})")
+        out[f] = check_tuned_value(f, value if key is None else value[key],
+                                   f" (grid {grid.name!r}, value {format_value(value)})")
     return out
 
 

@@ -225,14 +225,12 @@ def training_compute(model: TrainedDDPM, profile: Profile) -> dict:
 
 def summarize(rows: list[dict]) -> dict:
     """Per method: its rows, the spread of each score and wall time, its compute."""
-    out = {}
     fixed = ("label", "sampler", "num_steps", "num_samples", "features", "nfe", "gflops")
-    for key in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == key]
-        out[key] = {**{k: mine[0][k] for k in fixed}, "per_seed": mine, **_spreads(mine),
-                    "gflops_per_image": mine[0]["gflops"] / mine[0]["num_samples"],
-                    "wall_s": spread(r["wall_s"] for r in mine)}
-    return out
+    return {key: {**{k: mine[0][k] for k in fixed}, "per_seed": mine, **_spreads(mine),
+                  "gflops_per_image": mine[0]["gflops"] / mine[0]["num_samples"],
+                  "wall_s": spread(r["wall_s"] for r in mine)}
+            for key in dict.fromkeys(r["method"] for r in rows)
+            for mine in [[r for r in rows if r["method"] == key]]}
 
 
 def _bar_checks(entry: dict, reference: dict, min_precision: float, min_recall: float,

@@ -82,10 +82,6 @@ def check_study_params(t0_list, t_trunc_list, dip_iterations, chain_sampler: str
 
 
 TASKS = ("A", "B", "C")
-# task C's notebook parameters (for photo_denoising.make_config)
-PHOTO_PARAMETERS = ("photos", "photo_sigmas", "photo_methods", "photo_t0_list", "tuned",
-                    "photo_dip_iterations", "red_lambda", "red_sigma_eff_ratio", "red_refresh",
-                    "target_lambda")
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,7 @@ def make_plan(profile: str, tasks=None, seeds=None, beta_schedule: str = "linear
               chain_steps=None, t_noise=None, denoise_images=None, data_dir=None,
               prior_train_steps=None, prior_unet_channels=None, device=None, **photo) -> Plan:
     """Chapter 03's parameters (``None``: the profile's) checked before any work; ``photo``: task
-    C's (:data:`PHOTO_PARAMETERS`)."""
+    C's (:data:`photo_denoising.NOTEBOOK_PARAMETERS`)."""
     from ..features import check_scoring
     from ..profiles import check_device, get_profile
     from . import photo_denoising
@@ -131,7 +127,7 @@ def make_plan(profile: str, tasks=None, seeds=None, beta_schedule: str = "linear
               chain_steps=given(chain_steps, p.int_chain_steps), t_noise=given(t_noise, p.int_t_noise),
               denoise_images=given(denoise_images, p.int_denoise_images))
     check_study_params(**ab, beta_schedule=beta_schedule, num_train_timesteps=p.num_train_timesteps)
-    unknown = sorted(set(photo) - set(PHOTO_PARAMETERS))
+    unknown = sorted(set(photo) - set(photo_denoising.NOTEBOOK_PARAMETERS))
     if unknown:
         raise TypeError(f"unknown chapter 03 parameter(s) {unknown}")
     seeds = list(given(seeds, p.seeds))
@@ -194,10 +190,9 @@ def generation_study(model: TrainedDDPM, classifier, x_train: torch.Tensor, x_te
     rows, images = [], {}
 
     def add(method, seed, x, c, refs, **extra):
-        q = scorer(x)
-        q["dist_to_ref"] = float(((x - refs).flatten(1).pow(2).mean(1).sqrt()).mean())
-        q["nn_train_dist"] = float(nearest_distance(x, x_train).mean())
-        rows.append(_row(method, seed, c, num_refs, **q, **extra))
+        rows.append(_row(method, seed, c, num_refs, **scorer(x),
+                         dist_to_ref=float(((x - refs).flatten(1).pow(2).mean(1).sqrt()).mean()),
+                         nn_train_dist=float(nearest_distance(x, x_train).mean()), **extra))
         if keep_images and seed == seeds[0]:
             images[method] = x
 
@@ -270,12 +265,11 @@ def denoising_study(model: TrainedDDPM, x_clean: torch.Tensor, seeds, t_noise: i
         c_dip = dip.compute.per_image(n)
         add("dip_fixed", seed, dip.output_ema, c_dip)
         add("dip_oracle_peak", seed, dip.best_output, c_dip)
-        dip_based = {"dip_fixed": (dip.output_ema, c_dip)}
-        for t0 in t0_list:
-            x, c = dip_t0(model, dip.output_ema, t0, seed, chain_sampler, chain_steps)
-            dip_based[f"dip_t0_{t0}"] = (x, c_dip + c)
-        dip_based["tdpm_dip"] = tdpm_fit(model, y, t_noise, dip_cfg, [tdpm_iterations], seed, chain_sampler,
-                                         chain_steps, progress=progress, device=device)[tdpm_iterations]
+        dip_based = {"dip_fixed": (dip.output_ema, c_dip), **{  # each DIP→t0 with DIP's compute
+            f"dip_t0_{t0}": (x, c_dip + c) for t0 in t0_list
+            for x, c in [dip_t0(model, dip.output_ema, t0, seed, chain_sampler, chain_steps)]},
+            "tdpm_dip": tdpm_fit(model, y, t_noise, dip_cfg, [tdpm_iterations], seed, chain_sampler,
+                                 chain_steps, progress=progress, device=device)[tdpm_iterations]}
         for name, (x, c) in dip_based.items():
             if name != "dip_fixed":
                 add(name, seed, x, c, chain=f"{chain_sampler}, <= {chain_steps} calls")

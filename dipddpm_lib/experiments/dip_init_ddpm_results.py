@@ -17,12 +17,11 @@ def summarise(rows: list[dict], keys=SUMMARY_KEYS) -> dict:
     for method in dict.fromkeys(r["method"] for r in rows):
         group = [r for r in rows if r["method"] == method]
         present = [k for k in keys if group[0].get(k) is not None]  # class scores need labels
-        entry = {k: spread([r[k] for r in group]) for k in present}
-        entry["values"] = {k: [r[k] for r in group] for k in present}
-        entry.update({k: v for k, v in group[0].items()
-                      if k not in keys and k not in ("seed", "method") and not isinstance(v, float)})
-        entry["seeds"] = [r["seed"] for r in group]
-        out[method] = entry
+        out[method] = {**{k: spread([r[k] for r in group]) for k in present},
+                       "values": {k: [r[k] for r in group] for k in present},
+                       **{k: v for k, v in group[0].items()
+                          if k not in keys and k not in ("seed", "method") and not isinstance(v, float)},
+                       "seeds": [r["seed"] for r in group]}
     return out
 
 
@@ -58,15 +57,13 @@ def equal_compute_comparison(summary: dict, metric: str, higher_is_better: bool,
 
 def equal_flops_rows(cmp: list[dict], metric: str) -> list[dict]:
     """:func:`equal_compute_comparison` as tidy rows with readers' names."""
-    rows = []
-    for r in cmp:
-        row = {"method": method_label(r["method"]), metric: r[metric], "gflops": r["gflops_per_image"]}
-        for k in [k for k in r if k.endswith(")")]:
-            name, key = k[:-1].split(" (")
-            row[name] = f"{method_label(key)}: {fmt(r[k])}; " + (
-                "wins" if r[f"wins vs {name}"] else "loses" if r[f"loses vs {name}"] else "not resolved")
-        rows.append(row)
-    return rows
+    def cell(r, name, key):  # the baseline's value and the verdict against it
+        verdict = "wins" if r[f"wins vs {name}"] else "loses" if r[f"loses vs {name}"] else "not resolved"
+        return f"{method_label(key)}: {fmt(r[f'{name} ({key})'])}; {verdict}"
+
+    return [{"method": method_label(r["method"]), metric: r[metric], "gflops": r["gflops_per_image"],
+             **{name: cell(r, name, key) for k in r if k.endswith(")") for name, key in [k[:-1].split(" (")]}}
+            for r in cmp]
 
 
 def ddpm_chain_key(summary: dict) -> str:
@@ -116,9 +113,8 @@ def verdict_generation(summary: dict, cmp: list[dict]) -> dict:
                                      for w in ("wins", "loses")},
                   "best": min(names, key=fid.get) if names else None}
         if g == "new":  # a near-copy's lower cost is not a generation speed-up: none is given
-            sp, sp_wall = speedup(names)
-            out[g]["speedup_vs_ddpm_at_matched_fid"] = sp
-            out[g]["wall_speedup_vs_ddpm_at_matched_fid"] = sp_wall
+            out[g].update(zip(("speedup_vs_ddpm_at_matched_fid", "wall_speedup_vs_ddpm_at_matched_fid"),
+                              speedup(names)))
     return out
 
 

@@ -47,17 +47,15 @@ class StoppingSetup:
 
     @classmethod
     def from_profile(cls, profile, seeds=None) -> "StoppingSetup":
-        setup = cls(tuple(profile.photos), profile.es_photo_size,
-                    tuple(float(s) for s in profile.es_sigmas),
-                    tuple(profile.seeds if seeds is None else seeds), profile.dip_iterations,
-                    profile.es_paper_scale, profile.es_num_stages, profile.es_stage_iterations,
-                    profile.es_stage_schedule, profile.es_start_ratio, profile.beta_schedule,
-                    tuple(float(f) for f in profile.es_wmv_window_factors))
-        setup.check()
-        return setup
+        return cls(tuple(profile.photos), profile.es_photo_size,
+                   tuple(float(s) for s in profile.es_sigmas),
+                   tuple(profile.seeds if seeds is None else seeds), profile.dip_iterations,
+                   profile.es_paper_scale, profile.es_num_stages, profile.es_stage_iterations,
+                   profile.es_stage_schedule, profile.es_start_ratio, profile.beta_schedule,
+                   tuple(float(f) for f in profile.es_wmv_window_factors)).check()
 
-    def check(self) -> None:
-        """Raise ``ValueError`` (naming the valid choices) for any bad knob."""
+    def check(self) -> "StoppingSetup":
+        """The set-up, if every knob is valid; else ``ValueError`` naming the valid choices."""
         from ..data import check_photos
 
         check_photos(self.photos, "photos", min_size=self.photo_size)
@@ -75,6 +73,7 @@ class StoppingSetup:
         for s in self.sigmas:  # checks σ > 0, the beta and stage schedules and the first stage
             stage_noise_levels(s, self.num_stages, self.stage_schedule, self.start_ratio,
                                self.beta_schedule)
+        return self
 
     @property
     def window(self) -> int:  # the papers' counts × paper_scale
@@ -239,9 +238,7 @@ def run_reference(setup: StoppingSetup, profile, seed: int, cache: Cache | None 
 
 def tune_setup(setup: StoppingSetup, profile) -> StoppingSetup:
     """The set-up on the profile's tune photographs (first seed), where ``sigma_lookup`` is fitted."""
-    tuned = dataclasses.replace(setup, photos=tuple(profile.tune_photos), seeds=setup.seeds[:1])
-    tuned.check()
-    return tuned
+    return dataclasses.replace(setup, photos=tuple(profile.tune_photos), seeds=setup.seeds[:1]).check()
 
 
 def calibrate_lookup(setup: StoppingSetup, profile, cache: Cache | None = None,
@@ -319,10 +316,8 @@ def run_all(setup: StoppingSetup, profile, cache: Cache | None = None,
             lookup: SigmaLookup | None = None, prior_x0=None, sure: bool = False
             ) -> list[SeedRuns]:
     """Every seed's runs (cached); ``prior_x0(seed)`` gives that seed's learned-prior estimates."""
-    out = []
-    for seed in tqdm(setup.seeds, desc="seeds"):
-        x0 = prior_x0(seed) if prior_x0 is not None else None
-        out.append(SeedRuns(run_reference(setup, profile, seed, cache, lookup=lookup, prior_x0=x0),
-                            run_guided(setup, profile, seed, cache),
-                            run_sure(setup, profile, seed, cache) if sure else None))
-    return out
+    return [SeedRuns(run_reference(setup, profile, seed, cache, lookup=lookup,
+                                   prior_x0=None if prior_x0 is None else prior_x0(seed)),
+                     run_guided(setup, profile, seed, cache),
+                     run_sure(setup, profile, seed, cache) if sure else None)
+            for seed in tqdm(setup.seeds, desc="seeds")]

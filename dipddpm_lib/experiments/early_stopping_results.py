@@ -11,7 +11,7 @@ from .. import dip
 from ..compute import Compute
 from ..data import photo_name, photo_roles
 from ..metrics import psnr, ssim
-from ..results import markdown_table, paired_difference, save_array, spread
+from ..results import fmt, markdown_table, paired_difference, save_array, spread
 from ..stopping import CRITERIA, NEEDS_SIGMA, ORACLES, RAW, SigmaLookup, last_minimum_stop
 from .early_stopping import NOTEBOOK, Run, SeedRuns, StoppingSetup, _fit_kwargs
 
@@ -50,14 +50,10 @@ def evaluate(setup: StoppingSetup, run: SeedRuns) -> list[dict]:
     stops, outputs, flops, own = _stop_outputs(run)
     quality = {c: (psnr(outputs[c], ref.clean).double().numpy(),
                    ssim(outputs[c], ref.clean).double().numpy()) for c in stops}
-    records = []
-    for n, (photo, sigma) in enumerate(setup.pairs):
-        for c in [c for c in CRITERIA if c in stops]:
-            p = float(quality[c][0][n])
-            records.append(_record(setup, photo, sigma, ref.seed, c, stops[c][n], p,
-                                   float(quality[c][1][n]), float(quality["oracle"][0][n]) - p,
-                                   float(max(own[c][n], p)) - p, flops[c]))
-    return records
+    return [_record(setup, photo, sigma, ref.seed, c, stops[c][n], p, float(quality[c][1][n]),
+                    float(quality["oracle"][0][n]) - p, float(max(own[c][n], p)) - p, flops[c])
+            for n, (photo, sigma) in enumerate(setup.pairs) for c in CRITERIA if c in stops
+            for p in [float(quality[c][0][n])]]
 
 
 def es_wmv_sensitivity(setup: StoppingSetup, references: list[Run]) -> dict:
@@ -193,11 +189,10 @@ LABELS = {"guided": "guided (ours)", "prior_distance": "learned prior (ours)",
 
 def results_table(summary: dict) -> str:
     """The summary, one row per criterion (± the 95 % t-interval)."""
-    pm = lambda v, d: f"{v['mean']:.{d}f} ± {v['ci95']:.{d}f}"  # noqa: E731
-    rows = [{"c": LABELS[c], "output": s["output"], "it": pm(s["iteration"], 0),
+    rows = [{"c": LABELS[c], "output": s["output"], "it": fmt(s["iteration"], 0),
              "reads": "clean image" if s["needs_clean"] else "σ" if s["needs_sigma"] else "–",
-             "run": f"{s['iterations_run']['mean']:.0f}", "psnr": pm(s["psnr"], 2),
-             "ssim": f"{s['ssim']['mean']:.3f}", "gap": pm(s["gap_db"], 2),
+             "run": f"{s['iterations_run']['mean']:.0f}", "psnr": s["psnr"],
+             "ssim": f"{s['ssim']['mean']:.3f}", "gap": s["gap_db"],
              "median": f"{s['gap_db']['median']:.2f}", "worst": f"{s['gap_db']['worst']:.2f}",
              "own": f"{s['own_gap_db']['mean']:.2f}" if s["own_gap_db"] else "–",
              "saved": f"{100 * s['compute_saved']['mean']:.0f}%"} for c, s in summary.items()]

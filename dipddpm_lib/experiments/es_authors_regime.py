@@ -24,13 +24,11 @@ def paper_setup(setup: StoppingSetup, profile) -> StoppingSetup:
     k = profile.es_paper_regime_scale
     if not 0 < k <= 10:
         raise ValueError(f"es_paper_regime_scale must be in (0, 10], got {k}")
-    paper = dataclasses.replace(
+    return dataclasses.replace(
         setup, photos=tuple(profile.es_paper_photos), photo_size=profile.es_paper_photo_size,
         sigmas=tuple(float(x) for x in profile.es_paper_sigmas), seeds=setup.seeds[:1],
         fixed_iterations=max(1, round(PAPER_ITERATIONS * k)), paper_scale=k,
-        wmv_window_factors=(1.0,))
-    paper.check()
-    return paper
+        wmv_window_factors=(1.0,)).check()
 
 
 def paper_net(profile) -> dip.DIPConfig:

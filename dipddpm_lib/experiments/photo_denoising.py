@@ -135,19 +135,15 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
         out[method] = (x.clamp(0, 1), c)
 
     add("noisy", y, Compute())
-    if config.wants("bm3d"):
-        add("bm3d", *bm3d_denoise(y, sigma))
-    if config.wants("nl_means"):
-        add("nl_means", *nl_means_denoise(y, sigma))
-    x0 = None
-    if config.wants("ddpm_x0"):
-        x0 = ddpm_x0(model, y, sigma)
-        add("ddpm_x0", *x0)
-    if config.wants("ddpm_chain"):
-        add("ddpm_chain", *ddpm_chain(model, y, sigma, seed=int(sigma)))
-    if config.wants("ddim"):
-        for k in config.ddim_steps:
-            add(f"ddim_{k}", *ddim(model, y, sigma, k, seed=int(sigma)))
+    singles = {"bm3d": lambda: bm3d_denoise(y, sigma), "nl_means": lambda: nl_means_denoise(y, sigma),
+               "ddpm_x0": lambda: ddpm_x0(model, y, sigma),
+               "ddpm_chain": lambda: ddpm_chain(model, y, sigma, seed=int(sigma)),
+               **{f"ddim_{k}": lambda k=k: ddim(model, y, sigma, k, seed=int(sigma))
+                  for k in config.ddim_steps}}
+    for m, run in singles.items():  # in table order
+        if config.wants(family(m)):
+            add(m, *run())
+    x0 = out.get("ddpm_x0")  # (x̂0, its compute); x̂0 lies in [0, 1], so add's clamp kept it
 
     def dip_fit(method, target, desc):
         res = fit(Degradation("denoise", y), config.dip, config.dip_iterations, clean=clean,
@@ -185,17 +181,15 @@ def _one_sigma(model, photos, config: PhotoConfig, sigma: float, progress: bool)
                          f"blend-DIP σ={sigma:g}")
         add("hybrid_target", res.output_ema, c)
 
-    rows, images = [], {}
     p_all = {m: psnr(x, clean).numpy() for m, (x, _) in out.items()}
     s_all = {m: ssim(x, clean).numpy() for m, (x, _) in out.items()}
-    for m, (x, c) in out.items():
-        images[f"{m}|{sigma:g}"] = x.view(len(names), len(seeds), *x.shape[1:])
-        for i, (name, seed) in enumerate((n, s) for n in names for s in seeds):
-            rows.append({"method": m, "photo": name, "sigma": sigma, "seed": seed,
-                         "t_sigma": t_sigma, "psnr": float(p_all[m][i]), "ssim": float(s_all[m][i]),
-                         "gflops_per_image": c.flops / 1e9, "nfe": c.nfe,
-                         "dip_iters": c.dip_iters, "wall_s": c.wall_s,
-                         "knows_sigma": family(m) in KNOWS_SIGMA, "oracle": m in ORACLES})
+    rows = [{"method": m, "photo": name, "sigma": sigma, "seed": seed, "t_sigma": t_sigma,
+             "psnr": float(p_all[m][i]), "ssim": float(s_all[m][i]), "gflops_per_image": c.flops / 1e9,
+             "nfe": c.nfe, "dip_iters": c.dip_iters, "wall_s": c.wall_s,
+             "knows_sigma": family(m) in KNOWS_SIGMA, "oracle": m in ORACLES}
+            for m, (_, c) in out.items()
+            for i, (name, seed) in enumerate((n, s) for n in names for s in seeds)]
+    images = {f"{m}|{sigma:g}": x.view(len(names), len(seeds), *x.shape[1:]) for m, (x, _) in out.items()}
     for m, curve in curves.items():
         c = np.asarray(curve, np.float32)
         images[f"curve.{m}|{sigma:g}"] = torch.from_numpy(c.reshape(len(c), -1).mean(1))
@@ -226,18 +220,16 @@ def verdict(summary: dict) -> dict:
         singles = [m for m in by if family(m) in SINGLE_PRIORS or family(m) == "ddim"]
         if not combined or not singles:
             continue
-        best_c = max(combined, key=lambda m: by[m]["psnr"]["mean"])
-        best_s = max(singles, key=lambda m: by[m]["psnr"]["mean"])
+        best_c, best_s = (max(ms, key=lambda m: by[m]["psnr"]["mean"]) for ms in (combined, singles))
         against = {"best_single": best_s, **{k: k for k in ("bm3d", "fuse_avg", "dip_oracle") if k in by}}
+        ratio = lambda k, m: by[best_c][k] / by[m][k] if by[m][k] > 0 else None  # noqa: E731
         out[sig] = {"best_combined": best_c, "best_single": best_s, "against": {}}
         for label, m in against.items():
             d = paired_difference(by[best_c]["values"], by[m]["values"])
-            ratio = (by[best_c]["gflops_per_image"] / by[m]["gflops_per_image"]
-                     if by[m]["gflops_per_image"] > 0 else None)
-            wall = by[best_c]["wall_s"] / by[m]["wall_s"] if by[m]["wall_s"] > 0 else None
-            out[sig]["against"][label] = {"method": m, "diff": d, "flops_ratio": ratio,
-                                          "wall_ratio": wall, "beats": d["resolved"] and d["mean"] > 0,
-                                          "loses": d["resolved"] and d["mean"] < 0}
+            out[sig]["against"][label] = {
+                "method": m, "diff": d, "flops_ratio": ratio("gflops_per_image", m),
+                "wall_ratio": ratio("wall_s", m), "beats": d["resolved"] and d["mean"] > 0,
+                "loses": d["resolved"] and d["mean"] < 0}
     return out
 
 
@@ -248,6 +240,8 @@ PARAMETER_FIELDS = {"photo_dip_iterations": "photo_dip_iterations",
                     "red_lambda": "photo_red_lambda",
                     "red_sigma_eff_ratio": "photo_red_sigma_eff_ratio",
                     "red_refresh": "photo_red_refresh", "target_lambda": "photo_target_lambda"}
+#: Task C's notebook parameters (chapter 03 passes them to :func:`make_config`).
+NOTEBOOK_PARAMETERS = ("photos", "photo_sigmas", "photo_methods", "photo_t0_list", "tuned", *PARAMETER_FIELDS)
 
 
 def make_config(profile, photos=None, sigmas=None, seeds=None, methods=None, t0_list=None,
@@ -284,15 +278,9 @@ def make_config(profile, photos=None, sigmas=None, seeds=None, methods=None, t0_
 
 def verdict_rows(verdict_by_sigma: dict) -> list[dict]:
     """:func:`verdict` as tidy rows, one per (σ, comparison), with readers' names."""
-    rows = []
-    for sig, v in verdict_by_sigma.items():
-        for key, e in v["against"].items():
-            if key == "bm3d" and v["best_single"] == "bm3d":
-                continue
-            d = e["diff"]
-            rows.append({"sigma": sig, "combined": method_label(v["best_combined"]),
-                         "against": method_label(e["method"]) + (" (best single prior)"
-                                                                  if key == "best_single" else ""),
-                         "outcome": "beats" if e["beats"] else ("loses to" if e["loses"] else "not resolved"),
-                         "diff": d, "flops_ratio": e["flops_ratio"], "wall_ratio": e["wall_ratio"]})
-    return rows
+    return [{"sigma": sig, "combined": method_label(v["best_combined"]),
+             "against": method_label(e["method"]) + (" (best single prior)" if key == "best_single" else ""),
+             "outcome": "beats" if e["beats"] else ("loses to" if e["loses"] else "not resolved"),
+             "diff": e["diff"], "flops_ratio": e["flops_ratio"], "wall_ratio": e["wall_ratio"]}
+            for sig, v in verdict_by_sigma.items() for key, e in v["against"].items()
+            if not (key == "bm3d" and v["best_single"] == "bm3d")]  # already the best single

@@ -90,8 +90,7 @@ def plot_restorations(restorations: list[ImageRestoration]):
             ax.set_title(title, fontsize=7.5)
         ax_row[0].set_ylabel(f"{r.name} ({TASK_NAMES[r.degradation.task]})", fontsize=8)
         for ax in ax_row:
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             if not ax.images:
                 ax.set_axis_off()
     fig.tight_layout()

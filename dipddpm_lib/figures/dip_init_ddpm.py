@@ -124,8 +124,7 @@ def plot_photo_psnr_vs_wall(summary_c: dict):
         if "dip_oracle" in by:
             ax.axhline(by["dip_oracle"]["psnr"]["mean"], color="k", ls=":", lw=1, label="DIP oracle peak (upper bound)")
         ax.axhline(by["noisy"]["psnr"]["mean"], color="grey", ls="--", lw=1, label="noisy input")
-        ax.set_xscale("log")
-        ax.set(xlabel="wall seconds per image (log)", ylabel="PSNR (dB)", title=f"σ = {sig}")
+        ax.set(xscale="log", xlabel="wall seconds per image (log)", ylabel="PSNR (dB)", title=f"σ = {sig}")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="lower right")
     _plain_log_ticks(*axes[0])

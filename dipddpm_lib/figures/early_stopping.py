@@ -51,8 +51,7 @@ def plot_stage_gallery(guided: Run, n: int, stage_iterations: int):
 
 def plot_stage_monitor(guided: Run, n: int, stage_iterations: int, axes=None):
     """PSNR and SSIM against the current stage's target, with each stage's noise floor."""
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(9, 3))
+    axes = plt.subplots(1, 2, figsize=(9, 3))[1] if axes is None else axes
     it = np.arange(1, len(guided.history["psnr_target"]) + 1)
     stage = np.minimum((it - 1) // stage_iterations, guided.noise_stds.shape[1] - 1)
     total = (guided.sigmas[n] / 255.0) ** 2 + guided.noise_stds[n, stage] ** 2

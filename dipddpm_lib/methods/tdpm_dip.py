@@ -42,11 +42,8 @@ def tdpm_fit(model: TrainedDDPM, x_t: torch.Tensor, t: int, cfg: DIPConfig, iter
     starts.update(fit_dip_snapshots(x_t, cfg, its, seed, lr=lr, net_input=net_input,
                                     reg_noise_std=1.0 / 30.0 if net_input is None else 0.0,
                                     progress=progress, desc=f"TDPM-DIP t={t}", device=device))
-    out = {}
-    for i, (x, c_dip) in starts.items():
-        x0, c_chain = tdpm_dip(model, x, t, seed, sampler, steps, "state")
-        out[i] = (x0, c_dip + c_chain)
-    return out
+    return {i: (x0, c_dip + c_chain) for i, (x, c_dip) in starts.items()
+            for x0, c_chain in [tdpm_dip(model, x, t, seed, sampler, steps, "state")]}
 
 
 def truncated_start(x_ref: torch.Tensor, t_trunc: int, z: torch.Tensor, beta_schedule: str,
