@@ -255,8 +255,7 @@ def make_plan(profile: str = "quick", seeds=None, images=None, image_size=None,
     given = dict(arch or {}) if isinstance(arch, dict) else {}
     overrides, record = tuned_overrides(profile, tuned, NOTEBOOK, {
         "dip_scales": given.get("scales"), "dip_channels": given.get("channels"), "dip_lr": lr})
-    if device is not None:
-        overrides = {**overrides, "device": device}
+    overrides |= {} if device is None else {"device": device}
     prof = check_device(get_profile(profile, **overrides))
     if lr is not None:
         prof = get_profile(profile, **{**overrides, "dip_lr": check_positive_float("lr", lr)})
