@@ -107,11 +107,10 @@ def grid_curve(rows: list[dict], grid: Grid, metric: str) -> list[dict]:
                and value_slug(r["value"]) == value_slug(value)]
         if not sel:
             continue
-        means = [r["mean"] for r in sel]
         stds = [r["std"] or 0.0 for r in sel]
         cis = [r["ci95"] if r.get("ci95") is not None else half_width(r["std"], r["n"])
                for r in sel]
-        out.append({"value": value, "mean": sum(means) / len(means),
+        out.append({"value": value, "mean": sum(r["mean"] for r in sel) / len(sel),
                     "std": math.sqrt(sum(s * s for s in stds) / len(stds)),
                     "ci95": math.sqrt(sum(c * c for c in cis)) / len(cis),
                     "keys": [r["key"] for r in sel], "n": min(int(r["n"] or 0) for r in sel)})

@@ -229,9 +229,7 @@ def get_profile(name: str, **overrides) -> Profile:
     check_photo_sets(base)
     fixed = {k: tuple(v) if isinstance(getattr(base, k), tuple) else v for k, v in overrides.items()}
     out = dataclasses.replace(base, **fixed)
-    if set(fixed) & set(PHOTO_SETS):
-        check_photo_sets(out, chapters=False)
-    return out
+    return check_photo_sets(out, chapters=False) if set(fixed) & set(PHOTO_SETS) else out
 
 
 def check_device(profile: Profile) -> Profile:

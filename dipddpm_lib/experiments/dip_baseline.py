@@ -320,8 +320,7 @@ def save_arrays(out_dir, r: ImageRestoration, prefix: str = "") -> list[str]:
     arrays = {"clean": r.clean, "observed": r.degradation.observation,
               "dip_final": torch.cat([f.output_ema for f in r.fits]),
               "dip_peak": torch.cat([f.best_output for f in r.fits]),
-              **{m: c.output for m, c in r.classical.items()}}
-    if r.degradation.mask is not None:
-        arrays["mask"] = r.degradation.mask
+              **{m: c.output for m, c in r.classical.items()},
+              **({} if r.degradation.mask is None else {"mask": r.degradation.mask})}
     return [save_array(out_dir, f"{prefix}{kind}_{photo_name(r.name)}", x).name
             for kind, x in arrays.items()]
