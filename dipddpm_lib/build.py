@@ -1,9 +1,10 @@
 """The report build's plan and its steps; ``workflow/Snakefile`` runs them
-(``python -m dipddpm_lib.build {check,point,copy,stamp,timings}``)."""
+(``python -m dipddpm_lib.build {check,chapter,point,copy,stamp}``)."""
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import sys
 import time
@@ -87,20 +88,48 @@ def check(profile: str, device: str | None = None, grid_file: str | Path | None 
     sweep.load_grids(profile, grid_file)
 
 
+#: What jupyter_client raises when a kernel exits before it answers; no cell has run. Two kernels
+#: started at once can be given the same free port, and the second then dies.
+KERNEL_DIED = "Kernel died before replying to kernel_info"
+
+
+def execute(nb: str | Path, out: str | Path, parameters: dict, tries: int = 3) -> None:
+    """Run notebook ``nb`` with papermill into ``out`` (its folder the working directory). A
+    kernel that dies before it starts is started again, up to ``tries`` times in all."""
+    import papermill as pm
+
+    for attempt in range(1, tries + 1):
+        try:
+            pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(Path(nb).parent),
+                                progress_bar=False, kernel_name="python3")
+            return
+        except RuntimeError as err:
+            if KERNEL_DIED not in str(err) or attempt == tries:
+                raise
+            print(f"{Path(nb).name}: the kernel died before it started; starting it again "
+                  f"({attempt + 1}/{tries})", file=sys.stderr, flush=True)
+
+
+def run_chapter(chapter: str, out: str | Path, parameters: dict) -> None:
+    """One chapter's run into ``out``: written as ``<name>.partial.ipynb``, renamed when it has
+    finished (a failed run's partial notebook stays for inspection)."""
+    check_choice("chapter", chapter, CHAPTERS)
+    out = Path(out)
+    partial = out.with_suffix(".partial.ipynb")
+    execute(NOTEBOOKS / f"{chapter}.ipynb", partial, parameters)
+    partial.replace(out)
+
+
 def run_point(pt: sweep.Point, profile: str, extra: dict | None = None) -> float:
     """Run one point with papermill; ``point.json`` last. A failed run is kept as
     ``<folder>.failed/`` (with ``error.txt``) and raised again. Returns the wall seconds."""
-    import papermill as pm
-
     folder = pt.folder
     shutil.rmtree(pt.failed_folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
         nb = pt.grid.notebook
-        pm.execute_notebook(str(nb), str(folder / nb.name), cwd=str(nb.parent), progress_bar=False,
-                            parameters={**pt.parameters(profile), **sweep.declared_only(nb, extra or {})},
-                            kernel_name="python3")
+        execute(nb, folder / nb.name, {**pt.parameters(profile), **sweep.declared_only(nb, extra or {})})
         if not (folder / "metrics.json").exists():
             raise RuntimeError(f"{pt.grid.notebook.name} finished without writing metrics.json")
     except Exception as err:
@@ -156,20 +185,23 @@ def write_timings(profile: str, benchmarks: str | Path, path: str | Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dipddpm_lib.build {check,point,copy,stamp} …``: the build's steps."""
+    """``python -m dipddpm_lib.build {check,chapter,point,copy,stamp} …``: the build's steps."""
     ap = argparse.ArgumentParser(description="The report build's steps (workflow/Snakefile runs them).")
-    ap.add_argument("step", choices=("check", "point", "copy", "stamp"))
-    ap.add_argument("path", nargs="?", help="stamp: the done.json to write")
-    for arg in ("--profile", "--grid-file", "--device", "--root", "--grid", "--point", "--data-dir"):
+    ap.add_argument("step", choices=("check", "chapter", "point", "copy", "stamp"))
+    ap.add_argument("path", nargs="?", help="stamp: the done.json to write; chapter: the executed notebook")
+    for arg in ("--profile", "--grid-file", "--device", "--root", "--grid", "--point", "--data-dir",
+                "--chapter", "--parameters"):
         ap.add_argument(arg, required=arg == "--profile")
     args = ap.parse_args(argv)
-    if (args.step == "stamp") != (args.path is not None):
-        ap.error("stamp, and only stamp, takes the path of its done.json")
+    if (args.step in ("stamp", "chapter")) != (args.path is not None):
+        ap.error("stamp and chapter, and only they, take a path (the done.json; the executed notebook)")
     try:
         if args.step == "check":
             return check(args.profile, args.device, args.grid_file) or 0
         if args.step == "stamp":
             return stamp(args.path, args.profile) or 0
+        if args.step == "chapter":
+            return run_chapter(args.chapter, args.path, json.loads(args.parameters or "{}")) or 0
         points = plan(args.profile, Path(args.root).resolve(), args.grid_file)
         check_choice("ablation point", f"{args.grid}/{args.point}", [f"{g}/{p}" for g, p in points])
         pp = points[(args.grid, args.point)]

@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-import papermill as pm
+from dipddpm_lib.build import execute
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -19,9 +19,7 @@ def run_notebook(name: str, out_dir: Path, **params) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     parameters = {"profile": "smoke", "output_dir": str(out_dir), **params}
-    pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out_dir / f"{name}.executed.ipynb"),
-                        parameters=parameters, cwd=str(NOTEBOOKS), progress_bar=False,
-                        kernel_name="python3")
+    execute(NOTEBOOKS / f"{name}.ipynb", out_dir / f"{name}.executed.ipynb", parameters)
     return json.loads((out_dir / "metrics.json").read_text())
 
 

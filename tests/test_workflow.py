@@ -166,6 +166,48 @@ def test_the_check_step_names_a_missing_device_before_any_work(monkeypatch, caps
     assert build.main(["check", "--profile", "fast"]) == 2
 
 
+def test_a_kernel_that_dies_before_it_starts_is_started_again(monkeypatch, tmp_path, capsys):
+    import papermill
+
+    calls, deaths = [], [2]
+
+    def fake(nb, out, **kw):  # the first kernels die (a port taken by another kernel)
+        calls.append(out)
+        if deaths[0]:
+            deaths[0] -= 1
+            raise RuntimeError(build.KERNEL_DIED)
+        Path(out).write_text("{}")
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake)
+    out = tmp_path / "02_dip_baseline.ipynb"
+    assert build.main(["chapter", str(out), "--profile", "smoke", "--chapter", "02_dip_baseline",
+                       "--parameters", '{"profile": "smoke"}']) == 0
+    assert len(calls) == 3 and out.exists() and not out.with_suffix(".partial.ipynb").exists()
+    assert capsys.readouterr().err.count("the kernel died before it started") == 2
+
+    calls.clear()  # a third death is raised, and any other error (a cell's own) at once
+    deaths[0] = 3
+    with pytest.raises(RuntimeError, match="kernel_info"):
+        build.execute(build.NOTEBOOKS / "02_dip_baseline.ipynb", tmp_path / "a.ipynb", {})
+    assert len(calls) == 3
+
+    def cell_error(nb, out, **kw):
+        calls.append(out)
+        raise RuntimeError("a cell failed")
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", cell_error)
+    with pytest.raises(RuntimeError, match="a cell failed"):
+        build.execute(build.NOTEBOOKS / "02_dip_baseline.ipynb", tmp_path / "b.ipynb", {})
+    assert len(calls) == 1
+
+
+def test_the_chapter_step_refuses_an_unknown_chapter_before_any_work(tmp_path, capsys):
+    out = tmp_path / "executed" / "07_nothing.ipynb"
+    assert build.main(["chapter", str(out), "--profile", "smoke", "--chapter", "07_nothing"]) == 2
+    assert "07_nothing" in capsys.readouterr().err and not (tmp_path / "executed").exists()
+
+
 # --------------------------------------------------------------------------- running points
 # Two small grids over a dummy chapter (fast kernels): a setting with a failing point, and a
 # condition whose first point is the setting grid's default (copied, not run again).
