@@ -202,10 +202,13 @@ def test_a_kernel_that_dies_before_it_starts_is_started_again(monkeypatch, tmp_p
     assert len(calls) == 1
 
 
-def test_the_chapter_step_refuses_an_unknown_chapter_before_any_work(tmp_path, capsys):
+def test_the_chapter_step_refuses_an_unknown_chapter_or_bad_parameters_before_any_work(tmp_path, capsys):
     out = tmp_path / "executed" / "07_nothing.ipynb"
     assert build.main(["chapter", str(out), "--profile", "smoke", "--chapter", "07_nothing"]) == 2
     assert "07_nothing" in capsys.readouterr().err and not (tmp_path / "executed").exists()
+    assert build.main(["chapter", str(out), "--profile", "smoke", "--chapter", "02_dip_baseline",
+                       "--parameters", "{profile: smoke"]) == 2  # not JSON
+    assert "error:" in capsys.readouterr().err and not (tmp_path / "executed").exists()
 
 
 # --------------------------------------------------------------------------- running points
